@@ -1,0 +1,49 @@
+// One Kubernetes API server for the whole test run, chosen in this order:
+//   1. KUBECONFIG, when set: an existing cluster (kind, say); nothing is started or stopped.
+//   2. KUBEBUILDER_ASSETS, when set: envtest's etcd and kube-apiserver, run by the local
+//      control plane's launcher (which adds the controller manager).
+//   3. Otherwise the local control plane built from test/cluster/.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { KubeConfig, VersionApi } from '@kubernetes/client-node';
+import type { TestProject } from 'vitest/node';
+import { kubernetesVersion, startControlPlane, type ControlPlane } from '../cluster/controlplane.ts';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    kubeconfig: string;
+    /** The Kubernetes release of the built-in control plane, when the run uses it. */
+    localVersion: string | undefined;
+  }
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  let kubeconfig: string;
+  let source: string;
+  let controlPlane: ControlPlane | undefined;
+  let dir: string | undefined;
+
+  if (process.env.KUBECONFIG) {
+    kubeconfig = process.env.KUBECONFIG;
+    source = `KUBECONFIG=${kubeconfig}`;
+  } else {
+    dir = mkdtempSync(path.join(tmpdir(), 'suo-controlplane-'));
+    const assets = process.env.KUBEBUILDER_ASSETS;
+    controlPlane = await startControlPlane(assets ? { dir, assets } : { dir });
+    kubeconfig = controlPlane.kubeconfig;
+    source = assets ? `envtest binaries in ${assets}` : 'local control plane (test/cluster)';
+  }
+
+  const kc = new KubeConfig();
+  kc.loadFromFile(kubeconfig);
+  const version = await kc.makeApiClient(VersionApi).getCode();
+  console.log(`integration tests run against Kubernetes ${version.gitVersion} at ${kc.getCurrentCluster()?.server} (${source})`);
+
+  project.provide('kubeconfig', kubeconfig);
+  project.provide('localVersion', controlPlane && !process.env.KUBEBUILDER_ASSETS ? kubernetesVersion() : undefined);
+  return async () => {
+    await controlPlane?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  };
+}
