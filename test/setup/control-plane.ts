@@ -1,4 +1,5 @@
-// One Kubernetes API server for the whole test run, chosen in this order:
+// One Kubernetes API server for the whole test run, with the project's CRDs installed,
+// chosen in this order:
 //   1. KUBECONFIG, when set: an existing cluster (kind, say); nothing is started or stopped.
 //   2. KUBEBUILDER_ASSETS, when set: envtest's etcd and kube-apiserver, run by the local
 //      control plane's launcher (which adds the controller manager).
@@ -9,6 +10,7 @@ import path from 'node:path';
 import { KubeConfig, VersionApi } from '@kubernetes/client-node';
 import type { TestProject } from 'vitest/node';
 import { kubernetesVersion, startControlPlane, type ControlPlane } from '../cluster/controlplane.ts';
+import { installCrds } from '../crds.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -39,6 +41,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
   kc.loadFromFile(kubeconfig);
   const version = await kc.makeApiClient(VersionApi).getCode();
   console.log(`integration tests run against Kubernetes ${version.gitVersion} at ${kc.getCurrentCluster()?.server} (${source})`);
+
+  // Installed once, before any test: every test file shares them, and the garbage
+  // collector has learnt them by the time tests delete owners.
+  await installCrds(kc);
 
   project.provide('kubeconfig', kubeconfig);
   project.provide('localVersion', controlPlane && !process.env.KUBEBUILDER_ASSETS ? kubernetesVersion() : undefined);

@@ -1,0 +1,191 @@
+// CustomResourceDefinitions generated from the zod schemas: the schemas are the single
+// source, the CRDs in crds/, config/crd/ and the chart are their output (`npm run generate`;
+// a test fails when a written copy is stale).
+import { z } from 'zod';
+import { dump } from 'js-yaml';
+import { group, version } from './primitives.ts';
+import { role } from './role.ts';
+import { roleBinding } from './rolebinding.ts';
+import { celRules } from './rules.ts';
+import { serviceUser } from './serviceuser.ts';
+
+/** `kubectl get service-users` lists all three kinds; no resource has that name. */
+export const category = 'service-users';
+
+type JsonSchema = { [key: string]: unknown };
+
+interface PrinterColumn {
+  name: string;
+  type: 'string' | 'integer' | 'date' | 'boolean';
+  jsonPath: string;
+  description?: string;
+  priority?: number;
+}
+
+interface KindDefinition {
+  kind: string;
+  plural: string;
+  singular: string;
+  shortNames: string[];
+  scope: 'Namespaced' | 'Cluster';
+  description: string;
+  object: z.ZodObject<{ spec: z.ZodType; status: z.ZodOptional<z.ZodType> }>;
+  printerColumns: PrinterColumn[];
+}
+
+const ready: PrinterColumn = { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' };
+const age: PrinterColumn = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' };
+
+export const kinds: KindDefinition[] = [
+  {
+    kind: 'ServiceUser',
+    plural: 'serviceusers',
+    singular: 'serviceuser',
+    shortNames: ['su'],
+    scope: 'Namespaced',
+    description:
+      'A non-human identity (build server, signing pipeline, GitOps job) whose API token and client certificate the operator keeps in a Secret and revokes at its end date.',
+    object: serviceUser as unknown as KindDefinition['object'],
+    printerColumns: [
+      { name: 'Friendly Name', type: 'string', jsonPath: '.status.friendlyName' },
+      { name: 'Phase', type: 'string', jsonPath: '.status.phase' },
+      // A string, not a date: kubectl prints future dates as "<invalid>".
+      { name: 'Expires', type: 'string', jsonPath: '.status.expiresAt' },
+      ready,
+      { name: 'Secret', type: 'string', jsonPath: '.status.secretName', priority: 1 },
+      { name: 'Email', type: 'string', jsonPath: '.spec.email', priority: 1 },
+      age,
+    ],
+  },
+  {
+    kind: 'Role',
+    plural: 'roles',
+    singular: 'role',
+    shortNames: ['surole'],
+    scope: 'Cluster',
+    description: 'A named set of permissions in one product area ("manager"), granted to service users by RoleBindings.',
+    object: role as unknown as KindDefinition['object'],
+    printerColumns: [
+      { name: 'Manager', type: 'string', jsonPath: '.spec.manager' },
+      { name: 'Display Name', type: 'string', jsonPath: '.spec.displayName' },
+      { name: 'Permissions', type: 'integer', jsonPath: '.status.permissionCount' },
+      { name: 'Assignable', type: 'boolean', jsonPath: '.spec.assignableToServiceUsers' },
+      age,
+    ],
+  },
+  {
+    kind: 'RoleBinding',
+    plural: 'rolebindings',
+    singular: 'rolebinding',
+    shortNames: ['surb'],
+    scope: 'Namespaced',
+    description: 'Grants a Role to ServiceUsers of the same namespace, optionally narrowed to some of their accounts.',
+    object: roleBinding as unknown as KindDefinition['object'],
+    printerColumns: [
+      { name: 'Role', type: 'string', jsonPath: '.spec.roleRef.name' },
+      { name: 'Subjects', type: 'string', jsonPath: '.status.subjects' },
+      ready,
+      age,
+    ],
+  },
+];
+
+/**
+ * The OpenAPI schema of a zod schema, made structural for the API server: inlined (no
+ * $ref), no `additionalProperties: false` (pruning does that job), no `propertyNames`, and
+ * no JavaScript safe-integer bounds on int64 fields.
+ */
+export function openApiSchema(schema: z.ZodType): JsonSchema {
+  const json = z.toJSONSchema(schema, { target: 'openapi-3.0', io: 'input', reused: 'inline', unrepresentable: 'throw' });
+  return structural(json as JsonSchema);
+}
+
+function structural(node: JsonSchema): JsonSchema {
+  const out: JsonSchema = {};
+  for (const [key, value] of Object.entries(node)) {
+    if (key === '$schema' || key === 'propertyNames') continue;
+    if (key === 'additionalProperties' && value === false) continue;
+    if ((key === 'maximum' || key === 'minimum') && Math.abs(value as number) === Number.MAX_SAFE_INTEGER) continue;
+    if (key === 'properties') {
+      out[key] = Object.fromEntries(Object.entries(value as Record<string, JsonSchema>).map(([k, v]) => [k, structural(v)]));
+    } else if ((key === 'items' || key === 'additionalProperties') && typeof value === 'object' && value !== null) {
+      out[key] = structural(value as JsonSchema);
+    } else if (key === 'anyOf' || key === 'oneOf' || key === 'allOf' || key === '$ref' || key === '$defs') {
+      throw new Error(`schema uses ${key}, which a structural CRD schema cannot hold: ${JSON.stringify(node)}`);
+    } else {
+      out[key] = value;
+    }
+  }
+  return out;
+}
+
+export function customResourceDefinition(def: KindDefinition) {
+  const shape = def.object.shape;
+  const rootRules = celRules(def.object);
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: {
+      name: `${def.plural}.${group}`,
+      labels: { 'app.kubernetes.io/name': 'service-user-operator', 'app.kubernetes.io/component': 'crd' },
+    },
+    spec: {
+      group,
+      scope: def.scope,
+      names: {
+        kind: def.kind,
+        listKind: `${def.kind}List`,
+        plural: def.plural,
+        singular: def.singular,
+        shortNames: def.shortNames,
+        categories: [category],
+      },
+      versions: [
+        {
+          name: version,
+          served: true,
+          storage: true,
+          subresources: { status: {} },
+          additionalPrinterColumns: def.printerColumns,
+          schema: {
+            openAPIV3Schema: {
+              type: 'object',
+              description: def.description,
+              required: ['spec'],
+              properties: {
+                apiVersion: { type: 'string' },
+                kind: { type: 'string' },
+                metadata: { type: 'object' },
+                spec: openApiSchema(shape.spec),
+                status: openApiSchema(shape.status.unwrap()),
+              },
+              ...(rootRules.length ? { 'x-kubernetes-validations': rootRules } : {}),
+            },
+          },
+        },
+      ],
+    },
+  };
+}
+
+const header = '# Generated from src/api by `npm run generate`. Do not edit: change the zod schemas.\n';
+
+/** Every generated file, by path relative to the repository root. */
+export function generatedFiles(): Map<string, string> {
+  const files = new Map<string, string>();
+  const names: string[] = [];
+  for (const def of kinds) {
+    const crd = customResourceDefinition(def);
+    const text = header + dump(crd, { lineWidth: -1, noRefs: true });
+    const name = `${crd.metadata.name}.yaml`;
+    names.push(name);
+    files.set(`crds/${name}`, text);
+    files.set(`config/crd/bases/${name}`, text);
+    files.set(`charts/service-user-operator/crds/${name}`, text);
+  }
+  files.set(
+    'config/crd/kustomization.yaml',
+    header + dump({ apiVersion: 'kustomize.config.k8s.io/v1beta1', kind: 'Kustomization', resources: names.map((n) => `bases/${n}`) }),
+  );
+  return files;
+}

@@ -1,0 +1,62 @@
+// Validation rules written once and enforced twice: by zod when the operator parses an
+// object, and by the API server at admission through the CRD's CEL
+// `x-kubernetes-validations`, so `kubectl apply` and Argo CD show the error at once.
+// Tests run the bad-input corpus through both and require them to agree.
+import type { z } from 'zod';
+
+export interface CelRule {
+  rule: string;
+  message: string;
+  fieldPath?: string;
+  reason?: 'FieldValueInvalid' | 'FieldValueForbidden' | 'FieldValueRequired' | 'FieldValueDuplicate';
+}
+
+const validationsKey = 'x-kubernetes-validations';
+
+/** Adds CEL rules to a schema's metadata, which the CRD generator copies into the CRD. */
+export function withCel<T extends z.ZodType>(schema: T, rules: CelRule[]): T {
+  const meta = schema.meta() ?? {};
+  const existing = (meta[validationsKey] as CelRule[] | undefined) ?? [];
+  return schema.meta({ ...meta, [validationsKey]: [...existing, ...rules] }) as T;
+}
+
+export function celRules(schema: z.ZodType): CelRule[] {
+  return (schema.meta()?.[validationsKey] as CelRule[] | undefined) ?? [];
+}
+
+/**
+ * One rule, two implementations that must mean the same: `check` for zod, `cel` for the
+ * API server. `path` points the error at a child field (CEL `fieldPath`).
+ */
+export function rule<T extends z.ZodType>(
+  schema: T,
+  r: { cel: string; check: (value: z.output<T>) => boolean; message: string; path?: string[]; reason?: CelRule['reason'] },
+): T {
+  const refined = schema.refine(r.check, { message: r.message, ...(r.path ? { path: r.path } : {}) }) as T;
+  return withCel(refined, [
+    {
+      rule: r.cel,
+      message: r.message,
+      ...(r.path ? { fieldPath: `.${r.path.join('.')}` } : {}),
+      ...(r.reason ? { reason: r.reason } : {}),
+    },
+  ]);
+}
+
+/** A CEL string literal for `text` (CEL and RE2 share JavaScript's escapes for our patterns). */
+export function celString(text: string): string {
+  return `'${text.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+}
+
+/**
+ * A regular-expression rule with a message people can act on. A plain OpenAPI `pattern`
+ * would make the API server answer "should match '^[A-Za-z0-9_-]…'", which nobody reads.
+ */
+export function matches<T extends z.ZodString>(schema: T, pattern: RegExp, message: string): T {
+  return rule(schema, { cel: `self.matches(${celString(pattern.source)})`, check: (v) => pattern.test(v as string), message });
+}
+
+/** Only the API server can enforce this one: it needs the object's previous version. */
+export function immutable<T extends z.ZodType>(schema: T, message: string): T {
+  return withCel(schema, [{ rule: 'self == oldSelf', message }]);
+}

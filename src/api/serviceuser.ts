@@ -1,0 +1,283 @@
+// ServiceUser: a non-human identity whose credentials the operator keeps in a Secret.
+import { z } from 'zod';
+import { parseDuration } from './duration.ts';
+import {
+  accounts,
+  apiVersion,
+  cidr,
+  conditions,
+  duration,
+  isDurationCel,
+  objectMeta,
+  objectName,
+  set,
+  tokenId,
+} from './primitives.ts';
+import { celString, matches, rule, withCel } from './rules.ts';
+
+export const friendlyNamePattern = /^[A-Za-z0-9_-]([A-Za-z0-9 _-]{0,62}[A-Za-z0-9_-])?$/;
+
+/** A date (that day ends at 23:59:59 UTC) or an exact RFC 3339 time. */
+export const endDatePattern =
+  /^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])(T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))?$/;
+
+const y = 'int(self.substring(0, 4))';
+const mo = 'self.substring(5, 7)';
+const daysInMonthCel =
+  `(${mo} == '02' ? ((${y} % 4 == 0 && ${y} % 100 != 0) || ${y} % 400 == 0 ? 29 : 28)` +
+  ` : (${mo} in ['04', '06', '09', '11'] ? 30 : 31))`;
+
+function isCalendarDate(text: string): boolean {
+  const [year, month, day] = text.slice(0, 10).split('-').map(Number) as [number, number, number];
+  const leap = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
+  const days = month === 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31;
+  return day <= days;
+}
+
+const endDate = rule(
+  matches(
+    z.string().max(35),
+    endDatePattern,
+    'must be a date (2027-01-12, which ends at 23:59:59 UTC) or an RFC 3339 time (2027-01-12T18:00:00Z)',
+  ),
+  {
+    cel: `!self.matches(${celString(endDatePattern.source)}) || int(self.substring(8, 10)) <= ${daysInMonthCel}`,
+    check: (v) => !endDatePattern.test(v) || isCalendarDate(v),
+    message: 'must be a real calendar date: that month has fewer days',
+  },
+);
+
+const email = matches(
+  z.string().min(3).max(254),
+  /^[^@\s]+@[^@\s]+\.[^@\s]+$/,
+  'must be the email address of the person who manages this credential, e.g. platform@example.com',
+);
+
+/** CEL for "a < b" on two duration fields that may be absent or not yet valid. */
+function durationBelow(a: string, b: string): string {
+  const ok = (f: string) => `has(self.${f}) && ${isDurationCel(`self.${f}`)}`;
+  return `!(${ok(a)} && ${ok(b)}) || duration(self.${a}) < duration(self.${b})`;
+}
+
+function atLeast(schema: ReturnType<typeof duration>, min: string, what: string) {
+  return rule(schema, {
+    cel: `!${isDurationCel('self')} || duration(self) >= duration('${min}')`,
+    check: (v) => (parseDuration(v) ?? Infinity) >= parseDuration(min)!,
+    message: `${what} must be at least ${min}`,
+  });
+}
+
+const labelKeyPattern =
+  /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const labelValuePattern = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+const reservedKey = (k: string) => k.startsWith('serviceusers.dev/') || k === 'app.kubernetes.io/managed-by';
+
+function keyedMap(what: string, valueMax: number, value?: RegExp) {
+  let map = z.record(z.string().max(317), z.string().max(valueMax)).meta({ maxProperties: 64 });
+  map = rule(map, {
+    cel: `self.all(k, k.size() <= 317 && k.matches(${celString(labelKeyPattern.source)}))`,
+    check: (m) => Object.keys(m).every((k) => labelKeyPattern.test(k)),
+    message: `${what} keys must be Kubernetes label keys: an optional DNS prefix and '/', then 1-63 letters, digits, '-', '_' or '.'`,
+  });
+  map = rule(map, {
+    cel: `self.all(k, !k.startsWith('serviceusers.dev/') && k != 'app.kubernetes.io/managed-by')`,
+    check: (m) => !Object.keys(m).some(reservedKey),
+    message: `${what} must not set app.kubernetes.io/managed-by or keys under serviceusers.dev/: the operator owns them`,
+  });
+  if (value) {
+    map = rule(map, {
+      cel: `self.all(k, self[k].matches(${celString(value.source)}))`,
+      check: (m) => Object.values(m).every((v) => value.test(v)),
+      message: `${what} values must be at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit`,
+    });
+  }
+  return map;
+}
+
+export const tokenSpec = rule(
+  z.object({
+    enabled: z.boolean().default(true).describe('Issue an API token into the Secret.'),
+    rotateEvery: atLeast(duration('rotateEvery'), '1h', 'rotateEvery')
+      .optional()
+      .describe('Issue a new token this often; the previous one stays valid for gracePeriod.'),
+    gracePeriod: duration('gracePeriod')
+      .default('24h')
+      .describe('How long a rotated-out token stays valid.'),
+    revokedTokenIds: set(tokenId, 'revokedTokenIds', { max: 256 })
+      .optional()
+      .describe('Token ids to revoke, one by one, declaratively. Revoked stays revoked.'),
+    allowedCIDRs: set(cidr, 'allowedCIDRs', { max: 64 })
+      .optional()
+      .describe('Networks the token may be used from; empty or absent means anywhere.'),
+  }),
+  {
+    cel: durationBelow('gracePeriod', 'rotateEvery'),
+    check: (t) => !t.rotateEvery || parseDuration(t.gracePeriod)! < parseDuration(t.rotateEvery)!,
+    message: 'gracePeriod must be shorter than rotateEvery, or rotated-out tokens would pile up',
+    path: ['gracePeriod'],
+  },
+);
+
+export const issuerRef = z
+  .object({
+    name: objectName('cert-manager Issuer or ClusterIssuer'),
+    kind: z.enum(['Issuer', 'ClusterIssuer']).default('Issuer'),
+    group: z.enum(['cert-manager.io']).default('cert-manager.io'),
+  })
+  .describe("A cert-manager issuer; null or absent means the operator's built-in CA.");
+
+const keySizes = { ECDSA: [256, 384, 521], RSA: [2048, 3072, 4096], Ed25519: [] } as const;
+
+export const privateKey = rule(
+  z.object({
+    algorithm: z.enum(['ECDSA', 'RSA', 'Ed25519']).default('ECDSA'),
+    size: z.number().int().optional().describe('ECDSA: 256 (default), 384 or 521. RSA: 2048 (default), 3072 or 4096. Ed25519: none.'),
+  }),
+  {
+    cel:
+      "!has(self.size) || (self.algorithm == 'ECDSA' && self.size in [256, 384, 521]) || (self.algorithm == 'RSA' && self.size in [2048, 3072, 4096])",
+    check: (k) => k.size === undefined || (keySizes[k.algorithm] as readonly number[]).includes(k.size),
+    message: 'size must be 256, 384 or 521 for ECDSA, 2048, 3072 or 4096 for RSA, and absent for Ed25519',
+    path: ['size'],
+  },
+);
+
+export const clientCertificateSpec = rule(
+  z.object({
+    enabled: z.boolean().default(true).describe('Issue a client authentication certificate into the Secret.'),
+    issuerRef: issuerRef.nullable().optional(),
+    duration: atLeast(duration('duration'), '1h', 'duration')
+      .default('2160h')
+      .describe('Certificate lifetime; never past the end date.'),
+    renewBefore: atLeast(duration('renewBefore'), '5m', 'renewBefore')
+      .default('360h')
+      .describe('Renew this long before the certificate expires.'),
+    privateKey: privateKey.prefault({}),
+    pkcs12: z.boolean().default(true).describe('Also write a PKCS#12 bundle (client.p12) with a generated password.'),
+  }),
+  {
+    cel: durationBelow('renewBefore', 'duration'),
+    check: (c) => parseDuration(c.renewBefore)! < parseDuration(c.duration)!,
+    message: 'renewBefore must be shorter than duration, or the certificate would be renewed as soon as it is issued',
+    path: ['renewBefore'],
+  },
+);
+
+export const profiles = ['standard', 'digicert-smctl'] as const;
+
+export const credentialsSpec = rule(
+  rule(
+    z.object({
+      secretName: objectName('Secret').optional().describe('Default: <metadata.name>-credentials.'),
+      secretTemplate: z
+        .object({
+          labels: keyedMap('secretTemplate.labels', 63, labelValuePattern).optional(),
+          annotations: keyedMap('secretTemplate.annotations', 4096).optional(),
+        })
+        .optional()
+        .describe('Labels and annotations added to the Secret.'),
+      profile: z.enum(profiles).default('standard').describe('Key layout of the Secret.'),
+      token: tokenSpec.prefault({}),
+      clientCertificate: clientCertificateSpec.prefault({}),
+    }),
+    {
+      // has(): the API server also checks this rule against the schema default `{}`,
+      // before nested defaults fill it in; an absent part is enabled by default.
+      cel: '!has(self.token) || !has(self.token.enabled) || self.token.enabled || !has(self.clientCertificate) || !has(self.clientCertificate.enabled) || self.clientCertificate.enabled',
+      check: (c) => c.token.enabled || c.clientCertificate.enabled,
+      message: 'enable the token, the client certificate, or both: a service user needs a credential',
+    },
+  ),
+  {
+    cel:
+      "!has(self.profile) || self.profile != 'digicert-smctl' || ((!has(self.token) || !has(self.token.enabled) || self.token.enabled) && (!has(self.clientCertificate) || ((!has(self.clientCertificate.enabled) || self.clientCertificate.enabled) && (!has(self.clientCertificate.pkcs12) || self.clientCertificate.pkcs12))))",
+    check: (c) => c.profile !== 'digicert-smctl' || (c.token.enabled && c.clientCertificate.enabled && c.clientCertificate.pkcs12),
+    message: 'profile digicert-smctl needs token.enabled (SM_API_KEY), clientCertificate.enabled and clientCertificate.pkcs12 (client.p12)',
+    path: ['profile'],
+  },
+);
+
+export const serviceUserSpec = z.object({
+  friendlyName: matches(
+    z.string().min(1).max(64),
+    friendlyNamePattern,
+    "must be 1-64 letters, digits, spaces, '-' or '_', not starting or ending with a space",
+  )
+    .optional()
+    .describe('Unique in the namespace; audit logs and the verified identity carry it. Default: metadata.name.'),
+  description: z.string().max(1024).optional(),
+  email: email.describe('The person who manages this credential. No mail is sent.'),
+  endDate: endDate.optional().describe('A date means 23:59:59 UTC that day; an RFC 3339 time is exact. Absent: no end.'),
+  disabled: z.boolean().default(false).describe('Suspend without destroying: verification refuses, certificate on hold.'),
+  accounts: accounts('accounts').describe('Accounts this service user may act in; RoleBindings grant permissions within them.'),
+  expiryWarning: duration('expiryWarning')
+    .default('168h')
+    .describe('Raise ExpiringSoon (condition, Warning event, metric) this long before the end date.'),
+  credentials: credentialsSpec.prefault({}),
+});
+
+export const phases = ['Pending', 'Active', 'Disabled', 'Expired', 'Failed'] as const;
+
+export const tokenStatus = z.object({
+  id: z.string().max(16),
+  sha256: z.string().max(64),
+  createdAt: z.string().max(64),
+  state: z.enum(['Active', 'Grace', 'Revoked']),
+  validUntil: z.string().max(64).optional(),
+  revokedAt: z.string().max(64).optional(),
+  reason: z.string().max(1024).optional(),
+});
+
+export const certificateStatus = z.object({
+  serialNumber: z.string().max(128),
+  notBefore: z.string().max(64),
+  notAfter: z.string().max(64),
+  renewalTime: z.string().max(64).optional(),
+  issuer: z.string().max(1024),
+  sha256: z.string().max(64).optional(),
+});
+
+export const permissionStatus = z.object({
+  account: z.string().max(128),
+  manager: z.string().max(63),
+  permission: z.string().max(128),
+  roles: z.array(z.string().max(253)).max(64).optional(),
+});
+
+export const serviceUserStatus = z.object({
+  phase: z.enum(phases).optional(),
+  identity: z.string().max(512).optional(),
+  friendlyName: z.string().max(64).optional(),
+  secretName: z.string().max(253).optional(),
+  expiresAt: z.string().max(64).optional(),
+  tokens: z
+    .array(tokenStatus)
+    .max(512)
+    .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['id'] })
+    .optional(),
+  certificate: certificateStatus.optional(),
+  permissions: z.array(permissionStatus).max(4096).optional(),
+  observedGeneration: z.number().int().min(0).optional(),
+  conditions: conditions.optional(),
+});
+
+const nameMessage = 'metadata.name must be at most 63 characters: it is used as a label value on the Secret';
+
+export const serviceUser = withCel(
+  z
+    .object({
+      apiVersion: z.literal(apiVersion),
+      kind: z.literal('ServiceUser'),
+      metadata: objectMeta,
+      spec: serviceUserSpec,
+      status: serviceUserStatus.optional(),
+    })
+    .refine((su) => su.metadata.name.length <= 63, { message: nameMessage, path: ['metadata', 'name'] }),
+  // At the root CEL sees metadata.name (and nothing else of metadata).
+  [{ rule: 'self.metadata.name.size() <= 63', message: nameMessage }],
+);
+
+export type ServiceUser = z.output<typeof serviceUser>;
+export type ServiceUserSpec = z.output<typeof serviceUserSpec>;
+export type ServiceUserStatus = z.output<typeof serviceUserStatus>;
+export type TokenStatus = z.output<typeof tokenStatus>;
