@@ -5,6 +5,7 @@ export default defineConfig({
   // This file lives in test/ so the top level stays as documented; paths are from the repo root.
   root: fileURLToPath(new URL('..', import.meta.url)),
   test: {
+    reporters: ['default', './test/summary-reporter.ts'],
     projects: [
       {
         test: {
