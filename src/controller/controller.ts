@@ -1,0 +1,37 @@
+// A controller: a reconcile function of a key behind its own work queue. Informer handlers
+// only enqueue keys; the reconcile reads the caches and never depends on which event woke it.
+import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import { WorkQueue, type Result } from './queue.ts';
+
+export type Reconcile = (key: string) => Promise<Result | void>;
+
+export class Controller {
+  readonly name: string;
+  readonly queue: WorkQueue;
+
+  constructor(name: string, reconcile: Reconcile, deps: { log: Logger; metrics: Metrics; concurrency?: number }) {
+    this.name = name;
+    const log = deps.log.child({ controller: name });
+    this.queue = new WorkQueue(reconcile, {
+      concurrency: deps.concurrency ?? 4,
+      onDone: (key, outcome) => {
+        deps.metrics.reconciles.inc({ controller: name, result: outcome.error ? 'error' : 'success' });
+        deps.metrics.reconcileSeconds.observe({ controller: name }, outcome.durationMs / 1000);
+        if (outcome.error) {
+          log.warn({ key, err: outcome.error instanceof Error ? outcome.error.message : String(outcome.error), retryInMs: outcome.retryInMs }, 'reconcile failed; will retry');
+        } else {
+          log.debug({ key, ms: Math.round(outcome.durationMs), requeueAfterMs: outcome.requeueAfterMs }, 'reconciled');
+        }
+      },
+    });
+  }
+
+  enqueue(key: string): void {
+    this.queue.add(key);
+  }
+
+  shutdown(): Promise<void> {
+    return this.queue.shutdown();
+  }
+}

@@ -1,0 +1,219 @@
+// A supervised list-and-watch cache of one resource. client-node's informer stops for good
+// on an error; this one never does: a failed list or watch restarts with exponential
+// backoff and jitter, a watch the server ends is resumed from the last resourceVersion, an
+// expired resourceVersion (410) relists, and a watch that goes silent longer than the
+// server's own timeout (a half-open connection) is aborted and relisted by a watchdog.
+// Readers get the last good cache throughout: a relist replaces it only once complete.
+import type { KubeClient, KubeObject, Resource, WatchEvent } from './kube.ts';
+import { resourcePath } from './kube.ts';
+
+export type ChangeType = 'ADDED' | 'MODIFIED' | 'DELETED';
+
+export interface InformerOptions {
+  resource: Resource;
+  /** Watch one namespace; all namespaces when absent. */
+  namespace?: string;
+  labelSelector?: string;
+  /** Server-side watch timeout; each watch asks for this ±20%. */
+  watchTimeoutSeconds?: number;
+  /** Abort a watch with no event (bookmarks included) for this long after its timeout should have ended it. */
+  silenceGraceMs?: number;
+  baseBackoffMs?: number;
+  maxBackoffMs?: number;
+  onError?: (err: unknown, retryInMs: number) => void;
+  random?: () => number;
+}
+
+export const objectKey = (o: { metadata: { name: string; namespace?: string } }) =>
+  o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name;
+
+export class Informer<T extends KubeObject = KubeObject> {
+  private store = new Map<string, T>();
+  private readonly handlers: ((type: ChangeType, obj: T) => void)[] = [];
+  private readonly client: KubeClient;
+  private readonly options: Required<Omit<InformerOptions, 'namespace' | 'labelSelector' | 'onError'>> &
+    Pick<InformerOptions, 'namespace' | 'labelSelector' | 'onError'>;
+  private abort = new AbortController();
+  private stopped = false;
+  private loop: Promise<void> | undefined;
+  private markSynced!: () => void;
+  /** Resolves once the first list has filled the cache. */
+  readonly synced: Promise<void>;
+  /** Counts relists, for tests and metrics. */
+  lists = 0;
+
+  constructor(client: KubeClient, options: InformerOptions) {
+    this.client = client;
+    this.options = {
+      watchTimeoutSeconds: 300,
+      silenceGraceMs: 30_000,
+      baseBackoffMs: 500,
+      maxBackoffMs: 60_000,
+      random: Math.random,
+      ...options,
+    };
+    this.synced = new Promise((resolve) => (this.markSynced = resolve));
+  }
+
+  onChange(handler: (type: ChangeType, obj: T) => void): void {
+    this.handlers.push(handler);
+  }
+
+  get(key: string): T | undefined {
+    return this.store.get(key);
+  }
+
+  list(namespace?: string): T[] {
+    const all = [...this.store.values()];
+    return namespace === undefined ? all : all.filter((o) => o.metadata.namespace === namespace);
+  }
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.abort.abort();
+    await this.loop;
+  }
+
+  private path(query: Record<string, string>): string {
+    const { resource, namespace, labelSelector } = this.options;
+    const params = new URLSearchParams(query);
+    if (labelSelector) params.set('labelSelector', labelSelector);
+    return `${resourcePath(resource, namespace)}?${params}`;
+  }
+
+  private emit(type: ChangeType, obj: T): void {
+    for (const h of this.handlers) h(type, obj);
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    while (!this.stopped) {
+      try {
+        let resourceVersion = await this.relist();
+        failures = 0;
+        while (!this.stopped) {
+          const next = await this.watchOnce(resourceVersion);
+          if (next === undefined) break; // expired: relist
+          resourceVersion = next;
+        }
+      } catch (err) {
+        if (this.stopped) break;
+        failures++;
+        const exp = Math.min(this.options.maxBackoffMs, this.options.baseBackoffMs * 2 ** (failures - 1));
+        const delay = Math.round(exp / 2 + (this.options.random() * exp) / 2);
+        this.options.onError?.(err, delay);
+        await this.sleep(delay);
+      }
+    }
+  }
+
+  /** Lists every page, swaps the cache in whole, and reports the differences. */
+  private async relist(): Promise<string> {
+    const fresh = new Map<string, T>();
+    let resourceVersion: string;
+    let cont: string | undefined;
+    do {
+      const page = await this.client.get<{ items: T[]; metadata: { resourceVersion: string; continue?: string } }>(
+        this.path({ limit: '500', ...(cont ? { continue: cont } : {}) }),
+      );
+      for (const item of page.items) fresh.set(objectKey(item), item);
+      resourceVersion = page.metadata.resourceVersion;
+      cont = page.metadata.continue || undefined;
+    } while (cont);
+    const previous = this.store;
+    this.store = fresh;
+    this.lists++;
+    for (const [key, obj] of previous) if (!fresh.has(key)) this.emit('DELETED', obj);
+    for (const [key, obj] of fresh) {
+      const old = previous.get(key);
+      if (!old) this.emit('ADDED', obj);
+      else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) this.emit('MODIFIED', obj);
+    }
+    this.markSynced();
+    return resourceVersion;
+  }
+
+  /**
+   * One watch from `resourceVersion`. Resolves to the version to resume from, or undefined
+   * when the version expired and the cache must be relisted.
+   */
+  private async watchOnce(resourceVersion: string): Promise<string | undefined> {
+    const timeout = Math.round(this.options.watchTimeoutSeconds * (0.8 + 0.4 * this.options.random()));
+    const abort = new AbortController();
+    const onStop = () => abort.abort();
+    this.abort.signal.addEventListener('abort', onStop, { once: true });
+    let silent = false;
+    const silenceMs = timeout * 1000 + this.options.silenceGraceMs;
+    let watchdog = setTimeout(() => ((silent = true), abort.abort()), silenceMs);
+    let current: string | undefined = resourceVersion;
+    try {
+      await this.client.watch(
+        this.path({ watch: '1', resourceVersion, allowWatchBookmarks: 'true', timeoutSeconds: String(timeout) }),
+        (event: WatchEvent) => {
+          clearTimeout(watchdog);
+          watchdog = setTimeout(() => ((silent = true), abort.abort()), silenceMs);
+          if (event.type === 'ERROR') {
+            if (event.object.code === 410) current = undefined;
+            else throw new Error(`watch error: ${event.object.message ?? JSON.stringify(event.object)}`);
+            abort.abort();
+            return;
+          }
+          const obj = event.object as T;
+          if (obj.metadata?.resourceVersion) current = obj.metadata.resourceVersion;
+          if (event.type === 'BOOKMARK') return;
+          const key = objectKey(obj);
+          if (event.type === 'DELETED') this.store.delete(key);
+          else this.store.set(key, obj);
+          this.emit(event.type, obj);
+        },
+        abort.signal,
+      );
+    } finally {
+      clearTimeout(watchdog);
+      this.abort.signal.removeEventListener('abort', onStop);
+    }
+    if (silent) throw new Error(`watch silent for ${silenceMs}ms (half-open connection?); relisting`);
+    return current;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.abort.signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+    });
+  }
+}
+
+/** Several informers of one resource (one per watched namespace) read as one cache. */
+export class InformerSet<T extends KubeObject = KubeObject> {
+  readonly informers: Informer<T>[];
+  constructor(informers: Informer<T>[]) {
+    this.informers = informers;
+  }
+  get(key: string): T | undefined {
+    for (const i of this.informers) {
+      const hit = i.get(key);
+      if (hit) return hit;
+    }
+    return undefined;
+  }
+  list(namespace?: string): T[] {
+    return this.informers.flatMap((i) => i.list(namespace));
+  }
+  onChange(handler: (type: ChangeType, obj: T) => void): void {
+    for (const i of this.informers) i.onChange(handler);
+  }
+  start(): void {
+    for (const i of this.informers) i.start();
+  }
+  get synced(): Promise<void> {
+    return Promise.all(this.informers.map((i) => i.synced)).then(() => undefined);
+  }
+  async stop(): Promise<void> {
+    await Promise.all(this.informers.map((i) => i.stop()));
+  }
+}

@@ -1,0 +1,186 @@
+// A small JSON client for the Kubernetes API: the operator's only network edge to it.
+// Raw JSON in and out, because client-node's typed serializers silently drop fields they do
+// not model (a CRD's `default`, `x-kubernetes-validations`) — a server-side apply must send
+// exactly the object it means. Authentication and TLS come from client-node's KubeConfig.
+import { Agent, request, type RequestOptions } from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import { createInterface } from 'node:readline';
+import type { KubeConfig } from '@kubernetes/client-node';
+
+export interface ObjectMeta {
+  name: string;
+  namespace?: string;
+  uid?: string;
+  resourceVersion?: string;
+  generation?: number;
+  creationTimestamp?: string;
+  deletionTimestamp?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  finalizers?: string[];
+  ownerReferences?: { apiVersion: string; kind: string; name: string; uid: string; controller?: boolean; blockOwnerDeletion?: boolean }[];
+}
+
+export interface KubeObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata: ObjectMeta;
+  [key: string]: unknown;
+}
+
+export interface WatchEvent {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+  object: KubeObject & { code?: number; message?: string };
+}
+
+/** An HTTP error from the API server, with its Status message. */
+export class ApiError extends Error {
+  readonly status: number;
+  readonly reason: string | undefined;
+  constructor(status: number, message: string, reason?: string) {
+    super(message);
+    this.status = status;
+    this.reason = reason;
+  }
+}
+
+export const isNotFound = (err: unknown) => err instanceof ApiError && err.status === 404;
+export const isConflict = (err: unknown) => err instanceof ApiError && err.status === 409;
+
+/** A resource's collection path, e.g. /apis/serviceusers.dev/v1alpha1/namespaces/ci/serviceusers. */
+export interface Resource {
+  group: string;
+  version: string;
+  plural: string;
+  namespaced: boolean;
+}
+
+export function resourcePath(r: Resource, namespace?: string, name?: string, subresource?: string): string {
+  const base = r.group ? `/apis/${r.group}/${r.version}` : `/api/${r.version}`;
+  const ns = r.namespaced && namespace ? `/namespaces/${encodeURIComponent(namespace)}` : '';
+  const tail = name ? `/${encodeURIComponent(name)}${subresource ? `/${subresource}` : ''}` : '';
+  return `${base}${ns}/${r.plural}${tail}`;
+}
+
+export class KubeClient {
+  readonly server: URL;
+  private readonly kc: KubeConfig;
+  private agent: Agent | undefined;
+
+  constructor(kc: KubeConfig) {
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new Error('the kubeconfig has no current cluster');
+    this.kc = kc;
+    this.server = new URL(cluster.server);
+  }
+
+  private async options(method: string, path: string, headers: Record<string, string>): Promise<RequestOptions> {
+    // Credentials are re-read per request: in-cluster service-account tokens rotate.
+    const auth: RequestOptions = { headers: {} };
+    await this.kc.applyToHTTPSOptions(auth);
+    this.agent ??= new Agent({ keepAlive: true, maxSockets: 64, ca: auth.ca, cert: auth.cert, key: auth.key, rejectUnauthorized: auth.rejectUnauthorized ?? true });
+    return {
+      method,
+      hostname: this.server.hostname,
+      port: this.server.port || 443,
+      path: `${this.server.pathname.replace(/\/$/, '')}${path}`,
+      agent: this.agent,
+      headers: { ...(auth.headers as Record<string, string>), accept: 'application/json', ...headers },
+      ...(auth.auth ? { auth: auth.auth } : {}),
+    };
+  }
+
+  /** One request; resolves to the parsed JSON body, rejects with ApiError on HTTP errors. */
+  async request<T = KubeObject>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<T> {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const opts = await this.options(method, path, payload === undefined ? {} : { 'content-type': contentType });
+    const res = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = request(opts, (r) => {
+        let text = '';
+        r.setEncoding('utf8');
+        r.on('data', (c: string) => (text += c));
+        r.on('end', () => resolve({ status: r.statusCode ?? 0, text }));
+        r.on('error', reject);
+      });
+      req.setTimeout(30_000, () => req.destroy(new Error(`${method} ${path}: no answer in 30s`)));
+      req.on('error', reject);
+      req.end(payload);
+    });
+    if (res.status >= 300) {
+      let message = res.text;
+      let reason: string | undefined;
+      try {
+        const status = JSON.parse(res.text) as { message?: string; reason?: string };
+        message = status.message ?? message;
+        reason = status.reason;
+      } catch {
+        // not a Status object; keep the raw text
+      }
+      throw new ApiError(res.status, `${method} ${path}: ${res.status} ${message}`, reason);
+    }
+    return (res.text ? JSON.parse(res.text) : undefined) as T;
+  }
+
+  get<T = KubeObject>(path: string): Promise<T> {
+    return this.request<T>('GET', path);
+  }
+
+  /** Server-side apply under `fieldManager`, forcing ownership of the fields we set. */
+  apply<T = KubeObject>(path: string, object: unknown, fieldManager: string): Promise<T> {
+    const query = `?fieldManager=${encodeURIComponent(fieldManager)}&force=true`;
+    return this.request<T>('PATCH', path + query, object, 'application/apply-patch+yaml');
+  }
+
+  /** A JSON merge patch, for the few writes that must not take field ownership (finalizers). */
+  mergePatch<T = KubeObject>(path: string, patch: unknown): Promise<T> {
+    return this.request<T>('PATCH', path, patch, 'application/merge-patch+json');
+  }
+
+  /**
+   * Streams a watch until the server ends it, `signal` aborts it, or it fails. Events reach
+   * `onEvent` in order. Resolves on a clean end; rejects on transport and HTTP errors.
+   */
+  async watch(path: string, onEvent: (event: WatchEvent) => void, signal: AbortSignal): Promise<void> {
+    const opts = await this.options('GET', path, {});
+    await new Promise<void>((resolve, reject) => {
+      if (signal.aborted) return resolve();
+      // Aborting destroys the request; the streams then report errors that, once aborted,
+      // mean nothing. Every stream has a listener: an unhandled 'error' would end the process.
+      const settle = (err?: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        if (err && !signal.aborted) reject(err);
+        else resolve();
+      };
+      const req = request(opts, (res: IncomingMessage) => {
+        res.on('error', settle);
+        res.on('aborted', () => settle(new Error(`watch ${path} aborted by the server`)));
+        if ((res.statusCode ?? 0) >= 300) {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => settle(new ApiError(res.statusCode ?? 0, `watch ${path}: ${res.statusCode} ${text}`)));
+          return;
+        }
+        const lines = createInterface({ input: res });
+        lines.on('error', settle);
+        lines.on('line', (line) => {
+          if (!line.trim() || signal.aborted) return;
+          try {
+            onEvent(JSON.parse(line) as WatchEvent);
+          } catch (err) {
+            settle(err);
+            req.destroy();
+          }
+        });
+        res.on('end', () => settle());
+      });
+      const onAbort = () => req.destroy();
+      signal.addEventListener('abort', onAbort, { once: true });
+      req.on('error', settle);
+      req.end();
+    });
+  }
+
+  close(): void {
+    this.agent?.destroy();
+  }
+}

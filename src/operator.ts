@@ -1,0 +1,152 @@
+// Wiring: informers feed keys to three controllers (ServiceUser, RoleBinding, Role); the
+// reconcilers read the caches and write through server-side apply under one field manager.
+import type { KubeConfig } from '@kubernetes/client-node';
+import { resources } from './api/resources.ts';
+import { Controller } from './controller/controller.ts';
+import { Informer, InformerSet, objectKey } from './controller/informer.ts';
+import { KubeClient, type KubeObject, type Resource } from './controller/kube.ts';
+import { issueToken, type IssuedToken } from './credentials/token.ts';
+import { EventRecorder } from './observability/events.ts';
+import type { Logger } from './observability/logger.ts';
+import type { Metrics } from './observability/metrics.ts';
+import { roleBindingReconciler, roleReconciler } from './rolebinding/reconcile.ts';
+import { labels, managedBy } from './serviceuser/desired.ts';
+import { serviceUserReconciler } from './serviceuser/reconcile.ts';
+
+export const fieldManager = 'service-user-operator';
+
+export interface OperatorOptions {
+  kubeConfig: KubeConfig;
+  log: Logger;
+  metrics: Metrics;
+  /** Watch only these namespaces; all when empty. */
+  namespaces?: string[];
+  concurrency?: number;
+  now?: () => number;
+  issue?: () => IssuedToken;
+  watchTimeoutSeconds?: number;
+  crashAfterSecretWrite?: boolean;
+}
+
+export interface Operator {
+  ready: Promise<void>;
+  isReady(): boolean;
+  stop(): Promise<void>;
+  controllers: { serviceUsers: Controller; roleBindings: Controller; roles: Controller };
+}
+
+type Subjects = { spec?: { subjects?: { name?: string }[]; roleRef?: { name?: string } } };
+
+export function startOperator(options: OperatorOptions): Operator {
+  const { log, metrics } = options;
+  const client = new KubeClient(options.kubeConfig);
+  const namespaces = options.namespaces?.length ? options.namespaces : [undefined];
+  const informers = (resource: Resource, labelSelector?: string, clusterScoped = false) =>
+    new InformerSet(
+      (clusterScoped ? [undefined] : namespaces).map(
+        (namespace) =>
+          new Informer(client, {
+            resource,
+            ...(namespace ? { namespace } : {}),
+            ...(labelSelector ? { labelSelector } : {}),
+            ...(options.watchTimeoutSeconds ? { watchTimeoutSeconds: options.watchTimeoutSeconds } : {}),
+            onError: (err, retryInMs) => log.warn({ resource: resource.plural, namespace, err: String(err), retryInMs }, 'list/watch failed; restarting'),
+          }),
+      ),
+    );
+  const serviceUsers = informers(resources.serviceUsers);
+  const roleBindings = informers(resources.roleBindings);
+  const roles = informers(resources.roles, undefined, true);
+  const secrets = informers(resources.secrets, `${labels.managedBy}=${managedBy}`);
+  const events = new EventRecorder(client, log);
+  const now = options.now ?? Date.now;
+  const shared = { client, serviceUsers, roleBindings, roles, events, fieldManager, now };
+  // No reconcile before every cache is complete: a half-filled cache would hide a
+  // friendly-name holder or a binding and the reconcile would act on a partial world.
+  let openGate!: () => void;
+  let stopping = false;
+  const gate = new Promise<void>((resolve) => (openGate = resolve));
+  const gated =
+    (reconcile: (key: string) => Promise<object | void>) =>
+    async (key: string) => {
+      await gate;
+      if (stopping) return undefined;
+      return (await reconcile(key)) ?? undefined;
+    };
+
+  const controllers = {
+    serviceUsers: new Controller(
+      'serviceuser',
+      gated(serviceUserReconciler({
+        ...shared,
+        log: log.child({ controller: 'serviceuser' }),
+        metrics,
+        issue: options.issue ?? issueToken,
+        ...(options.crashAfterSecretWrite ? { crashAfterSecretWrite: true } : {}),
+      })),
+      { log, metrics, concurrency: options.concurrency ?? 4 },
+    ),
+    roleBindings: new Controller('rolebinding', gated(roleBindingReconciler(shared)), { log, metrics, concurrency: 2 }),
+    roles: new Controller('role', gated(roleReconciler(shared)), { log, metrics, concurrency: 1 }),
+  };
+
+  // Handlers only map an object to the keys it may affect.
+  const friendlyNames = new Map<string, string>();
+  const bindingSubjects = new Map<string, string[]>();
+  const subjectsOf = (b: KubeObject) => ((b as Subjects).spec?.subjects ?? []).map((s) => s.name ?? '');
+  const enqueueUser = (ns: string | undefined, name: string) => controllers.serviceUsers.enqueue(`${ns}/${name}`);
+
+  serviceUsers.onChange((type, su) => {
+    const key = objectKey(su);
+    const ns = su.metadata.namespace;
+    controllers.serviceUsers.enqueue(key);
+    const name = (su.spec as { friendlyName?: string } | undefined)?.friendlyName ?? su.metadata.name;
+    const touched = new Set([friendlyNames.get(key), name]);
+    if (type === 'DELETED') friendlyNames.delete(key);
+    else friendlyNames.set(key, name);
+    for (const [other, fn] of friendlyNames) if (other !== key && other.startsWith(`${ns}/`) && touched.has(fn)) controllers.serviceUsers.enqueue(other);
+    for (const b of roleBindings.list(ns)) if (subjectsOf(b).includes(su.metadata.name)) controllers.roleBindings.enqueue(objectKey(b));
+  });
+  secrets.onChange((_type, secret) => {
+    const owner = secret.metadata.labels?.[labels.name];
+    if (owner) enqueueUser(secret.metadata.namespace, owner);
+  });
+  roleBindings.onChange((type, b) => {
+    const key = objectKey(b);
+    controllers.roleBindings.enqueue(key);
+    const now = subjectsOf(b);
+    for (const s of new Set([...(bindingSubjects.get(key) ?? []), ...now])) enqueueUser(b.metadata.namespace, s);
+    if (type === 'DELETED') bindingSubjects.delete(key);
+    else bindingSubjects.set(key, now);
+  });
+  roles.onChange((_type, role) => {
+    controllers.roles.enqueue(objectKey(role));
+    for (const b of roleBindings.list()) {
+      if ((b as Subjects).spec?.roleRef?.name !== role.metadata.name) continue;
+      controllers.roleBindings.enqueue(objectKey(b));
+      for (const s of subjectsOf(b)) enqueueUser(b.metadata.namespace, s);
+    }
+  });
+
+  const all = [serviceUsers, roleBindings, roles, secrets];
+  for (const set of all) set.start();
+  let synced = false;
+  const ready = Promise.all(all.map((s) => s.synced)).then(() => {
+    synced = true;
+    openGate();
+    log.info({ namespaces: options.namespaces?.length ? options.namespaces : 'all' }, 'caches synced; reconciling');
+  });
+
+  return {
+    ready,
+    isReady: () => synced,
+    controllers,
+    async stop() {
+      stopping = true;
+      openGate();
+      await Promise.all(Object.values(controllers).map((c) => c.shutdown()));
+      await Promise.all(all.map((s) => s.stop()));
+      client.close();
+    },
+  };
+}

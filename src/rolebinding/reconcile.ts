@@ -1,0 +1,103 @@
+// RoleBinding and Role status: whether a binding grants what it says (and if not, why),
+// and a Role's permission count for `kubectl get`. The grants themselves land in each
+// ServiceUser's status.permissions, written by the ServiceUser reconcile.
+import { parseAll } from '../api/parse.ts';
+import { apiVersion } from '../api/primitives.ts';
+import { resources } from '../api/resources.ts';
+import { role as roleSchema } from '../api/role.ts';
+import { roleBinding as bindingSchema } from '../api/rolebinding.ts';
+import { serviceUser } from '../api/serviceuser.ts';
+import { setConditions, type Condition } from '../controller/conditions.ts';
+import type { InformerSet } from '../controller/informer.ts';
+import { resourcePath, type KubeClient } from '../controller/kube.ts';
+import { stableJson } from '../controller/stable-json.ts';
+import type { EventRecorder } from '../observability/events.ts';
+import { resolve } from './resolve.ts';
+
+export interface BindingDeps {
+  client: KubeClient;
+  serviceUsers: InformerSet;
+  roleBindings: InformerSet;
+  roles: InformerSet;
+  events: EventRecorder;
+  fieldManager: string;
+  now: () => number;
+}
+
+export function roleBindingReconciler(deps: BindingDeps) {
+  return async function reconcile(key: string): Promise<void> {
+    const raw = deps.roleBindings.get(key);
+    if (!raw || raw.metadata.deletionTimestamp) return;
+    const ns = raw.metadata.namespace!;
+    const previous = (raw.status as { conditions?: Condition[] } | undefined)?.conditions;
+    const parsed = bindingSchema.safeParse(raw);
+    let ready: { status: 'True' | 'False'; reason: string; message: string };
+    let subjects = '';
+    if (!parsed.success) {
+      ready = { status: 'False', reason: 'InvalidSpec', message: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') };
+    } else {
+      subjects = parsed.data.spec.subjects.map((s) => s.name).join(', ');
+      const verdict = resolve(parseAll(deps.serviceUsers.list(ns), serviceUser), [parsed.data], parseAll(deps.roles.list(), roleSchema)).verdictOf(
+        ns,
+        raw.metadata.name,
+      )!;
+      ready = verdict.problems.length
+        ? {
+            status: 'False',
+            reason: verdict.problems[0]!.reason,
+            message: `${verdict.granted.length ? `granted to ${verdict.granted.join(', ')}; ` : 'nothing granted; '}refused: ${verdict.problems.map((p) => p.message).join('; ')}`,
+          }
+        : { status: 'True', reason: 'Granted', message: `${parsed.data.spec.roleRef.name} granted to ${verdict.granted.join(', ')}` };
+    }
+    const status = {
+      subjects: subjects.slice(0, 1024),
+      observedGeneration: raw.metadata.generation,
+      conditions: setConditions(
+        previous,
+        [
+          { type: 'Ready', ...ready },
+          { type: 'Reconciling', status: 'False', reason: 'Reconciled', message: 'verdict recorded' },
+          // A refused binding waits for a change of its own or of what it names.
+          { type: 'Stalled', status: ready.status === 'True' ? 'False' : 'True', reason: ready.reason, message: ready.message },
+        ],
+        raw.metadata.generation,
+        deps.now(),
+      ),
+    };
+    if (stableJson(status) === stableJson(raw.status ?? {})) return;
+    const before = previous?.find((c) => c.type === 'Ready');
+    if (ready.status === 'False' && (before?.status !== 'False' || before.message !== ready.message)) {
+      await deps.events.record(raw, { type: 'Warning', reason: ready.reason, message: ready.message });
+    } else if (ready.status === 'True' && before?.status !== 'True') {
+      await deps.events.record(raw, { type: 'Normal', reason: 'Granted', message: ready.message });
+    }
+    await deps.client.apply(
+      resourcePath(resources.roleBindings, ns, raw.metadata.name, 'status'),
+      { apiVersion, kind: 'RoleBinding', metadata: { name: raw.metadata.name, namespace: ns }, status },
+      deps.fieldManager,
+    );
+  };
+}
+
+export function roleReconciler(deps: BindingDeps) {
+  return async function reconcile(key: string): Promise<void> {
+    const raw = deps.roles.get(key);
+    if (!raw || raw.metadata.deletionTimestamp) return;
+    const parsed = roleSchema.safeParse(raw);
+    const previous = (raw.status as { conditions?: Condition[] } | undefined)?.conditions;
+    const ready = parsed.success
+      ? { status: 'True' as const, reason: 'Valid', message: `${parsed.data.spec.permissions.length} permissions in ${parsed.data.spec.manager}` }
+      : { status: 'False' as const, reason: 'InvalidSpec', message: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') };
+    const status = {
+      ...(parsed.success ? { permissionCount: parsed.data.spec.permissions.length } : {}),
+      observedGeneration: raw.metadata.generation,
+      conditions: setConditions(previous, [{ type: 'Ready', ...ready }], raw.metadata.generation, deps.now()),
+    };
+    if (stableJson(status) === stableJson(raw.status ?? {})) return;
+    await deps.client.apply(
+      resourcePath(resources.roles, undefined, raw.metadata.name, 'status'),
+      { apiVersion, kind: 'Role', metadata: { name: raw.metadata.name }, status },
+      deps.fieldManager,
+    );
+  };
+}

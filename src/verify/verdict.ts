@@ -1,0 +1,28 @@
+// Whether a presented token is valid for a ServiceUser right now. The verification service
+// answers with this; it checks the clock itself, so a token is refused from the exact
+// instant of the end date, not from the next reconcile. Only tokens recorded Active, or in
+// Grace before validUntil, in status are valid: a token in a Secret but not in status
+// (written just before a crash) is not.
+import type { ServiceUser, TokenStatus } from '../api/serviceuser.ts';
+import { parseToken, sameDigest, tokenSha256 } from '../credentials/token.ts';
+import { expiresAt } from '../serviceuser/expiry.ts';
+
+export type Verdict = { active: true; token: TokenStatus } | { active: false; reason: string };
+
+export function verifyToken(su: ServiceUser | undefined, presented: string, now: number): Verdict {
+  const parsed = parseToken(presented);
+  if (!parsed.ok) return { active: false, reason: parsed.reason };
+  if (!su) return { active: false, reason: 'unknown token' };
+  if (su.metadata.deletionTimestamp) return { active: false, reason: 'service user is being deleted' };
+  const end = expiresAt(su.spec.endDate);
+  if (end !== undefined && now >= end) return { active: false, reason: 'service user expired' };
+  if (su.spec.disabled) return { active: false, reason: 'service user disabled' };
+  if (!su.spec.credentials.token.enabled) return { active: false, reason: 'tokens are disabled for this service user' };
+  if (su.spec.credentials.token.revokedTokenIds?.includes(parsed.id)) return { active: false, reason: 'token revoked' };
+  const digest = tokenSha256(presented);
+  const record = su.status?.tokens?.find((t) => t.id === parsed.id);
+  if (!record || !sameDigest(record.sha256, digest)) return { active: false, reason: 'unknown token' };
+  if (record.state === 'Active') return { active: true, token: record };
+  if (record.state === 'Grace' && record.validUntil && now < Date.parse(record.validUntil)) return { active: true, token: record };
+  return { active: false, reason: record.state === 'Grace' ? 'grace period over' : 'token revoked' };
+}

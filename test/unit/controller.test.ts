@@ -1,0 +1,233 @@
+// The controller runtime on its own: the work queue, and the informer against an HTTPS
+// server that produces the faults a real API server will not on demand (failed lists,
+// silent watches, expired resource versions).
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import type { ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Informer } from '../../src/controller/informer.ts';
+import { KubeClient } from '../../src/controller/kube.ts';
+import { WorkQueue } from '../../src/controller/queue.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function until(what: string, check: () => boolean, ms = 5000) {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+describe('WorkQueue', () => {
+  it('runs a key once however often it is added while waiting', async () => {
+    const runs: string[] = [];
+    let release!: () => void;
+    const blocker = new Promise<void>((r) => (release = r));
+    const q = new WorkQueue(async (k) => {
+      runs.push(k);
+      if (k === 'block') await blocker;
+    }, { concurrency: 1 });
+    q.add('block');
+    for (let i = 0; i < 5; i++) q.add('a');
+    release();
+    await until('both keys', () => runs.length === 2);
+    await sleep(20);
+    expect(runs).toEqual(['block', 'a']);
+  });
+
+  it('never runs one key twice at once; an add during a run runs it again after', async () => {
+    let running = 0;
+    let maxRunning = 0;
+    let runs = 0;
+    const q = new WorkQueue(async () => {
+      running++;
+      maxRunning = Math.max(maxRunning, running);
+      runs++;
+      await sleep(20);
+      running--;
+    }, { concurrency: 4 });
+    q.add('k');
+    await sleep(5);
+    q.add('k');
+    q.add('k');
+    await until('two runs', () => runs === 2 && running === 0);
+    expect(maxRunning).toBe(1);
+  });
+
+  it('bounds concurrency across keys', async () => {
+    let running = 0;
+    let maxRunning = 0;
+    const q = new WorkQueue(async () => {
+      running++;
+      maxRunning = Math.max(maxRunning, running);
+      await sleep(10);
+      running--;
+    }, { concurrency: 3 });
+    for (let i = 0; i < 20; i++) q.add(`k${i}`);
+    await until('all done', () => q.size.pending === 0 && q.size.processing === 0);
+    expect(maxRunning).toBe(3);
+  });
+
+  it('retries a failing key with growing, jittered delays, and resets after success', async () => {
+    const times: number[] = [];
+    const q = new WorkQueue(async () => {
+      times.push(Date.now());
+      if (times.length < 4) throw new Error('boom');
+    }, { baseRetryMs: 40, maxRetryMs: 1000, random: () => 1 });
+    q.add('k');
+    await until('four attempts', () => times.length === 4, 3000);
+    const gaps = times.slice(1).map((t, i) => t - times[i]!);
+    expect(gaps[0]).toBeGreaterThanOrEqual(35);
+    expect(gaps[1]).toBeGreaterThanOrEqual(75);
+    expect(gaps[2]).toBeGreaterThanOrEqual(155);
+    expect(q.retryDelay(30)).toBe(1000);
+    const jittered = new WorkQueue(async () => {}, { baseRetryMs: 100, random: () => 0 });
+    expect(jittered.retryDelay(3)).toBe(200);
+  });
+
+  it('requeues after the delay a reconcile asks for, keeping the earliest timer', async () => {
+    const times: number[] = [];
+    const q = new WorkQueue(async () => {
+      times.push(Date.now());
+      return times.length === 1 ? { requeueAfterMs: 50 } : {};
+    });
+    q.addAfter('k', 10_000);
+    q.add('k');
+    await until('requeued run', () => times.length === 2);
+    expect(times[1]! - times[0]!).toBeGreaterThanOrEqual(45);
+    await q.shutdown();
+  });
+
+  it('shuts down: waits for running work, drops timers, takes nothing new', async () => {
+    let finished = false;
+    const q = new WorkQueue(async () => {
+      await sleep(30);
+      finished = true;
+    });
+    q.add('k');
+    q.addAfter('later', 60_000);
+    await sleep(5);
+    await q.shutdown();
+    expect(finished).toBe(true);
+    expect(q.size).toEqual({ pending: 0, processing: 0, timers: 0 });
+    q.add('again');
+    expect(q.size.pending).toBe(0);
+  });
+});
+
+describe('Informer', () => {
+  let server: Server;
+  let client: KubeClient;
+  let behave: (url: URL, res: ServerResponse) => void = () => {};
+  const requests: string[] = [];
+
+  beforeAll(async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'informer-'));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
+      '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
+    server = createServer({ key: readFileSync(path.join(dir, 'key.pem')), cert: readFileSync(path.join(dir, 'cert.pem')) }, (req, res) => {
+      const url = new URL(req.url!, 'https://127.0.0.1');
+      requests.push(`${url.searchParams.get('watch') ? 'watch' : 'list'} ${url.searchParams.get('resourceVersion') ?? ''}`.trim());
+      behave(url, res);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const kc = new KubeConfig();
+    const port = (server.address() as { port: number }).port;
+    kc.loadFromClusterAndUser(
+      { name: 'fake', server: `https://127.0.0.1:${port}`, caData: readFileSync(path.join(dir, 'cert.pem')).toString('base64'), skipTLSVerify: false },
+      { name: 'u', token: 'test' },
+    );
+    client = new KubeClient(kc);
+  });
+  afterAll(() => {
+    client.close();
+    server.closeAllConnections();
+    server.close();
+  });
+
+  const item = (name: string, rv: string) => ({ metadata: { name, namespace: 'ns', resourceVersion: rv } });
+  const resource = { group: 'serviceusers.dev', version: 'v1alpha1', plural: 'serviceusers', namespaced: true };
+
+  it('restarts a failed list with backoff, then follows the watch', async () => {
+    requests.length = 0;
+    let lists = 0;
+    behave = (url, res) => {
+      if (!url.searchParams.get('watch')) {
+        lists++;
+        if (lists === 1) return void res.writeHead(500).end('{"message":"etcd unavailable"}');
+        return void res.writeHead(200).end(JSON.stringify({ items: [item('a', '5')], metadata: { resourceVersion: '5' } }));
+      }
+      res.writeHead(200);
+      res.write(`${JSON.stringify({ type: 'ADDED', object: item('b', '6') })}\n`);
+      res.write(`${JSON.stringify({ type: 'DELETED', object: item('a', '7') })}\n`);
+      // hold the watch open
+    };
+    const errors: unknown[] = [];
+    const seen: string[] = [];
+    const informer = new Informer(client, { resource, baseBackoffMs: 20, onError: (e) => errors.push(e), random: () => 0.5 });
+    informer.onChange((type, obj) => seen.push(`${type} ${obj.metadata.name}`));
+    informer.start();
+    await informer.synced;
+    await until('watch events', () => seen.length === 3);
+    expect(errors).toHaveLength(1);
+    expect(String(errors[0])).toContain('etcd unavailable');
+    expect(seen).toEqual(['ADDED a', 'ADDED b', 'DELETED a']);
+    expect(informer.list().map((o) => o.metadata.name)).toEqual(['b']);
+    expect(requests).toEqual(['list', 'list', 'watch 5']);
+    await informer.stop();
+  });
+
+  it('relists when a watch goes silent past its timeout (half-open connection)', async () => {
+    requests.length = 0;
+    behave = (url, res) => {
+      if (!url.searchParams.get('watch')) return void res.writeHead(200).end(JSON.stringify({ items: [item('a', '5')], metadata: { resourceVersion: '5' } }));
+      res.writeHead(200); // then nothing, ever
+    };
+    const errors: string[] = [];
+    const informer = new Informer(client, { resource, watchTimeoutSeconds: 1, silenceGraceMs: 100, baseBackoffMs: 10, onError: (e) => errors.push(String(e)) });
+    informer.start();
+    await until('a relist', () => informer.lists >= 2, 5000);
+    expect(errors[0]).toContain('silent');
+    await informer.stop();
+  });
+
+  it('relists on 410 Gone and resumes a watch the server ended', async () => {
+    requests.length = 0;
+    let watches = 0;
+    behave = (url, res) => {
+      if (!url.searchParams.get('watch')) return void res.writeHead(200).end(JSON.stringify({ items: [], metadata: { resourceVersion: '10' } }));
+      watches++;
+      res.writeHead(200);
+      if (watches === 1) return void res.end(`${JSON.stringify({ type: 'BOOKMARK', object: { metadata: { resourceVersion: '12' } } })}\n`);
+      if (watches === 2) return void res.end(`${JSON.stringify({ type: 'ERROR', object: { metadata: {}, code: 410, message: 'too old' } })}\n`);
+    };
+    const informer = new Informer(client, { resource, baseBackoffMs: 10 });
+    informer.start();
+    await until('the relist after 410', () => requests.length >= 5);
+    await informer.stop();
+    expect(requests.slice(0, 5)).toEqual(['list', 'watch 10', 'watch 12', 'list', 'watch 10']);
+  });
+
+  it('keeps serving the last good cache while a relist fails', async () => {
+    let fail = false;
+    behave = (url, res) => {
+      if (!url.searchParams.get('watch')) {
+        if (fail) return void res.writeHead(503).end('{}');
+        return void res.writeHead(200).end(JSON.stringify({ items: [item('kept', '1')], metadata: { resourceVersion: '1' } }));
+      }
+      res.writeHead(200);
+      fail = true;
+      res.end(`${JSON.stringify({ type: 'ERROR', object: { metadata: {}, code: 410 } })}\n`);
+    };
+    const informer = new Informer(client, { resource, baseBackoffMs: 10, maxBackoffMs: 20 });
+    informer.start();
+    await informer.synced;
+    await sleep(200);
+    expect(informer.get('ns/kept')?.metadata.name).toBe('kept');
+    await informer.stop();
+  });
+});
