@@ -1,10 +1,12 @@
-// Installs the generated CRDs (server-side apply) and waits until they are served.
+// Installs the generated CRDs (server-side apply) and waits until they are served; applies
+// the project's manifests.
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { request, type RequestOptions } from 'node:https';
 import { ApiextensionsV1Api, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import { loadAll } from 'js-yaml';
 import { repoRoot } from './cluster/controlplane.ts';
+import { resourcePath, type KubeClient, type ObjectMeta } from '../src/controller/kube.ts';
 
 export function loadYaml(file: string): KubernetesObject[] {
   return (loadAll(readFileSync(file, 'utf8')) as (KubernetesObject | null)[]).filter((d): d is KubernetesObject => d !== null);
@@ -58,4 +60,29 @@ export async function installCrds(kc: KubeConfig): Promise<void> {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
+}
+
+const kindPaths: Record<string, { plural: string; namespaced: boolean }> = {
+  ServiceUser: { plural: 'serviceusers', namespaced: true },
+  RoleBinding: { plural: 'rolebindings', namespaced: true },
+  Role: { plural: 'roles', namespaced: false },
+};
+
+/** Server-side applies this project's manifests (config/roles, config/samples) as raw JSON. */
+export async function applyManifests(client: KubeClient, objects: KubernetesObject[], namespace: string, fieldManager = 'service-user-operator-dev'): Promise<void> {
+  for (const obj of objects) {
+    const where = kindPaths[obj.kind ?? ''];
+    if (!where) throw new Error(`cannot apply kind ${obj.kind}`);
+    const meta = { ...obj.metadata!, ...(where.namespaced ? { namespace } : {}) } as ObjectMeta;
+    const path = resourcePath({ group: 'serviceusers.dev', version: 'v1alpha1', plural: where.plural, namespaced: where.namespaced }, meta.namespace, meta.name);
+    await client.apply(path, { ...obj, metadata: meta }, fieldManager);
+  }
+}
+
+/** Every manifest in a kustomize directory's YAML files (kustomization.yaml aside). */
+export function manifestsIn(dir: string): KubernetesObject[] {
+  return readdirSync(path.join(repoRoot, dir))
+    .filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
+    .sort()
+    .flatMap((f) => loadYaml(path.join(repoRoot, dir, f)));
 }

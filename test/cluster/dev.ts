@@ -1,0 +1,88 @@
+// `npm run dev`: the whole product on this machine in one command. Starts the local control
+// plane, installs the CRDs and the seed role catalogs, runs the operator (`node src/main.ts`),
+// applies config/samples into namespace `demo`, and prints how to read a Secret. Ctrl-C
+// stops everything. State lives in .cluster/ (SUO_DEV_DIR overrides it).
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
+import { KubeClient, isConflict } from '../../src/controller/kube.ts';
+import { applyManifests, installCrds, manifestsIn } from '../crds.ts';
+import { repoRoot, startControlPlane } from './controlplane.ts';
+
+const namespace = 'demo';
+const dir = process.env.SUO_DEV_DIR ?? path.join(repoRoot, '.cluster');
+const say = (line: string) => process.stdout.write(`[dev] ${line}\n`);
+
+say('starting the local control plane (the first run builds it: several minutes)');
+const controlPlane = await startControlPlane({ dir });
+say(`Kubernetes ${controlPlane.version} at ${controlPlane.server}`);
+const kc = new KubeConfig();
+kc.loadFromFile(controlPlane.kubeconfig);
+const client = new KubeClient(kc);
+
+const operator = spawn(process.execPath, [path.join(repoRoot, 'src/main.ts'), '--kubeconfig', controlPlane.kubeconfig, '--metrics-bind-address', '127.0.0.1:0', '--health-probe-bind-address', '127.0.0.1:0'], {
+  stdio: ['ignore', 'inherit', 'inherit'],
+});
+let stopping = false;
+async function stop(code: number) {
+  if (stopping) return;
+  stopping = true;
+  say('stopping');
+  if (operator.exitCode === null) {
+    operator.kill('SIGTERM');
+    await new Promise((r) => operator.once('exit', r));
+  }
+  client.close();
+  await controlPlane.stop();
+  process.exit(code);
+}
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void stop(0));
+operator.on('exit', (code) => {
+  if (!stopping) {
+    say(`the operator exited (${code}); stopping`);
+    void stop(1);
+  }
+});
+
+try {
+  await installCrds(kc);
+  await applyManifests(client, manifestsIn('config/roles'), namespace);
+  say('CRDs and the seed role catalogs installed');
+  await client.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } }).catch((err: unknown) => {
+    if (!isConflict(err)) throw err;
+  });
+  await applyManifests(client, manifestsIn('config/samples'), namespace);
+  say(`config/samples applied in namespace ${namespace}`);
+
+  const name = 'release-signer';
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const su = await client.get<{ status?: { phase?: string; secretName?: string; tokens?: { sha256: string; state: string }[] } }>(
+      `/apis/serviceusers.dev/v1alpha1/namespaces/${namespace}/serviceusers/${name}`,
+    );
+    const secretName = su.status?.secretName;
+    if (su.status?.phase === 'Active' && secretName) {
+      const secret = await client.get<{ data?: Record<string, string> }>(`/api/v1/namespaces/${namespace}/secrets/${secretName}`);
+      const token = Buffer.from(secret.data?.token ?? '', 'base64').toString();
+      const sha = createHash('sha256').update(token).digest('hex');
+      const recorded = su.status.tokens?.find((t) => t.state === 'Active')?.sha256;
+      say(`ServiceUser ${namespace}/${name} is Ready; its token's SHA-256 ${sha === recorded ? 'matches' : 'DOES NOT match'} status.tokens (${sha.slice(0, 12)}…)`);
+      process.stdout.write(`
+  export KUBECONFIG=${controlPlane.kubeconfig}
+  kubectl get service-users -n ${namespace}
+  kubectl get secret ${secretName} -n ${namespace} -o jsonpath='{.data.token}' | base64 -d; echo
+  kubectl get su ${name} -n ${namespace} -o jsonpath='{.status.tokens[?(@.state=="Active")].sha256}'; echo
+  kubectl describe su ${name} -n ${namespace}
+
+Ctrl-C stops the operator and the control plane.
+`);
+      break;
+    }
+    if (Date.now() > deadline) throw new Error(`ServiceUser ${namespace}/${name} not Active after 60s`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+} catch (err) {
+  say(`failed: ${err instanceof Error ? err.message : String(err)}`);
+  await stop(1);
+}

@@ -1,0 +1,33 @@
+// `npm run dev` end to end, on a control plane of its own: the sample ServiceUser becomes
+// Ready with a token in its Secret whose SHA-256 status records; Ctrl-C stops everything.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { expect, it } from 'vitest';
+import { repoRoot } from '../cluster/controlplane.ts';
+import { eventually } from '../kube.ts';
+
+it('npm run dev shows a sample ServiceUser Ready, its token matching status, and stops on Ctrl-C', { timeout: 180_000 }, async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'suo-dev-'));
+  const child = spawn(process.execPath, [path.join(repoRoot, 'test/cluster/dev.ts')], {
+    env: { ...process.env, SUO_DEV_DIR: dir },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+  try {
+    await eventually('the Ready line', async () => (out.includes('is Ready;') ? true : undefined), 150_000);
+    expect(out).toMatch(/\[dev\] ServiceUser demo\/release-signer is Ready; its token's SHA-256 matches status\.tokens/);
+    expect(out).toContain(`kubectl get secret release-signer-credentials -n demo -o jsonpath='{.data.token}' | base64 -d`);
+    expect(out).not.toMatch(/suo_[a-z2-7]{16}_[0-9A-Za-z]{49}/);
+    child.kill('SIGINT');
+    const [code] = (await once(child, 'exit')) as [number];
+    expect(code).toBe(0);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,96 @@
+// The operator as a process (`node src/main.ts`, what `npm start` runs): killed between
+// writing a token to the Secret and recording it, it leaves no valid unrecorded token and
+// finishes the job on restart; it serves metrics and probes; it stops on SIGTERM; and
+// nothing it logs contains a token.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { serviceUser } from '../../src/api/serviceuser.ts';
+import { KubeClient } from '../../src/controller/kube.ts';
+import { verifyToken } from '../../src/verify/verdict.ts';
+import { repoRoot } from '../cluster/controlplane.ts';
+import { eventually, kubeConfig, useNamespace } from '../kube.ts';
+import { api, decodeSecret } from '../operator.ts';
+
+const ns = useNamespace('process');
+const client = new KubeClient(kubeConfig());
+const k = api(client, ns.name);
+const output: string[] = [];
+const children: ChildProcess[] = [];
+afterAll(() => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  client.close();
+});
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  server.close();
+  return port;
+}
+
+function operator(env: Record<string, string> = {}, ports = { metrics: 0, health: 0 }): ChildProcess {
+  const child = spawn(
+    process.execPath,
+    [
+      path.join(repoRoot, 'src/main.ts'),
+      '--kubeconfig', inject('kubeconfig'),
+      '--namespace', ns.name,
+      '--log-level', 'debug',
+      '--metrics-bind-address', `127.0.0.1:${ports.metrics}`,
+      '--health-probe-bind-address', `127.0.0.1:${ports.health}`,
+    ],
+    { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  child.stdout!.on('data', (c: Buffer) => output.push(c.toString()));
+  child.stderr!.on('data', (c: Buffer) => output.push(c.toString()));
+  children.push(child);
+  return child;
+}
+
+describe('the operator process', () => {
+  it('killed between the Secret write and the status write: no valid unrecorded token; recorded on restart', async () => {
+    const crashing = operator({ SUO_TEST_CRASH_POINT: 'after-secret-write' });
+    await k.createServiceUser('crash', { email: 'ops@example.com', accounts: ['acme'] });
+    const [code] = (await once(crashing, 'exit')) as [number];
+    expect(code).toBe(137);
+
+    const secret = await k.secret('crash-credentials');
+    const token = decodeSecret(secret!).token!;
+    expect(token).toMatch(/^suo_/);
+    const before = serviceUser.parse(await k.serviceUser('crash'));
+    expect(before.status?.tokens ?? []).toEqual([]);
+    expect(verifyToken(before, token, Date.now())).toEqual({ active: false, reason: 'unknown token' });
+
+    const ports = { metrics: await freePort(), health: await freePort() };
+    const healthy = operator({}, ports);
+    const after = await k.waitFor('crash', 'the token recorded', (o) => (o.status as { phase?: string } | undefined)?.phase === 'Active');
+    const recorded = serviceUser.parse(after);
+    expect(recorded.status!.tokens).toHaveLength(1);
+    expect(decodeSecret((await k.secret('crash-credentials'))!).token).toBe(token);
+    expect(verifyToken(recorded, token, Date.now())).toMatchObject({ active: true });
+
+    // Probes and metrics, while it runs.
+    await k.createServiceUser('metered', { email: 'ops@example.com', accounts: ['acme'], endDate: '2030-06-01' });
+    await k.waitFor('metered', 'Active', (o) => (o.status as { phase?: string } | undefined)?.phase === 'Active');
+    expect((await fetch(`http://127.0.0.1:${ports.health}/readyz`)).status).toBe(200);
+    const metrics = await eventually('the expiration metric', async () => {
+      const text = await (await fetch(`http://127.0.0.1:${ports.metrics}/metrics`)).text();
+      return text.includes(`name="metered"`) ? text : undefined;
+    });
+    expect(metrics).toContain(`serviceuser_expiration_timestamp_seconds{namespace="${ns.name}",name="metered"} ${Date.parse('2030-06-01T23:59:59Z') / 1000}`);
+    expect(metrics).toMatch(/serviceuser_tokens_issued_total \d+/);
+
+    healthy.kill('SIGTERM');
+    const [exitCode] = (await once(healthy, 'exit')) as [number];
+    expect(exitCode).toBe(0);
+
+    const log = output.join('');
+    expect(log).toContain('test fault: exiting between the Secret write and the status write');
+    expect(log).not.toContain(token);
+    expect(log).not.toMatch(/suo_[a-z2-7]{16}_[0-9A-Za-z]{49}/);
+  });
+});

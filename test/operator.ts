@@ -1,0 +1,73 @@
+// Test helpers: the operator running in the test process, watching only the test file's
+// namespace, with its log captured and its clock under the test's control.
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll } from 'vitest';
+import { KubeClient, resourcePath, type KubeObject } from '../src/controller/kube.ts';
+import { resources } from '../src/api/resources.ts';
+import { createLogger } from '../src/observability/logger.ts';
+import { createMetrics } from '../src/observability/metrics.ts';
+import { startOperator, type Operator } from '../src/operator.ts';
+import { eventually, kubeConfig } from './kube.ts';
+
+export interface RunningOperator {
+  operator: Operator;
+  logs: string[];
+  /** Milliseconds added to the operator's clock (rotation and grace tests). */
+  clock: { offsetMs: number };
+  client: KubeClient;
+}
+
+export function useOperator(ns: { name: string }): RunningOperator {
+  const logs: string[] = [];
+  const running = { logs, clock: { offsetMs: 0 }, client: new KubeClient(kubeConfig()) } as RunningOperator;
+  beforeAll(async () => {
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        logs.push(chunk.toString());
+        done();
+      },
+    });
+    running.operator = startOperator({
+      kubeConfig: kubeConfig(),
+      log: createLogger('debug', sink),
+      metrics: createMetrics(),
+      namespaces: [ns.name],
+      now: () => Date.now() + running.clock.offsetMs,
+    });
+    await running.operator.ready;
+  });
+  afterAll(async () => {
+    await running.operator.stop();
+    running.client.close();
+  });
+  return running;
+}
+
+export const decodeSecret = (s: KubeObject) =>
+  Object.fromEntries(Object.entries((s.data as Record<string, string>) ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]));
+
+export function api(client: KubeClient, namespace: string) {
+  const su = (name = '', sub?: string) => resourcePath(resources.serviceUsers, namespace, name || undefined, sub);
+  return {
+    client,
+    createServiceUser: (name: string, spec: Record<string, unknown>) =>
+      client.request('POST', su(), { apiVersion: 'serviceusers.dev/v1alpha1', kind: 'ServiceUser', metadata: { name }, spec }),
+    patchServiceUser: (name: string, spec: Record<string, unknown>) => client.mergePatch(su(name), { spec }),
+    serviceUser: (name: string) => client.get(su(name)),
+    secret: async (name: string) => {
+      try {
+        return await client.get(resourcePath(resources.secrets, namespace, name));
+      } catch {
+        return undefined;
+      }
+    },
+    events: async (name: string) =>
+      (await client.get<{ items: { reason: string; type: string; message: string }[] }>(`/api/v1/namespaces/${namespace}/events?fieldSelector=involvedObject.name%3D${name}`)).items,
+    /** Waits for the ServiceUser's status to satisfy `check`, returning the object. */
+    waitFor: (name: string, what: string, check: (o: KubeObject & { status?: Record<string, unknown> }) => boolean, ms = 20_000) =>
+      eventually(what, async () => {
+        const o = (await client.get(su(name))) as KubeObject & { status?: Record<string, unknown> };
+        return check(o) ? o : undefined;
+      }, ms),
+  };
+}
