@@ -121,6 +121,13 @@ describe('end dates', () => {
     expect(await valid('extended', second.token)).toBe(true);
   });
 
+  it('warns expiryWarning ahead: ExpiringSoon condition and a Warning event', async () => {
+    await k().createServiceUser('ending', { ...base, endDate: new Date(Date.now() + 86_400_000).toISOString(), expiryWarning: '48h' });
+    const su = await k().waitFor('ending', 'ExpiringSoon', (o) => condition(o, 'ExpiringSoon')?.status === 'True');
+    expect(statusOf(su).phase).toBe('Active');
+    await eventually('ExpiringSoon event', async () => ((await k().events('ending')).some((e) => e.reason === 'ExpiringSoon' && e.type === 'Warning') ? true : undefined));
+  });
+
   it('extending before expiry keeps the token', async () => {
     await k().createServiceUser('kept', { ...base, endDate: '2098-01-01' });
     const first = await activeToken('kept');
@@ -204,6 +211,17 @@ describe('repair', () => {
     expect(await valid('edited', planted)).toBe(false);
     expect(await valid('edited', first.token)).toBe(false);
     expect(await valid('edited', repaired.token)).toBe(true);
+  });
+
+  it('an edited non-secret key is put back, the token kept', async () => {
+    await k().createServiceUser('relabelled', base);
+    const first = await activeToken('relabelled');
+    await running.client.mergePatch(resourcePath(resources.secrets, ns.name, 'relabelled-credentials'), { data: { identity: Buffer.from('someone-else').toString('base64') } });
+    await eventually('identity restored', async () => {
+      const data = decodeSecret((await k().secret('relabelled-credentials'))!);
+      return data.identity === `serviceuser:${ns.name}:relabelled` ? true : undefined;
+    });
+    expect((await activeToken('relabelled')).token).toBe(first.token);
   });
 
   it('a lost status: rebuilt from the Secret, same token', async () => {
