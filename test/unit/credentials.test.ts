@@ -1,0 +1,111 @@
+// The built-in CA's certificates, PKCS#12 bundles and CRLs, read by real consumers:
+// openssl (3, no legacy provider) and Java's keytool.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createCa, loadCa, type Ca } from '../../src/credentials/ca.ts';
+import { describeCertificate, issueClientCertificate } from '../../src/credentials/certificate.ts';
+import { buildCrl, liveRevocations } from '../../src/credentials/crl.ts';
+import { newPkcs12Password, toPkcs12 } from '../../src/credentials/pkcs12.ts';
+import { issueToken, parseToken, tokenPattern } from '../../src/credentials/token.ts';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'credentials-'));
+const file = (name: string, content: string | Buffer) => {
+  const p = path.join(dir, name);
+  writeFileSync(p, content);
+  return p;
+};
+const run = (cmd: string, args: string[]) => {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  return { ok: r.status === 0, out: `${r.stdout}${r.stderr}` };
+};
+
+describe('tokens', () => {
+  it('have the fixed prefix, 256 random bits and a checksum that catches typos', () => {
+    const { token, id } = issueToken();
+    expect(token).toMatch(tokenPattern);
+    expect(parseToken(token)).toEqual({ ok: true, id });
+    const typo = token.slice(0, 30) + (token[30] === 'a' ? 'b' : 'a') + token.slice(31);
+    expect(parseToken(typo)).toEqual({ ok: false, reason: 'token checksum mismatch (typo or truncation)' });
+    expect(parseToken(token.slice(0, -1)).ok).toBe(false);
+    expect(parseToken('ghp_abc')).toEqual({ ok: false, reason: 'not a service-user token' });
+    const ids = new Set(Array.from({ length: 1000 }, () => issueToken().id));
+    expect(ids.size).toBe(1000);
+  });
+});
+
+describe('the built-in CA', () => {
+  let ca: Ca;
+  let caFile: string;
+  beforeAll(async () => {
+    ca = await loadCa(await createCa());
+    caFile = file('ca.crt', ca.certPem);
+  });
+
+  it('refuses material that is not a matching CA pair, saying which part is wrong', async () => {
+    const other = await createCa();
+    await expect(loadCa({ certPem: ca.certPem, keyPem: other.keyPem })).rejects.toThrow('does not belong to the CA certificate');
+    await expect(loadCa({ certPem: 'garbage', keyPem: ca.keyPem })).rejects.toThrow('tls.crt) is not a PEM X.509 certificate');
+    const leaf = await issueClientCertificate(ca, {
+      identity: 'serviceuser:ns:x', friendlyName: 'x', namespace: 'ns', algorithm: 'ECDSA',
+      notBefore: new Date(), notAfter: new Date(Date.now() + 3_600_000),
+    });
+    await expect(loadCa({ certPem: leaf.certPem, keyPem: leaf.keyPem })).rejects.toThrow('is not a CA');
+  });
+
+  for (const [algorithm, size] of [['ECDSA', undefined], ['ECDSA', 384], ['RSA', 2048], ['Ed25519', undefined]] as const) {
+    it(`issues ${algorithm}${size ? ` ${size}` : ''} client certificates that openssl verifies for client auth, and keytool and openssl read as PKCS#12`, async () => {
+      const notAfter = new Date(Date.now() + 86_400_000);
+      const leaf = await issueClientCertificate(ca, {
+        identity: 'serviceuser:ci:release-signer', friendlyName: 'Release, signer', namespace: 'ci', algorithm, ...(size ? { size } : {}),
+        notBefore: new Date(Date.now() - 60_000), notAfter,
+      });
+      const certFile = file(`${algorithm}${size ?? ''}.crt`, leaf.certPem);
+      expect(run('openssl', ['verify', '-CAfile', caFile, '-purpose', 'sslclient', certFile])).toMatchObject({ ok: true });
+      const text = run('openssl', ['x509', '-in', certFile, '-noout', '-text']).out;
+      expect(text).toContain('TLS Web Client Authentication');
+      expect(text).toMatch(/Subject: CN ?= ?serviceuser:ci:release-signer, O ?= ?serviceusers, O ?= ?serviceusers:ci, OU ?= ?"?Release\\?, signer/);
+      expect(text).toContain('URI:urn:serviceuser:ci:release-signer');
+      expect(describeCertificate(leaf.certPem).notAfter.getTime()).toBe(Math.floor(notAfter.getTime() / 1000) * 1000);
+
+      const password = newPkcs12Password();
+      const p12 = file(`${algorithm}${size ?? ''}.p12`, await toPkcs12({ certPem: leaf.certPem, keyPem: leaf.keyPem, caPem: ca.certPem, password, friendlyName: 'release-signer' }));
+      const info = run('openssl', ['pkcs12', '-in', p12, '-info', '-noout', '-passin', `pass:${password}`]);
+      expect(info.ok, info.out).toBe(true);
+      expect(info.out).toContain('MAC: sha256');
+      expect(info.out).toMatch(/Shrouded Keybag: PBES2, PBKDF2, AES-256-CBC/);
+      const extracted = run('openssl', ['pkcs12', '-in', p12, '-nodes', '-passin', `pass:${password}`]);
+      expect(extracted.out).toContain('BEGIN PRIVATE KEY');
+      expect(run('openssl', ['pkcs12', '-in', p12, '-info', '-noout', '-passin', 'pass:wrong']).ok).toBe(false);
+      const keytool = run('keytool', ['-list', '-v', '-keystore', p12, '-storetype', 'PKCS12', '-storepass', password]);
+      expect(keytool.ok, keytool.out).toBe(true);
+      expect(keytool.out).toContain('Entry type: PrivateKeyEntry');
+      expect(keytool.out).toContain('Certificate chain length: 2');
+    });
+  }
+
+  it('publishes a CRL that makes openssl refuse revoked and held certificates and accept live ones', async () => {
+    const issue = () =>
+      issueClientCertificate(ca, { identity: 'serviceuser:ci:x', friendlyName: 'x', namespace: 'ci', algorithm: 'ECDSA', notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86_400_000) });
+    const [live, revoked, held] = await Promise.all([issue(), issue(), issue()]);
+    const entry = (c: typeof live, reason: 'cessationOfOperation' | 'certificateHold') => ({
+      serialNumber: c.serialNumber, revokedAt: new Date().toISOString(), reason, notAfter: c.notAfter.toISOString(), identity: 'serviceuser:ci:x',
+    });
+    const crl = await buildCrl(ca, [entry(revoked, 'cessationOfOperation'), entry(held, 'certificateHold')], { number: 7, now: new Date(), validity: 3_600_000 });
+    const crlFile = file('ca.crl', crl);
+    const verify = (c: typeof live) => run('openssl', ['verify', '-crl_check', '-CAfile', caFile, '-CRLfile', crlFile, file(`${c.serialNumber}.crt`, c.certPem)]);
+    expect(verify(live)).toMatchObject({ ok: true });
+    expect(verify(revoked).out).toContain('certificate revoked');
+    expect(verify(held).out).toContain('certificate revoked');
+    const text = run('openssl', ['crl', '-in', crlFile, '-noout', '-text']).out;
+    expect(text).toContain('Certificate Hold');
+    expect(text).toContain('Cessation Of Operation');
+    expect(text).toMatch(/X509v3 CRL Number:\s+7/);
+    // Released from hold: the next CRL no longer lists it.
+    const released = file('released.crl', await buildCrl(ca, [entry(revoked, 'cessationOfOperation')], { number: 8, now: new Date(), validity: 3_600_000 }));
+    expect(run('openssl', ['verify', '-crl_check', '-CAfile', caFile, '-CRLfile', released, file('held.crt', held.certPem)])).toMatchObject({ ok: true });
+    expect(liveRevocations([entry(revoked, 'cessationOfOperation'), { ...entry(held, 'certificateHold'), notAfter: '2000-01-01T00:00:00Z' }], Date.now())).toHaveLength(1);
+  });
+});
