@@ -17,6 +17,12 @@ Usage: npm start -- [flags]     (or: node src/main.ts [flags])
   --metrics-bind-address ADDR       Prometheus /metrics, HOST:PORT; "0" turns it off (default: :8080)
   --health-probe-bind-address ADDR  /healthz and /readyz, HOST:PORT; "0" turns it off (default: :8081)
   --concurrency N                   ServiceUsers reconciled in parallel (default: 4)
+  --operator-namespace NS           where the CA Secret and the CRL ConfigMap live
+                                    (default: $POD_NAMESPACE, else service-user-operator)
+  --ca-secret NAME                  the built-in CA's Secret (kubernetes.io/tls): created on first
+                                    start when absent; put your own CA there to use it (default:
+                                    service-user-operator-ca)
+  --crl-configmap NAME              the revocation ledger and CRL (default: service-user-operator-crl)
   --help                            this text
 
 Environment: SUO_TEST_CRASH_POINT=after-secret-write makes the process exit between a Secret
@@ -32,6 +38,9 @@ const { values } = parseArgs({
     'metrics-bind-address': { type: 'string', default: ':8080' },
     'health-probe-bind-address': { type: 'string', default: ':8081' },
     concurrency: { type: 'string', default: '4' },
+    'operator-namespace': { type: 'string', default: process.env.POD_NAMESPACE ?? 'service-user-operator' },
+    'ca-secret': { type: 'string', default: 'service-user-operator-ca' },
+    'crl-configmap': { type: 'string', default: 'service-user-operator-crl' },
     help: { type: 'boolean', default: false },
   },
   strict: true,
@@ -60,6 +69,13 @@ const operator = startOperator({
   namespaces: (values.namespace ?? []).flatMap((n) => n.split(',')).filter(Boolean),
   concurrency,
   crashAfterSecretWrite: process.env.SUO_TEST_CRASH_POINT === 'after-secret-write',
+  operatorNamespace: values['operator-namespace'],
+  caSecretName: values['ca-secret'],
+  crlConfigMapName: values['crl-configmap'],
+});
+operator.ready.catch((err: unknown) => {
+  log.fatal({ err: err instanceof Error ? err.message : String(err) }, 'cannot start');
+  process.exit(1);
 });
 const servers: Server[] = [];
 if (values['metrics-bind-address'] !== '0') servers.push(await serve(values['metrics-bind-address'], metricsRoutes(metrics.registry)));

@@ -6,6 +6,9 @@ import { Controller } from './controller/controller.ts';
 import { Informer, InformerSet, objectKey } from './controller/informer.ts';
 import { KubeClient, type KubeObject, type Resource } from './controller/kube.ts';
 import { issueToken, type IssuedToken } from './credentials/token.ts';
+import type { Ca } from './credentials/ca.ts';
+import { ensureCa } from './authority/ca-store.ts';
+import { RevocationLedger } from './authority/revocations.ts';
 import { EventRecorder } from './observability/events.ts';
 import type { Logger } from './observability/logger.ts';
 import type { Metrics } from './observability/metrics.ts';
@@ -26,11 +29,17 @@ export interface OperatorOptions {
   issue?: () => IssuedToken;
   watchTimeoutSeconds?: number;
   crashAfterSecretWrite?: boolean;
+  /** Where the built-in CA Secret and the CRL ConfigMap live. */
+  operatorNamespace: string;
+  caSecretName?: string;
+  crlConfigMapName?: string;
 }
 
 export interface Operator {
   ready: Promise<void>;
   isReady(): boolean;
+  /** The built-in CA and revocation ledger, once ready. */
+  authority: { ca: Ca; ledger: RevocationLedger };
   stop(): Promise<void>;
   controllers: { serviceUsers: Controller; roleBindings: Controller; roles: Controller };
 }
@@ -61,6 +70,20 @@ export function startOperator(options: OperatorOptions): Operator {
   const events = new EventRecorder(client, log);
   const now = options.now ?? Date.now;
   const shared = { client, serviceUsers, roleBindings, roles, events, fieldManager, now };
+  // The built-in CA and its CRL, loaded (or created) before the first reconcile.
+  const authority = {} as { ca: Ca; ledger: RevocationLedger };
+  const authorityReady = (async () => {
+    authority.ca = await ensureCa(client, options.operatorNamespace, options.caSecretName ?? 'service-user-operator-ca', log);
+    authority.ledger = new RevocationLedger({
+      client,
+      ca: authority.ca,
+      namespace: options.operatorNamespace,
+      name: options.crlConfigMapName ?? 'service-user-operator-crl',
+      log,
+      now,
+    });
+    await authority.ledger.start();
+  })();
   // No reconcile before every cache is complete: a half-filled cache would hide a
   // friendly-name holder or a binding and the reconcile would act on a partial world.
   let openGate!: () => void;
@@ -82,6 +105,7 @@ export function startOperator(options: OperatorOptions): Operator {
         log: log.child({ controller: 'serviceuser' }),
         metrics,
         issue: options.issue ?? issueToken,
+        authority,
         ...(options.crashAfterSecretWrite ? { crashAfterSecretWrite: true } : {}),
       })),
       { log, metrics, concurrency: options.concurrency ?? 4 },
@@ -131,7 +155,7 @@ export function startOperator(options: OperatorOptions): Operator {
   const all = [serviceUsers, roleBindings, roles, secrets];
   for (const set of all) set.start();
   let synced = false;
-  const ready = Promise.all(all.map((s) => s.synced)).then(() => {
+  const ready = Promise.all([...all.map((s) => s.synced), authorityReady]).then(() => {
     synced = true;
     openGate();
     log.info({ namespaces: options.namespaces?.length ? options.namespaces : 'all' }, 'caches synced; reconciling');
@@ -141,11 +165,13 @@ export function startOperator(options: OperatorOptions): Operator {
     ready,
     isReady: () => synced,
     controllers,
+    authority,
     async stop() {
       stopping = true;
       openGate();
       await Promise.all(Object.values(controllers).map((c) => c.shutdown()));
       await Promise.all(all.map((s) => s.stop()));
+      authority.ledger?.stop();
       client.close();
     },
   };

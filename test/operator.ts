@@ -32,6 +32,7 @@ export function useOperator(ns: { name: string }): RunningOperator {
       log: createLogger('debug', sink),
       metrics: createMetrics(),
       namespaces: [ns.name],
+      operatorNamespace: ns.name,
       now: () => Date.now() + running.clock.offsetMs,
     });
     await running.operator.ready;

@@ -16,9 +16,13 @@ export interface Revocation {
   identity: string;
 }
 
-/** Entries still worth listing at `now`: expired certificates are refused anyway. */
+/**
+ * Entries still worth listing at `now`. An expired certificate is refused anyway, but it stays
+ * listed for a week past its expiry so that a revocation at the end date is visible on the CRL.
+ */
+export const keepAfterExpiryMs = 7 * 86_400_000;
 export function liveRevocations(entries: Revocation[], now: number): Revocation[] {
-  return entries.filter((e) => Date.parse(e.notAfter) > now);
+  return entries.filter((e) => Date.parse(e.notAfter) + keepAfterExpiryMs > now);
 }
 
 export async function buildCrl(ca: Ca, entries: Revocation[], options: { number: number; now: Date; validity: number }): Promise<string> {

@@ -19,6 +19,7 @@ import { setConditions, type Condition, type ConditionInput } from '../controlle
 import { parseToken, tokenSha256, type IssuedToken } from '../credentials/token.ts';
 import type { Grant } from '../rolebinding/resolve.ts';
 import { expiresAt as endOf, isExpired, warnAt as warnOf } from './expiry.ts';
+import type { CertificateMaterial } from './certificate.ts';
 import { secretKeys, type Profile } from './secret.ts';
 
 export const managedBy = 'service-user-operator';
@@ -28,9 +29,10 @@ export const annotations = {
   tokenReplaces: 'serviceusers.dev/token-replaces',
 } as const;
 
-/** The Secret as observed: data already decoded from base64. */
+/** The Secret as observed: `data` decoded from base64 as text, `raw` as stored. */
 export interface ObservedSecret {
   data: Record<string, string>;
+  raw?: Record<string, string>;
   labels: Record<string, string>;
   annotations: Record<string, string>;
   ownerUids: string[];
@@ -42,13 +44,26 @@ export interface Observed {
   /** Other ServiceUsers of the namespace, for friendly-name uniqueness. */
   peers: ServiceUser[];
   permissions: Grant[];
+  /** The client certificate to hold, kept or just issued (see certificate.ts). */
+  certificate?: PlacedCertificate | undefined;
+}
+
+export interface PlacedCertificate {
+  material: CertificateMaterial;
+  serialNumber: string;
+  notBefore: number;
+  notAfter: number;
+  issuer: string;
+  renewalTime: number | undefined;
+  /** Issued in this reconcile (for the event), and why. */
+  issued?: string;
 }
 
 export interface DesiredSecret {
   name: string;
   labels: Record<string, string>;
   annotations: Record<string, string>;
-  data: Record<string, string>;
+  data: Record<string, string | Buffer>;
 }
 
 export interface EventRecord {
@@ -82,6 +97,24 @@ export function friendlyNameHolder(su: ServiceUser, peers: ServiceUser[]): Servi
     .filter((p) => p.metadata.name !== su.metadata.name && friendlyNameOf(p) === name && !p.metadata.deletionTimestamp)
     .filter((p) => rank(p) < rank(su))
     .sort((a, b) => rank(a).localeCompare(rank(b)))[0];
+}
+
+/** What stops a ServiceUser before anything is issued: rules only the operator can judge. */
+export function blocker(su: ServiceUser, observed: Pick<Observed, 'peers' | 'secret'>): { reason: string; message: string } | undefined {
+  const holder = friendlyNameHolder(su, observed.peers);
+  if (holder) {
+    return {
+      reason: 'FriendlyNameConflict',
+      message: `friendly name "${friendlyNameOf(su)}" is already used by ServiceUser ${holder.metadata.name} in this namespace; set a different spec.friendlyName`,
+    };
+  }
+  if (observed.secret && su.metadata.uid && !observed.secret.ownerUids.includes(su.metadata.uid)) {
+    return {
+      reason: 'SecretNotOwned',
+      message: `Secret ${secretNameOf(su)} exists and does not belong to this ServiceUser; it is left untouched: delete it or set a different spec.credentials.secretName`,
+    };
+  }
+  return undefined;
 }
 
 function readSecretToken(secret: ObservedSecret | undefined) {
@@ -153,19 +186,8 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
       },
     };
   };
-  const holder = friendlyNameHolder(su, observed.peers);
-  if (holder) {
-    return stalled(
-      'FriendlyNameConflict',
-      `friendly name "${friendlyName}" is already used by ServiceUser ${holder.metadata.name} in this namespace; set a different spec.friendlyName`,
-    );
-  }
-  if (observed.secret && su.metadata.uid && !observed.secret.ownerUids.includes(su.metadata.uid)) {
-    return stalled(
-      'SecretNotOwned',
-      `Secret ${secretName} exists and does not belong to this ServiceUser; it is left untouched: delete it or set a different spec.credentials.secretName`,
-    );
-  }
+  const blocked = blocker(su, observed);
+  if (blocked) return stalled(blocked.reason, blocked.message);
 
   let tokens: TokenStatus[] = (previous.tokens ?? []).map((t) => ({ ...t }));
   const revoke = (t: TokenStatus, reason: Reason, at: number) => {
@@ -247,7 +269,11 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
   tokens = tokens.filter((t) => keep.has(t));
 
   // The Secret: credentials while not expired; identity and end date always.
-  const data: Record<string, string> = { ...secretKeys(profile, { identity, expiresAt: expires !== undefined ? iso(expires) : undefined, token: current?.text }) };
+  const certificate = observed.certificate;
+  const data = secretKeys(profile, { identity, expiresAt: expires !== undefined ? iso(expires) : undefined, token: current?.text, certificate: certificate?.material });
+  if (certificate?.issued) {
+    events.push({ type: 'Normal', reason: 'CertificateIssued', message: `client certificate ${certificate.serialNumber} issued into Secret ${secretName} (${certificate.issued}), valid until ${iso(certificate.notAfter)}` });
+  }
   const secretAnnotations: Record<string, string> = { ...(spec.credentials.secretTemplate?.annotations ?? {}) };
   if (current) {
     secretAnnotations[annotations.tokenCreatedAt] = iso(current.createdAt);
@@ -264,7 +290,9 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
   // Phase and conditions.
   const disabled = spec.disabled;
   const expiringSoon = !expired && warnAt !== undefined && now >= warnAt;
-  const phase = expired ? 'Expired' : disabled ? 'Disabled' : current ? 'Active' : 'Pending';
+  const certificateEnabled = spec.credentials.clientCertificate.enabled;
+  const complete = (tokenSpec.enabled ? !!current : true) && (certificateEnabled ? !!certificate : true) && (tokenSpec.enabled || certificateEnabled);
+  const phase = expired ? 'Expired' : disabled ? 'Disabled' : complete ? 'Active' : 'Pending';
   if (expired && !wasTrue('Expired')) events.push({ type: 'Warning', reason: 'Expired', message: `end date ${iso(expires!)} passed: credentials revoked and removed from Secret ${secretName}` });
   if (expiringSoon && !wasTrue('ExpiringSoon')) events.push({ type: 'Warning', reason: 'ExpiringSoon', message: `credentials expire at ${iso(expires!)}; extend spec.endDate or plan the replacement` });
   if (disabled && !wasTrue('Disabled')) events.push({ type: 'Normal', reason: 'Disabled', message: 'disabled: verification refuses its credentials until enabled' });
@@ -274,9 +302,7 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
     Expired: `expired at ${expires !== undefined ? iso(expires) : ''}; extend spec.endDate to issue new credentials`,
     Disabled: 'disabled by spec.disabled',
     Active: `credentials issued into Secret ${secretName}`,
-    Pending: spec.credentials.clientCertificate.enabled
-      ? 'waiting for the client certificate: this version issues API tokens; client certificates come with the certificates feature'
-      : 'no credential enabled',
+    Pending: certificateEnabled && !certificate ? 'waiting for the client certificate' : 'waiting for the credentials',
   }[phase];
   const conditions: ConditionInput[] = [
     { type: 'Ready', status: phase === 'Active' ? 'True' : 'False', reason: phase, message: readyMessage },
@@ -284,9 +310,11 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
     { type: 'Stalled', status: 'False', reason: 'Reconciled', message: 'no problem found' },
     {
       type: 'CredentialsIssued',
-      status: current ? 'True' : 'False',
-      reason: current ? 'Issued' : expired ? 'Expired' : 'NotIssued',
-      message: current ? `token ${current.id} in Secret ${secretName}` : 'no live credential',
+      status: complete && !expired ? 'True' : 'False',
+      reason: complete && !expired ? 'Issued' : expired ? 'Expired' : 'NotIssued',
+      message:
+        [current ? `token ${current.id}` : undefined, certificate ? `certificate ${certificate.serialNumber}` : undefined].filter(Boolean).join(' and ') +
+          (current || certificate ? ` in Secret ${secretName}` : 'no live credential'),
     },
     {
       type: 'ExpiringSoon',
@@ -303,6 +331,8 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
     expired ? undefined : expires,
     expiringSoon ? undefined : warnAt,
     current && every !== undefined ? current.createdAt + every : undefined,
+    certificate?.renewalTime,
+    certificate && !expired ? certificate.notAfter : undefined,
     ...tokens.filter((t) => t.state === 'Grace' && t.validUntil).map((t) => Date.parse(t.validUntil!)),
   ].filter((t): t is number => t !== undefined && t > now);
   const next = upcoming.length ? Math.min(...upcoming) : undefined;
@@ -311,6 +341,22 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
     secret,
     events,
     requeueAfterMs: next === undefined ? undefined : next - now,
-    status: { ...base, phase, tokens, conditions: setConditions(prevConditions, conditions, su.metadata.generation, now) },
+    status: {
+      ...base,
+      phase,
+      tokens,
+      ...(certificate
+        ? {
+            certificate: {
+              serialNumber: certificate.serialNumber,
+              notBefore: iso(certificate.notBefore),
+              notAfter: iso(certificate.notAfter),
+              ...(certificate.renewalTime !== undefined ? { renewalTime: iso(certificate.renewalTime) } : {}),
+              issuer: certificate.issuer,
+            },
+          }
+        : {}),
+      conditions: setConditions(prevConditions, conditions, su.metadata.generation, now),
+    },
   };
 }

@@ -18,7 +18,11 @@ import { parseAll } from '../api/parse.ts';
 import { role } from '../api/role.ts';
 import { roleBinding } from '../api/rolebinding.ts';
 import { stableJson } from '../controller/stable-json.ts';
-import { annotations as ann, desired, secretNameOf, type DesiredSecret, type ObservedSecret } from './desired.ts';
+import type { RevocationLedger } from '../authority/revocations.ts';
+import type { Ca } from '../credentials/ca.ts';
+import { decideCertificate, renewalTimeOf } from './certificate.ts';
+import { annotations as ann, blocker, desired, secretNameOf, type DesiredSecret, type ObservedSecret, type PlacedCertificate } from './desired.ts';
+import { issueFromCa, observeCertificate, withPkcs12 } from './issuance.ts';
 import { credentialKeys } from './secret.ts';
 import { expiresAt, warnAt } from './expiry.ts';
 
@@ -35,18 +39,22 @@ export interface ServiceUserDeps {
   fieldManager: string;
   now: () => number;
   issue: () => IssuedToken;
+  /** The built-in CA and its revocation ledger. */
+  authority: { ca: Ca; ledger: RevocationLedger };
   /** Test fault: exit the process right after the Secret write, before status records it. */
   crashAfterSecretWrite?: boolean;
 }
 
 const decode = (data: Record<string, string> | undefined) =>
   Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
-const encode = (data: Record<string, string>) => Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v, 'utf8').toString('base64')]));
+const encode = (data: Record<string, string | Buffer>) =>
+  Object.fromEntries(Object.entries(data).map(([k, v]) => [k, (typeof v === 'string' ? Buffer.from(v, 'utf8') : v).toString('base64')]));
 
 function observeSecret(secret: KubeObject | undefined): ObservedSecret | undefined {
   if (!secret) return undefined;
   return {
     data: decode(secret.data as Record<string, string> | undefined),
+    raw: (secret.data as Record<string, string> | undefined) ?? {},
     labels: secret.metadata.labels ?? {},
     annotations: secret.metadata.annotations ?? {},
     ownerUids: (secret.metadata.ownerReferences ?? []).map((o) => o.uid),
@@ -56,7 +64,7 @@ function observeSecret(secret: KubeObject | undefined): ObservedSecret | undefin
 /** True when the observed Secret already is what we would apply. */
 function upToDate(observed: ObservedSecret | undefined, want: DesiredSecret, uid: string): boolean {
   if (!observed || !observed.ownerUids.includes(uid)) return false;
-  if (stableJson(observed.data) !== stableJson(want.data)) return false;
+  if (stableJson(observed.raw ?? {}) !== stableJson(encode(want.data))) return false;
   for (const [k, v] of Object.entries(want.labels)) if (observed.labels[k] !== v) return false;
   for (const [k, v] of Object.entries(want.annotations)) if (observed.annotations[k] !== v) return false;
   return !Object.values(ann).some((k) => k in observed.annotations && !(k in want.annotations));
@@ -128,6 +136,10 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
       );
       const live = (su.status?.tokens ?? []).filter((t) => t.state !== 'Revoked');
       await applyStatus(raw, { ...su.status, tokens });
+      const owner = `${ns}/${raw.metadata.name}`;
+      const cert = su.status?.certificate;
+      if (cert) await deps.authority.ledger.revoke(owner, [{ serialNumber: cert.serialNumber, reason: 'cessationOfOperation', notAfter: cert.notAfter }]);
+      await deps.authority.ledger.setHolds(owner, []);
       const secret = await readSecret(ns, secretNameOf(su));
       if (secret && (secret.metadata.ownerReferences ?? []).some((o) => o.uid === raw.metadata.uid)) {
         const present = credentialKeys.filter((k) => k in ((secret.data as object | undefined) ?? {}));
@@ -146,6 +158,29 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
   // moves past that version it still shows the object from before our write; reading the
   // write instead keeps a reconcile that follows at once from redoing (and re-announcing) it.
   const written = new Map<string, { baseRv: string | undefined; object: KubeObject }>();
+
+  /**
+   * The certificate to hold: the Secret's own when the CA issued it and it is not due, else a
+   * new one. Revocations and holds reach the CRL before the Secret changes.
+   */
+  async function placeCertificate(su: ServiceUser, secret: ObservedSecret | undefined, now: number): Promise<PlacedCertificate | undefined> {
+    const { ca, ledger } = deps.authority;
+    const owner = `${su.metadata.namespace}/${su.metadata.name}`;
+    const end = expiresAt(su.spec.endDate);
+    const observed = secret?.raw ? await observeCertificate(secret.raw, ca, su) : undefined;
+    const { decision, revoke } = decideCertificate(su, observed, su.status?.certificate, now, end);
+    await ledger.revoke(owner, revoke);
+    let placed: PlacedCertificate | undefined;
+    if (decision.kind === 'keep') {
+      const c = decision.certificate;
+      placed = { material: await withPkcs12(c.material, su), serialNumber: c.serialNumber, notBefore: c.notBefore, notAfter: c.notAfter, issuer: c.issuer, renewalTime: decision.renewalTime };
+    } else if (decision.kind === 'issue') {
+      const issued = await issueFromCa(ca, su, decision);
+      placed = { ...issued, material: await withPkcs12(issued.material, su), renewalTime: renewalTimeOf(issued.notAfter, su.spec.credentials.clientCertificate.renewBefore, end), issued: decision.reason };
+    }
+    await ledger.setHolds(owner, su.spec.disabled && placed ? [{ serialNumber: placed.serialNumber, notAfter: new Date(placed.notAfter).toISOString() }] : []);
+    return placed;
+  }
 
   return async function reconcile(key: string): Promise<Result | void> {
     let raw = deps.serviceUsers.get(key);
@@ -193,14 +228,15 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     );
     const secret = observeSecret(await readSecret(ns, secretNameOf(su)));
     const now = deps.now();
-    const plan = desired(su, { now, secret, peers: users, permissions }, () => {
+    const certificate = blocker(su, { peers: users, secret }) ? undefined : await placeCertificate(su, secret, now);
+    const plan = desired(su, { now, secret, peers: users, permissions, certificate }, () => {
       deps.metrics.tokensIssued.inc();
       return deps.issue();
     });
 
     if (plan.secret && !upToDate(secret, plan.secret, su.metadata.uid!)) {
       await applySecret(su, plan.secret);
-      log.info({ secret: plan.secret.name, tokenId: plan.secret.data['token-id'] }, 'Secret applied');
+      log.info({ secret: plan.secret.name, tokenId: plan.secret.data['token-id'], certificate: plan.status.certificate?.serialNumber }, 'Secret applied');
       if (deps.crashAfterSecretWrite) {
         log.fatal('test fault: exiting between the Secret write and the status write');
         process.exit(137);

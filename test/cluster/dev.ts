@@ -2,7 +2,7 @@
 // plane, installs the CRDs and the seed role catalogs, runs the operator (`node src/main.ts`),
 // applies config/samples into namespace `demo`, and prints how to read a Secret. Ctrl-C
 // stops everything. State lives in .cluster/ (SUO_DEV_DIR overrides it).
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -11,6 +11,7 @@ import { applyManifests, installCrds, manifestsIn } from '../crds.ts';
 import { repoRoot, startControlPlane } from './controlplane.ts';
 
 const namespace = 'demo';
+const operatorNamespace = 'service-user-operator';
 const dir = process.env.SUO_DEV_DIR ?? path.join(repoRoot, '.cluster');
 const say = (line: string) => process.stdout.write(`[dev] ${line}\n`);
 
@@ -21,36 +22,41 @@ const kc = new KubeConfig();
 kc.loadFromFile(controlPlane.kubeconfig);
 const client = new KubeClient(kc);
 
-const operator = spawn(process.execPath, [path.join(repoRoot, 'src/main.ts'), '--kubeconfig', controlPlane.kubeconfig, '--metrics-bind-address', '127.0.0.1:0', '--health-probe-bind-address', '127.0.0.1:0'], {
-  stdio: ['ignore', 'inherit', 'inherit'],
-});
+let operator: ChildProcess | undefined;
 let stopping = false;
 async function stop(code: number) {
   if (stopping) return;
   stopping = true;
   say('stopping');
-  if (operator.exitCode === null) {
+  if (operator && operator.exitCode === null) {
     operator.kill('SIGTERM');
-    await new Promise((r) => operator.once('exit', r));
+    await new Promise((r) => operator!.once('exit', r));
   }
   client.close();
   await controlPlane.stop();
   process.exit(code);
 }
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void stop(0));
-operator.on('exit', (code) => {
-  if (!stopping) {
-    say(`the operator exited (${code}); stopping`);
-    void stop(1);
-  }
-});
 
 try {
   await installCrds(kc);
   await applyManifests(client, manifestsIn('config/roles'), namespace);
   say('CRDs and the seed role catalogs installed');
-  await client.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } }).catch((err: unknown) => {
-    if (!isConflict(err)) throw err;
+  for (const name of [operatorNamespace, namespace]) {
+    await client.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } }).catch((err: unknown) => {
+      if (!isConflict(err)) throw err;
+    });
+  }
+  operator = spawn(
+    process.execPath,
+    [path.join(repoRoot, 'src/main.ts'), '--kubeconfig', controlPlane.kubeconfig, '--operator-namespace', operatorNamespace, '--metrics-bind-address', '127.0.0.1:0', '--health-probe-bind-address', '127.0.0.1:0'],
+    { stdio: ['ignore', 'inherit', 'inherit'] },
+  );
+  operator.on('exit', (code) => {
+    if (!stopping) {
+      say(`the operator exited (${code}); stopping`);
+      void stop(1);
+    }
   });
   await applyManifests(client, manifestsIn('config/samples'), namespace);
   say(`config/samples applied in namespace ${namespace}`);

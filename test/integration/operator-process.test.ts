@@ -39,6 +39,7 @@ function operator(env: Record<string, string> = {}, ports = { metrics: 0, health
       path.join(repoRoot, 'src/main.ts'),
       '--kubeconfig', inject('kubeconfig'),
       '--namespace', ns.name,
+      '--operator-namespace', ns.name,
       '--log-level', 'debug',
       '--metrics-bind-address', `127.0.0.1:${ports.metrics}`,
       '--health-probe-bind-address', `127.0.0.1:${ports.health}`,

@@ -75,7 +75,7 @@ describe('issuing', () => {
     await k().createServiceUser('smctl', { ...base, credentials: { profile: 'digicert-smctl', secretName: 'smctl-env' } });
     await k().waitFor('smctl', 'smctl Active', (o) => statusOf(o).phase === 'Active');
     const data = decodeSecret((await k().secret('smctl-env'))!);
-    expect(Object.keys(data).sort()).toEqual(['SM_API_KEY', 'identity']);
+    expect(Object.keys(data).sort()).toEqual(['SM_API_KEY', 'SM_CLIENT_CERT_PASSWORD', 'ca.crt', 'client.p12', 'identity', 'tls.crt', 'tls.key']);
     expect(parseToken(data.SM_API_KEY!).ok).toBe(true);
     seenTokens.add(data.SM_API_KEY!);
   });

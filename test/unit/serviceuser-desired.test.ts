@@ -3,8 +3,9 @@
 import { describe, expect, it } from 'vitest';
 import { serviceUser, type ServiceUser } from '../../src/api/serviceuser.ts';
 import { issueToken, parseToken, tokenSha256 } from '../../src/credentials/token.ts';
-import { desired, type Desired, type ObservedSecret } from '../../src/serviceuser/desired.ts';
+import { desired, type Desired, type ObservedSecret, type PlacedCertificate } from '../../src/serviceuser/desired.ts';
 import { verifyToken } from '../../src/verify/verdict.ts';
+import { expiresAt, isExpired } from '../../src/serviceuser/expiry.ts';
 
 const t0 = Date.parse('2027-01-01T00:00:00Z');
 const hour = 3_600_000;
@@ -27,15 +28,17 @@ class World {
   constructor(su: ServiceUser) {
     this.su = su;
   }
+  /** The certificate the reconcile would place (its issuance is tested with the CA). */
+  certificate: PlacedCertificate | undefined = { material: { certPem: 'CERT', keyPem: 'KEY', caPem: 'CA' }, serialNumber: 'ab01', notBefore: 0, notAfter: Date.parse('2030-01-01'), issuer: 'CN=ca', renewalTime: undefined };
   plan(now: number, peers: ServiceUser[] = []): Desired {
-    return desired(this.su, { now, secret: this.secret, peers, permissions: [] }, () => {
+    return desired(this.su, { now, secret: this.secret, peers, permissions: [], certificate: this.su.spec.credentials.clientCertificate.enabled && !isExpired(expiresAt(this.su.spec.endDate), now) ? this.certificate : undefined }, () => {
       const t = issueToken();
       this.issued.push(t.token);
       return t;
     });
   }
   writeSecret(plan: Desired) {
-    if (plan.secret) this.secret = { data: plan.secret.data, labels: plan.secret.labels, annotations: plan.secret.annotations, ownerUids: ['uid-1'] };
+    if (plan.secret) this.secret = { data: plan.secret.data as Record<string, string>, labels: plan.secret.labels, annotations: plan.secret.annotations, ownerUids: ['uid-1'] };
   }
   writeStatus(plan: Desired) {
     this.su = { ...this.su, status: plan.status };
@@ -85,7 +88,7 @@ describe('issuing', () => {
   it('writes the digicert-smctl layout', () => {
     const w = new World(user({ credentials: { profile: 'digicert-smctl' } }));
     w.step(t0);
-    expect(Object.keys(w.secret!.data).sort()).toEqual(['SM_API_KEY', 'identity']);
+    expect(Object.keys(w.secret!.data).sort()).toEqual(['SM_API_KEY', 'ca.crt', 'identity', 'tls.crt', 'tls.key']);
     expect(parseToken(w.secret!.data.SM_API_KEY!).ok).toBe(true);
   });
 });

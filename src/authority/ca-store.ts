@@ -1,0 +1,39 @@
+// The built-in CA's home: a kubernetes.io/tls Secret in the operator's namespace. Created on
+// first start when absent; a Secret the user put there (their own CA) is used as it is.
+import { createCa, loadCa, type Ca } from '../credentials/ca.ts';
+import { isConflict, isNotFound, type KubeClient, type KubeObject } from '../controller/kube.ts';
+import type { Logger } from '../observability/logger.ts';
+
+export async function ensureCa(client: KubeClient, namespace: string, name: string, log: Logger): Promise<Ca> {
+  const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets/${encodeURIComponent(name)}`;
+  let secret: KubeObject | undefined;
+  try {
+    secret = await client.get(path);
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+  if (!secret) {
+    const material = await createCa();
+    try {
+      secret = await client.request('POST', `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`, {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        type: 'kubernetes.io/tls',
+        metadata: { name, namespace, labels: { 'app.kubernetes.io/managed-by': 'service-user-operator', 'app.kubernetes.io/component': 'ca' } },
+        data: { 'tls.crt': Buffer.from(material.certPem).toString('base64'), 'tls.key': Buffer.from(material.keyPem).toString('base64') },
+      });
+      log.info({ secret: `${namespace}/${name}` }, 'created the built-in CA');
+    } catch (err) {
+      // Another replica created it first: use theirs.
+      if (!isConflict(err)) throw err;
+      secret = await client.get(path);
+    }
+  }
+  const data = (secret!.data ?? {}) as Record<string, string>;
+  const text = (key: string) => (data[key] ? Buffer.from(data[key], 'base64').toString('utf8') : '');
+  try {
+    return await loadCa({ certPem: text('tls.crt'), keyPem: text('tls.key') });
+  } catch (err) {
+    throw new Error(`the CA Secret ${namespace}/${name} cannot be used: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+}

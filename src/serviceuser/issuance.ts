@@ -1,0 +1,88 @@
+// The certificate edge of the ServiceUser reconcile: reading the certificate a Secret holds
+// (and whether the CA really issued it to this user), issuing from the built-in CA, and
+// adding or dropping the PKCS#12 bundle as the spec asks.
+import { createPublicKey } from 'node:crypto';
+import type { ServiceUser } from '../api/serviceuser.ts';
+import type { Ca } from '../credentials/ca.ts';
+import { issueClientCertificate } from '../credentials/certificate.ts';
+import { newPkcs12Password, toPkcs12 } from '../credentials/pkcs12.ts';
+import { x509 } from '../credentials/x509.ts';
+import type { CertificateMaterial, ObservedCertificate } from './certificate.ts';
+import { friendlyNameOf, identityOf } from './desired.ts';
+
+const text = (raw: Record<string, string>, key: string) => (raw[key] ? Buffer.from(raw[key], 'base64').toString('utf8') : undefined);
+
+function keyOf(cert: x509.X509Certificate): { algorithm: string; size: number | undefined } {
+  const alg = cert.publicKey.algorithm as { name: string; namedCurve?: string; modulusLength?: number };
+  if (alg.name === 'ECDSA') return { algorithm: 'ECDSA', size: { 'P-256': 256, 'P-384': 384, 'P-521': 521 }[alg.namedCurve ?? ''] };
+  if (alg.name === 'Ed25519') return { algorithm: 'Ed25519', size: undefined };
+  return { algorithm: 'RSA', size: alg.modulusLength };
+}
+
+/** The certificate in a Secret's data (base64 as stored), judged against the CA and the spec. */
+export async function observeCertificate(raw: Record<string, string>, ca: Ca, su: ServiceUser): Promise<ObservedCertificate | undefined> {
+  const certPem = text(raw, 'tls.crt');
+  const keyPem = text(raw, 'tls.key');
+  if (!certPem || !keyPem) return undefined;
+  let cert: x509.X509Certificate;
+  try {
+    cert = new x509.X509Certificate(certPem);
+  } catch {
+    return undefined;
+  }
+  const spec = su.spec.credentials.clientCertificate;
+  let keyMatches: boolean;
+  try {
+    const spki = createPublicKey(keyPem).export({ type: 'spki', format: 'der' });
+    keyMatches = Buffer.from(cert.publicKey.rawData).equals(spki);
+  } catch {
+    keyMatches = false;
+  }
+  const signedByCa = cert.issuer === ca.certificate.subject && (await cert.verify({ publicKey: ca.certificate.publicKey, signatureOnly: true }).catch(() => false));
+  const namesUser = cert.subjectName.getField('CN')[0] === identityOf(su);
+  const key = keyOf(cert);
+  const wantSize = spec.privateKey.size ?? { ECDSA: 256, RSA: 2048, Ed25519: undefined }[spec.privateKey.algorithm];
+  const p12 = raw['client.p12'] ? Buffer.from(raw['client.p12'], 'base64') : undefined;
+  const p12Password = text(raw, 'client.p12.password') ?? text(raw, 'SM_CLIENT_CERT_PASSWORD');
+  return {
+    material: { certPem, keyPem, caPem: ca.certPem, ...(p12 && p12Password ? { p12, p12Password } : {}) },
+    serialNumber: cert.serialNumber.toLowerCase(),
+    notBefore: cert.notBefore.getTime(),
+    notAfter: cert.notAfter.getTime(),
+    issuer: cert.issuer,
+    trusted: signedByCa && namesUser && keyMatches,
+    matchesSpec: !spec.issuerRef && key.algorithm === spec.privateKey.algorithm && key.size === wantSize,
+  };
+}
+
+export async function issueFromCa(ca: Ca, su: ServiceUser, window: { notBefore: number; notAfter: number }) {
+  const spec = su.spec.credentials.clientCertificate;
+  const issued = await issueClientCertificate(ca, {
+    identity: identityOf(su),
+    friendlyName: friendlyNameOf(su),
+    namespace: su.metadata.namespace!,
+    algorithm: spec.privateKey.algorithm,
+    ...(spec.privateKey.size ? { size: spec.privateKey.size } : {}),
+    notBefore: new Date(window.notBefore),
+    notAfter: new Date(window.notAfter),
+  });
+  return {
+    material: { certPem: issued.certPem, keyPem: issued.keyPem, caPem: ca.certPem } as CertificateMaterial,
+    serialNumber: issued.serialNumber,
+    notBefore: issued.notBefore.getTime(),
+    notAfter: issued.notAfter.getTime(),
+    issuer: ca.certificate.subject,
+  };
+}
+
+/** Adds the PKCS#12 bundle (new password) when the spec wants one and it is missing; drops it otherwise. */
+export async function withPkcs12(material: CertificateMaterial, su: ServiceUser): Promise<CertificateMaterial> {
+  if (!su.spec.credentials.clientCertificate.pkcs12) {
+    const { p12: _p12, p12Password: _pw, ...rest } = material;
+    return rest;
+  }
+  if (material.p12 && material.p12Password) return material;
+  const p12Password = newPkcs12Password();
+  const p12 = await toPkcs12({ certPem: material.certPem, keyPem: material.keyPem, caPem: material.caPem, password: p12Password, friendlyName: su.metadata.name });
+  return { ...material, p12, p12Password };
+}
