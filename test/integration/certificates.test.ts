@@ -20,7 +20,7 @@ const k = () => api(running.client, ns.name);
 const base = { email: 'ops@example.com', accounts: ['acme'] };
 
 type Status = { phase?: string; certificate?: { serialNumber: string; notBefore: string; notAfter: string; renewalTime?: string; issuer: string } };
-const statusOf = (o: { status?: unknown }) => (o.status ?? {}) as Status;
+const statusOf = (o: object) => ((o as { status?: unknown }).status ?? {}) as Status;
 
 function run(cmd: string, args: string[]) {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
