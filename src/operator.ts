@@ -13,7 +13,7 @@ import { EventRecorder } from './observability/events.ts';
 import type { Logger } from './observability/logger.ts';
 import type { Metrics } from './observability/metrics.ts';
 import { roleBindingReconciler, roleReconciler } from './rolebinding/reconcile.ts';
-import { labels, managedBy } from './serviceuser/desired.ts';
+import { labels } from './serviceuser/desired.ts';
 import { serviceUserReconciler } from './serviceuser/reconcile.ts';
 
 export const fieldManager = 'service-user-operator';
@@ -66,7 +66,8 @@ export function startOperator(options: OperatorOptions): Operator {
   const serviceUsers = informers(resources.serviceUsers);
   const roleBindings = informers(resources.roleBindings);
   const roles = informers(resources.roles, undefined, true);
-  const secrets = informers(resources.secrets, `${labels.managedBy}=${managedBy}`);
+  // Our Secrets, and cert-manager's for our Certificates: both carry the owner's name label.
+  const secrets = informers(resources.secrets, labels.name);
   const events = new EventRecorder(client, log);
   const now = options.now ?? Date.now;
   const shared = { client, serviceUsers, roleBindings, roles, events, fieldManager, now };

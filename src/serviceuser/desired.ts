@@ -46,6 +46,8 @@ export interface Observed {
   permissions: Grant[];
   /** The client certificate to hold, kept or just issued (see certificate.ts). */
   certificate?: PlacedCertificate | undefined;
+  /** Why there is no certificate yet, when an external issuer is behind (cert-manager.ts). */
+  certificateProblem?: { reason: string; message: string } | undefined;
 }
 
 export interface PlacedCertificate {
@@ -302,10 +304,15 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
     Expired: `expired at ${expires !== undefined ? iso(expires) : ''}; extend spec.endDate to issue new credentials`,
     Disabled: 'disabled by spec.disabled',
     Active: `credentials issued into Secret ${secretName}`,
-    Pending: certificateEnabled && !certificate ? 'waiting for the client certificate' : 'waiting for the credentials',
+    Pending: observed.certificateProblem?.message ?? (certificateEnabled && !certificate ? 'waiting for the client certificate' : 'waiting for the credentials'),
   }[phase];
+  const problem = observed.certificateProblem;
+  const previousReady = prevConditions?.find((c) => c.type === 'Ready');
+  if (problem && !expired && (previousReady?.reason !== problem.reason || previousReady.message !== problem.message)) {
+    events.push({ type: problem.reason === 'CertificateIssuing' ? 'Normal' : 'Warning', reason: problem.reason, message: problem.message });
+  }
   const conditions: ConditionInput[] = [
-    { type: 'Ready', status: phase === 'Active' ? 'True' : 'False', reason: phase, message: readyMessage },
+    { type: 'Ready', status: phase === 'Active' ? 'True' : 'False', reason: phase === 'Pending' && problem ? problem.reason : phase, message: readyMessage },
     { type: 'Reconciling', status: 'False', reason: 'Reconciled', message: 'desired state applied' },
     { type: 'Stalled', status: 'False', reason: 'Reconciled', message: 'no problem found' },
     {
@@ -335,6 +342,8 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
     certificate && !expired ? certificate.notAfter : undefined,
     ...tokens.filter((t) => t.state === 'Grace' && t.validUntil).map((t) => Date.parse(t.validUntil!)),
   ].filter((t): t is number => t !== undefined && t > now);
+  // An external issuer that is behind is looked at again soon: its progress does not wake us.
+  if (problem && !expired) upcoming.push(now + (problem.reason === 'CertManagerMissing' ? 30_000 : 3_000));
   const next = upcoming.length ? Math.min(...upcoming) : undefined;
 
   return {

@@ -23,6 +23,7 @@ import type { Ca } from '../credentials/ca.ts';
 import { decideCertificate, renewalTimeOf } from './certificate.ts';
 import { annotations as ann, blocker, desired, secretNameOf, type DesiredSecret, type ObservedSecret, type PlacedCertificate } from './desired.ts';
 import { issueFromCa, observeCertificate, withPkcs12 } from './issuance.ts';
+import { placeFromCertManager, removeCertManagerCertificate, type CertificateProblem } from './cert-manager.ts';
 import { credentialKeys } from './secret.ts';
 import { expiresAt, warnAt } from './expiry.ts';
 
@@ -163,10 +164,14 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
    * The certificate to hold: the Secret's own when the CA issued it and it is not due, else a
    * new one. Revocations and holds reach the CRL before the Secret changes.
    */
-  async function placeCertificate(su: ServiceUser, secret: ObservedSecret | undefined, now: number): Promise<PlacedCertificate | undefined> {
+  async function placeCertificate(su: ServiceUser, secret: ObservedSecret | undefined, now: number): Promise<{ placed?: PlacedCertificate; problem?: CertificateProblem }> {
     const { ca, ledger } = deps.authority;
     const owner = `${su.metadata.namespace}/${su.metadata.name}`;
     const end = expiresAt(su.spec.endDate);
+    const spec = su.spec.credentials.clientCertificate;
+    if (spec.enabled && spec.issuerRef && !(end !== undefined && now >= end)) return placeFromCertManager(deps, su, secret?.raw, now, end);
+    // Back from cert-manager to the built-in CA: its Certificate would go on issuing.
+    if (!spec.issuerRef && su.status?.certificate && su.status.certificate.issuer !== ca.certificate.subject) await removeCertManagerCertificate(client, su);
     const observed = secret?.raw ? await observeCertificate(secret.raw, ca, su) : undefined;
     const { decision, revoke } = decideCertificate(su, observed, su.status?.certificate, now, end);
     await ledger.revoke(owner, revoke);
@@ -179,7 +184,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
       placed = { ...issued, material: await withPkcs12(issued.material, su), renewalTime: renewalTimeOf(issued.notAfter, su.spec.credentials.clientCertificate.renewBefore, end), issued: decision.reason };
     }
     await ledger.setHolds(owner, su.spec.disabled && placed ? [{ serialNumber: placed.serialNumber, notAfter: new Date(placed.notAfter).toISOString() }] : []);
-    return placed;
+    return placed ? { placed } : {};
   }
 
   return async function reconcile(key: string): Promise<Result | void> {
@@ -228,8 +233,8 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     );
     const secret = observeSecret(await readSecret(ns, secretNameOf(su)));
     const now = deps.now();
-    const certificate = blocker(su, { peers: users, secret }) ? undefined : await placeCertificate(su, secret, now);
-    const plan = desired(su, { now, secret, peers: users, permissions, certificate }, () => {
+    const { placed: certificate, problem: certificateProblem } = blocker(su, { peers: users, secret }) ? {} : await placeCertificate(su, secret, now);
+    const plan = desired(su, { now, secret, peers: users, permissions, certificate, certificateProblem }, () => {
       deps.metrics.tokensIssued.inc();
       return deps.issue();
     });

@@ -30,51 +30,51 @@ function goVersion(): string {
 }
 
 /**
- * Path of the control-plane binary, building it if this exact source (go.mod, go.sum,
- * *.go, Go version) has not been built before. Builds go to a temporary name and are
+ * Path of a Go module's binary under .cluster/bin, building it if this exact source (go.mod,
+ * go.sum, *.go, Go version) has not been built before. Builds go to a temporary name and are
  * renamed into place, so concurrent callers never see a half-written binary.
  */
-export function ensureBinary(log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): string {
+export function buildGoModule(moduleDir: string, name: string, ldflags: string[] = [], log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): string {
   const go = goVersion();
   const sources = readdirSync(moduleDir)
     .filter((f) => f === 'go.mod' || f === 'go.sum' || f.endsWith('.go'))
     .sort();
-  const hash = createHash('sha256').update(go);
+  const hash = createHash('sha256').update(go).update(ldflags.join(' '));
   for (const f of sources) hash.update(f).update(readFileSync(path.join(moduleDir, f)));
   const key = hash.digest('hex').slice(0, 16);
   const binDir = path.join(repoRoot, '.cluster', 'bin');
-  const binary = path.join(binDir, `controlplane-${key}`);
+  const binary = path.join(binDir, `${name}-${key}`);
   if (existsSync(binary)) return binary;
 
-  const version = kubernetesVersion();
-  const [major, minor] = version.slice(1).split('.');
-  const pkg = 'k8s.io/component-base/version';
-  const ldflags = [
-    '-s',
-    '-w',
-    `-X ${pkg}.gitVersion=${version}`,
-    `-X ${pkg}.gitMajor=${major}`,
-    `-X ${pkg}.gitMinor=${minor}`,
-    `-X ${pkg}.gitTreeState=clean`,
-  ].join(' ');
   mkdirSync(binDir, { recursive: true });
   const tmp = `${binary}.${process.pid}.tmp`;
-  log(`building the local control plane (Kubernetes ${version}, ${go}); a cold build takes several minutes`);
+  log(`building ${name} (${go}); a cold build takes several minutes`);
   const started = Date.now();
-  execFileSync('go', ['build', '-trimpath', `-ldflags=${ldflags}`, '-o', tmp, '.'], {
+  execFileSync('go', ['build', '-trimpath', `-ldflags=${['-s', '-w', ...ldflags].join(' ')}`, '-o', tmp, '.'], {
     cwd: moduleDir,
     stdio: ['ignore', 'inherit', 'inherit'],
     env: { ...process.env, GOTOOLCHAIN: 'local', CGO_ENABLED: '0' },
   });
   renameSync(tmp, binary);
   log(`built ${path.relative(repoRoot, binary)} in ${Math.round((Date.now() - started) / 1000)}s`);
-  // Older builds are dead weight (each is ~150 MB).
+  // Older builds are dead weight (each is 60-150 MB).
   for (const f of readdirSync(binDir)) {
-    if (f.startsWith('controlplane-') && path.join(binDir, f) !== binary && !f.endsWith('.tmp')) {
-      rmSync(path.join(binDir, f), { force: true });
-    }
+    if (f.startsWith(`${name}-`) && path.join(binDir, f) !== binary && !f.endsWith('.tmp')) rmSync(path.join(binDir, f), { force: true });
   }
   return binary;
+}
+
+/** The control-plane binary, reporting the real Kubernetes release as its version. */
+export function ensureBinary(): string {
+  const version = kubernetesVersion();
+  const [major, minor] = version.slice(1).split('.');
+  const pkg = 'k8s.io/component-base/version';
+  return buildGoModule(moduleDir, 'controlplane', [
+    `-X ${pkg}.gitVersion=${version}`,
+    `-X ${pkg}.gitMajor=${major}`,
+    `-X ${pkg}.gitMinor=${minor}`,
+    `-X ${pkg}.gitTreeState=clean`,
+  ]);
 }
 
 export interface ControlPlane {

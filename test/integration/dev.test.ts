@@ -5,7 +5,9 @@ import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
 import { expect, it } from 'vitest';
+import { KubeClient } from '../../src/controller/kube.ts';
 import { repoRoot } from '../cluster/controlplane.ts';
 import { eventually } from '../kube.ts';
 
@@ -23,6 +25,17 @@ it('npm run dev shows a sample ServiceUser Ready, its token matching status, and
     expect(out).toMatch(/\[dev\] ServiceUser demo\/release-signer is Ready; its token's SHA-256 matches status\.tokens/);
     expect(out).toContain(`kubectl get secret release-signer-credentials -n demo -o jsonpath='{.data.token}' | base64 -d`);
     expect(out).not.toMatch(/suo_[a-z2-7]{16}_[0-9A-Za-z]{49}/);
+    // The cert-manager sample, on a cluster without cert-manager, says so and what to do.
+    const kc = new KubeConfig();
+    kc.loadFromFile(path.join(dir, 'kubeconfig'));
+    const client = new KubeClient(kc);
+    const gitops = await eventually('the cert-manager sample to report', async () => {
+      const su = await client.get<{ status?: { conditions?: { type: string; reason: string; message: string }[] } }>('/apis/serviceusers.dev/v1alpha1/namespaces/demo/serviceusers/gitops-deployer');
+      const readyCondition = su.status?.conditions?.find((c) => c.type === 'Ready');
+      return readyCondition?.reason === 'CertManagerMissing' ? readyCondition : undefined;
+    });
+    client.close();
+    expect(gitops.message).toContain('cert-manager is not installed');
     child.kill('SIGINT');
     const [code] = (await once(child, 'exit')) as [number];
     expect(code).toBe(0);
