@@ -4,7 +4,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { resources } from './api/resources.ts';
 import { Controller } from './controller/controller.ts';
 import { Informer, InformerSet, objectKey } from './controller/informer.ts';
-import { KubeClient, type KubeObject, type Resource } from './controller/kube.ts';
+import { ApiError, KubeClient, type KubeObject, type Resource } from './controller/kube.ts';
 import { issueToken, type IssuedToken } from './credentials/token.ts';
 import type { Ca } from './credentials/ca.ts';
 import { ensureCa } from './authority/ca-store.ts';
@@ -71,10 +71,23 @@ export function startOperator(options: OperatorOptions): Operator {
   const events = new EventRecorder(client, log);
   const now = options.now ?? Date.now;
   const shared = { client, serviceUsers, roleBindings, roles, events, fieldManager, now };
+  let stopping = false;
   // The built-in CA and its CRL, loaded (or created) before the first reconcile.
   const authority = {} as { ca: Ca; ledger: RevocationLedger };
   const authorityReady = (async () => {
-    authority.ca = await ensureCa(client, options.operatorNamespace, options.caSecretName ?? 'service-user-operator-ca', log);
+    // API trouble (the namespace not there yet, a restarting server) is waited out; CA
+    // material that cannot work is not, and stops the start with its reason.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        authority.ca = await ensureCa(client, options.operatorNamespace, options.caSecretName ?? 'service-user-operator-ca', log);
+        break;
+      } catch (err) {
+        if (!(err instanceof ApiError) || stopping) throw err;
+        const delay = Math.min(30_000, 500 * 2 ** attempt);
+        log.warn({ err: err.message, retryInMs: delay }, `cannot read or create the CA Secret in namespace ${options.operatorNamespace}; retrying`);
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
     authority.ledger = new RevocationLedger({
       client,
       ca: authority.ca,
@@ -88,7 +101,6 @@ export function startOperator(options: OperatorOptions): Operator {
   // No reconcile before every cache is complete: a half-filled cache would hide a
   // friendly-name holder or a binding and the reconcile would act on a partial world.
   let openGate!: () => void;
-  let stopping = false;
   const gate = new Promise<void>((resolve) => (openGate = resolve));
   const gated =
     (reconcile: (key: string) => Promise<object | void>) =>
@@ -162,6 +174,8 @@ export function startOperator(options: OperatorOptions): Operator {
     log.info({ namespaces: options.namespaces?.length ? options.namespaces : 'all' }, 'caches synced; reconciling');
   });
 
+  // Callers that never await `ready` must not crash the process when it fails.
+  ready.catch(() => undefined);
   return {
     ready,
     isReady: () => synced,

@@ -1,0 +1,20 @@
+// `npm run bench [-- NAME...]`: runs the benchmarks and prints one JSON document. They start
+// their own local control plane; speed targets live here, never in timed tests.
+import os from 'node:os';
+import { benchCertificates } from './certificates.ts';
+
+const benches: Record<string, () => Promise<object>> = {
+  certificates: () => benchCertificates(Number(process.env.BENCH_COUNT ?? 200)),
+};
+
+const wanted = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(benches);
+const results = [];
+for (const name of wanted) {
+  const bench = benches[name];
+  if (!bench) throw new Error(`unknown benchmark ${name}; known: ${Object.keys(benches).join(', ')}`);
+  process.stderr.write(`running ${name}…\n`);
+  results.push(await bench());
+}
+process.stdout.write(
+  `${JSON.stringify({ node: process.version, cpus: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), date: new Date().toISOString(), results }, null, 2)}\n`,
+);
