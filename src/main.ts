@@ -1,5 +1,6 @@
 // service-user-operator: flags and wiring. `npm start -- --help` lists the flags.
 import type { Server } from 'node:http';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { serve, metricsRoutes, probeRoutes } from './observability/http.ts';
@@ -23,6 +24,13 @@ Usage: npm start -- [flags]     (or: node src/main.ts [flags])
                                     start when absent; put your own CA there to use it (default:
                                     service-user-operator-ca)
   --crl-configmap NAME              the revocation ledger and CRL (default: service-user-operator-crl)
+  --verify-bind-address ADDR        the verification service (HTTPS), HOST:PORT; "0" turns it off (default: :8443)
+  --verify-dns-names NAMES          comma-separated DNS names and IPs for its certificate, issued by the
+                                    built-in CA (default: localhost, 127.0.0.1 and the in-cluster Service names)
+  --verify-tls-cert PATH            a mounted serving certificate instead (with --verify-tls-key)
+  --verify-tls-key PATH
+  --verify-client-ca PATH           a CA whose client certificates may call introspect and authorize
+                                    (repeatable; service users' own certificates need no flag)
   --help                            this text
 
 Environment: SUO_TEST_CRASH_POINT=after-secret-write makes the process exit between a Secret
@@ -41,6 +49,11 @@ const { values } = parseArgs({
     'operator-namespace': { type: 'string', default: process.env.POD_NAMESPACE ?? 'service-user-operator' },
     'ca-secret': { type: 'string', default: 'service-user-operator-ca' },
     'crl-configmap': { type: 'string', default: 'service-user-operator-crl' },
+    'verify-bind-address': { type: 'string', default: ':8443' },
+    'verify-dns-names': { type: 'string' },
+    'verify-tls-cert': { type: 'string' },
+    'verify-tls-key': { type: 'string' },
+    'verify-client-ca': { type: 'string', multiple: true },
     help: { type: 'boolean', default: false },
   },
   strict: true,
@@ -57,6 +70,18 @@ if (!Number.isInteger(concurrency) || concurrency < 1) {
   log.fatal(`--concurrency must be a positive integer, got "${values.concurrency}"`);
   process.exit(2);
 }
+if (!!values['verify-tls-cert'] !== !!values['verify-tls-key']) {
+  log.fatal('--verify-tls-cert and --verify-tls-key go together');
+  process.exit(2);
+}
+const readPem = (flag: string, file: string) => {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    log.fatal(`${flag} ${file}: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(2);
+  }
+};
 const kubeConfig = new KubeConfig();
 if (values.kubeconfig) kubeConfig.loadFromFile(values.kubeconfig);
 else kubeConfig.loadFromDefault();
@@ -72,6 +97,18 @@ const operator = startOperator({
   operatorNamespace: values['operator-namespace'],
   caSecretName: values['ca-secret'],
   crlConfigMapName: values['crl-configmap'],
+  ...(values['verify-bind-address'] !== '0'
+    ? {
+        verification: {
+          address: values['verify-bind-address'],
+          ...(values['verify-dns-names'] ? { dnsNames: values['verify-dns-names'].split(',').map((n) => n.trim()).filter(Boolean) } : {}),
+          ...(values['verify-tls-cert'] && values['verify-tls-key']
+            ? { tls: { certPem: readPem('--verify-tls-cert', values['verify-tls-cert']), keyPem: readPem('--verify-tls-key', values['verify-tls-key']) } }
+            : {}),
+          ...(values['verify-client-ca'] ? { callerCaPems: values['verify-client-ca'].map((f) => readPem('--verify-client-ca', f)) } : {}),
+        },
+      }
+    : {}),
 });
 operator.ready.catch((err: unknown) => {
   log.fatal({ err: err instanceof Error ? err.message : String(err) }, 'cannot start');

@@ -9,6 +9,10 @@ import { issueToken, type IssuedToken } from './credentials/token.ts';
 import type { Ca } from './credentials/ca.ts';
 import { ensureCa } from './authority/ca-store.ts';
 import { RevocationLedger } from './authority/revocations.ts';
+import type { Server } from 'node:https';
+import { issueServingCertificate } from './credentials/certificate.ts';
+import { Directory } from './verify/directory.ts';
+import { startVerificationServer } from './verify/server.ts';
 import { EventRecorder } from './observability/events.ts';
 import type { Logger } from './observability/logger.ts';
 import type { Metrics } from './observability/metrics.ts';
@@ -29,6 +33,15 @@ export interface OperatorOptions {
   issue?: () => IssuedToken;
   watchTimeoutSeconds?: number;
   crashAfterSecretWrite?: boolean;
+  /** The verification service; absent: not served. */
+  verification?: {
+    address: string;
+    /** DNS names and IPs for the serving certificate the built-in CA issues (ignored with tls). */
+    dnsNames?: string[];
+    /** A mounted serving certificate instead. */
+    tls?: { certPem: string; keyPem: string };
+    callerCaPems?: string[];
+  };
   /** Where the built-in CA Secret and the CRL ConfigMap live. */
   operatorNamespace: string;
   caSecretName?: string;
@@ -40,6 +53,8 @@ export interface Operator {
   isReady(): boolean;
   /** The built-in CA and revocation ledger, once ready. */
   authority: { ca: Ca; ledger: RevocationLedger };
+  /** The verification service's port, once ready (when served). */
+  verificationPort(): number | undefined;
   stop(): Promise<void>;
   controllers: { serviceUsers: Controller; roleBindings: Controller; roles: Controller };
 }
@@ -168,7 +183,29 @@ export function startOperator(options: OperatorOptions): Operator {
   const all = [serviceUsers, roleBindings, roles, secrets];
   for (const set of all) set.start();
   let synced = false;
-  const ready = Promise.all([...all.map((s) => s.synced), authorityReady]).then(() => {
+  // Verification answers from memory: the directory follows the ServiceUser informer.
+  const directory = new Directory();
+  serviceUsers.onChange((type, su) => directory.observe(type, su));
+  let verification: Server | undefined;
+  const verificationReady = authorityReady.then(async () => {
+    const v = options.verification;
+    if (!v || stopping) return;
+    const namespace = options.operatorNamespace;
+    const names = v.dnsNames?.length ? v.dnsNames : ['localhost', '127.0.0.1', 'service-user-operator', `service-user-operator.${namespace}.svc`, `service-user-operator.${namespace}.svc.cluster.local`];
+    verification = await startVerificationServer({
+      address: v.address,
+      directory,
+      tls: v.tls ?? (await issueServingCertificate(authority.ca, names, new Date(now()))),
+      caPem: authority.ca.certPem,
+      crl: () => authority.ledger.crlPem,
+      ...(v.callerCaPems ? { callerCaPems: v.callerCaPems } : {}),
+      log,
+      now,
+    });
+    log.info({ address: verification.address() }, 'verification service listening');
+  });
+
+  const ready = Promise.all([...all.map((s) => s.synced), authorityReady, verificationReady]).then(() => {
     synced = true;
     openGate();
     log.info({ namespaces: options.namespaces?.length ? options.namespaces : 'all' }, 'caches synced; reconciling');
@@ -181,12 +218,18 @@ export function startOperator(options: OperatorOptions): Operator {
     isReady: () => synced,
     controllers,
     authority,
+    verificationPort: () => (verification?.address() as { port: number } | null)?.port,
     async stop() {
       stopping = true;
       openGate();
       await Promise.all(Object.values(controllers).map((c) => c.shutdown()));
       await Promise.all(all.map((s) => s.stop()));
       authority.ledger?.stop();
+      await verificationReady.catch(() => undefined);
+      if (verification) {
+        verification.closeAllConnections();
+        await new Promise((r) => verification!.close(r));
+      }
       client.close();
     },
   };

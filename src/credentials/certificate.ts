@@ -57,3 +57,27 @@ export function describeCertificate(pem: string) {
   const cert = new x509.X509Certificate(pem);
   return { serialNumber: cert.serialNumber.toLowerCase(), notBefore: cert.notBefore, notAfter: cert.notAfter, issuer: cert.issuer, subject: cert.subject };
 }
+
+/** A TLS server certificate from the CA for the verification service. */
+export async function issueServingCertificate(ca: Ca, names: string[], now: Date, days = 365): Promise<{ certPem: string; keyPem: string }> {
+  const keys = await generateKeys('ECDSA', 256);
+  const ip = /^[0-9.]+$|:/;
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: randomSerial(),
+    subject: `CN=${escape(names[0] ?? 'service-user-operator')}`,
+    issuer: ca.certificate.subject,
+    notBefore: new Date(now.getTime() - 60_000),
+    notAfter: new Date(now.getTime() + days * 86_400_000),
+    publicKey: keys.publicKey,
+    signingKey: ca.key,
+    signingAlgorithm: signingParams(ca.key),
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+      new x509.SubjectAlternativeNameExtension(names.map((n) => (ip.test(n) ? { type: 'ip' as const, value: n } : { type: 'dns' as const, value: n }))),
+      await x509.AuthorityKeyIdentifierExtension.create(ca.certificate),
+    ],
+  });
+  return { certPem: cert.toString('pem'), keyPem: await privateKeyPem(keys.privateKey) };
+}

@@ -91,6 +91,8 @@ export interface StartOptions {
   apiserverArgs?: string[];
   /** Directory with envtest binaries (etcd, kube-apiserver) to run instead of the built-in ones. */
   assets?: string;
+  /** A PEM file of another CA whose client certificates the API server accepts. */
+  extraClientCa?: string;
   startTimeoutMs?: number;
 }
 
@@ -101,6 +103,7 @@ export async function startControlPlane(options: StartOptions): Promise<ControlP
   const binary = ensureBinary();
   const args = ['--dir', options.dir];
   if (options.assets) args.push('--assets', options.assets);
+  if (options.extraClientCa) args.push('--extra-client-ca', options.extraClientCa);
   args.push('--', ...(options.apiserverArgs ?? []));
   // Own process group: a Ctrl-C on the test run must not reach it besides our own SIGTERM
   // (kube-apiserver exits without cleanup on a second signal). It stops itself if we die.

@@ -5,7 +5,7 @@
 //
 // Usage:
 //
-//	controlplane [--dir DIR] [--port N] [--verbose] [-- KUBE-APISERVER-FLAGS...]
+//	controlplane [--dir DIR] [--port N] [--verbose] [--extra-client-ca PEM] [--assets DIR] [-- KUBE-APISERVER-FLAGS...]
 //
 // Extra kube-apiserver flags come after "--" and from CONTROLPLANE_APISERVER_ARGS
 // (whitespace-separated); they are applied after the defaults, so they override them.
@@ -80,6 +80,7 @@ func run(args []string) error {
 	port := fs.Int("port", 0, "kube-apiserver secure port on 127.0.0.1 (0 picks a free one)")
 	verbose := fs.Bool("verbose", false, "write API server, controller manager and etcd logs to stderr instead of DIR/*.log")
 	assets := fs.String("assets", "", "directory with envtest binaries (etcd, kube-apiserver) to run instead of the built-in ones")
+	extraClientCA := fs.String("extra-client-ca", os.Getenv("CONTROLPLANE_EXTRA_CLIENT_CA"), "PEM file of another CA whose client certificates the API server accepts, besides its own")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -121,6 +122,18 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("generating certificates: %w", err)
 	}
+	// The client CA bundle: our own CA (the admin certificate), plus one to trust besides.
+	clientCA := append([]byte{}, pki.caPEM...)
+	if *extraClientCA != "" {
+		extra, err := os.ReadFile(*extraClientCA)
+		if err != nil {
+			return fmt.Errorf("--extra-client-ca: %w", err)
+		}
+		clientCA = append(clientCA, extra...)
+	}
+	if err := os.WriteFile(pki.path("client-ca.crt"), clientCA, 0o600); err != nil {
+		return err
+	}
 
 	var etcdURL string
 	if *assets == "" {
@@ -159,7 +172,7 @@ func run(args []string) error {
 		"--cert-dir=" + filepath.Join(absDir, "pki"),
 		"--tls-cert-file=" + pki.path("serving.crt"),
 		"--tls-private-key-file=" + pki.path("serving.key"),
-		"--client-ca-file=" + pki.path("ca.crt"),
+		"--client-ca-file=" + pki.path("client-ca.crt"),
 		"--service-account-key-file=" + pki.path("sa.pub"),
 		"--service-account-signing-key-file=" + pki.path("sa.key"),
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",

@@ -141,7 +141,7 @@ describe('role catalogs (config/roles)', () => {
     .filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
     .flatMap((f) => loadYaml(path.join(dir, f)).map((doc) => ({ file: f, doc })));
 
-  it('hold the Software Trust Manager, Account Manager and IoT Trust Manager roles', () => {
+  it('hold the Software Trust Manager, Account Manager and IoT Trust Manager roles, and the verifier role', () => {
     const names = roles.map((r) => r.doc.metadata!.name).sort();
     expect(names).toEqual(
       [
@@ -157,6 +157,7 @@ describe('role catalogs (config/roles)', () => {
         'account-manager.view-only',
         'iot-trust-manager.administrator',
         'iot-trust-manager.system-user',
+        'service-user-operator.verifier',
       ].sort(),
     );
   });

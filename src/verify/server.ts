@@ -1,0 +1,229 @@
+// The verification service: HTTPS, in every replica, answering from memory (the directory
+// fed by the ServiceUser informer, the CRL from the ledger) — no API call per request.
+//
+//   POST /apis/authentication.k8s.io/v1/tokenreviews   Kubernetes webhook token authentication
+//   POST /v1/introspect                                  RFC 7662 (callers authenticate)
+//   POST /v1/authorize                                   permission in an account (callers authenticate)
+//   GET  /v1/ca.crt, GET /v1/crl                         trust anchor and revocation list
+//
+// Callers of introspect and authorize authenticate with a service user's token (Bearer) or
+// client certificate, whose roles grant verification:introspect / verification:authorize,
+// or with a client certificate from a CA trusted for callers (--verify-client-ca).
+// Failures to authenticate get 401 and are rate-limited per address. Bodies are bounded in
+// size and time; anything malformed gets a 4xx that says what is wrong. Tokens never reach a
+// log line.
+import { X509Certificate } from 'node:crypto';
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import type { ServiceUser } from '../api/serviceuser.ts';
+import type { Logger } from '../observability/logger.ts';
+import { authorize, certificateCaller, introspect, mayCall, tokenReview, verifyPresented } from './answers.ts';
+import type { Directory } from './directory.ts';
+import { RateLimiter } from './ratelimit.ts';
+import { splitAddress } from '../observability/http.ts';
+
+export interface VerificationOptions {
+  address: string;
+  directory: Directory;
+  /** Serving certificate and key (PEM). */
+  tls: { certPem: string; keyPem: string };
+  /** The built-in CA (PEM): served at /v1/ca.crt, trusted for service users' client certificates. */
+  caPem: string;
+  crl: () => string;
+  /** Extra CAs whose client certificates may call introspect and authorize. */
+  callerCaPems?: string[];
+  log: Logger;
+  now?: () => number;
+  maxBodyBytes?: number;
+  limiter?: RateLimiter;
+}
+
+class HttpError extends Error {
+  readonly status: number;
+  constructor(status: number, message: string) {
+    super(message);
+    this.status = status;
+  }
+}
+
+type Caller = { kind: 'serviceuser'; su: ServiceUser } | { kind: 'trusted-certificate'; subject: string };
+
+export async function startVerificationServer(options: VerificationOptions): Promise<Server> {
+  const now = options.now ?? Date.now;
+  const maxBody = options.maxBodyBytes ?? 64 * 1024;
+  const limiter = options.limiter ?? new RateLimiter();
+  const log = options.log.child({ component: 'verification' });
+  const builtInCa = new X509Certificate(options.caPem);
+
+  const server = createServer(
+    {
+      cert: options.tls.certPem,
+      key: options.tls.keyPem,
+      ca: [options.caPem, ...(options.callerCaPems ?? [])],
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.2',
+    },
+    (req, res) => {
+      const started = performance.now();
+      handle(req, res).then(
+        (outcome) => log.info({ method: req.method, path: route(req), status: res.statusCode, ms: Math.round(performance.now() - started), ...outcome }, 'verification request'),
+        (err: unknown) => {
+          const status = err instanceof HttpError ? err.status : 500;
+          const message = err instanceof HttpError ? err.message : 'internal error';
+          if (!(err instanceof HttpError)) log.error({ err: err instanceof Error ? err.message : String(err) }, 'verification failed');
+          if (!res.headersSent) send(res, status, { error: statusText(status), message });
+          else res.end();
+          log.info({ method: req.method, path: route(req), status, ms: Math.round(performance.now() - started), reason: message }, 'verification request');
+        },
+      );
+    },
+  );
+  // Slow clients cannot hold the server: headers within 5 s, the whole request within 10 s.
+  server.headersTimeout = 5_000;
+  server.requestTimeout = 10_000;
+  server.keepAliveTimeout = 30_000;
+  server.on('clientError', (_err, socket) => socket.destroy());
+
+  const route = (req: IncomingMessage) => (req.url ?? '').split('?')[0] ?? '';
+  const clientAddress = (req: IncomingMessage) => req.socket.remoteAddress ?? 'unknown';
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<Record<string, unknown>> {
+    const path = route(req);
+    if (req.method === 'GET' && path === '/v1/ca.crt') return void send(res, 200, options.caPem, 'application/x-pem-file'), {};
+    if (req.method === 'GET' && path === '/v1/crl') return void send(res, 200, options.crl(), 'application/pkix-crl'), {};
+    if (req.method === 'GET' && path === '/healthz') return void send(res, 200, 'ok\n', 'text/plain'), {};
+    const known = ['/apis/authentication.k8s.io/v1/tokenreviews', '/v1/introspect', '/v1/authorize'];
+    if (!known.includes(path)) throw new HttpError(404, `no such endpoint: ${path}`);
+    if (req.method !== 'POST') {
+      res.setHeader('allow', 'POST');
+      throw new HttpError(405, `${path} takes POST`);
+    }
+    if (path === '/apis/authentication.k8s.io/v1/tokenreviews') {
+      // Not rate-limited: a kube-apiserver forwards every token its own authenticators did
+      // not take, and throttling it would lock everyone out. Guessing a 256-bit secret is
+      // not a threat that throttling answers.
+      const body = (await readJson(req)) as { apiVersion?: unknown; kind?: unknown; spec?: { token?: unknown } };
+      if (body.kind !== 'TokenReview' || typeof body.apiVersion !== 'string' || !body.apiVersion.startsWith('authentication.k8s.io/')) {
+        throw new HttpError(400, 'expected a TokenReview (apiVersion authentication.k8s.io/v1, kind TokenReview)');
+      }
+      if (typeof body.spec?.token !== 'string' || !body.spec.token) throw new HttpError(400, 'spec.token must be a non-empty string');
+      const answer = tokenReview(options.directory, body.spec.token, now());
+      send(res, 200, { apiVersion: body.apiVersion, kind: 'TokenReview', status: answer.status });
+      return { authenticated: answer.status.authenticated, reason: answer.reason, identity: answer.identity };
+    }
+
+    const what = path === '/v1/introspect' ? 'introspect' : 'authorize';
+    if (limiter.exhausted(clientAddress(req))) {
+      res.setHeader('retry-after', '1');
+      throw new HttpError(429, 'too many failed authentication attempts from this address; slow down');
+    }
+    const caller = authenticate(req);
+    if (!caller) {
+      limiter.take(clientAddress(req));
+      res.setHeader('www-authenticate', 'Bearer realm="service-user-operator"');
+      throw new HttpError(401, `authenticate with a service user's token (Authorization: Bearer) or client certificate whose roles grant verification:${what}`);
+    }
+    if (caller.kind === 'serviceuser' && !mayCall(caller.su, what)) {
+      throw new HttpError(403, `${caller.su.metadata.namespace}/${caller.su.metadata.name} is not granted verification:${what}`);
+    }
+    const callerName = caller.kind === 'serviceuser' ? `serviceuser:${caller.su.metadata.namespace}:${caller.su.metadata.name}` : caller.subject;
+    const params = await readParams(req);
+    const reported = typeof params.client_address === 'string' && params.client_address ? params.client_address : undefined;
+    if (what === 'introspect') {
+      if (typeof params.token !== 'string' || !params.token) throw new HttpError(400, 'token must be a non-empty string');
+      const answer = introspect(options.directory, params.token, now(), reported);
+      send(res, 200, answer.body);
+      return { caller: callerName, active: answer.body.active, reason: answer.reason, identity: answer.identity };
+    }
+    const { token, identity, account, permission } = params;
+    if (typeof account !== 'string' || !account) throw new HttpError(400, 'account must be a non-empty string');
+    if (typeof permission !== 'string' || !permission) throw new HttpError(400, 'permission must be a non-empty string');
+    const hasToken = typeof token === 'string' && token.length > 0;
+    const hasIdentity = typeof identity === 'string' && identity.length > 0;
+    if (hasToken === hasIdentity) throw new HttpError(400, 'give exactly one of token or identity');
+    const answer = authorize(
+      options.directory,
+      { ...(hasToken ? { token: token as string } : { identity: identity as string }), account, permission, ...(reported ? { clientAddress: reported } : {}) },
+      now(),
+    );
+    send(res, 200, { allowed: answer.allowed, reason: answer.reason });
+    return { caller: callerName, allowed: answer.allowed, reason: answer.reason, identity: answer.identity };
+  }
+
+  function authenticate(req: IncomingMessage): Caller | undefined {
+    const socket = req.socket as TLSSocket;
+    const peer = socket.getPeerCertificate?.();
+    if (peer && peer.serialNumber && socket.authorized) {
+      if (new X509Certificate(peer.raw).verify(builtInCa.publicKey)) {
+        const { su } = certificateCaller(options.directory, peer.serialNumber, now());
+        if (su) return { kind: 'serviceuser', su };
+      } else {
+        return { kind: 'trusted-certificate', subject: typeof peer.subject?.CN === 'string' ? peer.subject.CN : 'client certificate' };
+      }
+    }
+    const header = req.headers.authorization;
+    const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
+    if (match) {
+      const { verdict, su } = verifyPresented(options.directory, match[1]!, now(), req.socket.remoteAddress);
+      if (verdict.active && su) return { kind: 'serviceuser', su };
+    }
+    return undefined;
+  }
+
+  async function readBody(req: IncomingMessage): Promise<string> {
+    const length = Number(req.headers['content-length'] ?? 0);
+    if (length > maxBody) throw new HttpError(413, `body over ${maxBody} bytes`);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > maxBody) {
+        req.destroy();
+        throw new HttpError(413, `body over ${maxBody} bytes`);
+      }
+      chunks.push(chunk);
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  }
+
+  async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (type !== 'application/json') throw new HttpError(415, 'content-type must be application/json');
+    const text = await readBody(req);
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      throw new HttpError(400, 'body is not valid JSON');
+    }
+    if (!value || typeof value !== 'object' || Array.isArray(value)) throw new HttpError(400, 'body must be a JSON object');
+    return value as Record<string, unknown>;
+  }
+
+  /** JSON, or application/x-www-form-urlencoded as RFC 7662 clients send. */
+  async function readParams(req: IncomingMessage): Promise<Record<string, unknown>> {
+    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (type === 'application/x-www-form-urlencoded') return Object.fromEntries(new URLSearchParams(await readBody(req)));
+    if (type === 'application/json') return readJson(req);
+    throw new HttpError(415, 'content-type must be application/json or application/x-www-form-urlencoded');
+  }
+
+  const [host, port] = splitAddress(options.address);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return server;
+}
+
+function send(res: ServerResponse, status: number, body: unknown, type = 'application/json'): void {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function statusText(status: number): string {
+  return { 400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 405: 'MethodNotAllowed', 413: 'PayloadTooLarge', 415: 'UnsupportedMediaType', 429: 'TooManyRequests' }[status] ?? 'InternalError';
+}
