@@ -2,9 +2,11 @@
 // their own local control plane; speed targets live here, never in timed tests.
 import os from 'node:os';
 import { benchCertificates } from './certificates.ts';
+import { benchTokenReview } from './tokenreview.ts';
 
 const benches: Record<string, () => Promise<object>> = {
   certificates: () => benchCertificates(Number(process.env.BENCH_COUNT ?? 200)),
+  tokenreview: () => benchTokenReview(Number(process.env.BENCH_SECONDS ?? 10)),
 };
 
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(benches);

@@ -4,6 +4,9 @@
 //   POST /apis/authentication.k8s.io/v1/tokenreviews   Kubernetes webhook token authentication
 //   POST /v1/introspect                                  RFC 7662 (callers authenticate)
 //   POST /v1/authorize                                   permission in an account (callers authenticate)
+//   ANY  /v1/check                                       for gateways (Envoy ext_authz, nginx auth_request):
+//                                                        the presented token in Authorization, the
+//                                                        caller authenticated by its client certificate
 //   GET  /v1/ca.crt, GET /v1/crl                         trust anchor and revocation list
 //
 // Callers of introspect and authorize authenticate with a service user's token (Bearer) or
@@ -94,6 +97,7 @@ export async function startVerificationServer(options: VerificationOptions): Pro
     if (req.method === 'GET' && path === '/v1/ca.crt') return void send(res, 200, options.caPem, 'application/x-pem-file'), {};
     if (req.method === 'GET' && path === '/v1/crl') return void send(res, 200, options.crl(), 'application/pkix-crl'), {};
     if (req.method === 'GET' && path === '/healthz') return void send(res, 200, 'ok\n', 'text/plain'), {};
+    if (path === '/v1/check' || path.startsWith('/v1/check/')) return check(req, res);
     const known = ['/apis/authentication.k8s.io/v1/tokenreviews', '/v1/introspect', '/v1/authorize'];
     if (!known.includes(path)) throw new HttpError(404, `no such endpoint: ${path}`);
     if (req.method !== 'POST') {
@@ -152,17 +156,64 @@ export async function startVerificationServer(options: VerificationOptions): Pro
     return { caller: callerName, allowed: answer.allowed, reason: answer.reason, identity: answer.identity };
   }
 
-  function authenticate(req: IncomingMessage): Caller | undefined {
+  /**
+   * The gateway protocol: the gateway forwards the request's headers (any method, any path
+   * under /v1/check), authenticating itself with its client certificate; the service user's
+   * token is the forwarded Authorization header. 200 with X-Serviceuser-* headers lets the
+   * request through; 401 and 403 stop it. Optional X-Serviceuser-Account and
+   * X-Serviceuser-Permission ask for an authorization decision as well; the client address
+   * for allowedCIDRs is the first X-Forwarded-For entry the gateway sets.
+   */
+  async function check(req: IncomingMessage, res: ServerResponse): Promise<Record<string, unknown>> {
+    if (limiter.exhausted(clientAddress(req))) {
+      res.setHeader('retry-after', '1');
+      throw new HttpError(429, 'too many failed authentication attempts from this address; slow down');
+    }
+    const caller = certificateAuthenticate(req);
+    if (!caller || (caller.kind === 'serviceuser' && !mayCall(caller.su, 'introspect'))) {
+      limiter.take(clientAddress(req));
+      throw new HttpError(401, 'the gateway must present a client certificate from a CA trusted for callers, or of a service user granted verification:introspect');
+    }
+    req.resume();
+    const match = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
+    if (!match) {
+      res.setHeader('www-authenticate', 'Bearer realm="service-user-operator"');
+      throw new HttpError(401, 'no service-user token in Authorization: Bearer');
+    }
+    const forwarded = (req.headers['x-forwarded-for'] as string | undefined)?.split(',')[0]?.trim() || undefined;
+    const account = req.headers['x-serviceuser-account'] as string | undefined;
+    const permission = req.headers['x-serviceuser-permission'] as string | undefined;
+    const { verdict, su } = verifyPresented(options.directory, match[1]!, now(), forwarded);
+    if (!verdict.active || !su) {
+      res.setHeader('www-authenticate', 'Bearer realm="service-user-operator", error="invalid_token"');
+      throw new HttpError(401, 'invalid token');
+    }
+    const identity = `serviceuser:${su.metadata.namespace}:${su.metadata.name}`;
+    if (account || permission) {
+      if (!account || !permission) throw new HttpError(400, 'X-Serviceuser-Account and X-Serviceuser-Permission go together');
+      const decision = authorize(options.directory, { identity, account, permission }, now());
+      if (!decision.allowed) throw new HttpError(403, decision.reason);
+    }
+    res.setHeader('x-serviceuser', identity);
+    res.setHeader('x-serviceuser-accounts', su.spec.accounts.join(','));
+    send(res, 200, { allowed: true, identity });
+    return { caller: 'gateway', identity, allowed: true };
+  }
+
+  function certificateAuthenticate(req: IncomingMessage): Caller | undefined {
     const socket = req.socket as TLSSocket;
     const peer = socket.getPeerCertificate?.();
-    if (peer && peer.serialNumber && socket.authorized) {
-      if (new X509Certificate(peer.raw).verify(builtInCa.publicKey)) {
-        const { su } = certificateCaller(options.directory, peer.serialNumber, now());
-        if (su) return { kind: 'serviceuser', su };
-      } else {
-        return { kind: 'trusted-certificate', subject: typeof peer.subject?.CN === 'string' ? peer.subject.CN : 'client certificate' };
-      }
+    if (!peer || !peer.serialNumber || !socket.authorized) return undefined;
+    if (new X509Certificate(peer.raw).verify(builtInCa.publicKey)) {
+      const { su } = certificateCaller(options.directory, peer.serialNumber, now());
+      return su ? { kind: 'serviceuser', su } : undefined;
     }
+    return { kind: 'trusted-certificate', subject: typeof peer.subject?.CN === 'string' ? peer.subject.CN : 'client certificate' };
+  }
+
+  function authenticate(req: IncomingMessage): Caller | undefined {
+    const byCertificate = certificateAuthenticate(req);
+    if (byCertificate) return byCertificate;
     const header = req.headers.authorization;
     const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
     if (match) {

@@ -80,7 +80,7 @@ async function credentials(name: string) {
 }
 
 /** A POST to the verification service, over TLS that trusts the built-in CA. */
-function call(pathname: string, options: { body?: string; type?: string; bearer?: string; cert?: { cert: string; key: string }; method?: string } = {}) {
+function call(pathname: string, options: { body?: string; type?: string; bearer?: string; cert?: { cert: string; key: string }; method?: string; headers?: Record<string, string> } = {}) {
   return new Promise<{ status: number; body: string; headers: Record<string, unknown> }>((resolve, reject) => {
     const req = httpsRequest(
       {
@@ -93,6 +93,7 @@ function call(pathname: string, options: { body?: string; type?: string; bearer?
         headers: {
           ...(options.type ? { 'content-type': options.type } : {}),
           ...(options.bearer ? { authorization: `Bearer ${options.bearer}` } : {}),
+          ...options.headers,
         },
       },
       (res) => {
@@ -336,6 +337,21 @@ describe('introspection and authorization', () => {
     expect(await ask({ identity: `serviceuser:${ns}:signer`, account: 'acme', permission: 'keypairs:generate' })).toMatchObject({ allowed: false });
     expect(await ask({ token: signer.token, account: 'acme', permission: 'signatures:sign', client_address: '10.20.1.1' })).toMatchObject({ allowed: true });
     expect(await ask({ token: signer.token, account: 'acme', permission: 'signatures:sign', client_address: '172.16.0.1' })).toMatchObject({ allowed: false });
+  });
+
+  it('checks for a gateway (ext_authz / auth_request): the token it forwards, the gateway by its certificate', async () => {
+    const check = (headers: Record<string, string>, cert?: { cert: string; key: string }) =>
+      call('/v1/check/api/sign', { method: 'GET', bearer: signer.token, headers, ...(cert ? { cert } : {}) });
+    const inside = { 'x-forwarded-for': '10.20.1.1, 10.0.0.1' };
+    const ok = await check({ ...inside, 'x-serviceuser-account': 'acme', 'x-serviceuser-permission': 'signatures:sign' }, gateway);
+    expect(ok.status).toBe(200);
+    expect(ok.headers['x-serviceuser']).toBe(`serviceuser:${ns}:signer`);
+    expect(ok.headers['x-serviceuser-accounts']).toBe('acme,other');
+    expect((await check(inside, gateway)).status).toBe(200);
+    expect((await check({ 'x-forwarded-for': '192.0.2.1' }, gateway)).status).toBe(401);
+    expect((await check({ ...inside, 'x-serviceuser-account': 'acme', 'x-serviceuser-permission': 'keypairs:generate' }, gateway)).status).toBe(403);
+    // A gateway without a client certificate is not one.
+    expect((await check(inside)).status).toBe(401);
   });
 
   it('answers malformed, oversized, wrong-type and slow requests with a 4xx, and keeps serving others', async () => {
