@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -41,6 +42,19 @@ async function load(url: string, token: string, tlsOptions: object, seconds: num
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
   };
+}
+
+/** One TokenReview, to check the answer is "authenticated" before timing thousands. */
+function review(url: string, token: string, tls: object): Promise<{ status?: { authenticated?: boolean } }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(url, { method: 'POST', headers: { 'content-type': 'application/json' }, rejectUnauthorized: false, ...tls }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve(JSON.parse(body) as { status?: { authenticated?: boolean } }));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token } }));
+  });
 }
 
 export async function benchTokenReview(seconds = 10) {
@@ -82,6 +96,10 @@ export async function benchTokenReview(seconds = 10) {
     // Both answers must be "authenticated" or the comparison means nothing.
     const operatorUrl = `https://127.0.0.1:${port}/apis/authentication.k8s.io/v1/tokenreviews`;
     const apiserverUrl = `${controlPlane.server}/apis/authentication.k8s.io/v1/tokenreviews`;
+    for (const [url, t, tls] of [[operatorUrl, token, {}], [apiserverUrl, request.status.token, admin]] as const) {
+      const answer = await review(url, t, tls);
+      if (answer.status?.authenticated !== true) throw new Error(`${url} did not authenticate the token: ${JSON.stringify(answer)}`);
+    }
     await load(operatorUrl, token, {}, 2);
     await load(apiserverUrl, request.status.token, admin, 2);
     const ours = await load(operatorUrl, token, {}, seconds);
