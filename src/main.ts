@@ -1,6 +1,8 @@
 // service-user-operator: flags and wiring. `npm start -- --help` lists the flags.
 import type { Server } from 'node:http';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { serve, metricsRoutes, probeRoutes } from './observability/http.ts';
@@ -31,6 +33,9 @@ Usage: npm start -- [flags]     (or: node src/main.ts [flags])
   --verify-tls-key PATH
   --verify-client-ca PATH           a CA whose client certificates may call introspect and authorize
                                     (repeatable; service users' own certificates need no flag)
+  --leader-elect                    reconcile only while holding the Lease service-user-operator in the
+                                    operator namespace (run several replicas; all serve verification)
+  --leader-election-id ID           this replica's identity (default: $HOSTNAME plus a random suffix)
   --help                            this text
 
 Environment: SUO_TEST_CRASH_POINT=after-secret-write makes the process exit between a Secret
@@ -54,6 +59,8 @@ const { values } = parseArgs({
     'verify-tls-cert': { type: 'string' },
     'verify-tls-key': { type: 'string' },
     'verify-client-ca': { type: 'string', multiple: true },
+    'leader-elect': { type: 'boolean', default: false },
+    'leader-election-id': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
   strict: true,
@@ -95,6 +102,18 @@ const operator = startOperator({
   concurrency,
   crashAfterSecretWrite: process.env.SUO_TEST_CRASH_POINT === 'after-secret-write',
   operatorNamespace: values['operator-namespace'],
+  ...(values['leader-elect']
+    ? {
+        leaderElection: {
+          identity: values['leader-election-id'] ?? `${hostname()}_${randomBytes(4).toString('hex')}`,
+          onLost: () => {
+            // As client-go does: a replica that lost the lease may hold stale decisions; restart.
+            log.fatal('lost the leader lease; exiting so that a fresh start follows');
+            process.exit(1);
+          },
+        },
+      }
+    : {}),
   caSecretName: values['ca-secret'],
   crlConfigMapName: values['crl-configmap'],
   ...(values['verify-bind-address'] !== '0'

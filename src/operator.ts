@@ -12,6 +12,7 @@ import { RevocationLedger } from './authority/revocations.ts';
 import type { Server } from 'node:https';
 import { issueServingCertificate } from './credentials/certificate.ts';
 import { Directory } from './verify/directory.ts';
+import { LeaderElector } from './controller/leader.ts';
 import { startVerificationServer } from './verify/server.ts';
 import { EventRecorder } from './observability/events.ts';
 import type { Logger } from './observability/logger.ts';
@@ -42,6 +43,8 @@ export interface OperatorOptions {
     tls?: { certPem: string; keyPem: string };
     callerCaPems?: string[];
   };
+  /** Run only while holding this Lease (in operatorNamespace); absent: always reconcile. */
+  leaderElection?: { identity: string; leaseName?: string; onLost: () => void; leaseDurationMs?: number; renewDeadlineMs?: number; retryPeriodMs?: number };
   /** Where the built-in CA Secret and the CRL ConfigMap live. */
   operatorNamespace: string;
   caSecretName?: string;
@@ -49,8 +52,10 @@ export interface OperatorOptions {
 }
 
 export interface Operator {
+  /** Caches synced and verification serving (a follower is ready too). */
   ready: Promise<void>;
   isReady(): boolean;
+  isLeader(): boolean;
   /** The built-in CA and revocation ledger, once ready. */
   authority: { ca: Ca; ledger: RevocationLedger };
   /** The verification service's port, once ready (when served). */
@@ -198,6 +203,7 @@ export function startOperator(options: OperatorOptions): Operator {
       tls: v.tls ?? (await issueServingCertificate(authority.ca, names, new Date(now()))),
       caPem: authority.ca.certPem,
       crl: () => authority.ledger.crlPem,
+      onAnswer: (endpoint, result) => metrics.verifications.inc({ endpoint, result }),
       ...(v.callerCaPems ? { callerCaPems: v.callerCaPems } : {}),
       log,
       now,
@@ -205,10 +211,43 @@ export function startOperator(options: OperatorOptions): Operator {
     log.info({ address: verification.address() }, 'verification service listening');
   });
 
+  // Reconciling waits for the caches, the authority and — with leader election — the lease.
+  let elector: LeaderElector | undefined;
+  const leading = new Promise<void>((resolve) => {
+    const le = options.leaderElection;
+    if (!le) return resolve();
+    metrics.leader.set(0);
+    elector = new LeaderElector({
+      client,
+      namespace: options.operatorNamespace,
+      name: le.leaseName ?? 'service-user-operator',
+      identity: le.identity,
+      ...(le.leaseDurationMs ? { leaseDurationMs: le.leaseDurationMs } : {}),
+      ...(le.renewDeadlineMs ? { renewDeadlineMs: le.renewDeadlineMs } : {}),
+      ...(le.retryPeriodMs ? { retryPeriodMs: le.retryPeriodMs } : {}),
+      log,
+      onStartedLeading: () => {
+        metrics.leader.set(1);
+        resolve();
+      },
+      onStoppedLeading: () => {
+        metrics.leader.set(0);
+        le.onLost();
+      },
+    });
+    elector.start();
+  });
+  if (!options.leaderElection) metrics.leader.set(1);
+
   const ready = Promise.all([...all.map((s) => s.synced), authorityReady, verificationReady]).then(() => {
     synced = true;
-    openGate();
-    log.info({ namespaces: options.namespaces?.length ? options.namespaces : 'all' }, 'caches synced; reconciling');
+    void leading.then(() => {
+      if (!stopping) {
+        log.info('reconciling');
+        openGate();
+      }
+    });
+    log.info({ namespaces: options.namespaces?.length ? options.namespaces : 'all' }, 'caches synced');
   });
 
   // Callers that never await `ready` must not crash the process when it fails.
@@ -219,8 +258,10 @@ export function startOperator(options: OperatorOptions): Operator {
     controllers,
     authority,
     verificationPort: () => (verification?.address() as { port: number } | null)?.port,
+    isLeader: () => !options.leaderElection || (elector?.leading ?? false),
     async stop() {
       stopping = true;
+      await elector?.stop();
       openGate();
       await Promise.all(Object.values(controllers).map((c) => c.shutdown()));
       await Promise.all(all.map((s) => s.stop()));

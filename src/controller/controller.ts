@@ -16,6 +16,7 @@ export class Controller {
     this.queue = new WorkQueue(reconcile, {
       concurrency: deps.concurrency ?? 4,
       onDone: (key, outcome) => {
+        deps.metrics.queueDepth.set({ controller: name }, this.queue.size.pending);
         deps.metrics.reconciles.inc({ controller: name, result: outcome.error ? 'error' : 'success' });
         deps.metrics.reconcileSeconds.observe({ controller: name }, outcome.durationMs / 1000);
         if (outcome.error) {

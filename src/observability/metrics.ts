@@ -36,6 +36,29 @@ export function createMetrics() {
       help: 'API tokens issued.',
       registers: [registry],
     }),
+    leader: new Gauge({
+      name: 'serviceuser_operator_leader',
+      help: '1 while this replica holds the leader lease (and reconciles), else 0.',
+      registers: [registry],
+    }),
+    info: new Gauge({
+      name: 'serviceuser_info',
+      help: 'One series per ServiceUser: its phase and friendly name (value 1).',
+      labelNames: ['namespace', 'name', 'phase', 'friendly_name'],
+      registers: [registry],
+    }),
+    queueDepth: new Gauge({
+      name: 'serviceuser_operator_workqueue_depth',
+      help: 'Keys waiting in the work queue, by controller.',
+      labelNames: ['controller'],
+      registers: [registry],
+    }),
+    verifications: new Counter({
+      name: 'serviceuser_verifications_total',
+      help: 'Verification requests by endpoint and result (authenticated, refused, error...).',
+      labelNames: ['endpoint', 'result'],
+      registers: [registry],
+    }),
     tokensRevoked: new Counter({
       name: 'serviceuser_tokens_revoked_total',
       help: 'API tokens revoked, by reason.',

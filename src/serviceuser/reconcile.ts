@@ -152,6 +152,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     await setFinalizer(raw, false);
     deps.metrics.expiration.remove({ namespace: ns, name: raw.metadata.name });
     deps.metrics.expiringSoon.remove({ namespace: ns, name: raw.metadata.name });
+    setInfo(`${ns}/${raw.metadata.name}`, undefined);
     log.info('credentials revoked; finalizer removed');
   }
 
@@ -159,6 +160,18 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
   // moves past that version it still shows the object from before our write; reading the
   // write instead keeps a reconcile that follows at once from redoing (and re-announcing) it.
   const written = new Map<string, { baseRv: string | undefined; object: KubeObject }>();
+  // The serviceuser_info series per key, to drop the old one when phase or name changes.
+  const infoLabels = new Map<string, { namespace: string; name: string; phase: string; friendly_name: string }>();
+  const setInfo = (key: string, labels: { namespace: string; name: string; phase: string; friendly_name: string } | undefined) => {
+    const old = infoLabels.get(key);
+    if (old) deps.metrics.info.remove(old);
+    if (labels) {
+      deps.metrics.info.set(labels, 1);
+      infoLabels.set(key, labels);
+    } else {
+      infoLabels.delete(key);
+    }
+  };
 
   /**
    * The certificate to hold: the Secret's own when the CA issued it and it is not due, else a
@@ -253,6 +266,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
       log.info({ reason: e.reason, type: e.type }, e.message);
       await deps.events.record(raw, e);
     }
+    setInfo(key, { namespace: ns, name: su.metadata.name, phase: plan.status.phase ?? 'Pending', friendly_name: plan.status.friendlyName ?? su.metadata.name });
     const end = expiresAt(su.spec.endDate);
     if (end !== undefined) {
       deps.metrics.expiration.set({ namespace: ns, name: su.metadata.name }, end / 1000);

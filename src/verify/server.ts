@@ -40,6 +40,8 @@ export interface VerificationOptions {
   now?: () => number;
   maxBodyBytes?: number;
   limiter?: RateLimiter;
+  /** Told of every answer, for metrics: endpoint and result. */
+  onAnswer?: (endpoint: string, result: string) => void;
 }
 
 class HttpError extends Error {
@@ -71,7 +73,10 @@ export async function startVerificationServer(options: VerificationOptions): Pro
     (req, res) => {
       const started = performance.now();
       handle(req, res).then(
-        (outcome) => log.info({ method: req.method, path: route(req), status: res.statusCode, ms: Math.round(performance.now() - started), ...outcome }, 'verification request'),
+        (outcome) => {
+          log.info({ method: req.method, path: route(req), status: res.statusCode, ms: Math.round(performance.now() - started), ...outcome }, 'verification request');
+          options.onAnswer?.(endpointOf(route(req)), resultOf(outcome));
+        },
         (err: unknown) => {
           const status = err instanceof HttpError ? err.status : 500;
           const message = err instanceof HttpError ? err.message : 'internal error';
@@ -79,6 +84,7 @@ export async function startVerificationServer(options: VerificationOptions): Pro
           if (!res.headersSent) send(res, status, { error: statusText(status), message });
           else res.end();
           log.info({ method: req.method, path: route(req), status, ms: Math.round(performance.now() - started), reason: message }, 'verification request');
+          options.onAnswer?.(endpointOf(route(req)), `http_${status}`);
         },
       );
     },
@@ -267,6 +273,18 @@ export async function startVerificationServer(options: VerificationOptions): Pro
     server.listen(port, host, () => resolve());
   });
   return server;
+}
+
+function endpointOf(path: string): string {
+  if (path.startsWith('/v1/check')) return 'check';
+  return { '/apis/authentication.k8s.io/v1/tokenreviews': 'tokenreview', '/v1/introspect': 'introspect', '/v1/authorize': 'authorize', '/v1/ca.crt': 'ca', '/v1/crl': 'crl' }[path] ?? 'other';
+}
+
+function resultOf(outcome: Record<string, unknown>): string {
+  if ('authenticated' in outcome) return outcome.authenticated ? 'authenticated' : 'refused';
+  if ('active' in outcome) return outcome.active ? 'active' : 'inactive';
+  if ('allowed' in outcome) return outcome.allowed ? 'allowed' : 'denied';
+  return 'served';
 }
 
 function send(res: ServerResponse, status: number, body: unknown, type = 'application/json'): void {
