@@ -34,12 +34,18 @@ function goVersion(): string {
  * go.sum, *.go, Go version) has not been built before. Builds go to a temporary name and are
  * renamed into place, so concurrent callers never see a half-written binary.
  */
-export function buildGoModule(moduleDir: string, name: string, ldflags: string[] = [], log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): string {
+export function buildGoModule(
+  moduleDir: string,
+  name: string,
+  ldflags: string[] = [],
+  pkg = '.',
+  log: (line: string) => void = (l) => process.stderr.write(`${l}\n`),
+): string {
   const go = goVersion();
   const sources = readdirSync(moduleDir)
     .filter((f) => f === 'go.mod' || f === 'go.sum' || f.endsWith('.go'))
     .sort();
-  const hash = createHash('sha256').update(go).update(ldflags.join(' '));
+  const hash = createHash('sha256').update(go).update(ldflags.join(' ')).update(pkg);
   for (const f of sources) hash.update(f).update(readFileSync(path.join(moduleDir, f)));
   const key = hash.digest('hex').slice(0, 16);
   const binDir = path.join(repoRoot, '.cluster', 'bin');
@@ -50,7 +56,7 @@ export function buildGoModule(moduleDir: string, name: string, ldflags: string[]
   const tmp = `${binary}.${process.pid}.tmp`;
   log(`building ${name} (${go}); a cold build takes several minutes`);
   const started = Date.now();
-  execFileSync('go', ['build', '-trimpath', `-ldflags=${['-s', '-w', ...ldflags].join(' ')}`, '-o', tmp, '.'], {
+  execFileSync('go', ['build', '-trimpath', `-ldflags=${['-s', '-w', ...ldflags].join(' ')}`, '-o', tmp, pkg], {
     cwd: moduleDir,
     stdio: ['ignore', 'inherit', 'inherit'],
     env: { ...process.env, GOTOOLCHAIN: 'local', CGO_ENABLED: '0' },
