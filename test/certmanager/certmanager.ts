@@ -29,8 +29,12 @@ function certManagerModule(): { dir: string; version: string } {
   return { dir: dir!, version: version! };
 }
 
+export function buildCertManager(): string {
+  return buildGoModule(moduleDir, 'certmanager');
+}
+
 export async function startCertManager(kubeconfig: string): Promise<CertManager> {
-  const binary = buildGoModule(moduleDir, 'certmanager');
+  const binary = buildCertManager();
   const { dir, version } = certManagerModule();
   const kc = new KubeConfig();
   kc.loadFromFile(kubeconfig);

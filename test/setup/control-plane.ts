@@ -11,6 +11,8 @@ import { KubeConfig, VersionApi } from '@kubernetes/client-node';
 import type { TestProject } from 'vitest/node';
 import { kubernetesVersion, startControlPlane, type ControlPlane } from '../cluster/controlplane.ts';
 import { installCrds } from '../crds.ts';
+import { buildCertManager } from '../certmanager/certmanager.ts';
+import { helmBinary } from '../helm/helm.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -21,6 +23,11 @@ declare module 'vitest' {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // The other Go tools the suite runs are built here, one after the other and outside any
+  // test's timeout: a cold build takes minutes on two cores.
+  buildCertManager();
+  helmBinary();
+
   let kubeconfig: string;
   let source: string;
   let controlPlane: ControlPlane | undefined;
