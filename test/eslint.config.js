@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.cluster/', 'coverage/', 'charts/', 'crds/', 'config/'] },
+  { ignores: ['node_modules/', '.cluster/', 'coverage/', 'charts/', 'crds/', 'config/', 'dist/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

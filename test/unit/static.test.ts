@@ -27,6 +27,13 @@ describe('static checks', () => {
     expect(result.code).toBe(0);
   });
 
+  it('builds to JavaScript that runs (npm run build, the container image\'s entrypoint)', { timeout: 180_000 }, async () => {
+    const built = await tool('node_modules/typescript/bin/tsc', ['-p', 'src/tsconfig.build.json']);
+    expect(built.output).toBe('');
+    const help = await run(process.execPath, [path.join(repoRoot, 'dist/main.js'), '--help']);
+    expect(help.stdout).toContain('Usage: npm start -- [flags]');
+  });
+
   it('lints clean (eslint)', { timeout: 180_000 }, async () => {
     const result = await tool('node_modules/eslint/bin/eslint.js', ['--config', 'test/eslint.config.js', '--max-warnings=0', '.']);
     expect(result.output.trim()).toBe('');
