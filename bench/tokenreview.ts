@@ -6,7 +6,6 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -15,14 +14,8 @@ import { KubeClient } from '../src/controller/kube.ts';
 import { startControlPlane } from '../test/cluster/controlplane.ts';
 import { repoRoot } from '../test/cluster/controlplane.ts';
 import { installCrds } from '../test/crds.ts';
+import { freePort } from '../test/net.ts';
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  s.close();
-  return port;
-}
 
 async function load(url: string, token: string, tlsOptions: object, seconds: number) {
   const review = JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token } });

@@ -2,6 +2,8 @@
 // source, the CRDs in crds/, config/crd/ and the chart are their output (`npm run generate`;
 // a test fails when a written copy is stale).
 import { z } from 'zod';
+import { readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
 import { dump } from 'js-yaml';
 import { group, version } from './primitives.ts';
 import { role } from './role.ts';
@@ -207,4 +209,13 @@ export function generatedFiles(roleCatalog: { name: string; text: string }[]): M
     header + dump({ apiVersion: 'kustomize.config.k8s.io/v1beta1', kind: 'Kustomization', resources: names.map((n) => `bases/${n}`) }),
   );
   return files;
+}
+
+/** The role catalog files in config/roles (kustomization aside), by name and text. */
+export function readRoleCatalog(repoRoot: string): { name: string; text: string }[] {
+  const dir = path.join(repoRoot, 'config/roles');
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
+    .sort()
+    .map((name) => ({ name, text: readFileSync(path.join(dir, name), 'utf8') }));
 }

@@ -2,13 +2,13 @@
 // other takes the Lease over within 20 s, while verification keeps answering.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:https';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { afterAll, expect, inject, it } from 'vitest';
 import { KubeClient } from '../../src/controller/kube.ts';
 import { repoRoot } from '../cluster/controlplane.ts';
 import { eventually, kubeConfig, useNamespace } from '../kube.ts';
 import { api, decodeSecret } from '../operator.ts';
+import { freePort } from '../net.ts';
 
 const ns = useNamespace('ha');
 const client = new KubeClient(kubeConfig());
@@ -19,13 +19,6 @@ afterAll(() => {
   client.close();
 });
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const p = (s.address() as { port: number }).port;
-  s.close();
-  return p;
-}
 
 async function replica(id: string) {
   const ports = { verify: await freePort(), metrics: await freePort() };

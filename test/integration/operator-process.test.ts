@@ -4,7 +4,6 @@
 // nothing it logs contains a token.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { serviceUser } from '../../src/api/serviceuser.ts';
@@ -13,6 +12,7 @@ import { verifyToken } from '../../src/verify/verdict.ts';
 import { repoRoot } from '../cluster/controlplane.ts';
 import { eventually, kubeConfig, useNamespace } from '../kube.ts';
 import { api, decodeSecret } from '../operator.ts';
+import { freePort } from '../net.ts';
 
 const ns = useNamespace('process');
 const client = new KubeClient(kubeConfig());
@@ -24,13 +24,6 @@ afterAll(() => {
   client.close();
 });
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  server.close();
-  return port;
-}
 
 function operator(env: Record<string, string> = {}, ports = { metrics: 0, health: 0 }): ChildProcess {
   const child = spawn(

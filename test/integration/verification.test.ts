@@ -7,7 +7,6 @@ import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest, createServer, type Server } from 'node:https';
 import { connect } from 'node:tls';
-import { createServer as netServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -23,6 +22,7 @@ import { startControlPlane, type ControlPlane } from '../cluster/controlplane.ts
 import { applyManifests, installCrds, manifestsIn } from '../crds.ts';
 import { eventually } from '../kube.ts';
 import { api, decodeSecret } from '../operator.ts';
+import { freePort } from '../net.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'verify-'));
 const logs: string[] = [];
@@ -37,13 +37,6 @@ let apiserverCa: string;
 const ns = 'apps';
 const k = () => api(client, ns);
 
-async function freePort(): Promise<number> {
-  const s = netServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const p = (s.address() as { port: number }).port;
-  s.close();
-  return p;
-}
 
 /**
  * Runs a command without blocking the event loop: the operator, and its verification service

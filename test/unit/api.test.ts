@@ -3,7 +3,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { generatedFiles, kinds } from '../../src/api/crd.ts';
+import { generatedFiles, kinds, readRoleCatalog } from '../../src/api/crd.ts';
 import { cidrContains, isMasked, parseCidr } from '../../src/api/cidr.ts';
 import { formatDuration, parseDuration } from '../../src/api/duration.ts';
 import { permissionPattern } from '../../src/api/primitives.ts';
@@ -14,12 +14,7 @@ import { loadYaml } from '../crds.ts';
 
 describe('generated CRDs', () => {
   it('are current: run `npm run generate` after changing src/api or config/roles', () => {
-    const rolesDir = path.join(repoRoot, 'config/roles');
-    const catalog = readdirSync(rolesDir)
-      .filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
-      .sort()
-      .map((name) => ({ name, text: readFileSync(path.join(rolesDir, name), 'utf8') }));
-    for (const [file, text] of generatedFiles(catalog)) {
+    for (const [file, text] of generatedFiles(readRoleCatalog(repoRoot))) {
       let onDisk: string;
       try {
         onDisk = readFileSync(path.join(repoRoot, file), 'utf8');
