@@ -48,7 +48,7 @@ export class Informer<T extends KubeObject = KubeObject> {
       watchTimeoutSeconds: 300,
       silenceGraceMs: 30_000,
       baseBackoffMs: 500,
-      maxBackoffMs: 60_000,
+      maxBackoffMs: 30_000,
       random: Math.random,
       ...options,
     };

@@ -99,6 +99,10 @@ export interface StartOptions {
   assets?: string;
   /** A PEM file of another CA whose client certificates the API server accepts. */
   extraClientCa?: string;
+  /** The API server's port; 0 or absent picks a free one. */
+  port?: number;
+  /** Reuse the directory's etcd data and certificates: a restart of the same cluster (same port). */
+  keepState?: boolean;
   startTimeoutMs?: number;
 }
 
@@ -110,6 +114,8 @@ export async function startControlPlane(options: StartOptions): Promise<ControlP
   const args = ['--dir', options.dir];
   if (options.assets) args.push('--assets', options.assets);
   if (options.extraClientCa) args.push('--extra-client-ca', options.extraClientCa);
+  if (options.port) args.push('--port', String(options.port));
+  if (options.keepState) args.push('--keep-state');
   args.push('--', ...(options.apiserverArgs ?? []));
   // Own process group: a Ctrl-C on the test run must not reach it besides our own SIGTERM
   // (kube-apiserver exits without cleanup on a second signal). It stops itself if we die.

@@ -80,6 +80,7 @@ func run(args []string) error {
 	port := fs.Int("port", 0, "kube-apiserver secure port on 127.0.0.1 (0 picks a free one)")
 	verbose := fs.Bool("verbose", false, "write API server, controller manager and etcd logs to stderr instead of DIR/*.log")
 	assets := fs.String("assets", "", "directory with envtest binaries (etcd, kube-apiserver) to run instead of the built-in ones")
+	keepState := fs.Bool("keep-state", false, "reuse DIR's etcd data and certificates from an earlier run (a restart, not a fresh cluster); needs the same --port")
 	extraClientCA := fs.String("extra-client-ca", os.Getenv("CONTROLPLANE_EXTRA_CLIENT_CA"), "PEM file of another CA whose client certificates the API server accepts, besides its own")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -101,9 +102,13 @@ func run(args []string) error {
 	// A kubeconfig left by an earlier run points at a dead server: remove it first so
 	// nobody mistakes it for this one.
 	_ = os.Remove(kubeconfigPath)
-	for _, stale := range []string{"etcd", "pki"} {
-		if err := os.RemoveAll(filepath.Join(absDir, stale)); err != nil {
-			return err
+	_, statErr := os.Stat(filepath.Join(absDir, "pki", "ca.crt"))
+	reuse := *keepState && statErr == nil
+	if !reuse {
+		for _, stale := range []string{"etcd", "pki"} {
+			if err := os.RemoveAll(filepath.Join(absDir, stale)); err != nil {
+				return err
+			}
 		}
 	}
 
@@ -118,9 +123,14 @@ func run(args []string) error {
 			return err
 		}
 	}
-	pki, err := writePKI(filepath.Join(absDir, "pki"))
+	var pki *pki
+	if reuse {
+		pki, err = loadPKI(filepath.Join(absDir, "pki"))
+	} else {
+		pki, err = writePKI(filepath.Join(absDir, "pki"))
+	}
 	if err != nil {
-		return fmt.Errorf("generating certificates: %w", err)
+		return fmt.Errorf("certificates: %w", err)
 	}
 	// The client CA bundle: our own CA (the admin certificate), plus one to trust besides.
 	clientCA := append([]byte{}, pki.caPEM...)

@@ -124,6 +124,22 @@ func writePKI(dir string) (*pki, error) {
 	return p, nil
 }
 
+// loadPKI reads the trust an earlier run wrote (for --keep-state restarts).
+func loadPKI(dir string) (*pki, error) {
+	p := &pki{dir: dir}
+	var err error
+	if p.caPEM, err = os.ReadFile(p.path("ca.crt")); err != nil {
+		return nil, err
+	}
+	if p.adminPEM, err = os.ReadFile(p.path("admin.crt")); err != nil {
+		return nil, err
+	}
+	if p.adminKey, err = os.ReadFile(p.path("admin.key")); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
 func (p *pki) kubeconfig(server string) ([]byte, error) {
 	b64 := base64.StdEncoding.EncodeToString
 	return []byte(fmt.Sprintf(`apiVersion: v1
