@@ -4,11 +4,13 @@ import os from 'node:os';
 import { benchCertificates } from './certificates.ts';
 import { benchTokenReview } from './tokenreview.ts';
 import { benchRollout } from './rollout.ts';
+import { benchExpiry } from './expiry.ts';
 
 const benches: Record<string, () => Promise<object>> = {
   certificates: () => benchCertificates(Number(process.env.BENCH_COUNT ?? 200)),
   tokenreview: () => benchTokenReview(Number(process.env.BENCH_SECONDS ?? 10)),
   rollout: () => benchRollout(Number(process.env.BENCH_ROLLOUT ?? 1000)),
+  expiry: () => benchExpiry(Number(process.env.BENCH_EXPIRY ?? 1000)),
 };
 
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(benches);
