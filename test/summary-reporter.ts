@@ -6,13 +6,16 @@ export default class SummaryReporter implements Reporter {
   onTestRunEnd(modules: readonly TestModule[]): void {
     const counts = { passed: 0, failed: 0, skipped: 0 };
     for (const module of modules) {
+      let failedHere = 0;
       for (const test of module.children.allTests()) {
         const state = test.result().state;
         if (state === 'passed') counts.passed++;
-        else if (state === 'failed') counts.failed++;
+        else if (state === 'failed') failedHere++;
         else counts.skipped++;
       }
-      if (module.state() === 'failed' && ![...module.children.allTests()].length) counts.failed++;
+      // A file that failed outside its tests (a failing beforeAll, an import error) is a failure.
+      if (module.state() === 'failed' && failedHere === 0) failedHere = 1;
+      counts.failed += failedHere;
     }
     process.stdout.write(`\n${counts.passed} passed, ${counts.failed} failed${counts.skipped ? `, ${counts.skipped} skipped` : ''}\n`);
   }

@@ -47,11 +47,16 @@ export async function startCertManager(kubeconfig: string): Promise<CertManager>
         await client.apply(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata.name}`, crd, 'service-user-operator-tests');
       }
     }
-    for (let i = 0; ; i++) {
-      const crd = await client.get<{ status?: { conditions?: { type: string; status: string }[] } }>('/apis/apiextensions.k8s.io/v1/customresourcedefinitions/certificates.cert-manager.io');
-      if (crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) break;
-      if (i > 300) throw new Error('cert-manager CRDs not established after 30s');
-      await new Promise((r) => setTimeout(r, 100));
+    // Every CRD established, and its API served (discovery lags "Established" a little).
+    for (const plural of ['certificates', 'certificaterequests', 'issuers', 'clusterissuers']) {
+      for (let i = 0; ; i++) {
+        const crd = await client.get<{ status?: { conditions?: { type: string; status: string }[] } }>(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${plural}.cert-manager.io`);
+        const established = crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
+        const served = established && (await client.get(`/apis/cert-manager.io/v1/${plural}?limit=1`).then(() => true, () => false));
+        if (served) break;
+        if (i > 300) throw new Error(`cert-manager CRD ${plural} not served after 30s`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
     }
   } finally {
     client.close();

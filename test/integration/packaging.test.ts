@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { KubeClient, isConflict } from '../../src/controller/kube.ts';
 import { repoRoot } from '../cluster/controlplane.ts';
 import { helmBinary } from '../helm/helm.ts';
-import { kubeConfig, useNamespace } from '../kube.ts';
+import { eventually, kubeConfig, useNamespace } from '../kube.ts';
 
 const ns = useNamespace('chart');
 const dir = mkdtempSync(path.join(tmpdir(), 'chart-'));
@@ -55,7 +55,9 @@ beforeAll(async () => {
   for (const name of [`${ns.name}-a`, `${ns.name}-b`, 'service-user-operator']) {
     await client.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } }).catch((err: unknown) => (isConflict(err) ? undefined : Promise.reject(err)));
   }
-  await new Promise((r) => setTimeout(r, 2000)); // the monitoring CRDs to be served
+  for (const plural of ['servicemonitors', 'prometheusrules']) {
+    await eventually(`${plural} to be served`, () => client.get(`/apis/monitoring.coreos.com/v1/${plural}?limit=1`).then(() => true));
+  }
   client.close();
 }, 600_000);
 
