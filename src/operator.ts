@@ -185,7 +185,20 @@ export function startOperator(options: OperatorOptions): Operator {
     }
   });
 
-  const all = [serviceUsers, roleBindings, roles, secrets];
+  // The CRL ConfigMap, so that every replica serves the current CRL and the leader's ledger
+  // cache follows writes it did not make.
+  const crlMaps = new InformerSet([
+    new Informer(client, {
+      resource: { group: '', version: 'v1', plural: 'configmaps', namespaced: true },
+      namespace: options.operatorNamespace,
+      labelSelector: 'app.kubernetes.io/component=crl,app.kubernetes.io/managed-by=service-user-operator',
+      onError: (err, retryInMs) => log.warn({ resource: 'configmaps', err: String(err), retryInMs }, 'list/watch failed; restarting'),
+    }),
+  ]);
+  crlMaps.onChange((type, cm) => {
+    if (type !== 'DELETED' && cm.metadata.name === (options.crlConfigMapName ?? 'service-user-operator-crl')) void authorityReady.then(() => authority.ledger.observe(cm));
+  });
+  const all = [serviceUsers, roleBindings, roles, secrets, crlMaps];
   for (const set of all) set.start();
   let synced = false;
   // Verification answers from memory: the directory follows the ServiceUser informer.

@@ -26,6 +26,12 @@ export class RevocationLedger {
   private readonly now: () => number;
   private chain: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
+  /**
+   * The ConfigMap as last read or written. Reconciles consult the ledger on every pass, so it
+   * is read from memory; a write that conflicts (someone else changed it) re-reads it, and
+   * observe() keeps it current from the operator's watch.
+   */
+  private cached: KubeObject | null | undefined;
   /** The last CRL published, for the verification service. */
   crlPem = '';
 
@@ -91,15 +97,27 @@ export class RevocationLedger {
     clearTimeout(this.timer);
   }
 
+  /** The ConfigMap as the watch sees it (another replica's write, our own echo). */
+  observe(object: KubeObject): void {
+    const newer = !this.cached || Number(object.metadata.resourceVersion) >= Number(this.cached.metadata.resourceVersion);
+    if (!newer) return;
+    this.cached = object;
+    const crl = (object.data as Record<string, string> | undefined)?.['ca.crl'];
+    if (crl) this.crlPem = crl;
+  }
+
   private async read(): Promise<{ object: KubeObject | undefined; ledger: LedgerEntry[] }> {
-    try {
-      const object = await this.client.get(this.path);
-      const data = (object.data ?? {}) as Record<string, string>;
-      return { object, ledger: data['revocations.json'] ? (JSON.parse(data['revocations.json']) as LedgerEntry[]) : [] };
-    } catch (err) {
-      if (isNotFound(err)) return { object: undefined, ledger: [] };
-      throw err;
+    if (this.cached === undefined) {
+      try {
+        this.cached = await this.client.get(this.path);
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+        this.cached = null;
+      }
     }
+    const object = this.cached ?? undefined;
+    const data = (object?.data ?? {}) as Record<string, string>;
+    return { object, ledger: data['revocations.json'] ? (JSON.parse(data['revocations.json']) as LedgerEntry[]) : [] };
   }
 
   private update(change: (ledger: LedgerEntry[]) => boolean, publish = false): Promise<void> {
@@ -136,11 +154,12 @@ export class RevocationLedger {
           },
         };
         try {
-          await (object ? this.client.request('PUT', this.path, body) : this.client.request('POST', this.path.replace(/\/[^/]+$/, ''), body));
+          this.cached = await (object ? this.client.request('PUT', this.path, body) : this.client.request('POST', this.path.replace(/\/[^/]+$/, ''), body));
           this.crlPem = crl;
           this.schedule(crlValidityMs - resignBeforeMs);
           return;
         } catch (err) {
+          this.cached = undefined;
           if (!isConflict(err) || attempt >= 10) throw err;
           this.log.debug({ attempt }, 'revocation ledger changed under us; retrying');
         }

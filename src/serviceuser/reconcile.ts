@@ -264,7 +264,8 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     for (const e of plan.events) {
       if (e.reason === 'TokenRevoked') deps.metrics.tokensRevoked.inc({ reason: e.message.split(': ').at(-1) ?? 'unknown' });
       log.info({ reason: e.reason, type: e.type }, e.message);
-      await deps.events.record(raw, e);
+      // Best effort and not on the reconcile's path: the recorder logs its own failures.
+      void deps.events.record(raw, e);
     }
     setInfo(key, { namespace: ns, name: su.metadata.name, phase: plan.status.phase ?? 'Pending', friendly_name: plan.status.friendlyName ?? su.metadata.name });
     const end = expiresAt(su.spec.endDate);
