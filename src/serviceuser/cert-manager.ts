@@ -100,31 +100,36 @@ export async function placeFromCertManager(
     throw err;
   }
 
-  const ready = conditionOf(current, 'Ready');
-  if (ready?.status !== 'True') {
+  async function whyNotIssued(): Promise<CertificateProblem> {
+    const ready = conditionOf(current, 'Ready');
     const issuerPath =
       ref.kind === 'ClusterIssuer'
         ? `/apis/cert-manager.io/v1/clusterissuers/${encodeURIComponent(ref.name)}`
         : `/apis/cert-manager.io/v1/namespaces/${encodeURIComponent(ns)}/issuers/${encodeURIComponent(ref.name)}`;
     const issuer = await get(issuerPath);
     if (!issuer) {
-      return { problem: { reason: 'IssuerNotFound', message: `${ref.kind} ${ref.name} does not exist${ref.kind === 'Issuer' ? ` in namespace ${ns}` : ''}: create it or fix spec.credentials.clientCertificate.issuerRef` } };
+      return { reason: 'IssuerNotFound', message: `${ref.kind} ${ref.name} does not exist${ref.kind === 'Issuer' ? ` in namespace ${ns}` : ''}: create it or fix spec.credentials.clientCertificate.issuerRef` };
     }
     const issuerReady = conditionOf(issuer, 'Ready');
     if (issuerReady?.status !== 'True') {
-      return { problem: { reason: 'IssuerNotReady', message: `${ref.kind} ${ref.name} is not ready${issuerReady?.message ? `: ${issuerReady.message}` : ''}` } };
+      return { reason: 'IssuerNotReady', message: `${ref.kind} ${ref.name} is not ready${issuerReady?.message ? `: ${issuerReady.message}` : ''}` };
     }
     const issuing = conditionOf(current, 'Issuing');
     if (ready?.reason === 'Failed' || issuing?.reason === 'Failed' || (issuing?.status === 'False' && issuing.message)) {
-      return { problem: { reason: 'CertificateFailed', message: `cert-manager could not issue Certificate ${certificateNameOf(su)}: ${issuing?.message ?? ready?.message ?? 'no reason given'}` } };
+      return { reason: 'CertificateFailed', message: `cert-manager could not issue Certificate ${certificateNameOf(su)}: ${issuing?.message ?? ready?.message ?? 'no reason given'}` };
     }
-    return { problem: { reason: 'CertificateIssuing', message: `waiting for cert-manager to issue Certificate ${certificateNameOf(su)}` } };
+    return { reason: 'CertificateIssuing', message: `waiting for cert-manager to issue Certificate ${certificateNameOf(su)}` };
   }
+
 
   const issued = await get(`/api/v1/namespaces/${encodeURIComponent(ns)}/secrets/${encodeURIComponent(issuedSecretNameOf(su))}`);
   const data = (issued?.data ?? {}) as Record<string, string>;
   const text = (k: string) => (data[k] ? Buffer.from(data[k], 'base64').toString('utf8') : '');
-  if (!text('tls.crt') || !text('tls.key')) return { problem: { reason: 'CertificateIssuing', message: `waiting for Secret ${issuedSecretNameOf(su)} from cert-manager` } };
+  // cert-manager keeps the current certificate in its Secret while it renews or re-issues:
+  // as long as one is there and unexpired, it stays in the ServiceUser's Secret too — a
+  // working credential is never dropped because the issuer is busy.
+  const usable = text('tls.crt') && text('tls.key') && describeCertificate(text('tls.crt')).notAfter.getTime() > now;
+  if (!usable) return { problem: await whyNotIssued() };
   let material: CertificateMaterial = { certPem: text('tls.crt'), keyPem: text('tls.key'), caPem: text('ca.crt') };
   // The same certificate as before keeps its bundle and password.
   if (ourSecretRaw && ourSecretRaw['tls.crt'] === data['tls.crt'] && ourSecretRaw['client.p12']) {

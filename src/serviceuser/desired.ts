@@ -91,10 +91,15 @@ export const identityOf = (su: ServiceUser) => `serviceuser:${su.metadata.namesp
 export const friendlyNameOf = (su: ServiceUser) => su.spec.friendlyName ?? su.metadata.name;
 export const secretNameOf = (su: ServiceUser) => su.spec.credentials.secretName ?? `${su.metadata.name}-credentials`;
 
-/** The ServiceUser that holds this friendly name first (older, then by name), if not `su`. */
+/**
+ * The ServiceUser that holds this friendly name, if not `su`: one that already holds it
+ * (status says so and it is not Failed) keeps it; otherwise the older wins, then the name
+ * (creation times have one-second resolution).
+ */
 export function friendlyNameHolder(su: ServiceUser, peers: ServiceUser[]): ServiceUser | undefined {
   const name = friendlyNameOf(su);
-  const rank = (u: ServiceUser) => `${(u.metadata as { creationTimestamp?: string }).creationTimestamp ?? ''}\u0000${u.metadata.name}`;
+  const holds = (u: ServiceUser) => (u.status?.friendlyName === name && !!u.status.phase && u.status.phase !== 'Failed' ? '0' : '1');
+  const rank = (u: ServiceUser) => `${holds(u)}\u0000${(u.metadata as { creationTimestamp?: string }).creationTimestamp ?? ''}\u0000${u.metadata.name}`;
   return peers
     .filter((p) => p.metadata.name !== su.metadata.name && friendlyNameOf(p) === name && !p.metadata.deletionTimestamp)
     .filter((p) => rank(p) < rank(su))

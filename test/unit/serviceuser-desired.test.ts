@@ -276,4 +276,12 @@ describe('friendly names', () => {
     // The first is not affected.
     expect(new World(first).plan(t0, [first, second]).status.phase).toBe('Active');
   });
+
+  it('a user that already holds the name keeps it against a newcomer created in the same second', () => {
+    const holder = new World(user({ friendlyName: 'Deployer' }, { metadata: { name: 'zeta', namespace: 'team', uid: 'uid-z', generation: 1, creationTimestamp: '2026-12-01T00:00:00Z' } }));
+    holder.step(t0);
+    const newcomer = user({ friendlyName: 'Deployer' }, { metadata: { name: 'alpha', namespace: 'team', uid: 'uid-a', generation: 1, creationTimestamp: '2026-12-01T00:00:00Z' } });
+    expect(new World(newcomer).plan(t0, [holder.su, newcomer]).status.conditions!.find((c) => c.type === 'Stalled')).toMatchObject({ status: 'True', message: expect.stringContaining('ServiceUser zeta') });
+    expect(holder.plan(t0 + 1000, [holder.su, newcomer]).status.phase).toBe('Active');
+  });
 });
