@@ -38,7 +38,7 @@ class World {
     });
   }
   writeSecret(plan: Desired) {
-    if (plan.secret) this.secret = { data: plan.secret.data as Record<string, string>, labels: plan.secret.labels, annotations: plan.secret.annotations, ownerUids: ['uid-1'] };
+    if (plan.secret) this.secret = { data: plan.secret.data as Record<string, string>, labels: plan.secret.labels, annotations: plan.secret.annotations, ownerUids: [this.su.metadata.uid!] };
   }
   writeStatus(plan: Desired) {
     this.su = { ...this.su, status: plan.status };
