@@ -1,7 +1,10 @@
 // Test helpers: the operator running in the test process, watching only the test file's
 // namespace, with its log captured and its clock under the test's control.
 import { Writable } from 'node:stream';
-import { afterAll, beforeAll } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { afterAll, beforeAll, inject } from 'vitest';
+import { repoRoot } from './cluster/controlplane.ts';
 import { KubeClient, resourcePath, type KubeObject } from '../src/controller/kube.ts';
 import { resources } from '../src/api/resources.ts';
 import { createLogger } from '../src/observability/logger.ts';
@@ -70,5 +73,29 @@ export function api(client: KubeClient, namespace: string) {
         const o = (await client.get(su(name))) as KubeObject & { status?: Record<string, unknown> };
         return check(o) ? o : undefined;
       }, ms),
+  };
+}
+
+/**
+ * Operator processes (`node src/main.ts`, what `npm start` runs) against the run's API
+ * server, watching and living in the test file's namespace; all killed after the file.
+ */
+export function useOperatorProcesses(ns: { name: string }) {
+  const children: ChildProcess[] = [];
+  afterAll(() => {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  });
+  return {
+    start(args: string[], options: { env?: Record<string, string>; output?: string[] } = {}): ChildProcess {
+      const child = spawn(
+        process.execPath,
+        [path.join(repoRoot, 'src/main.ts'), '--kubeconfig', inject('kubeconfig'), '--namespace', ns.name, '--operator-namespace', ns.name, ...args],
+        { env: { ...process.env, ...options.env }, stdio: ['ignore', options.output ? 'pipe' : 'ignore', options.output ? 'pipe' : 'ignore'] },
+      );
+      child.stdout?.on('data', (c: Buffer) => options.output!.push(c.toString()));
+      child.stderr?.on('data', (c: Buffer) => options.output!.push(c.toString()));
+      children.push(child);
+      return child;
+    },
   };
 }

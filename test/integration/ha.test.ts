@@ -1,43 +1,30 @@
 // Two replicas: one leader reconciles, both serve verification; SIGKILL the leader and the
 // other takes the Lease over within 20 s, while verification keeps answering.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:https';
-import path from 'node:path';
-import { afterAll, expect, inject, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { KubeClient } from '../../src/controller/kube.ts';
-import { repoRoot } from '../cluster/controlplane.ts';
 import { eventually, kubeConfig, useNamespace } from '../kube.ts';
-import { api, decodeSecret } from '../operator.ts';
+import { api, decodeSecret, useOperatorProcesses } from '../operator.ts';
 import { freePort } from '../net.ts';
 
 const ns = useNamespace('ha');
 const client = new KubeClient(kubeConfig());
 const k = api(client, ns.name);
-const children: ChildProcess[] = [];
-afterAll(() => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-  client.close();
-});
+const processes = useOperatorProcesses(ns);
+afterAll(() => client.close());
 
 
 async function replica(id: string) {
   const ports = { verify: await freePort(), metrics: await freePort() };
-  const child = spawn(
-    process.execPath,
+  const child = processes.start(
     [
-      path.join(repoRoot, 'src/main.ts'),
-      '--kubeconfig', inject('kubeconfig'),
-      '--namespace', ns.name,
-      '--operator-namespace', ns.name,
       '--leader-elect',
       '--leader-election-id', id,
       '--verify-bind-address', `127.0.0.1:${ports.verify}`,
       '--metrics-bind-address', `127.0.0.1:${ports.metrics}`,
       '--health-probe-bind-address', '0',
     ],
-    { stdio: 'ignore' },
   );
-  children.push(child);
   return { id, child, ...ports };
 }
 

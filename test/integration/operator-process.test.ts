@@ -2,47 +2,29 @@
 // writing a token to the Secret and recording it, it leaves no valid unrecorded token and
 // finishes the job on restart; it serves metrics and probes; it stops on SIGTERM; and
 // nothing it logs contains a token.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import path from 'node:path';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { serviceUser } from '../../src/api/serviceuser.ts';
 import { KubeClient } from '../../src/controller/kube.ts';
 import { verifyToken } from '../../src/verify/verdict.ts';
-import { repoRoot } from '../cluster/controlplane.ts';
 import { eventually, kubeConfig, useNamespace } from '../kube.ts';
-import { api, decodeSecret } from '../operator.ts';
+import { api, decodeSecret, useOperatorProcesses } from '../operator.ts';
 import { freePort } from '../net.ts';
 
 const ns = useNamespace('process');
 const client = new KubeClient(kubeConfig());
 const k = api(client, ns.name);
 const output: string[] = [];
-const children: ChildProcess[] = [];
-afterAll(() => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-  client.close();
-});
+const processes = useOperatorProcesses(ns);
+afterAll(() => client.close());
 
 
 function operator(env: Record<string, string> = {}, ports = { metrics: 0, health: 0 }): ChildProcess {
-  const child = spawn(
-    process.execPath,
-    [
-      path.join(repoRoot, 'src/main.ts'),
-      '--kubeconfig', inject('kubeconfig'),
-      '--namespace', ns.name,
-      '--operator-namespace', ns.name,
-      '--log-level', 'debug',
-      '--metrics-bind-address', `127.0.0.1:${ports.metrics}`,
-      '--health-probe-bind-address', `127.0.0.1:${ports.health}`,
-    ],
-    { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  return processes.start(
+    ['--log-level', 'debug', '--metrics-bind-address', `127.0.0.1:${ports.metrics}`, '--health-probe-bind-address', `127.0.0.1:${ports.health}`],
+    { env, output },
   );
-  child.stdout!.on('data', (c: Buffer) => output.push(c.toString()));
-  child.stderr!.on('data', (c: Buffer) => output.push(c.toString()));
-  children.push(child);
-  return child;
 }
 
 describe('the operator process', () => {

@@ -1,33 +1,22 @@
 // Faults the operator must survive: SIGKILL at random moments of a rollout, concurrent edits
 // of the same objects, and deletion in the middle of a rotation.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import path from 'node:path';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { serviceUser } from '../../src/api/serviceuser.ts';
 import { KubeClient, resourcePath, type KubeObject } from '../../src/controller/kube.ts';
 import { resources } from '../../src/api/resources.ts';
 import { tokenSha256 } from '../../src/credentials/token.ts';
 import { verifyToken } from '../../src/verify/verdict.ts';
-import { repoRoot } from '../cluster/controlplane.ts';
 import { eventually, kubeConfig, useNamespace } from '../kube.ts';
-import { api, decodeSecret, useOperator } from '../operator.ts';
+import { api, decodeSecret, useOperator, useOperatorProcesses } from '../operator.ts';
 
 describe('SIGKILL during a rollout', () => {
   const ns = useNamespace('chaos');
   const client = new KubeClient(kubeConfig());
   const k = api(client, ns.name);
-  const children: ChildProcess[] = [];
-  afterAll(() => {
-    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-    client.close();
-  });
-  const start = () => {
-    const child = spawn(process.execPath, [path.join(repoRoot, 'src/main.ts'), '--kubeconfig', inject('kubeconfig'), '--namespace', ns.name, '--operator-namespace', ns.name,
-      '--metrics-bind-address', '0', '--health-probe-bind-address', '0', '--verify-bind-address', '0', '--concurrency', '8'], { stdio: 'ignore' });
-    children.push(child);
-    return child;
-  };
+  const processes = useOperatorProcesses(ns);
+  afterAll(() => client.close());
+  const start = () => processes.start(['--metrics-bind-address', '0', '--health-probe-bind-address', '0', '--verify-bind-address', '0', '--concurrency', '8']);
 
   it('leaves every ServiceUser Ready, each Secret\'s token recorded, no orphan Secret, no unlisted valid token', { timeout: 240_000 }, async () => {
     const count = 300;
