@@ -196,7 +196,11 @@ export function startOperator(options: OperatorOptions): Operator {
     }),
   ]);
   crlMaps.onChange((type, cm) => {
-    if (type !== 'DELETED' && cm.metadata.name === (options.crlConfigMapName ?? 'service-user-operator-crl')) void authorityReady.then(() => authority.ledger.observe(cm));
+    if (type !== 'DELETED' && cm.metadata.name === (options.crlConfigMapName ?? 'service-user-operator-crl')) authorityReady.then(
+      () => authority.ledger.observe(cm),
+      // A failed start is reported once, through `ready`; this is only a follower.
+      () => undefined,
+    );
   });
   const all = [serviceUsers, roleBindings, roles, secrets, crlMaps];
   for (const set of all) set.start();
