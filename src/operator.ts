@@ -5,6 +5,7 @@ import { resources } from './api/resources.ts';
 import { Controller } from './controller/controller.ts';
 import { Informer, InformerSet, objectKey } from './controller/informer.ts';
 import { ApiError, KubeClient, type KubeObject, type Resource } from './controller/kube.ts';
+import { requestInfo } from './controller/request-info.ts';
 import { issueToken, type IssuedToken } from './credentials/token.ts';
 import type { Ca } from './credentials/ca.ts';
 import { ensureCa } from './authority/ca-store.ts';
@@ -68,7 +69,10 @@ type Subjects = { spec?: { subjects?: { name?: string }[]; roleRef?: { name?: st
 
 export function startOperator(options: OperatorOptions): Operator {
   const { log, metrics } = options;
-  const client = new KubeClient(options.kubeConfig);
+  const client = new KubeClient(options.kubeConfig, (method, path, status) => {
+    const { verbs, group, resource } = requestInfo(method, path, status);
+    for (const verb of verbs) metrics.apiRequests.inc({ verb, group, resource, code: String(status) });
+  });
   const namespaces = options.namespaces?.length ? options.namespaces : [undefined];
   const informers = (resource: Resource, labelSelector?: string, clusterScoped = false) =>
     new InformerSet(

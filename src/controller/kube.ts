@@ -62,15 +62,20 @@ export function resourcePath(r: Resource, namespace?: string, name?: string, sub
   return `${base}${ns}/${r.plural}${tail}`;
 }
 
+/** Told of every answered request: its method, path and HTTP status (0 when none came). */
+export type RequestObserver = (method: string, path: string, status: number) => void;
+
 export class KubeClient {
   readonly server: URL;
   private readonly kc: KubeConfig;
+  private readonly observe: RequestObserver;
   private agent: Agent | undefined;
 
-  constructor(kc: KubeConfig) {
+  constructor(kc: KubeConfig, observe: RequestObserver = () => undefined) {
     const cluster = kc.getCurrentCluster();
     if (!cluster) throw new Error('the kubeconfig has no current cluster');
     this.kc = kc;
+    this.observe = observe;
     this.server = new URL(cluster.server);
   }
 
@@ -105,7 +110,11 @@ export class KubeClient {
       req.setTimeout(30_000, () => req.destroy(new Error(`${method} ${path}: no answer in 30s`)));
       req.on('error', reject);
       req.end(payload);
+    }).catch((err: unknown) => {
+      this.observe(method, path, 0);
+      throw err;
     });
+    this.observe(method, path, res.status);
     if (res.status >= 300) {
       let message = res.text;
       let reason: string | undefined;
@@ -152,6 +161,7 @@ export class KubeClient {
         else resolve();
       };
       const req = request(opts, (res: IncomingMessage) => {
+        this.observe('GET', path, res.statusCode ?? 0);
         res.on('error', settle);
         res.on('aborted', () => settle(new Error(`watch ${path} aborted by the server`)));
         if ((res.statusCode ?? 0) >= 300) {

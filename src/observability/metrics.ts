@@ -59,6 +59,12 @@ export function createMetrics() {
       labelNames: ['endpoint', 'result'],
       registers: [registry],
     }),
+    apiRequests: new Counter({
+      name: 'serviceuser_operator_api_requests_total',
+      help: 'Requests to the Kubernetes API by RBAC verb, API group, resource and HTTP code (0: no answer). A server-side apply that created its object counts under patch and create, as it is authorized.',
+      labelNames: ['verb', 'group', 'resource', 'code'],
+      registers: [registry],
+    }),
     tokensRevoked: new Counter({
       name: 'serviceuser_tokens_revoked_total',
       help: 'API tokens revoked, by reason.',

@@ -22,6 +22,19 @@ export interface CertificateProblem {
 }
 
 export const certificateNameOf = (su: ServiceUser) => `${su.metadata.name}-client`;
+
+const waitingOnCertManager = new Set<string>(['IssuerNotFound', 'IssuerNotReady', 'CertificateIssuing', 'CertificateFailed'] satisfies CertificateProblem['reason'][]);
+
+/**
+ * Whether the last status shows a cert-manager Certificate of ours: one that issued the
+ * current certificate, or one still waiting for its issuer. Read from status, not asked of
+ * the API, so a converged ServiceUser costs no request.
+ */
+export function hadCertManagerCertificate(su: ServiceUser, builtInIssuer: string): boolean {
+  const issuer = su.status?.certificate?.issuer;
+  const ready = su.status?.conditions?.find((c) => c.type === 'Ready');
+  return (issuer !== undefined && issuer !== builtInIssuer) || waitingOnCertManager.has(ready?.reason ?? '');
+}
 const issuedSecretNameOf = (su: ServiceUser) => `${su.metadata.name}-client-tls`;
 
 type Condition = { type: string; status: string; reason?: string; message?: string };

@@ -23,7 +23,7 @@ import type { Ca } from '../credentials/ca.ts';
 import { decideCertificate, renewalTimeOf } from './certificate.ts';
 import { annotations as ann, blocker, desired, secretNameOf, type DesiredSecret, type ObservedSecret, type PlacedCertificate } from './desired.ts';
 import { issueFromCa, observeCertificate, withPkcs12 } from './issuance.ts';
-import { placeFromCertManager, removeCertManagerCertificate, type CertificateProblem } from './cert-manager.ts';
+import { hadCertManagerCertificate, placeFromCertManager, removeCertManagerCertificate, type CertificateProblem } from './cert-manager.ts';
 import { credentialKeys } from './secret.ts';
 import { expiresAt, warnAt } from './expiry.ts';
 
@@ -183,8 +183,9 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     const end = expiresAt(su.spec.endDate);
     const spec = su.spec.credentials.clientCertificate;
     if (spec.enabled && spec.issuerRef && !(end !== undefined && now >= end)) return placeFromCertManager(deps, su, secret?.raw, now, end);
-    // Back from cert-manager to the built-in CA: its Certificate would go on issuing.
-    if (!spec.issuerRef && su.status?.certificate && su.status.certificate.issuer !== ca.certificate.subject) await removeCertManagerCertificate(client, su);
+    // Back from cert-manager to the built-in CA (or certificates turned off): its Certificate
+    // would go on issuing, even one still waiting for an issuer that appears later.
+    if ((!spec.issuerRef || !spec.enabled) && hadCertManagerCertificate(su, ca.certificate.subject)) await removeCertManagerCertificate(client, su);
     const observed = secret?.raw ? await observeCertificate(secret.raw, ca, su) : undefined;
     const { decision, revoke } = decideCertificate(su, observed, su.status?.certificate, now, end);
     await ledger.revoke(owner, revoke);

@@ -33,9 +33,9 @@ export function buildCertManager(): string {
   return buildGoModule(moduleDir, 'certmanager');
 }
 
-export async function startCertManager(kubeconfig: string): Promise<CertManager> {
-  const binary = buildCertManager();
-  const { dir, version } = certManagerModule();
+/** cert-manager's CRDs, from the module version the tests build, applied and served. */
+export async function installCertManagerCrds(kubeconfig: string): Promise<void> {
+  const { dir } = certManagerModule();
   const kc = new KubeConfig();
   kc.loadFromFile(kubeconfig);
   const client = new KubeClient(kc);
@@ -61,6 +61,12 @@ export async function startCertManager(kubeconfig: string): Promise<CertManager>
   } finally {
     client.close();
   }
+}
+
+export async function startCertManager(kubeconfig: string): Promise<CertManager> {
+  const binary = buildCertManager();
+  const { version } = certManagerModule();
+  await installCertManagerCrds(kubeconfig);
   const child = spawn(binary, ['--kubeconfig', kubeconfig], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   child.stderr.on('data', (c: Buffer) => (log = (log + c.toString()).slice(-8192)));

@@ -1,24 +1,30 @@
-// The chart's least-privilege RBAC is enough: the operator runs as the chart's
+// The chart's least-privilege RBAC is enough, and no more: the operator runs as the chart's
 // ServiceAccount, with exactly the rendered (Cluster)Roles, through a whole lifecycle —
-// leader election, CA and CRL, issuing, roles, disable, deletion — and is never refused.
+// leader election, CA and CRL, issuing, roles, cert-manager mode, disable, deletion — is
+// never refused, and every verb the chart grants is one it was seen to use (counted by its
+// own API request metric, in the authorizer's terms).
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { loadAll } from 'js-yaml';
-import { afterAll, expect, it } from 'vitest';
+import { afterAll, expect, inject, it } from 'vitest';
 import { KubeClient, resourcePath, type KubeObject } from '../../src/controller/kube.ts';
 import { resources } from '../../src/api/resources.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
 import { startOperator } from '../../src/operator.ts';
 import { repoRoot } from '../cluster/controlplane.ts';
+import { installCertManagerCrds } from '../certmanager/certmanager.ts';
 import { helmBinary } from '../helm/helm.ts';
 import { eventually, kubeConfig, useNamespace } from '../kube.ts';
 import { api } from '../operator.ts';
 
+// The operator's own namespace (release, CA, CRL, lease) and a separate watched one, as in a
+// real install: a grant that only works because the two coincide would go unnoticed.
 const ns = useNamespace('rbac');
+const watched = useNamespace('rbac-watched');
 const admin = new KubeClient(kubeConfig());
 const release = `rbac-${randomBytes(3).toString('hex')}`;
 const clusterScoped: string[] = [];
@@ -32,11 +38,15 @@ const plural: Record<string, string> = { ServiceAccount: 'serviceaccounts', Clus
 it('runs a whole lifecycle under the chart\'s RBAC without a single refusal', { timeout: 180_000 }, async () => {
   const rendered = await new Promise<string>((resolve, reject) =>
     execFile(helmBinary(), ['template', release, path.join(repoRoot, 'charts/service-user-operator'), '--namespace', ns.name, '--kube-version', '1.34.4',
-      '--set', `watchNamespaces={${ns.name}}`, '--set', 'crds.enabled=false', '--set', 'roleCatalog.enabled=false'], { maxBuffer: 16 << 20 }, (err, out, errOut) => (err ? reject(new Error(errOut)) : resolve(out))),
+      '--set', `watchNamespaces={${watched.name}}`, '--set', 'crds.enabled=false', '--set', 'roleCatalog.enabled=false'], { maxBuffer: 16 << 20 }, (err, out, errOut) => (err ? reject(new Error(errOut)) : resolve(out))),
   );
   let account = '';
+  const granted = new Set<string>();
   for (const doc of loadAll(rendered) as (KubeObject | null)[]) {
     if (!doc || !plural[doc.kind!] || doc.apiVersion === 'serviceusers.dev/v1alpha1') continue;
+    for (const rule of (doc.rules ?? []) as { apiGroups: string[]; resources: string[]; verbs: string[] }[]) {
+      for (const group of rule.apiGroups) for (const resource of rule.resources) for (const verb of rule.verbs) granted.add(`${verb} ${group}/${resource}`);
+    }
     const group = doc.apiVersion === 'v1' ? '' : 'rbac.authorization.k8s.io';
     const namespaced = doc.kind !== 'ClusterRole' && doc.kind !== 'ClusterRoleBinding';
     const p = resourcePath({ group, version: 'v1', plural: plural[doc.kind!]!, namespaced }, doc.metadata.namespace, doc.metadata.name);
@@ -53,11 +63,14 @@ it('runs a whole lifecycle under the chart\'s RBAC without a single refusal', { 
 
   const logs: string[] = [];
   const sink = new Writable({ write: (c: Buffer, _e, done) => (logs.push(c.toString()), done()) });
+  // cert-manager's API (no controller needed) so the operator's cert-manager calls happen.
+  await installCertManagerCrds(inject('kubeconfig'));
+  const metrics = createMetrics();
   const operator = startOperator({
-    kubeConfig: kc, log: createLogger('debug', sink), metrics: createMetrics(), namespaces: [ns.name], operatorNamespace: ns.name,
+    kubeConfig: kc, log: createLogger('debug', sink), metrics, namespaces: [watched.name], operatorNamespace: ns.name,
     leaderElection: { identity: 'rbac-test', onLost: () => undefined },
   });
-  const k = api(admin, ns.name);
+  const k = api(admin, watched.name);
   try {
     await Promise.race([
       operator.ready,
@@ -70,7 +83,7 @@ it('runs a whole lifecycle under the chart\'s RBAC without a single refusal', { 
     });
     clusterScoped.push(resourcePath(resources.roles, undefined, `${release}.signer`));
     await k.createServiceUser('worker', { email: 'ops@example.com', accounts: ['acme'] });
-    await admin.request('POST', resourcePath(resources.roleBindings, ns.name), {
+    await admin.request('POST', resourcePath(resources.roleBindings, watched.name), {
       apiVersion: 'serviceusers.dev/v1alpha1', kind: 'RoleBinding', metadata: { name: 'worker-signs' },
       spec: { roleRef: { name: `${release}.signer` }, subjects: [{ kind: 'ServiceUser', name: 'worker' }] },
     });
@@ -79,13 +92,29 @@ it('runs a whole lifecycle under the chart\'s RBAC without a single refusal', { 
       return s?.phase === 'Active' && !!s.certificate && (s.permissions ?? []).length === 1;
     });
     await eventually('the Role status', async () => ((await admin.get(resourcePath(resources.roles, undefined, `${release}.signer`))).status ? true : undefined));
+    // cert-manager mode: the Certificate written, the Issuer and then a ClusterIssuer looked
+    // up (neither exists), and the Certificate removed when the built-in CA is chosen again.
+    await k.createServiceUser('external', { email: 'ops@example.com', accounts: ['acme'], credentials: { clientCertificate: { issuerRef: { name: 'absent', kind: 'Issuer' } } } });
+    const reason = (o: KubeObject) => (o.status as { conditions?: { type: string; reason: string }[] } | undefined)?.conditions?.find((c) => c.type === 'Ready')?.reason;
+    await k.waitFor('external', 'IssuerNotFound', (o) => reason(o) === 'IssuerNotFound');
+    await k.patchServiceUser('external', { credentials: { clientCertificate: { issuerRef: { name: `absent-${release}`, kind: 'ClusterIssuer' } } } });
+    await eventually('the ClusterIssuer looked up', async () => (await metrics.apiRequests.get()).values.some((v) => v.labels.resource === 'clusterissuers') || undefined);
+    await k.patchServiceUser('external', { credentials: { clientCertificate: { issuerRef: null } } });
+    await k.waitFor('external', 'Active on the built-in CA', (o) => (o.status as { phase?: string; certificate?: unknown } | undefined)?.phase === 'Active' && !!(o.status as { certificate?: unknown }).certificate);
+    await eventually('the Certificate removed', () =>
+      admin.get(`/apis/cert-manager.io/v1/namespaces/${watched.name}/certificates`).then((l) => ((l as unknown as { items: unknown[] }).items.length === 0 ? true : undefined)));
     await k.patchServiceUser('worker', { disabled: true });
     await k.waitFor('worker', 'Disabled', (o) => (o.status as { phase?: string } | undefined)?.phase === 'Disabled');
-    await admin.request('DELETE', resourcePath(resources.serviceUsers, ns.name, 'worker'));
+    await admin.request('DELETE', resourcePath(resources.serviceUsers, watched.name, 'worker'));
     await eventually('deletion completed by the finalizer', () => k.serviceUser('worker').then(() => undefined, () => true));
+    // The leader renews its Lease every 2 s: let one renewal happen whatever the pace above.
+    await eventually('a lease renewal', async () => (await metrics.apiRequests.get()).values.some((v) => v.labels.resource === 'leases' && v.labels.verb === 'update') || undefined);
   } finally {
     await operator.stop();
   }
   const log = logs.join('');
   expect(log).not.toMatch(/ 403 |forbidden/i);
+  const used = new Set((await metrics.apiRequests.get()).values.map((v) => `${v.labels.verb} ${v.labels.group}/${v.labels.resource}`));
+  expect([...granted].filter((g) => !used.has(g)), 'granted by the chart but never used').toEqual([]);
+  expect([...used].filter((u) => !granted.has(u)), 'used but not granted').toEqual([]);
 });

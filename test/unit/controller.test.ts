@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Informer } from '../../src/controller/informer.ts';
 import { KubeClient } from '../../src/controller/kube.ts';
 import { WorkQueue } from '../../src/controller/queue.ts';
+import { requestInfo } from '../../src/controller/request-info.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function until(what: string, check: () => boolean, ms = 5000) {
@@ -229,5 +230,26 @@ describe('Informer', () => {
     await sleep(200);
     expect(informer.get('ns/kept')?.metadata.name).toBe('kept');
     await informer.stop();
+  });
+});
+
+describe('requestInfo', () => {
+  it.each([
+    ['GET', '/apis/serviceusers.dev/v1alpha1/namespaces/a/serviceusers?limit=500', 'list', 'serviceusers.dev', 'serviceusers'],
+    ['GET', '/apis/serviceusers.dev/v1alpha1/namespaces/a/serviceusers?watch=1&resourceVersion=5', 'watch', 'serviceusers.dev', 'serviceusers'],
+    ['GET', '/api/v1/namespaces/a/secrets/x', 'get', '', 'secrets'],
+    ['PATCH', '/apis/serviceusers.dev/v1alpha1/namespaces/a/serviceusers/x/status?fieldManager=f&force=true', 'patch', 'serviceusers.dev', 'serviceusers/status'],
+    ['POST', '/api/v1/namespaces/a/events', 'create', '', 'events'],
+    ['PUT', '/apis/coordination.k8s.io/v1/namespaces/a/leases/l', 'update', 'coordination.k8s.io', 'leases'],
+    ['DELETE', '/apis/cert-manager.io/v1/namespaces/a/certificates/c', 'delete', 'cert-manager.io', 'certificates'],
+    ['DELETE', '/api/v1/namespaces/a/secrets', 'deletecollection', '', 'secrets'],
+    ['GET', '/apis/serviceusers.dev/v1alpha1/roles?watch=true', 'watch', 'serviceusers.dev', 'roles'],
+    ['GET', '/api/v1/namespaces/a', 'get', '', 'namespaces'],
+    ['POST', '/api/v1/namespaces/a/serviceaccounts/s/token', 'create', '', 'serviceaccounts/token'],
+  ])('%s %s is %s on %s %s', (method, path, verb, group, resource) => {
+    expect(requestInfo(method, path, 200)).toEqual({ verbs: [verb], group, resource });
+  });
+  it('a server-side apply that created its object was authorized as patch and create', () => {
+    expect(requestInfo('PATCH', '/api/v1/namespaces/a/secrets/x?fieldManager=f', 201).verbs).toEqual(['patch', 'create']);
   });
 });
