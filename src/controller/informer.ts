@@ -22,6 +22,24 @@ export interface InformerOptions {
   maxBackoffMs?: number;
   onError?: (err: unknown, retryInMs: number) => void;
   random?: () => number;
+  /**
+   * Trims each object before it is cached and handed to handlers (controller-runtime's
+   * cache transform): what the operator never reads costs no memory. Default: drops
+   * `metadata.managedFields`.
+   */
+  transform?: (obj: KubeObject) => KubeObject;
+  /**
+   * Named secondary indexes (client-go's Indexers): each maps an object to the values it is
+   * found under, so that "which objects name X" is a lookup, not a scan of the cache.
+   */
+  indexers?: Record<string, (obj: KubeObject) => string[]>;
+}
+
+/** The default transform: managedFields are server-side apply's bookkeeping, read by no one here. */
+export function withoutManagedFields(obj: KubeObject): KubeObject {
+  if (!obj.metadata?.managedFields) return obj;
+  const { managedFields: _, ...metadata } = obj.metadata;
+  return { ...obj, metadata };
 }
 
 export const objectKey = (o: { metadata: { name: string; namespace?: string } }) =>
@@ -29,10 +47,13 @@ export const objectKey = (o: { metadata: { name: string; namespace?: string } })
 
 export class Informer<T extends KubeObject = KubeObject> {
   private store = new Map<string, T>();
+  /** The same objects by namespace: reconciles read their namespace, not the whole cache. */
+  private byNamespace = new Map<string, Map<string, T>>();
   private readonly handlers: ((type: ChangeType, obj: T) => void)[] = [];
   private readonly client: KubeClient;
-  private readonly options: Required<Omit<InformerOptions, 'namespace' | 'labelSelector' | 'onError'>> &
-    Pick<InformerOptions, 'namespace' | 'labelSelector' | 'onError'>;
+  private readonly options: Required<Omit<InformerOptions, 'namespace' | 'labelSelector' | 'onError' | 'indexers'>> &
+    Pick<InformerOptions, 'namespace' | 'labelSelector' | 'onError' | 'indexers'>;
+  private indexes = new Map<string, Map<string, Map<string, T>>>();
   private abort = new AbortController();
   private stopped = false;
   private loop: Promise<void> | undefined;
@@ -50,6 +71,7 @@ export class Informer<T extends KubeObject = KubeObject> {
       baseBackoffMs: 500,
       maxBackoffMs: 30_000,
       random: Math.random,
+      transform: withoutManagedFields,
       ...options,
     };
     this.synced = new Promise((resolve) => (this.markSynced = resolve));
@@ -64,8 +86,52 @@ export class Informer<T extends KubeObject = KubeObject> {
   }
 
   list(namespace?: string): T[] {
-    const all = [...this.store.values()];
-    return namespace === undefined ? all : all.filter((o) => o.metadata.namespace === namespace);
+    if (namespace === undefined) return [...this.store.values()];
+    return [...(this.byNamespace.get(namespace)?.values() ?? [])];
+  }
+
+  /** The objects found under `value` in the index `name`. */
+  byIndex(name: string, value: string): T[] {
+    return [...(this.indexes.get(name)?.get(value)?.values() ?? [])];
+  }
+
+  private put(key: string, obj: T): void {
+    const old = this.store.get(key);
+    if (old) this.unindex(key, old);
+    this.store.set(key, obj);
+    const ns = obj.metadata.namespace ?? '';
+    let inNs = this.byNamespace.get(ns);
+    if (!inNs) this.byNamespace.set(ns, (inNs = new Map()));
+    inNs.set(key, obj);
+    for (const [name, indexer] of Object.entries(this.options.indexers ?? {})) {
+      let index = this.indexes.get(name);
+      if (!index) this.indexes.set(name, (index = new Map()));
+      for (const value of indexer(obj)) {
+        let bucket = index.get(value);
+        if (!bucket) index.set(value, (bucket = new Map()));
+        bucket.set(key, obj);
+      }
+    }
+  }
+
+  private remove(key: string, obj: T): void {
+    this.store.delete(key);
+    this.unindex(key, obj);
+  }
+
+  private unindex(key: string, obj: T): void {
+    const ns = obj.metadata.namespace ?? '';
+    const inNs = this.byNamespace.get(ns);
+    inNs?.delete(key);
+    if (inNs?.size === 0) this.byNamespace.delete(ns);
+    for (const [name, indexer] of Object.entries(this.options.indexers ?? {})) {
+      const index = this.indexes.get(name);
+      for (const value of indexer(obj)) {
+        const bucket = index?.get(value);
+        bucket?.delete(key);
+        if (bucket?.size === 0) index!.delete(value);
+      }
+    }
   }
 
   start(): void {
@@ -120,12 +186,15 @@ export class Informer<T extends KubeObject = KubeObject> {
       const page = await this.client.get<{ items: T[]; metadata: { resourceVersion: string; continue?: string } }>(
         this.path({ limit: '500', ...(cont ? { continue: cont } : {}) }),
       );
-      for (const item of page.items) fresh.set(objectKey(item), item);
+      for (const item of page.items) fresh.set(objectKey(item), this.options.transform(item) as T);
       resourceVersion = page.metadata.resourceVersion;
       cont = page.metadata.continue || undefined;
     } while (cont);
     const previous = this.store;
-    this.store = fresh;
+    this.store = new Map();
+    this.byNamespace = new Map();
+    this.indexes = new Map();
+    for (const [key, obj] of fresh) this.put(key, obj);
     this.lists++;
     for (const [key, obj] of previous) if (!fresh.has(key)) this.emit('DELETED', obj);
     for (const [key, obj] of fresh) {
@@ -162,12 +231,12 @@ export class Informer<T extends KubeObject = KubeObject> {
             abort.abort();
             return;
           }
-          const obj = event.object as T;
-          if (obj.metadata?.resourceVersion) current = obj.metadata.resourceVersion;
+          if (event.object.metadata?.resourceVersion) current = event.object.metadata.resourceVersion;
           if (event.type === 'BOOKMARK') return;
+          const obj = this.options.transform(event.object) as T;
           const key = objectKey(obj);
-          if (event.type === 'DELETED') this.store.delete(key);
-          else this.store.set(key, obj);
+          if (event.type === 'DELETED') this.remove(key, this.store.get(key) ?? obj);
+          else this.put(key, obj);
           this.emit(event.type, obj);
         },
         abort.signal,
@@ -203,6 +272,9 @@ export class InformerSet<T extends KubeObject = KubeObject> {
   }
   list(namespace?: string): T[] {
     return this.informers.flatMap((i) => i.list(namespace));
+  }
+  byIndex(name: string, value: string): T[] {
+    return this.informers.flatMap((i) => i.byIndex(name, value));
   }
   onChange(handler: (type: ChangeType, obj: T) => void): void {
     for (const i of this.informers) i.onChange(handler);
