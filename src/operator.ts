@@ -3,7 +3,8 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { resources } from './api/resources.ts';
 import { Controller } from './controller/controller.ts';
-import { Informer, InformerSet, objectKey } from './controller/informer.ts';
+import { Informer, InformerSet, objectKey, withoutManagedFields, type InformerOptions } from './controller/informer.ts';
+import { byFriendlyName, byRole, bySubject, friendlyNameKey, roleBindingIndexers, serviceUserIndexers, subjectKey } from './api/indexes.ts';
 import { ApiError, KubeClient, type KubeObject, type Resource } from './controller/kube.ts';
 import { requestInfo } from './controller/request-info.ts';
 import { issueToken, type IssuedToken } from './credentials/token.ts';
@@ -74,7 +75,10 @@ export function startOperator(options: OperatorOptions): Operator {
     for (const verb of verbs) metrics.apiRequests.inc({ verb, group, resource, code: String(status) });
   });
   const namespaces = options.namespaces?.length ? options.namespaces : [undefined];
-  const informers = (resource: Resource, labelSelector?: string, clusterScoped = false) =>
+  const informers = (
+    resource: Resource,
+    { labelSelector, clusterScoped = false, transform, indexers }: Pick<InformerOptions, 'labelSelector' | 'transform' | 'indexers'> & { clusterScoped?: boolean } = {},
+  ) =>
     new InformerSet(
       (clusterScoped ? [undefined] : namespaces).map(
         (namespace) =>
@@ -83,15 +87,19 @@ export function startOperator(options: OperatorOptions): Operator {
             ...(namespace ? { namespace } : {}),
             ...(labelSelector ? { labelSelector } : {}),
             ...(options.watchTimeoutSeconds ? { watchTimeoutSeconds: options.watchTimeoutSeconds } : {}),
+            ...(transform ? { transform } : {}),
+            ...(indexers ? { indexers } : {}),
             onError: (err, retryInMs) => log.warn({ resource: resource.plural, namespace, err: String(err), retryInMs }, 'list/watch failed; restarting'),
           }),
       ),
     );
-  const serviceUsers = informers(resources.serviceUsers);
-  const roleBindings = informers(resources.roleBindings);
-  const roles = informers(resources.roles, undefined, true);
+  const serviceUsers = informers(resources.serviceUsers, { indexers: serviceUserIndexers });
+  const roleBindings = informers(resources.roleBindings, { indexers: roleBindingIndexers });
+  const roles = informers(resources.roles, { clusterScoped: true });
   // Our Secrets, and cert-manager's for our Certificates: both carry the owner's name label.
-  const secrets = informers(resources.secrets, labels.name);
+  // Only their changes matter (they wake the owner, whose reconcile reads the Secret
+  // live), so the cache keeps metadata alone: credentials are not held twice in memory.
+  const secrets = informers(resources.secrets, { labelSelector: labels.name, transform: (s) => ({ metadata: withoutManagedFields(s).metadata }) });
   const events = new EventRecorder(client, log);
   const now = options.now ?? Date.now;
   const shared = { client, serviceUsers, roleBindings, roles, events, fieldManager, now };
@@ -162,11 +170,15 @@ export function startOperator(options: OperatorOptions): Operator {
     const ns = su.metadata.namespace;
     controllers.serviceUsers.enqueue(key);
     const name = (su.spec as { friendlyName?: string } | undefined)?.friendlyName ?? su.metadata.name;
+    // Whoever shares the friendly name it had or has may now hold it or lose it.
     const touched = new Set([friendlyNames.get(key), name]);
     if (type === 'DELETED') friendlyNames.delete(key);
     else friendlyNames.set(key, name);
-    for (const [other, fn] of friendlyNames) if (other !== key && other.startsWith(`${ns}/`) && touched.has(fn)) controllers.serviceUsers.enqueue(other);
-    for (const b of roleBindings.list(ns)) if (subjectsOf(b).includes(su.metadata.name)) controllers.roleBindings.enqueue(objectKey(b));
+    for (const fn of touched) {
+      if (fn === undefined) continue;
+      for (const other of serviceUsers.byIndex(byFriendlyName, friendlyNameKey(ns, fn))) if (objectKey(other) !== key) controllers.serviceUsers.enqueue(objectKey(other));
+    }
+    for (const b of roleBindings.byIndex(bySubject, subjectKey(ns, su.metadata.name))) controllers.roleBindings.enqueue(objectKey(b));
   });
   secrets.onChange((_type, secret) => {
     const owner = secret.metadata.labels?.[labels.name];
@@ -182,8 +194,7 @@ export function startOperator(options: OperatorOptions): Operator {
   });
   roles.onChange((_type, role) => {
     controllers.roles.enqueue(objectKey(role));
-    for (const b of roleBindings.list()) {
-      if ((b as Subjects).spec?.roleRef?.name !== role.metadata.name) continue;
+    for (const b of roleBindings.byIndex(byRole, role.metadata.name)) {
       controllers.roleBindings.enqueue(objectKey(b));
       for (const s of subjectsOf(b)) enqueueUser(b.metadata.namespace, s);
     }

@@ -37,7 +37,8 @@ export function roleBindingReconciler(deps: BindingDeps) {
       ready = { status: 'False', reason: 'InvalidSpec', message: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') };
     } else {
       subjects = parsed.data.spec.subjects.map((s) => s.name).join(', ');
-      const verdict = resolve(parseAll(deps.serviceUsers.list(ns), serviceUser), [parsed.data], parseAll(deps.roles.list(), roleSchema)).verdictOf(
+      const named = parseAll(parsed.data.spec.subjects.map((x) => deps.serviceUsers.get(`${ns}/${x.name}`)), serviceUser);
+      const verdict = resolve(named, [parsed.data], parseAll([deps.roles.get(parsed.data.spec.roleRef.name)], roleSchema)).verdictOf(
         ns,
         raw.metadata.name,
       )!;

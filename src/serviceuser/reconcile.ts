@@ -18,10 +18,11 @@ import { parseAll } from '../api/parse.ts';
 import { role } from '../api/role.ts';
 import { roleBinding } from '../api/rolebinding.ts';
 import { stableJson } from '../controller/stable-json.ts';
+import { byFriendlyName, bySubject, friendlyNameKey, subjectKey } from '../api/indexes.ts';
 import type { RevocationLedger } from '../authority/revocations.ts';
 import type { Ca } from '../credentials/ca.ts';
 import { decideCertificate, renewalTimeOf } from './certificate.ts';
-import { annotations as ann, blocker, desired, secretNameOf, type DesiredSecret, type ObservedSecret, type PlacedCertificate } from './desired.ts';
+import { annotations as ann, blocker, desired, friendlyNameOf, secretNameOf, type DesiredSecret, type ObservedSecret, type PlacedCertificate } from './desired.ts';
 import { issueFromCa, observeCertificate, withPkcs12 } from './issuance.ts';
 import { hadCertManagerCertificate, placeFromCertManager, removeCertManagerCertificate, type CertificateProblem } from './cert-manager.ts';
 import { credentialKeys } from './secret.ts';
@@ -240,11 +241,12 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     const su = parsed.data;
     if (!raw.metadata.finalizers?.includes(finalizer)) remember(await setFinalizer(raw, true));
 
-    const users = parseAll(deps.serviceUsers.list(ns), serviceUser);
-    const permissions = resolve(users, parseAll(deps.roleBindings.list(ns), roleBinding), parseAll(deps.roles.list(), role)).permissionsOf(
-      ns,
-      su.metadata.name,
-    );
+    // Only what bears on this user: those sharing its friendly name, the bindings naming it
+    // and their roles (index lookups: a reconcile costs the same at 10 or 10,000 users).
+    const users = parseAll(deps.serviceUsers.byIndex(byFriendlyName, friendlyNameKey(ns, friendlyNameOf(su))), serviceUser);
+    const bindings = parseAll(deps.roleBindings.byIndex(bySubject, subjectKey(ns, su.metadata.name)), roleBinding);
+    const roles = parseAll(bindings.map((b) => deps.roles.get(b.spec.roleRef.name)), role);
+    const permissions = resolve([su], bindings, roles).permissionsOf(ns, su.metadata.name);
     const secret = observeSecret(await readSecret(ns, secretNameOf(su)));
     const now = deps.now();
     const { placed: certificate, problem: certificateProblem } = blocker(su, { peers: users, secret }) ? {} : await placeCertificate(su, secret, now);
