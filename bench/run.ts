@@ -5,12 +5,16 @@ import { benchCertificates } from './certificates.ts';
 import { benchTokenReview } from './tokenreview.ts';
 import { benchRollout } from './rollout.ts';
 import { benchExpiry } from './expiry.ts';
+import { benchIdle } from './idle.ts';
+import { benchMemory } from './memory.ts';
 
 const benches: Record<string, () => Promise<object>> = {
   certificates: () => benchCertificates(Number(process.env.BENCH_COUNT ?? 200)),
   tokenreview: () => benchTokenReview(Number(process.env.BENCH_SECONDS ?? 10)),
   rollout: () => benchRollout(Number(process.env.BENCH_ROLLOUT ?? 1000)),
   expiry: () => benchExpiry(Number(process.env.BENCH_EXPIRY ?? 1000)),
+  idle: () => benchIdle(Number(process.env.BENCH_IDLE ?? 1000), Number(process.env.BENCH_IDLE_SECONDS ?? 600)),
+  memory: () => benchMemory(Number(process.env.BENCH_MEMORY ?? 10_000)),
 };
 
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(benches);

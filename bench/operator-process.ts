@@ -1,0 +1,73 @@
+// The operator as users run it — its own Node process, `node src/main.ts` — for the
+// benchmarks that measure what only a process has: resident memory, and a restart.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { repoRoot } from '../test/cluster/controlplane.ts';
+import { freePort } from '../test/net.ts';
+
+export interface OperatorProcess {
+  pid: number;
+  /** Resident set size now, and its peak (VmHWM), in bytes, from /proc. */
+  memory(): { rss: number; peak: number };
+  /** The operator's own /metrics, as name{labels} → value. */
+  metrics(): Promise<Map<string, number>>;
+  stop(): Promise<void>;
+}
+
+export async function startOperatorProcess(kubeconfig: string, namespaces: string[], operatorNamespace: string, concurrency = 8): Promise<OperatorProcess> {
+  const metricsPort = await freePort();
+  const child = spawn(
+    process.execPath,
+    [
+      path.join(repoRoot, 'src/main.ts'), '--kubeconfig', kubeconfig, '--namespace', namespaces.join(','), '--operator-namespace', operatorNamespace,
+      '--metrics-bind-address', `127.0.0.1:${metricsPort}`, '--health-probe-bind-address', '0', '--verify-bind-address', `127.0.0.1:${await freePort()}`,
+      '--concurrency', String(concurrency), '--log-level', 'warn',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4096)));
+  child.once('exit', (code, signal) => {
+    if (code !== 0 && signal !== 'SIGTERM') process.stderr.write(`operator exited (${code ?? signal}):\n${stderr}\n`);
+  });
+  const status = (field: string) => Number(/(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(field)) ?? '')?.[1] ?? NaN) * 1024;
+  return {
+    pid: child.pid!,
+    memory: () => ({ rss: status('VmRSS:'), peak: status('VmHWM:') }),
+    async metrics() {
+      const text = await fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text());
+      return parseMetrics(text);
+    },
+    async stop() {
+      if (child.exitCode !== null) return;
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    },
+  };
+}
+
+/** Prometheus text format to a map of `name{labels}` → value (comments dropped). */
+export function parseMetrics(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const at = line.lastIndexOf(' ');
+    out.set(line.slice(0, at), Number(line.slice(at + 1)));
+  }
+  return out;
+}
+
+/** The sum of every series of `name` whose labels satisfy `match`. */
+export function sumOf(metrics: Map<string, number>, name: string, match: (labels: Record<string, string>) => boolean = () => true): number {
+  let sum = 0;
+  for (const [series, value] of metrics) {
+    const brace = series.indexOf('{');
+    if ((brace < 0 ? series : series.slice(0, brace)) !== name) continue;
+    const labels: Record<string, string> = {};
+    for (const m of (brace < 0 ? '' : series.slice(brace)).matchAll(/(\w+)="([^"]*)"/g)) labels[m[1]!] = m[2]!;
+    if (match(labels)) sum += value;
+  }
+  return sum;
+}
