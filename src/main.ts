@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { KubeConfig } from '@kubernetes/client-node';
+import { loadConnection } from './controller/connection.ts';
 import { serve, metricsRoutes, probeRoutes } from './observability/http.ts';
 import { createLogger } from './observability/logger.ts';
 import { createMetrics } from './observability/metrics.ts';
@@ -89,9 +89,10 @@ const readPem = (flag: string, file: string) => {
     process.exit(2);
   }
 };
-const kubeConfig = new KubeConfig();
-if (values.kubeconfig) kubeConfig.loadFromFile(values.kubeconfig);
-else kubeConfig.loadFromDefault();
+const kubeConfig = await loadConnection(values.kubeconfig).catch((err: unknown) => {
+  log.fatal(`cannot load the Kubernetes connection: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(2);
+});
 
 const metrics = createMetrics();
 const operator = startOperator({

@@ -1,6 +1,6 @@
 // Wiring: informers feed keys to three controllers (ServiceUser, RoleBinding, Role); the
 // reconcilers read the caches and write through server-side apply under one field manager.
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { Connection } from './controller/connection.ts';
 import { resources } from './api/resources.ts';
 import { Controller } from './controller/controller.ts';
 import { Informer, InformerSet, objectKey, withoutManagedFields, type InformerOptions } from './controller/informer.ts';
@@ -26,7 +26,8 @@ import { serviceUserReconciler } from './serviceuser/reconcile.ts';
 export const fieldManager = 'service-user-operator';
 
 export interface OperatorOptions {
-  kubeConfig: KubeConfig;
+  /** A client-node KubeConfig, or a connection from loadConnection(). */
+  kubeConfig: Connection;
   log: Logger;
   metrics: Metrics;
   /** Watch only these namespaces; all when empty. */

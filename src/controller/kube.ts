@@ -5,7 +5,7 @@
 import { Agent, request, type RequestOptions } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { createInterface } from 'node:readline';
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { Connection } from './connection.ts';
 
 export interface ObjectMeta {
   name: string;
@@ -68,11 +68,11 @@ export type RequestObserver = (method: string, path: string, status: number) => 
 
 export class KubeClient {
   readonly server: URL;
-  private readonly kc: KubeConfig;
+  private readonly kc: Connection;
   private readonly observe: RequestObserver;
   private agent: Agent | undefined;
 
-  constructor(kc: KubeConfig, observe: RequestObserver = () => undefined) {
+  constructor(kc: Connection, observe: RequestObserver = () => undefined) {
     const cluster = kc.getCurrentCluster();
     if (!cluster) throw new Error('the kubeconfig has no current cluster');
     this.kc = kc;
