@@ -3,7 +3,7 @@
 // the ServiceUsers whose certificates it lists. Changes are serialized in this process and
 // written with optimistic concurrency, so replicas never lose each other's entries. The CRL
 // is re-signed before it goes stale — a timer, not a poll.
-import { buildCrl, liveRevocations, type Revocation, type RevocationReason } from '../credentials/crl.ts';
+import { buildCrl, liveRevocations, signedBy, type Revocation, type RevocationReason } from '../credentials/crl.ts';
 import type { Ca } from '../credentials/ca.ts';
 import { isConflict, isNotFound, type KubeClient, type KubeObject } from '../controller/kube.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -88,7 +88,7 @@ export class RevocationLedger {
     return ledger.some((e) => e.serialNumber === serialNumber);
   }
 
-  /** Publishes the CRL now (first start) and keeps it fresh. */
+  /** Publishes the CRL if it is missing, stale or another CA's, and keeps it fresh. */
   start(): Promise<void> {
     return this.update(() => false, true);
   }
@@ -130,8 +130,12 @@ export class RevocationLedger {
         const changed = change(live);
         const data = (object?.data ?? {}) as Record<string, string>;
         const stale = !data['ca.crl'] || Number(data['next-update'] ? Date.parse(data['next-update']) : 0) - now < resignBeforeMs;
-        if (!changed && !pruned && !stale && !publish) {
+        // On start: a CRL this CA signed and still fresh is kept (a restart writes nothing);
+        // one from another CA (the CA was replaced) is re-signed.
+        const foreign = publish && !!data['ca.crl'] && !(await signedBy(data['ca.crl'], this.ca));
+        if (!changed && !pruned && !stale && !foreign) {
           this.crlPem = data['ca.crl'] ?? this.crlPem;
+          if (publish) this.schedule(Date.parse(data['next-update'] ?? '') - now - resignBeforeMs);
           return;
         }
         const number = Number(data['crl-number'] ?? 0) + 1;
@@ -174,7 +178,7 @@ export class RevocationLedger {
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.update(() => false, true).catch((err: unknown) => this.log.warn({ err: String(err) }, 'could not re-sign the CRL'));
-    }, Math.min(ms, 2 ** 31 - 1));
+    }, Math.min(Math.max(ms || 0, 1000), 2 ** 31 - 1));
     this.timer.unref();
   }
 }

@@ -47,3 +47,13 @@ function crlNumber(n: number): ArrayBuffer {
   const body = Buffer.from(hex, 'hex');
   return Uint8Array.from([0x02, body.length, ...body]).buffer;
 }
+
+/** Whether `pem` is a CRL this CA signed (a CRL left by another CA must be replaced). */
+export async function signedBy(pem: string, ca: Ca): Promise<boolean> {
+  try {
+    const crl = new x509.X509Crl(pem.replaceAll('X509 CRL', 'CRL'));
+    return crl.issuer === ca.certificate.subject && (await crl.verify({ publicKey: ca.certificate.publicKey }));
+  } catch {
+    return false;
+  }
+}
