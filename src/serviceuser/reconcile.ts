@@ -18,6 +18,7 @@ import { parseAll } from '../api/parse.ts';
 import { role } from '../api/role.ts';
 import { roleBinding } from '../api/rolebinding.ts';
 import { stableJson } from '../controller/stable-json.ts';
+import { withoutManagedFields } from '../controller/informer.ts';
 import { byFriendlyName, bySubject, friendlyNameKey, subjectKey } from '../api/indexes.ts';
 import type { RevocationLedger } from '../authority/revocations.ts';
 import type { Ca } from '../credentials/ca.ts';
@@ -209,7 +210,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     else written.delete(key);
     if (!raw) return;
     const baseRv = raw.metadata.resourceVersion;
-    const remember = (object: KubeObject) => written.set(key, { baseRv, object });
+    const remember = (object: KubeObject) => written.set(key, { baseRv, object: withoutManagedFields(object) });
     const ns = raw.metadata.namespace!;
     const log = deps.log.child({ serviceUser: key });
     const parsed = serviceUser.safeParse(raw);
