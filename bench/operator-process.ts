@@ -28,8 +28,6 @@ export async function startOperatorProcess(kubeconfig: string, namespaces: strin
   const child = spawn(
     process.execPath,
     [
-      // As the container image runs it (config/manager/Dockerfile).
-      '--max-semi-space-size=4',
       path.join(repoRoot, 'dist/main.js'), '--kubeconfig', kubeconfig, '--namespace', namespaces.join(','), '--operator-namespace', operatorNamespace,
       '--metrics-bind-address', `127.0.0.1:${metricsPort}`, '--health-probe-bind-address', '0', '--verify-bind-address', `127.0.0.1:${await freePort()}`,
       '--concurrency', String(concurrency), '--log-level', 'warn',
