@@ -1,13 +1,12 @@
 // Test helpers: the operator running in the test process, watching only the test file's
 // namespace, with its log captured and its clock under the test's control.
-import { Writable } from 'node:stream';
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, inject } from 'vitest';
 import { repoRoot } from './cluster/controlplane.ts';
 import { KubeClient, resourcePath, type KubeObject } from '../src/controller/kube.ts';
 import { resources } from '../src/api/resources.ts';
-import { createLogger } from '../src/observability/logger.ts';
+import { recordLog, testLogger } from './logs.ts';
 import { createMetrics } from '../src/observability/metrics.ts';
 import { startOperator, type Operator } from '../src/operator.ts';
 import { eventually, kubeConfig } from './kube.ts';
@@ -24,15 +23,9 @@ export function useOperator(ns: { name: string }): RunningOperator {
   const logs: string[] = [];
   const running = { logs, clock: { offsetMs: 0 }, client: new KubeClient(kubeConfig()) } as RunningOperator;
   beforeAll(async () => {
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        logs.push(chunk.toString());
-        done();
-      },
-    });
     running.operator = startOperator({
       kubeConfig: kubeConfig(),
-      log: createLogger('debug', sink),
+      log: testLogger(logs),
       metrics: createMetrics(),
       namespaces: [ns.name],
       operatorNamespace: ns.name,
@@ -90,10 +83,14 @@ export function useOperatorProcesses(ns: { name: string }) {
       const child = spawn(
         process.execPath,
         [path.join(repoRoot, 'src/main.ts'), '--kubeconfig', inject('kubeconfig'), '--namespace', ns.name, '--operator-namespace', ns.name, ...args],
-        { env: { ...process.env, ...options.env }, stdio: ['ignore', options.output ? 'pipe' : 'ignore', options.output ? 'pipe' : 'ignore'] },
+        { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
       );
-      child.stdout?.on('data', (c: Buffer) => options.output!.push(c.toString()));
-      child.stderr?.on('data', (c: Buffer) => options.output!.push(c.toString()));
+      const capture = (c: Buffer) => {
+        options.output?.push(c.toString());
+        recordLog(c.toString());
+      };
+      child.stdout.on('data', capture);
+      child.stderr.on('data', capture);
       children.push(child);
       return child;
     },

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { expect, it } from 'vitest';
 import { KubeClient } from '../../src/controller/kube.ts';
-import { createLogger } from '../../src/observability/logger.ts';
+import { testLogger } from '../logs.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
 import { startOperator } from '../../src/operator.ts';
 import { startControlPlane } from '../cluster/controlplane.ts';
@@ -23,7 +23,7 @@ it('recovers from an API server restart without restarting itself', { timeout: 2
   const client = new KubeClient(kc);
   await installCrds(kc);
   await client.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'apps' } });
-  const operator = startOperator({ kubeConfig: kc, log: createLogger('silent'), metrics: createMetrics(), operatorNamespace: 'apps', namespaces: ['apps'] });
+  const operator = startOperator({ kubeConfig: kc, log: testLogger(), metrics: createMetrics(), operatorNamespace: 'apps', namespaces: ['apps'] });
   const k = api(client, 'apps');
   const active = (o: object) => (o as { status?: { phase?: string } }).status?.phase === 'Active';
   try {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { describe, expect, inject, it } from 'vitest';
 import { createCa } from '../../src/credentials/ca.ts';
-import { createLogger } from '../../src/observability/logger.ts';
+import { testLogger } from '../logs.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
 import { startOperator } from '../../src/operator.ts';
 import { eventually, useNamespace } from '../kube.ts';
@@ -154,7 +154,7 @@ describe('the CA Secret', () => {
     });
     const kc = new KubeConfig();
     kc.loadFromFile(inject('kubeconfig'));
-    const op = startOperator({ kubeConfig: kc, log: createLogger('silent'), metrics: createMetrics(), namespaces: ['none-' + ns.name], operatorNamespace: caNs, caSecretName: 'own-ca', crlConfigMapName: 'own-crl' });
+    const op = startOperator({ kubeConfig: kc, log: testLogger(), metrics: createMetrics(), namespaces: ['none-' + ns.name], operatorNamespace: caNs, caSecretName: 'own-ca', crlConfigMapName: 'own-crl' });
     await op.ready;
     expect(op.authority.ca.certPem).toBe(own.certPem);
     await op.stop();
@@ -167,7 +167,7 @@ describe('the CA Secret', () => {
     });
     const kc = new KubeConfig();
     kc.loadFromFile(inject('kubeconfig'));
-    const op = startOperator({ kubeConfig: kc, log: createLogger('silent'), metrics: createMetrics(), namespaces: ['none-' + ns.name], operatorNamespace: ns.name, caSecretName: 'broken-ca' });
+    const op = startOperator({ kubeConfig: kc, log: testLogger(), metrics: createMetrics(), namespaces: ['none-' + ns.name], operatorNamespace: ns.name, caSecretName: 'broken-ca' });
     await expect(op.ready).rejects.toThrow(`the CA Secret ${ns.name}/broken-ca cannot be used: the CA certificate (tls.crt) is not a PEM X.509 certificate`);
     await op.stop();
   });

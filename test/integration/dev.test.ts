@@ -10,6 +10,7 @@ import { expect, it } from 'vitest';
 import { KubeClient } from '../../src/controller/kube.ts';
 import { repoRoot } from '../cluster/controlplane.ts';
 import { eventually } from '../kube.ts';
+import { recordLog } from '../logs.ts';
 
 it('npm run dev shows a sample ServiceUser Ready, its token matching status, and stops on Ctrl-C', { timeout: 180_000 }, async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'suo-dev-'));
@@ -18,8 +19,12 @@ it('npm run dev shows a sample ServiceUser Ready, its token matching status, and
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
-  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+  const capture = (c: Buffer) => {
+    out += c.toString();
+    recordLog(c.toString());
+  };
+  child.stdout.on('data', capture);
+  child.stderr.on('data', capture);
   try {
     await eventually('the Ready line', async () => (out.includes('is Ready;') ? true : undefined), 150_000);
     expect(out).toMatch(/\[dev\] ServiceUser demo\/release-signer is Ready; its token's SHA-256 matches status\.tokens/);

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ApiError, KubeClient, resourcePath } from '../../src/controller/kube.ts';
 import { resources } from '../../src/api/resources.ts';
-import { createLogger } from '../../src/observability/logger.ts';
+import { testLogger } from '../logs.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
 import { startOperator } from '../../src/operator.ts';
 import { clusterScoped, pluralFor, schemaFor } from '../api-objects.ts';
@@ -128,7 +128,7 @@ describe('the verification service, on mangled requests', () => {
     const port = await freePort();
     const client = new KubeClient(kubeConfig());
     const operator = startOperator({
-      kubeConfig: kubeConfig(), log: createLogger('silent'), metrics: createMetrics(), namespaces: [ns.name], operatorNamespace: ns.name,
+      kubeConfig: kubeConfig(), log: testLogger(), metrics: createMetrics(), namespaces: [ns.name], operatorNamespace: ns.name,
       verification: { address: `127.0.0.1:${port}` },
     });
     try {

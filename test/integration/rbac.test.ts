@@ -5,14 +5,13 @@
 // own API request metric, in the authorizer's terms).
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { Writable } from 'node:stream';
 import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { loadAll } from 'js-yaml';
 import { afterAll, expect, inject, it } from 'vitest';
 import { KubeClient, resourcePath, type KubeObject } from '../../src/controller/kube.ts';
 import { resources } from '../../src/api/resources.ts';
-import { createLogger } from '../../src/observability/logger.ts';
+import { testLogger } from '../logs.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
 import { startOperator } from '../../src/operator.ts';
 import { repoRoot } from '../cluster/controlplane.ts';
@@ -62,12 +61,11 @@ it('runs a whole lifecycle under the chart\'s RBAC without a single refusal', { 
   kc.loadFromClusterAndUser(base.getCurrentCluster()!, { name: account, token: status.token });
 
   const logs: string[] = [];
-  const sink = new Writable({ write: (c: Buffer, _e, done) => (logs.push(c.toString()), done()) });
   // cert-manager's API (no controller needed) so the operator's cert-manager calls happen.
   await installCertManagerCrds(inject('kubeconfig'));
   const metrics = createMetrics();
   const operator = startOperator({
-    kubeConfig: kc, log: createLogger('debug', sink), metrics, namespaces: [watched.name], operatorNamespace: ns.name,
+    kubeConfig: kc, log: testLogger(logs), metrics, namespaces: [watched.name], operatorNamespace: ns.name,
     leaderElection: { identity: 'rbac-test', onLost: () => undefined },
   });
   const k = api(admin, watched.name);

@@ -9,13 +9,12 @@ import { request as httpsRequest, createServer, type Server } from 'node:https';
 import { connect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubeClient } from '../../src/controller/kube.ts';
 import { createCa, loadCa } from '../../src/credentials/ca.ts';
 import { issueServingCertificate } from '../../src/credentials/certificate.ts';
-import { createLogger } from '../../src/observability/logger.ts';
+import { testLogger } from '../logs.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
 import { startOperator, type Operator } from '../../src/operator.ts';
 import { startControlPlane, type ControlPlane } from '../cluster/controlplane.ts';
@@ -143,8 +142,7 @@ current-context: webhook
     data: { 'tls.crt': Buffer.from(ca.certPem).toString('base64'), 'tls.key': Buffer.from(ca.keyPem).toString('base64') },
   });
   await applyManifests(client, manifestsIn('config/roles'), ns);
-  const sink = new Writable({ write: (c: Buffer, _e, done) => (logs.push(c.toString()), done()) });
-  operator = startOperator({ kubeConfig: kc, log: createLogger('debug', sink), metrics: createMetrics(), operatorNamespace: 'suo', verification: { address: `127.0.0.1:${port}` } });
+  operator = startOperator({ kubeConfig: kc, log: testLogger(logs), metrics: createMetrics(), operatorNamespace: 'suo', verification: { address: `127.0.0.1:${port}` } });
   await operator.ready;
 }, 300_000);
 

@@ -4,7 +4,7 @@
 //   2. KUBEBUILDER_ASSETS, when set: envtest's etcd and kube-apiserver, run by the local
 //      control plane's launcher (which adds the controller manager).
 //   3. Otherwise the local control plane built from test/cluster/.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { KubeConfig, VersionApi } from '@kubernetes/client-node';
@@ -13,12 +13,15 @@ import { kubernetesVersion, startControlPlane, type ControlPlane } from '../clus
 import { installCrds } from '../crds.ts';
 import { buildCertManager } from '../certmanager/certmanager.ts';
 import { helmBinary } from '../helm/helm.ts';
+import { findSecrets } from '../logs.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     kubeconfig: string;
     /** The Kubernetes release of the built-in control plane, when the run uses it. */
     localVersion: string | undefined;
+    /** Where every operator log of the run is written, to be scanned at the end. */
+    logDir: string;
   }
 }
 
@@ -54,9 +57,22 @@ export default async function setup(project: TestProject): Promise<() => Promise
   await installCrds(kc);
 
   project.provide('kubeconfig', kubeconfig);
+  const logDir = mkdtempSync(path.join(tmpdir(), 'suo-test-logs-'));
+  project.provide('logDir', logDir);
   project.provide('localVersion', controlPlane && !process.env.KUBEBUILDER_ASSETS ? kubernetesVersion() : undefined);
   return async () => {
     await controlPlane?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
+    // The whole run's operator logs: no token, no private key, in any of them.
+    const leaks: string[] = [];
+    let bytes = 0;
+    for (const file of readdirSync(logDir)) {
+      const text = readFileSync(path.join(logDir, file), 'utf8');
+      bytes += text.length;
+      leaks.push(...findSecrets(text).map((where) => `${file} ${where}`));
+    }
+    console.log(`log scan: ${Math.round(bytes / 1024)} KiB of operator logs from this run, ${leaks.length} credential leaks`);
+    if (leaks.length) throw new Error(`credential material in the operator's logs (kept in ${logDir}):\n${leaks.join('\n')}`);
+    rmSync(logDir, { recursive: true, force: true });
   };
 }
