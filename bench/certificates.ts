@@ -40,7 +40,7 @@ export async function benchCertificates(count = 200) {
   for (const name of ['bench', 'builtin', 'via-cert-manager', 'cert-manager-only']) {
     await client.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
   }
-  const operator = startOperator({ kubeConfig: kc, log: createLogger('warn'), metrics: createMetrics(), operatorNamespace: 'bench', concurrency: 8 });
+  const operator = startOperator({ kubeConfig: kc, log: createLogger('warn', process.stderr), metrics: createMetrics(), operatorNamespace: 'bench', concurrency: 8 });
   try {
     await operator.ready;
     const ca = await createCa({ commonName: 'bench issuer CA' });

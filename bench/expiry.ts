@@ -43,7 +43,7 @@ export async function benchExpiry(count = 1000) {
   await installCrds(kc);
   for (const name of ['service-user-operator', 'expiry']) await client.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
   const operator = startOperator({
-    kubeConfig: kc, log: createLogger('warn'), metrics: createMetrics(), operatorNamespace: 'service-user-operator', namespaces: ['expiry'], concurrency: 8,
+    kubeConfig: kc, log: createLogger('warn', process.stderr), metrics: createMetrics(), operatorNamespace: 'service-user-operator', namespaces: ['expiry'], concurrency: 8,
     verification: { address: `127.0.0.1:${port}` },
   });
   const secrets = new Informer(client, { resource: resources.secrets, namespace: 'expiry', labelSelector: 'serviceusers.dev/name' });

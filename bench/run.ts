@@ -1,5 +1,6 @@
 // `npm run bench [-- NAME...]`: runs the benchmarks and prints one JSON document. They start
-// their own local control plane; speed targets live here, never in timed tests.
+// their own local control plane; speed targets live here, never in timed tests. Operator
+// logs go to stderr: stdout carries the JSON alone.
 import os from 'node:os';
 import { benchCertificates } from './certificates.ts';
 import { benchTokenReview } from './tokenreview.ts';
