@@ -72,7 +72,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
       leaks.push(...findSecrets(text).map((where) => `${file} ${where}`));
     }
     console.log(`log scan: ${Math.round(bytes / 1024)} KiB of operator logs from this run, ${leaks.length} credential leaks`);
-    if (leaks.length) throw new Error(`credential material in the operator's logs (kept in ${logDir}):\n${leaks.join('\n')}`);
+    if (leaks.length) {
+      // An error thrown here is only printed; the exit code is what CI reads.
+      process.exitCode = 1;
+      throw new Error(`credential material in the operator's logs (kept in ${logDir}):\n${leaks.join('\n')}`);
+    }
     rmSync(logDir, { recursive: true, force: true });
   };
 }
