@@ -2,13 +2,8 @@
 // window (10 minutes by default) in which the operator should write nothing: counted by the
 // API server's own request metrics on the resources the operator writes, and cross-checked
 // with the operator's count of its own requests.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
-import { KubeClient } from '../src/controller/kube.ts';
-import { startControlPlane } from '../test/cluster/controlplane.ts';
-import { installCrds } from '../test/crds.ts';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { withControlPlane } from './cluster.ts';
 import { apiServerWrites, createServiceUsers, difference, untilActive } from './fleet.ts';
 import { startOperatorProcess, sumOf } from './operator-process.ts';
 
@@ -31,46 +26,38 @@ export async function untilQuiet(kc: KubeConfig, quietMs = 15_000, timeoutMs = 3
   return (performance.now() - started) / 1000;
 }
 
-export async function benchIdle(count = 1000, seconds = 600) {
-  const dir = mkdtempSync(path.join(tmpdir(), 'bench-idle-'));
-  const controlPlane = await startControlPlane({ dir });
-  const kc = new KubeConfig();
-  kc.loadFromFile(controlPlane.kubeconfig);
-  const client = new KubeClient(kc);
-  await installCrds(kc);
-  for (const name of ['service-user-operator', 'idle']) await client.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
-  const operator = await startOperatorProcess(controlPlane.kubeconfig, ['idle'], 'service-user-operator');
-  try {
-    await createServiceUsers(client, 'idle', count);
-    const rolloutSeconds = await untilActive(client, 'idle', count);
-    const settleSeconds = await untilQuiet(kc);
-    const apiBefore = await apiServerWrites(kc);
-    const ownBefore = await operator.metrics();
-    await new Promise((r) => setTimeout(r, seconds * 1000));
-    const apiWrites = difference(await apiServerWrites(kc), apiBefore);
-    const ownAfter = await operator.metrics();
-    const own = (verbs: (v: string) => boolean) =>
-      sumOf(ownAfter, 'serviceuser_operator_api_requests_total', (l) => verbs(l.verb!)) - sumOf(ownBefore, 'serviceuser_operator_api_requests_total', (l) => verbs(l.verb!));
-    const reconciles = sumOf(ownAfter, 'serviceuser_operator_reconcile_total') - sumOf(ownBefore, 'serviceuser_operator_reconcile_total');
-    return {
-      name: 'idle',
-      count,
-      seconds,
-      kubernetes: controlPlane.version,
-      rolloutSeconds: Math.round(rolloutSeconds * 10) / 10,
-      settleSeconds: Math.round(settleSeconds),
-      apiServerCountedWrites: Object.values(apiWrites).reduce((a, b) => a + b, 0),
-      apiServerWritesByVerb: apiWrites,
-      operatorCountedWrites: own((v) => mutating.has(v)),
-      operatorReads: own((v) => v === 'get' || v === 'list'),
-      operatorWatchesOpened: own((v) => v === 'watch'),
-      reconciles,
-      target: 0,
-    };
-  } finally {
-    await operator.stop();
-    client.close();
-    await controlPlane.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
+export function benchIdle(count = 1000, seconds = 600) {
+  return withControlPlane('idle', ['service-user-operator', 'idle'], async ({ controlPlane, kc, client }) => {
+    const operator = await startOperatorProcess(controlPlane.kubeconfig, ['idle'], 'service-user-operator');
+    try {
+      await createServiceUsers(client, 'idle', count);
+      const rolloutSeconds = await untilActive(client, 'idle', count);
+      const settleSeconds = await untilQuiet(kc);
+      const apiBefore = await apiServerWrites(kc);
+      const ownBefore = await operator.metrics();
+      await new Promise((r) => setTimeout(r, seconds * 1000));
+      const apiWrites = difference(await apiServerWrites(kc), apiBefore);
+      const ownAfter = await operator.metrics();
+      const own = (verbs: (v: string) => boolean) =>
+        sumOf(ownAfter, 'serviceuser_operator_api_requests_total', (l) => verbs(l.verb!)) - sumOf(ownBefore, 'serviceuser_operator_api_requests_total', (l) => verbs(l.verb!));
+      const reconciles = sumOf(ownAfter, 'serviceuser_operator_reconcile_total') - sumOf(ownBefore, 'serviceuser_operator_reconcile_total');
+      return {
+        name: 'idle',
+        count,
+        seconds,
+        kubernetes: controlPlane.version,
+        rolloutSeconds: Math.round(rolloutSeconds * 10) / 10,
+        settleSeconds: Math.round(settleSeconds),
+        apiServerCountedWrites: Object.values(apiWrites).reduce((a, b) => a + b, 0),
+        apiServerWritesByVerb: apiWrites,
+        operatorCountedWrites: own((v) => mutating.has(v)),
+        operatorReads: own((v) => v === 'get' || v === 'list'),
+        operatorWatchesOpened: own((v) => v === 'watch'),
+        reconciles,
+        target: 0,
+      };
+    } finally {
+      await operator.stop();
+    }
+  });
 }

@@ -2,13 +2,7 @@
 // defaults) reconciled by the operator as a process; its resident memory once converged;
 // then the process stopped and started again: the time until it has reconciled every one
 // with nothing left queued, and the writes that restart made (there should be none).
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
-import { KubeClient } from '../src/controller/kube.ts';
-import { startControlPlane } from '../test/cluster/controlplane.ts';
-import { installCrds } from '../test/crds.ts';
+import { withControlPlane } from './cluster.ts';
 import { apiServerWrites, createServiceUsers, difference, untilActive } from './fleet.ts';
 import { untilQuiet } from './idle.ts';
 import { startOperatorProcess, sumOf, type OperatorProcess } from './operator-process.ts';
@@ -36,58 +30,50 @@ async function untilConverged(operator: OperatorProcess, count: number, started:
   }
 }
 
-export async function benchMemory(count = 10_000) {
-  const dir = mkdtempSync(path.join(tmpdir(), 'bench-memory-'));
-  const controlPlane = await startControlPlane({ dir });
-  const kc = new KubeConfig();
-  kc.loadFromFile(controlPlane.kubeconfig);
-  const client = new KubeClient(kc);
-  await installCrds(kc);
-  for (const name of ['service-user-operator', 'memory']) await client.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
-  let operator = await startOperatorProcess(controlPlane.kubeconfig, ['memory'], 'service-user-operator');
-  try {
-    await createServiceUsers(client, 'memory', count);
-    const rolloutSeconds = await untilActive(client, 'memory', count);
-    await untilQuiet(kc);
-    const first = operator.memory();
-    const firstHeap = heapOf(await operator.metrics());
-    await operator.stop();
+export function benchMemory(count = 10_000) {
+  return withControlPlane('memory', ['service-user-operator', 'memory'], async ({ controlPlane, kc, client }) => {
+    let operator = await startOperatorProcess(controlPlane.kubeconfig, ['memory'], 'service-user-operator');
+    try {
+      await createServiceUsers(client, 'memory', count);
+      const rolloutSeconds = await untilActive(client, 'memory', count);
+      await untilQuiet(kc);
+      const first = operator.memory();
+      const firstHeap = heapOf(await operator.metrics());
+      await operator.stop();
 
-    const before = await apiServerWrites(kc);
-    const started = performance.now();
-    operator = await startOperatorProcess(controlPlane.kubeconfig, ['memory'], 'service-user-operator');
-    const restartSeconds = await untilConverged(operator, count, started);
-    const writes = difference(await apiServerWrites(kc), before);
-    const ownWrites = sumOf(await operator.metrics(), 'serviceuser_operator_api_requests_total', (l) => ['create', 'update', 'patch', 'delete'].includes(l.verb!));
-    await new Promise((r) => setTimeout(r, 10_000));
-    const second = operator.memory();
-    const secondHeap = heapOf(await operator.metrics());
-    return {
-      name: 'memory',
-      count,
-      kubernetes: controlPlane.version,
-      rolloutSeconds: Math.round(rolloutSeconds),
-      rssMiB: {
-        convergedAfterRollout: mib(first.rss),
-        peakDuringRollout: mib(first.peak),
-        convergedAfterRestart: mib(second.rss),
-        peakDuringRestart: mib(second.peak),
-        heapAfterRollout: firstHeap,
-        heapAfterRestart: secondHeap,
-        target: 150,
-      },
-      restart: {
-        secondsToConverged: Math.round(restartSeconds * 10) / 10,
-        apiServerCountedWrites: Object.values(writes).reduce((a, b) => a + b, 0),
-        apiServerWritesByVerb: writes,
-        operatorCountedWrites: ownWrites,
-        target: '≤ 30 s, 0 writes',
-      },
-    };
-  } finally {
-    await operator.stop();
-    client.close();
-    await controlPlane.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
+      const before = await apiServerWrites(kc);
+      const started = performance.now();
+      operator = await startOperatorProcess(controlPlane.kubeconfig, ['memory'], 'service-user-operator');
+      const restartSeconds = await untilConverged(operator, count, started);
+      const writes = difference(await apiServerWrites(kc), before);
+      const ownWrites = sumOf(await operator.metrics(), 'serviceuser_operator_api_requests_total', (l) => ['create', 'update', 'patch', 'delete'].includes(l.verb!));
+      await new Promise((r) => setTimeout(r, 10_000));
+      const second = operator.memory();
+      const secondHeap = heapOf(await operator.metrics());
+      return {
+        name: 'memory',
+        count,
+        kubernetes: controlPlane.version,
+        rolloutSeconds: Math.round(rolloutSeconds),
+        rssMiB: {
+          convergedAfterRollout: mib(first.rss),
+          peakDuringRollout: mib(first.peak),
+          convergedAfterRestart: mib(second.rss),
+          peakDuringRestart: mib(second.peak),
+          heapAfterRollout: firstHeap,
+          heapAfterRestart: secondHeap,
+          target: 150,
+        },
+        restart: {
+          secondsToConverged: Math.round(restartSeconds * 10) / 10,
+          apiServerCountedWrites: Object.values(writes).reduce((a, b) => a + b, 0),
+          apiServerWritesByVerb: writes,
+          operatorCountedWrites: ownWrites,
+          target: '≤ 30 s, 0 writes',
+        },
+      };
+    } finally {
+      await operator.stop();
+    }
+  });
 }

@@ -2,18 +2,13 @@
 // script making the same essential API writes with the same client (N ServiceUsers, N
 // Secrets, N status updates), same concurrency. Token only, then with client certificates
 // from the built-in CA. Same run, same API server.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
-import { KubeClient, resourcePath } from '../src/controller/kube.ts';
+import { resourcePath, type KubeClient } from '../src/controller/kube.ts';
 import { resources } from '../src/api/resources.ts';
 import { issueToken } from '../src/credentials/token.ts';
 import { createLogger } from '../src/observability/logger.ts';
 import { createMetrics } from '../src/observability/metrics.ts';
 import { startOperator } from '../src/operator.ts';
-import { startControlPlane } from '../test/cluster/controlplane.ts';
-import { installCrds } from '../test/crds.ts';
+import { withControlPlane } from './cluster.ts';
 
 const concurrency = 8;
 
@@ -60,44 +55,34 @@ async function withOperator(client: KubeClient, ns: string, count: number, certi
   }
 }
 
-export async function benchRollout(count = 1000) {
-  const dir = mkdtempSync(path.join(tmpdir(), 'bench-rollout-'));
-  const controlPlane = await startControlPlane({ dir });
-  const kc = new KubeConfig();
-  kc.loadFromFile(controlPlane.kubeconfig);
-  const client = new KubeClient(kc);
-  await installCrds(kc);
-  for (const name of ['service-user-operator', 'floor', 'tokens', 'certificates']) {
-    await client.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
-  }
-  const metrics = createMetrics();
-  const operator = startOperator({ kubeConfig: kc, log: createLogger('warn', process.stderr), metrics, operatorNamespace: 'service-user-operator', namespaces: ['tokens', 'certificates'], concurrency });
-  try {
-    await operator.ready;
-    const floorSeconds = await floor(client, 'floor', count);
-    // The operator's own requests per ServiceUser, by verb and resource: where the time goes.
-    const requests = async () => new Map((await metrics.apiRequests.get()).values.map((v) => [`${v.labels.verb} ${v.labels.resource}`, v.value]));
-    const perUser = (after: Map<string, number>, before: Map<string, number>) =>
-      Object.fromEntries([...after].map(([k, v]) => [k, Math.round(((v - (before.get(k) ?? 0)) / count) * 100) / 100] as const).filter(([k, v]) => v > 0 && !k.startsWith('watch')));
-    const r0 = await requests();
-    const tokenSeconds = await withOperator(client, 'tokens', count, false);
-    const r1 = await requests();
-    const certificateSeconds = await withOperator(client, 'certificates', count, true);
-    const r2 = await requests();
-    const round = (x: number) => Math.round(x * 100) / 100;
-    return {
-      name: 'rollout',
-      count,
-      concurrency,
-      kubernetes: controlPlane.version,
-      floor: { seconds: round(floorSeconds), writesPerServiceUser: 3 },
-      operatorTokens: { seconds: round(tokenSeconds), ratioToFloor: round(tokenSeconds / floorSeconds), target: 1.5, requestsPerServiceUser: perUser(r1, r0) },
-      operatorTokensAndCertificates: { seconds: round(certificateSeconds), ratioToFloor: round(certificateSeconds / floorSeconds), target: 2, requestsPerServiceUser: perUser(r2, r1) },
-    };
-  } finally {
-    await operator.stop();
-    client.close();
-    await controlPlane.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
+export function benchRollout(count = 1000) {
+  return withControlPlane('rollout', ['service-user-operator', 'floor', 'tokens', 'certificates'], async ({ controlPlane, kc, client }) => {
+    const metrics = createMetrics();
+    const operator = startOperator({ kubeConfig: kc, log: createLogger('warn', process.stderr), metrics, operatorNamespace: 'service-user-operator', namespaces: ['tokens', 'certificates'], concurrency });
+    try {
+      await operator.ready;
+      const floorSeconds = await floor(client, 'floor', count);
+      // The operator's own requests per ServiceUser, by verb and resource: where the time goes.
+      const requests = async () => new Map((await metrics.apiRequests.get()).values.map((v) => [`${v.labels.verb} ${v.labels.resource}`, v.value]));
+      const perUser = (after: Map<string, number>, before: Map<string, number>) =>
+        Object.fromEntries([...after].map(([k, v]) => [k, Math.round(((v - (before.get(k) ?? 0)) / count) * 100) / 100] as const).filter(([k, v]) => v > 0 && !k.startsWith('watch')));
+      const r0 = await requests();
+      const tokenSeconds = await withOperator(client, 'tokens', count, false);
+      const r1 = await requests();
+      const certificateSeconds = await withOperator(client, 'certificates', count, true);
+      const r2 = await requests();
+      const round = (x: number) => Math.round(x * 100) / 100;
+      return {
+        name: 'rollout',
+        count,
+        concurrency,
+        kubernetes: controlPlane.version,
+        floor: { seconds: round(floorSeconds), writesPerServiceUser: 3 },
+        operatorTokens: { seconds: round(tokenSeconds), ratioToFloor: round(tokenSeconds / floorSeconds), target: 1.5, requestsPerServiceUser: perUser(r1, r0) },
+        operatorTokensAndCertificates: { seconds: round(certificateSeconds), ratioToFloor: round(certificateSeconds / floorSeconds), target: 2, requestsPerServiceUser: perUser(r2, r1) },
+      };
+    } finally {
+      await operator.stop();
+    }
+  });
 }

@@ -4,16 +4,11 @@
 // process, as in production).
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
 import autocannon from 'autocannon';
-import { KubeClient } from '../src/controller/kube.ts';
-import { startControlPlane } from '../test/cluster/controlplane.ts';
 import { repoRoot } from '../test/cluster/controlplane.ts';
-import { installCrds } from '../test/crds.ts';
+import { withControlPlane } from './cluster.ts';
 import { freePort } from '../test/net.ts';
 
 
@@ -50,72 +45,64 @@ function review(url: string, token: string, tls: object): Promise<{ status?: { a
   });
 }
 
-export async function benchTokenReview(seconds = 10) {
-  const dir = mkdtempSync(path.join(tmpdir(), 'bench-tokenreview-'));
-  const controlPlane = await startControlPlane({ dir });
-  const kc = new KubeConfig();
-  kc.loadFromFile(controlPlane.kubeconfig);
-  const client = new KubeClient(kc);
-  const port = await freePort();
-  let operator: ReturnType<typeof spawn> | undefined;
-  try {
-    await installCrds(kc);
-    for (const name of ['service-user-operator', 'bench']) await client.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
-    operator = spawn(process.execPath, [path.join(repoRoot, 'src/main.ts'), '--kubeconfig', controlPlane.kubeconfig, '--log-level', 'warn', '--verify-bind-address', `127.0.0.1:${port}`, '--metrics-bind-address', '0', '--health-probe-bind-address', '0'], { stdio: 'ignore' });
-    await client.request('POST', '/apis/serviceusers.dev/v1alpha1/namespaces/bench/serviceusers', {
-      apiVersion: 'serviceusers.dev/v1alpha1', kind: 'ServiceUser', metadata: { name: 'bench' }, spec: { email: 'bench@example.com', accounts: ['bench'] },
-    });
-    let token = '';
-    for (let i = 0; !token; i++) {
-      if (i > 300) throw new Error('the ServiceUser did not get a token');
-      await new Promise((r) => setTimeout(r, 100));
-      const secret = await client.get<{ data?: Record<string, string> }>('/api/v1/namespaces/bench/secrets/bench-credentials').catch(() => undefined);
-      if (secret?.data?.token) token = Buffer.from(secret.data.token, 'base64').toString();
-    }
-    // The token is recorded a moment after it is written.
-    for (let i = 0; ; i++) {
-      const su = await client.get<{ status?: { phase?: string } }>('/apis/serviceusers.dev/v1alpha1/namespaces/bench/serviceusers/bench');
-      if (su.status?.phase === 'Active') break;
-      if (i > 300) throw new Error('the ServiceUser did not become Active');
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    await client.request('POST', '/api/v1/namespaces/bench/serviceaccounts', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'bench' } });
-    const request = await client.request<{ status: { token: string } }>('POST', '/api/v1/namespaces/bench/serviceaccounts/bench/token', {
-      apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 },
-    });
-    const user = kc.getCurrentUser()!;
-    const admin = { cert: Buffer.from(user.certData!, 'base64'), key: Buffer.from(user.keyData!, 'base64') };
+export function benchTokenReview(seconds = 10) {
+  return withControlPlane('tokenreview', ['service-user-operator', 'bench'], async ({ controlPlane, kc, client }) => {
+    const port = await freePort();
+    let operator: ReturnType<typeof spawn> | undefined;
+    try {
+      operator = spawn(process.execPath, [path.join(repoRoot, 'src/main.ts'), '--kubeconfig', controlPlane.kubeconfig, '--log-level', 'warn', '--verify-bind-address', `127.0.0.1:${port}`, '--metrics-bind-address', '0', '--health-probe-bind-address', '0'], { stdio: 'ignore' });
+      await client.request('POST', '/apis/serviceusers.dev/v1alpha1/namespaces/bench/serviceusers', {
+        apiVersion: 'serviceusers.dev/v1alpha1', kind: 'ServiceUser', metadata: { name: 'bench' }, spec: { email: 'bench@example.com', accounts: ['bench'] },
+      });
+      let token = '';
+      for (let i = 0; !token; i++) {
+        if (i > 300) throw new Error('the ServiceUser did not get a token');
+        await new Promise((r) => setTimeout(r, 100));
+        const secret = await client.get<{ data?: Record<string, string> }>('/api/v1/namespaces/bench/secrets/bench-credentials').catch(() => undefined);
+        if (secret?.data?.token) token = Buffer.from(secret.data.token, 'base64').toString();
+      }
+      // The token is recorded a moment after it is written.
+      for (let i = 0; ; i++) {
+        const su = await client.get<{ status?: { phase?: string } }>('/apis/serviceusers.dev/v1alpha1/namespaces/bench/serviceusers/bench');
+        if (su.status?.phase === 'Active') break;
+        if (i > 300) throw new Error('the ServiceUser did not become Active');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await client.request('POST', '/api/v1/namespaces/bench/serviceaccounts', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'bench' } });
+      const request = await client.request<{ status: { token: string } }>('POST', '/api/v1/namespaces/bench/serviceaccounts/bench/token', {
+        apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 },
+      });
+      const user = kc.getCurrentUser()!;
+      const admin = { cert: Buffer.from(user.certData!, 'base64'), key: Buffer.from(user.keyData!, 'base64') };
 
-    // Both answers must be "authenticated" or the comparison means nothing.
-    const operatorUrl = `https://127.0.0.1:${port}/apis/authentication.k8s.io/v1/tokenreviews`;
-    const apiserverUrl = `${controlPlane.server}/apis/authentication.k8s.io/v1/tokenreviews`;
-    for (const [url, t, tls] of [[operatorUrl, token, {}], [apiserverUrl, request.status.token, admin]] as const) {
-      const answer = await review(url, t, tls);
-      if (answer.status?.authenticated !== true) throw new Error(`${url} did not authenticate the token: ${JSON.stringify(answer)}`);
+      // Both answers must be "authenticated" or the comparison means nothing.
+      const operatorUrl = `https://127.0.0.1:${port}/apis/authentication.k8s.io/v1/tokenreviews`;
+      const apiserverUrl = `${controlPlane.server}/apis/authentication.k8s.io/v1/tokenreviews`;
+      for (const [url, t, tls] of [[operatorUrl, token, {}], [apiserverUrl, request.status.token, admin]] as const) {
+        const answer = await review(url, t, tls);
+        if (answer.status?.authenticated !== true) throw new Error(`${url} did not authenticate the token: ${JSON.stringify(answer)}`);
+      }
+      await load(operatorUrl, token, {}, 2);
+      await load(apiserverUrl, request.status.token, admin, 2);
+      const ours = await load(operatorUrl, token, {}, seconds);
+      const theirs = await load(apiserverUrl, request.status.token, admin, seconds);
+      return {
+        name: 'tokenreview',
+        connections: 16,
+        seconds,
+        kubernetes: controlPlane.version,
+        operator: ours,
+        kubeApiserverServiceAccountTokens: theirs,
+        ratio: {
+          throughputOperatorOverApiserver: Math.round((ours.requestsPerSecond / theirs.requestsPerSecond) * 100) / 100,
+          p99ApiserverOverOperator: Math.round((theirs.latencyMs.p99 / Math.max(ours.latencyMs.p99, 1)) * 100) / 100,
+        },
+      };
+    } finally {
+      if (operator && operator.exitCode === null) {
+        operator.kill('SIGTERM');
+        await once(operator, 'exit');
+      }
     }
-    await load(operatorUrl, token, {}, 2);
-    await load(apiserverUrl, request.status.token, admin, 2);
-    const ours = await load(operatorUrl, token, {}, seconds);
-    const theirs = await load(apiserverUrl, request.status.token, admin, seconds);
-    return {
-      name: 'tokenreview',
-      connections: 16,
-      seconds,
-      kubernetes: controlPlane.version,
-      operator: ours,
-      kubeApiserverServiceAccountTokens: theirs,
-      ratio: {
-        throughputOperatorOverApiserver: Math.round((ours.requestsPerSecond / theirs.requestsPerSecond) * 100) / 100,
-        p99ApiserverOverOperator: Math.round((theirs.latencyMs.p99 / Math.max(ours.latencyMs.p99, 1)) * 100) / 100,
-      },
-    };
-  } finally {
-    if (operator && operator.exitCode === null) {
-      operator.kill('SIGTERM');
-      await once(operator, 'exit');
-    }
-    client.close();
-    await controlPlane.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }
