@@ -87,8 +87,8 @@ type Reason = 'Rotated' | 'GracePeriodEnded' | 'RevokedBySpec' | 'Expired' | 'Se
 const iso = (ms: number) => new Date(ms).toISOString().replace(/\.000Z$/, 'Z');
 const keptRevoked = 20;
 
-export const identityOf = (su: ServiceUser) => `serviceuser:${su.metadata.namespace}:${su.metadata.name}`;
-export const friendlyNameOf = (su: ServiceUser) => su.spec.friendlyName ?? su.metadata.name;
+export const identityOf = (su: Pick<ServiceUser, 'metadata'>) => `serviceuser:${su.metadata.namespace}:${su.metadata.name}`;
+export const friendlyNameOf = (su: Pick<ServiceUser, 'metadata'> & { spec: Pick<ServiceUser['spec'], 'friendlyName'> }) => su.spec.friendlyName ?? su.metadata.name;
 export const secretNameOf = (su: ServiceUser) => su.spec.credentials.secretName ?? `${su.metadata.name}-credentials`;
 
 /**

@@ -1,21 +1,21 @@
 // The answers verification gives, as functions of the directory and the clock: what the
 // HTTP layer (server.ts) serialises. A refusal carries a reason for the log; callers of
 // introspection get only `active: false`, as RFC 7662 asks.
-import type { ServiceUser } from '../api/serviceuser.ts';
+import type { Verifiable } from './directory.ts';
 import { parseToken } from '../credentials/token.ts';
 import { friendlyNameOf, identityOf } from '../serviceuser/desired.ts';
 import { expiresAt } from '../serviceuser/expiry.ts';
 import type { Directory } from './directory.ts';
 import { userActive, verifyToken, type Verdict } from './verdict.ts';
 
-export function verifyPresented(directory: Directory, token: string, now: number, clientAddress?: string): { verdict: Verdict; su?: ServiceUser } {
+export function verifyPresented(directory: Directory, token: string, now: number, clientAddress?: string): { verdict: Verdict; su?: Verifiable } {
   const parsed = parseToken(token);
   if (!parsed.ok) return { verdict: { active: false, reason: parsed.reason } };
   const su = directory.byTokenId(parsed.id);
   return { verdict: verifyToken(su, token, now, clientAddress), ...(su ? { su } : {}) };
 }
 
-export function userInfo(su: ServiceUser) {
+export function userInfo(su: Verifiable) {
   return {
     username: identityOf(su),
     uid: su.metadata.uid ?? '',
@@ -66,7 +66,7 @@ export function authorize(
   request: { token?: string; identity?: string; account: string; permission: string; clientAddress?: string },
   now: number,
 ) {
-  let su: ServiceUser | undefined;
+  let su: Verifiable | undefined;
   if (request.token) {
     const presented = verifyPresented(directory, request.token, now, request.clientAddress);
     if (!presented.verdict.active) return { allowed: false, reason: presented.verdict.reason };
@@ -84,7 +84,7 @@ export function authorize(
 }
 
 /** A caller's client certificate from the built-in CA: valid while its ServiceUser is, and current. */
-export function certificateCaller(directory: Directory, serialNumber: string, now: number): { su?: ServiceUser; reason: string } {
+export function certificateCaller(directory: Directory, serialNumber: string, now: number): { su?: Verifiable; reason: string } {
   const su = directory.bySerialNumber(serialNumber);
   const active = userActive(su, now);
   if (!active.active) return { reason: active.reason };
@@ -95,6 +95,6 @@ export function certificateCaller(directory: Directory, serialNumber: string, no
 /** Permissions that let a service user call introspection and authorization. */
 export const callerPermissions = { introspect: 'verification:introspect', authorize: 'verification:authorize' } as const;
 
-export function mayCall(su: ServiceUser, what: keyof typeof callerPermissions): boolean {
+export function mayCall(su: Verifiable, what: keyof typeof callerPermissions): boolean {
   return (su.status?.permissions ?? []).some((p) => p.permission === callerPermissions[what]);
 }

@@ -5,8 +5,37 @@ import { serviceUser, type ServiceUser } from '../api/serviceuser.ts';
 import { objectKey, type ChangeType } from '../controller/informer.ts';
 import type { KubeObject } from '../controller/kube.ts';
 
+type Spec = ServiceUser['spec'];
+type Status = NonNullable<ServiceUser['status']>;
+
+/**
+ * What verification reads of a ServiceUser, and all the directory keeps: a fifth of the
+ * parsed object, which at 10,000 users is tens of megabytes not held twice.
+ */
+export interface Verifiable {
+  metadata: Pick<ServiceUser['metadata'], 'name' | 'namespace' | 'uid' | 'deletionTimestamp'>;
+  spec: Pick<Spec, 'disabled' | 'endDate' | 'accounts' | 'friendlyName'> & {
+    credentials: { token: Pick<Spec['credentials']['token'], 'enabled' | 'revokedTokenIds' | 'allowedCIDRs'> };
+  };
+  status?: Pick<Status, 'tokens' | 'permissions'> & { certificate?: Pick<NonNullable<Status['certificate']>, 'serialNumber'> };
+}
+
+function verifiable(su: ServiceUser): Verifiable {
+  const { name, namespace, uid, deletionTimestamp } = su.metadata;
+  const { disabled, endDate, accounts, friendlyName } = su.spec;
+  const { enabled, revokedTokenIds, allowedCIDRs } = su.spec.credentials.token;
+  const status = su.status;
+  return {
+    metadata: { name, namespace, uid, deletionTimestamp },
+    spec: { disabled, endDate, accounts, friendlyName, credentials: { token: { enabled, revokedTokenIds, allowedCIDRs } } },
+    ...(status
+      ? { status: { tokens: status.tokens, permissions: status.permissions, ...(status.certificate ? { certificate: { serialNumber: status.certificate.serialNumber } } : {}) } }
+      : {}),
+  };
+}
+
 export class Directory {
-  private readonly users = new Map<string, ServiceUser>();
+  private readonly users = new Map<string, Verifiable>();
   private readonly byToken = new Map<string, string>();
   private readonly byIdentity = new Map<string, string>();
   private readonly bySerial = new Map<string, string>();
@@ -18,7 +47,7 @@ export class Directory {
     if (type === 'DELETED') return;
     const parsed = serviceUser.safeParse(raw);
     if (!parsed.success) return;
-    const su = parsed.data;
+    const su = verifiable(parsed.data);
     this.users.set(key, su);
     this.byIdentity.set(`serviceuser:${su.metadata.namespace}:${su.metadata.name}`, key);
     for (const t of su.status?.tokens ?? []) this.byToken.set(t.id, key);
@@ -35,17 +64,17 @@ export class Directory {
     if (serial && this.bySerial.get(serial) === key) this.bySerial.delete(serial);
   }
 
-  byTokenId(id: string): ServiceUser | undefined {
+  byTokenId(id: string): Verifiable | undefined {
     const key = this.byToken.get(id);
     return key ? this.users.get(key) : undefined;
   }
 
-  byIdentityName(identity: string): ServiceUser | undefined {
+  byIdentityName(identity: string): Verifiable | undefined {
     const key = this.byIdentity.get(identity);
     return key ? this.users.get(key) : undefined;
   }
 
-  bySerialNumber(serial: string): ServiceUser | undefined {
+  bySerialNumber(serial: string): Verifiable | undefined {
     const key = this.bySerial.get(serial.toLowerCase());
     return key ? this.users.get(key) : undefined;
   }

@@ -19,7 +19,7 @@ import { X509Certificate } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import type { ServiceUser } from '../api/serviceuser.ts';
+import type { Verifiable } from './directory.ts';
 import type { Logger } from '../observability/logger.ts';
 import { authorize, certificateCaller, introspect, mayCall, tokenReview, verifyPresented } from './answers.ts';
 import type { Directory } from './directory.ts';
@@ -52,7 +52,7 @@ class HttpError extends Error {
   }
 }
 
-type Caller = { kind: 'serviceuser'; su: ServiceUser } | { kind: 'trusted-certificate'; subject: string };
+type Caller = { kind: 'serviceuser'; su: Verifiable } | { kind: 'trusted-certificate'; subject: string };
 
 export async function startVerificationServer(options: VerificationOptions): Promise<Server> {
   const now = options.now ?? Date.now;

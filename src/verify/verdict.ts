@@ -3,7 +3,8 @@
 // instant of the end date, not from the next reconcile. Only tokens recorded Active, or in
 // Grace before validUntil, in status are valid: a token in a Secret but not in status
 // (written just before a crash) is not.
-import type { ServiceUser, TokenStatus } from '../api/serviceuser.ts';
+import type { TokenStatus } from '../api/serviceuser.ts';
+import type { Verifiable } from './directory.ts';
 import { parseToken, sameDigest, tokenSha256 } from '../credentials/token.ts';
 import { expiresAt } from '../serviceuser/expiry.ts';
 import { cidrContains, parseCidr } from '../api/cidr.ts';
@@ -14,7 +15,7 @@ export type Verdict = { active: true; token: TokenStatus } | { active: false; re
  * `clientAddress`: where the token is being used from, when the caller knows; a token
  * restricted by allowedCIDRs is refused when it is unknown (fail closed).
  */
-export function verifyToken(su: ServiceUser | undefined, presented: string, now: number, clientAddress?: string): Verdict {
+export function verifyToken(su: Verifiable | undefined, presented: string, now: number, clientAddress?: string): Verdict {
   const parsed = parseToken(presented);
   if (!parsed.ok) return { active: false, reason: parsed.reason };
   if (!su) return { active: false, reason: 'unknown token' };
@@ -40,7 +41,7 @@ export function verifyToken(su: ServiceUser | undefined, presented: string, now:
 }
 
 /** Whether a ServiceUser may act at all right now (certificate callers, authorize by identity). */
-export function userActive(su: ServiceUser | undefined, now: number): { active: true } | { active: false; reason: string } {
+export function userActive(su: Verifiable | undefined, now: number): { active: true } | { active: false; reason: string } {
   if (!su) return { active: false, reason: 'unknown service user' };
   if (su.metadata.deletionTimestamp) return { active: false, reason: 'service user is being deleted' };
   const end = expiresAt(su.spec.endDate);
