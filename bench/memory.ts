@@ -50,6 +50,7 @@ export function benchMemory(count = 10_000) {
       await new Promise((r) => setTimeout(r, 10_000));
       const second = operator.memory();
       const secondHeap = heapOf(await operator.metrics());
+      const live = await operator.liveHeap();
       return {
         name: 'memory',
         count,
@@ -62,6 +63,7 @@ export function benchMemory(count = 10_000) {
           peakDuringRestart: mib(second.peak),
           heapAfterRollout: firstHeap,
           heapAfterRestart: secondHeap,
+          liveHeapAfterRestartMiB: mib(live),
           target: 150,
         },
         restart: {

@@ -3,7 +3,8 @@
 // measure what only a process has: resident memory, and a restart.
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { repoRoot } from '../test/cluster/controlplane.ts';
 import { freePort } from '../test/net.ts';
@@ -14,6 +15,11 @@ export interface OperatorProcess {
   memory(): { rss: number; peak: number };
   /** The operator's own /metrics, as name{labels} → value. */
   metrics(): Promise<Map<string, number>>;
+  /**
+   * The live heap in bytes: V8's used heap right after a full collection, which a heap
+   * snapshot forces (taken on SIGUSR2 into a scratch directory, then deleted).
+   */
+  liveHeap(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -25,32 +31,47 @@ export async function startOperatorProcess(kubeconfig: string, namespaces: strin
     built = true;
   }
   const metricsPort = await freePort();
+  const scratch = mkdtempSync(path.join(tmpdir(), 'bench-operator-'));
   const child = spawn(
     process.execPath,
     [
+      '--heapsnapshot-signal=SIGUSR2',
       path.join(repoRoot, 'dist/main.js'), '--kubeconfig', kubeconfig, '--namespace', namespaces.join(','), '--operator-namespace', operatorNamespace,
       '--metrics-bind-address', `127.0.0.1:${metricsPort}`, '--health-probe-bind-address', '0', '--verify-bind-address', `127.0.0.1:${await freePort()}`,
       '--concurrency', String(concurrency), '--log-level', 'warn',
     ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
+    { stdio: ['ignore', 'ignore', 'pipe'], cwd: scratch },
   );
   let stderr = '';
   child.stderr.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4096)));
   child.once('exit', (code, signal) => {
     if (code !== 0 && signal !== 'SIGTERM') process.stderr.write(`operator exited (${code ?? signal}):\n${stderr}\n`);
   });
+  const metrics = async () => parseMetrics(await fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text()));
   const status = (field: string) => Number(/(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(field)) ?? '')?.[1] ?? NaN) * 1024;
   return {
     pid: child.pid!,
     memory: () => ({ rss: status('VmRSS:'), peak: status('VmHWM:') }),
-    async metrics() {
-      const text = await fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text());
-      return parseMetrics(text);
+    metrics,
+    async liveHeap() {
+      child.kill('SIGUSR2');
+      // The snapshot is written synchronously; /metrics answers again once it is done.
+      for (let last = -1; ; ) {
+        await new Promise((r) => setTimeout(r, 1000));
+        const files = readdirSync(scratch).filter((f) => f.endsWith('.heapsnapshot'));
+        const size = files.length ? statSync(path.join(scratch, files[0]!)).size : -1;
+        if (size > 0 && size === last) break;
+        last = size;
+      }
+      const used = sumOf(await metrics(), 'nodejs_heap_size_used_bytes');
+      for (const f of readdirSync(scratch)) rmSync(path.join(scratch, f), { force: true });
+      return used;
     },
     async stop() {
       if (child.exitCode !== null) return;
       child.kill('SIGTERM');
       await once(child, 'exit');
+      rmSync(scratch, { recursive: true, force: true });
     },
   };
 }
