@@ -71,3 +71,20 @@ export async function apiServerWrites(kc: KubeConfig): Promise<Record<string, nu
 
 export const difference = (after: Record<string, number>, before: Record<string, number>): Record<string, number> =>
   Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)] as const).filter(([, v]) => v !== 0));
+
+/** Waits until the API server has seen no operator-resource write for `quietMs`; returns the seconds it took. */
+export async function untilQuiet(kc: KubeConfig, quietMs = 15_000, timeoutMs = 300_000): Promise<number> {
+  const started = performance.now();
+  let last = JSON.stringify(await apiServerWrites(kc));
+  let since = performance.now();
+  while (performance.now() - since < quietMs) {
+    if (performance.now() - started > timeoutMs) throw new Error(`writes still going on after ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 1000));
+    const now = JSON.stringify(await apiServerWrites(kc));
+    if (now !== last) {
+      last = now;
+      since = performance.now();
+    }
+  }
+  return (performance.now() - started) / 1000;
+}

@@ -3,9 +3,8 @@
 // then the process stopped and started again: the time until it has reconciled every one
 // with nothing left queued, and the writes that restart made (there should be none).
 import { withControlPlane } from './cluster.ts';
-import { apiServerWrites, createServiceUsers, difference, untilActive } from './fleet.ts';
-import { untilQuiet } from './idle.ts';
-import { startOperatorProcess, sumOf, type OperatorProcess } from './operator-process.ts';
+import { apiServerWrites, createServiceUsers, difference, untilActive, untilQuiet } from './fleet.ts';
+import { mutatingVerbs, startOperatorProcess, sumOf, type OperatorProcess } from './operator-process.ts';
 
 const mib = (bytes: number) => Math.round((bytes / 2 ** 20) * 10) / 10;
 
@@ -46,7 +45,7 @@ export function benchMemory(count = 10_000) {
       operator = await startOperatorProcess(controlPlane.kubeconfig, ['memory'], 'service-user-operator');
       const restartSeconds = await untilConverged(operator, count, started);
       const writes = difference(await apiServerWrites(kc), before);
-      const ownWrites = sumOf(await operator.metrics(), 'serviceuser_operator_api_requests_total', (l) => ['create', 'update', 'patch', 'delete'].includes(l.verb!));
+      const ownWrites = sumOf(await operator.metrics(), 'serviceuser_operator_api_requests_total', (l) => mutatingVerbs.has(l.verb!));
       await new Promise((r) => setTimeout(r, 10_000));
       const second = operator.memory();
       const secondHeap = heapOf(await operator.metrics());

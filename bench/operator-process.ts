@@ -10,7 +10,6 @@ import { repoRoot } from '../test/cluster/controlplane.ts';
 import { freePort } from '../test/net.ts';
 
 export interface OperatorProcess {
-  pid: number;
   /** Resident set size now, and its peak (VmHWM), in bytes, from /proc. */
   memory(): { rss: number; peak: number };
   /** The operator's own /metrics, as name{labels} → value. */
@@ -27,7 +26,7 @@ let built = false;
 
 export async function startOperatorProcess(kubeconfig: string, namespaces: string[], operatorNamespace: string, concurrency = 8): Promise<OperatorProcess> {
   if (!built) {
-    execFileSync(process.execPath, [path.join(repoRoot, 'node_modules/typescript/bin/tsc'), '-p', path.join(repoRoot, 'src/tsconfig.build.json')], { stdio: 'inherit' });
+    execFileSync(process.execPath, [path.join(repoRoot, 'node_modules/typescript/bin/tsc'), '-p', path.join(repoRoot, 'src/tsconfig.build.json')], { stdio: ['ignore', process.stderr, process.stderr] });
     built = true;
   }
   const metricsPort = await freePort();
@@ -40,17 +39,19 @@ export async function startOperatorProcess(kubeconfig: string, namespaces: strin
       '--metrics-bind-address', `127.0.0.1:${metricsPort}`, '--health-probe-bind-address', '0', '--verify-bind-address', `127.0.0.1:${await freePort()}`,
       '--concurrency', String(concurrency), '--log-level', 'warn',
     ],
-    { stdio: ['ignore', 'ignore', 'pipe'], cwd: scratch },
+    { stdio: ['ignore', 'pipe', 'pipe'], cwd: scratch },
   );
+  // The operator logs to stdout; its last lines explain an unexpected exit.
   let stderr = '';
-  child.stderr.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4096)));
+  const tail = (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4096));
+  child.stdout.on('data', tail);
+  child.stderr.on('data', tail);
   child.once('exit', (code, signal) => {
     if (code !== 0 && signal !== 'SIGTERM') process.stderr.write(`operator exited (${code ?? signal}):\n${stderr}\n`);
   });
   const metrics = async () => parseMetrics(await fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text()));
   const status = (field: string) => Number(/(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(field)) ?? '')?.[1] ?? NaN) * 1024;
   return {
-    pid: child.pid!,
     memory: () => ({ rss: status('VmRSS:'), peak: status('VmHWM:') }),
     metrics,
     async liveHeap() {
@@ -68,9 +69,10 @@ export async function startOperatorProcess(kubeconfig: string, namespaces: strin
       return used;
     },
     async stop() {
-      if (child.exitCode !== null) return;
-      child.kill('SIGTERM');
-      await once(child, 'exit');
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await once(child, 'exit');
+      }
       rmSync(scratch, { recursive: true, force: true });
     },
   };
@@ -86,6 +88,9 @@ export function parseMetrics(text: string): Map<string, number> {
   }
   return out;
 }
+
+/** The RBAC verbs that write. */
+export const mutatingVerbs = new Set(['create', 'update', 'patch', 'delete', 'deletecollection']);
 
 /** The sum of every series of `name` whose labels satisfy `match`. */
 export function sumOf(metrics: Map<string, number>, name: string, match: (labels: Record<string, string>) => boolean = () => true): number {

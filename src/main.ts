@@ -31,7 +31,7 @@ Usage: npm start -- [flags]     (or: node src/main.ts [flags])
                                     built-in CA (default: localhost, 127.0.0.1 and the in-cluster Service names)
   --verify-tls-cert PATH            a mounted serving certificate instead (with --verify-tls-key)
   --verify-tls-key PATH
-  --verify-client-ca PATH           a CA whose client certificates may call introspect and authorize
+  --verify-client-ca PATH           a CA whose client certificates may call introspect, authorize and check
                                     (repeatable; service users' own certificates need no flag)
   --leader-elect                    reconcile only while holding the Lease service-user-operator in the
                                     operator namespace (run several replicas; all serve verification)

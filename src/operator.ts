@@ -1,11 +1,13 @@
 // Wiring: informers feed keys to three controllers (ServiceUser, RoleBinding, Role); the
 // reconcilers read the caches and write through server-side apply under one field manager.
+// Only the leader (with leader election) reconciles; every replica serves verification
+// from the same caches, with the built-in CA and the CRL it follows.
 import type { Connection } from './controller/connection.ts';
 import { resources } from './api/resources.ts';
 import { Controller } from './controller/controller.ts';
 import { Informer, InformerSet, objectKey, withoutManagedFields, type InformerOptions } from './controller/informer.ts';
-import { byFriendlyName, byRole, bySubject, friendlyNameKey, roleBindingIndexers, serviceUserIndexers, subjectKey } from './api/indexes.ts';
-import { ApiError, KubeClient, type KubeObject, type Resource } from './controller/kube.ts';
+import { byFriendlyName, byRole, bySubject, inNamespace, rawFriendlyName, rawSubjects, roleBindingIndexers, serviceUserIndexers } from './api/indexes.ts';
+import { ApiError, KubeClient, type Resource } from './controller/kube.ts';
 import { requestInfo } from './controller/request-info.ts';
 import { issueToken, type IssuedToken } from './credentials/token.ts';
 import type { Ca } from './credentials/ca.ts';
@@ -66,8 +68,6 @@ export interface Operator {
   stop(): Promise<void>;
   controllers: { serviceUsers: Controller; roleBindings: Controller; roles: Controller };
 }
-
-type Subjects = { spec?: { subjects?: { name?: string }[]; roleRef?: { name?: string } } };
 
 export function startOperator(options: OperatorOptions): Operator {
   const { log, metrics } = options;
@@ -163,23 +163,22 @@ export function startOperator(options: OperatorOptions): Operator {
   // Handlers only map an object to the keys it may affect.
   const friendlyNames = new Map<string, string>();
   const bindingSubjects = new Map<string, string[]>();
-  const subjectsOf = (b: KubeObject) => ((b as Subjects).spec?.subjects ?? []).map((s) => s.name ?? '');
   const enqueueUser = (ns: string | undefined, name: string) => controllers.serviceUsers.enqueue(`${ns}/${name}`);
 
   serviceUsers.onChange((type, su) => {
     const key = objectKey(su);
     const ns = su.metadata.namespace;
     controllers.serviceUsers.enqueue(key);
-    const name = (su.spec as { friendlyName?: string } | undefined)?.friendlyName ?? su.metadata.name;
+    const name = rawFriendlyName(su);
     // Whoever shares the friendly name it had or has may now hold it or lose it.
     const touched = new Set([friendlyNames.get(key), name]);
     if (type === 'DELETED') friendlyNames.delete(key);
     else friendlyNames.set(key, name);
     for (const fn of touched) {
       if (fn === undefined) continue;
-      for (const other of serviceUsers.byIndex(byFriendlyName, friendlyNameKey(ns, fn))) if (objectKey(other) !== key) controllers.serviceUsers.enqueue(objectKey(other));
+      for (const other of serviceUsers.byIndex(byFriendlyName, inNamespace(ns, fn))) if (objectKey(other) !== key) controllers.serviceUsers.enqueue(objectKey(other));
     }
-    for (const b of roleBindings.byIndex(bySubject, subjectKey(ns, su.metadata.name))) controllers.roleBindings.enqueue(objectKey(b));
+    for (const b of roleBindings.byIndex(bySubject, inNamespace(ns, su.metadata.name))) controllers.roleBindings.enqueue(objectKey(b));
   });
   secrets.onChange((_type, secret) => {
     const owner = secret.metadata.labels?.[labels.name];
@@ -188,7 +187,7 @@ export function startOperator(options: OperatorOptions): Operator {
   roleBindings.onChange((type, b) => {
     const key = objectKey(b);
     controllers.roleBindings.enqueue(key);
-    const now = subjectsOf(b);
+    const now = rawSubjects(b);
     for (const s of new Set([...(bindingSubjects.get(key) ?? []), ...now])) enqueueUser(b.metadata.namespace, s);
     if (type === 'DELETED') bindingSubjects.delete(key);
     else bindingSubjects.set(key, now);
@@ -197,7 +196,7 @@ export function startOperator(options: OperatorOptions): Operator {
     controllers.roles.enqueue(objectKey(role));
     for (const b of roleBindings.byIndex(byRole, role.metadata.name)) {
       controllers.roleBindings.enqueue(objectKey(b));
-      for (const s of subjectsOf(b)) enqueueUser(b.metadata.namespace, s);
+      for (const s of rawSubjects(b)) enqueueUser(b.metadata.namespace, s);
     }
   });
 

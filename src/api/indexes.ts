@@ -10,20 +10,23 @@ interface Raw {
 
 type BindingSpec = { subjects?: { name?: string }[]; roleRef?: { name?: string } } | undefined;
 
+/** A raw ServiceUser's friendly name, defaulting to its name as the schema says. */
+export const rawFriendlyName = (o: Raw) => (o.spec as { friendlyName?: string } | undefined)?.friendlyName ?? o.metadata.name;
+/** The ServiceUser names a raw RoleBinding lists as subjects. */
+export const rawSubjects = (o: Raw) => ((o.spec as BindingSpec)?.subjects ?? []).map((s) => s.name ?? '');
+
 export const byFriendlyName = 'friendlyName';
 export const bySubject = 'subject';
 export const byRole = 'role';
 
-/** `namespace/friendlyName`, the friendly name defaulting to the object's name as the schema says. */
-export const friendlyNameKey = (namespace: string | undefined, friendlyName: string) => `${namespace ?? ''}/${friendlyName}`;
-/** `namespace/name` of a ServiceUser a RoleBinding names. */
-export const subjectKey = (namespace: string | undefined, name: string) => `${namespace ?? ''}/${name}`;
+/** `namespace/value`: index values are per namespace (a friendly name, a subject's name). */
+export const inNamespace = (namespace: string | undefined, value: string) => `${namespace ?? ''}/${value}`;
 
 export const serviceUserIndexers = {
-  [byFriendlyName]: (o: Raw) => [friendlyNameKey(o.metadata.namespace, (o.spec as { friendlyName?: string } | undefined)?.friendlyName ?? o.metadata.name)],
+  [byFriendlyName]: (o: Raw) => [inNamespace(o.metadata.namespace, rawFriendlyName(o))],
 };
 
 export const roleBindingIndexers = {
-  [bySubject]: (o: Raw) => [...new Set(((o.spec as BindingSpec)?.subjects ?? []).map((s) => subjectKey(o.metadata.namespace, s.name ?? '')))],
+  [bySubject]: (o: Raw) => [...new Set(rawSubjects(o).map((name) => inNamespace(o.metadata.namespace, name)))],
   [byRole]: (o: Raw) => [(o.spec as BindingSpec)?.roleRef?.name ?? ''],
 };

@@ -9,14 +9,17 @@ export type Reconcile = (key: string) => Promise<Result | void>;
 export class Controller {
   readonly name: string;
   readonly queue: WorkQueue;
+  private readonly depth: () => void;
 
   constructor(name: string, reconcile: Reconcile, deps: { log: Logger; metrics: Metrics; concurrency?: number }) {
     this.name = name;
     const log = deps.log.child({ controller: name });
+    // Set on both sides: keys pile up unprocessed on a follower or before the caches sync.
+    this.depth = () => deps.metrics.queueDepth.set({ controller: name }, this.queue.size.pending);
     this.queue = new WorkQueue(reconcile, {
       concurrency: deps.concurrency ?? 4,
       onDone: (key, outcome) => {
-        deps.metrics.queueDepth.set({ controller: name }, this.queue.size.pending);
+        this.depth();
         deps.metrics.reconciles.inc({ controller: name, result: outcome.error ? 'error' : 'success' });
         deps.metrics.reconcileSeconds.observe({ controller: name }, outcome.durationMs / 1000);
         if (outcome.error) {
@@ -30,6 +33,7 @@ export class Controller {
 
   enqueue(key: string): void {
     this.queue.add(key);
+    this.depth();
   }
 
   shutdown(): Promise<void> {

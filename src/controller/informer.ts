@@ -47,8 +47,6 @@ export const objectKey = (o: { metadata: { name: string; namespace?: string } })
 
 export class Informer<T extends KubeObject = KubeObject> {
   private store = new Map<string, T>();
-  /** The same objects by namespace: reconciles read their namespace, not the whole cache. */
-  private byNamespace = new Map<string, Map<string, T>>();
   private readonly handlers: ((type: ChangeType, obj: T) => void)[] = [];
   private readonly client: KubeClient;
   private readonly options: Required<Omit<InformerOptions, 'namespace' | 'labelSelector' | 'onError' | 'indexers'>> &
@@ -86,8 +84,8 @@ export class Informer<T extends KubeObject = KubeObject> {
   }
 
   list(namespace?: string): T[] {
-    if (namespace === undefined) return [...this.store.values()];
-    return [...(this.byNamespace.get(namespace)?.values() ?? [])];
+    const all = [...this.store.values()];
+    return namespace === undefined ? all : all.filter((o) => o.metadata.namespace === namespace);
   }
 
   /** The objects found under `value` in the index `name`. */
@@ -99,10 +97,6 @@ export class Informer<T extends KubeObject = KubeObject> {
     const old = this.store.get(key);
     if (old) this.unindex(key, old);
     this.store.set(key, obj);
-    const ns = obj.metadata.namespace ?? '';
-    let inNs = this.byNamespace.get(ns);
-    if (!inNs) this.byNamespace.set(ns, (inNs = new Map()));
-    inNs.set(key, obj);
     for (const [name, indexer] of Object.entries(this.options.indexers ?? {})) {
       let index = this.indexes.get(name);
       if (!index) this.indexes.set(name, (index = new Map()));
@@ -120,10 +114,6 @@ export class Informer<T extends KubeObject = KubeObject> {
   }
 
   private unindex(key: string, obj: T): void {
-    const ns = obj.metadata.namespace ?? '';
-    const inNs = this.byNamespace.get(ns);
-    inNs?.delete(key);
-    if (inNs?.size === 0) this.byNamespace.delete(ns);
     for (const [name, indexer] of Object.entries(this.options.indexers ?? {})) {
       const index = this.indexes.get(name);
       for (const value of indexer(obj)) {
@@ -192,7 +182,6 @@ export class Informer<T extends KubeObject = KubeObject> {
     } while (cont);
     const previous = this.store;
     this.store = new Map();
-    this.byNamespace = new Map();
     this.indexes = new Map();
     for (const [key, obj] of fresh) this.put(key, obj);
     this.lists++;

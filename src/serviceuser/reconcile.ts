@@ -19,7 +19,7 @@ import { role } from '../api/role.ts';
 import { roleBinding } from '../api/rolebinding.ts';
 import { stableJson } from '../controller/stable-json.ts';
 import { withoutManagedFields } from '../controller/informer.ts';
-import { byFriendlyName, bySubject, friendlyNameKey, subjectKey } from '../api/indexes.ts';
+import { byFriendlyName, bySubject, inNamespace } from '../api/indexes.ts';
 import type { RevocationLedger } from '../authority/revocations.ts';
 import type { Ca } from '../credentials/ca.ts';
 import { decideCertificate, renewalTimeOf } from './certificate.ts';
@@ -244,8 +244,8 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
 
     // Only what bears on this user: those sharing its friendly name, the bindings naming it
     // and their roles (index lookups: a reconcile costs the same at 10 or 10,000 users).
-    const users = parseAll(deps.serviceUsers.byIndex(byFriendlyName, friendlyNameKey(ns, friendlyNameOf(su))), serviceUser);
-    const bindings = parseAll(deps.roleBindings.byIndex(bySubject, subjectKey(ns, su.metadata.name)), roleBinding);
+    const users = parseAll(deps.serviceUsers.byIndex(byFriendlyName, inNamespace(ns, friendlyNameOf(su))), serviceUser);
+    const bindings = parseAll(deps.roleBindings.byIndex(bySubject, inNamespace(ns, su.metadata.name)), roleBinding);
     const roles = parseAll(bindings.map((b) => deps.roles.get(b.spec.roleRef.name)), role);
     const permissions = resolve([su], bindings, roles).permissionsOf(ns, su.metadata.name);
     const secret = observeSecret(await readSecret(ns, secretNameOf(su)));

@@ -2,6 +2,7 @@
 // ServiceUsers by key, and indexes from token id, identity and certificate serial to them.
 // No API call per request; updated on every informer event.
 import { serviceUser, type ServiceUser } from '../api/serviceuser.ts';
+import { identityOf } from '../serviceuser/desired.ts';
 import { objectKey, type ChangeType } from '../controller/informer.ts';
 import type { KubeObject } from '../controller/kube.ts';
 
@@ -49,7 +50,7 @@ export class Directory {
     if (!parsed.success) return;
     const su = verifiable(parsed.data);
     this.users.set(key, su);
-    this.byIdentity.set(`serviceuser:${su.metadata.namespace}:${su.metadata.name}`, key);
+    this.byIdentity.set(identityOf(su), key);
     for (const t of su.status?.tokens ?? []) this.byToken.set(t.id, key);
     if (su.status?.certificate) this.bySerial.set(su.status.certificate.serialNumber.toLowerCase(), key);
   }
@@ -58,7 +59,7 @@ export class Directory {
     const old = this.users.get(key);
     if (!old) return;
     this.users.delete(key);
-    this.byIdentity.delete(`serviceuser:${old.metadata.namespace}:${old.metadata.name}`);
+    this.byIdentity.delete(identityOf(old));
     for (const t of old.status?.tokens ?? []) if (this.byToken.get(t.id) === key) this.byToken.delete(t.id);
     const serial = old.status?.certificate?.serialNumber.toLowerCase();
     if (serial && this.bySerial.get(serial) === key) this.bySerial.delete(serial);

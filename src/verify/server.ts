@@ -9,7 +9,7 @@
 //                                                        caller authenticated by its client certificate
 //   GET  /v1/ca.crt, GET /v1/crl                         trust anchor and revocation list
 //
-// Callers of introspect and authorize authenticate with a service user's token (Bearer) or
+// Callers of introspect, authorize and check authenticate with a service user's token (Bearer) or
 // client certificate, whose roles grant verification:introspect / verification:authorize,
 // or with a client certificate from a CA trusted for callers (--verify-client-ca).
 // Failures to authenticate get 401 and are rate-limited per address. Bodies are bounded in
@@ -20,6 +20,7 @@ import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { Verifiable } from './directory.ts';
+import { identityOf } from '../serviceuser/desired.ts';
 import type { Logger } from '../observability/logger.ts';
 import { authorize, certificateCaller, introspect, mayCall, tokenReview, verifyPresented } from './answers.ts';
 import type { Directory } from './directory.ts';
@@ -34,7 +35,7 @@ export interface VerificationOptions {
   /** The built-in CA (PEM): served at /v1/ca.crt, trusted for service users' client certificates. */
   caPem: string;
   crl: () => string;
-  /** Extra CAs whose client certificates may call introspect and authorize. */
+  /** Extra CAs whose client certificates may call introspect, authorize and check. */
   callerCaPems?: string[];
   log: Logger;
   now?: () => number;
@@ -138,7 +139,7 @@ export async function startVerificationServer(options: VerificationOptions): Pro
     if (caller.kind === 'serviceuser' && !mayCall(caller.su, what)) {
       throw new HttpError(403, `${caller.su.metadata.namespace}/${caller.su.metadata.name} is not granted verification:${what}`);
     }
-    const callerName = caller.kind === 'serviceuser' ? `serviceuser:${caller.su.metadata.namespace}:${caller.su.metadata.name}` : caller.subject;
+    const callerName = caller.kind === 'serviceuser' ? identityOf(caller.su) : caller.subject;
     const params = await readParams(req);
     const reported = typeof params.client_address === 'string' && params.client_address ? params.client_address : undefined;
     if (what === 'introspect') {
@@ -194,7 +195,7 @@ export async function startVerificationServer(options: VerificationOptions): Pro
       res.setHeader('www-authenticate', 'Bearer realm="service-user-operator", error="invalid_token"');
       throw new HttpError(401, 'invalid token');
     }
-    const identity = `serviceuser:${su.metadata.namespace}:${su.metadata.name}`;
+    const identity = identityOf(su);
     if (account || permission) {
       if (!account || !permission) throw new HttpError(400, 'X-Serviceuser-Account and X-Serviceuser-Permission go together');
       const decision = authorize(options.directory, { identity, account, permission }, now());

@@ -19,10 +19,8 @@ export function verifyToken(su: Verifiable | undefined, presented: string, now: 
   const parsed = parseToken(presented);
   if (!parsed.ok) return { active: false, reason: parsed.reason };
   if (!su) return { active: false, reason: 'unknown token' };
-  if (su.metadata.deletionTimestamp) return { active: false, reason: 'service user is being deleted' };
-  const end = expiresAt(su.spec.endDate);
-  if (end !== undefined && now >= end) return { active: false, reason: 'service user expired' };
-  if (su.spec.disabled) return { active: false, reason: 'service user disabled' };
+  const user = userActive(su, now);
+  if (!user.active) return user;
   if (!su.spec.credentials.token.enabled) return { active: false, reason: 'tokens are disabled for this service user' };
   if (su.spec.credentials.token.revokedTokenIds?.includes(parsed.id)) return { active: false, reason: 'token revoked' };
   const digest = tokenSha256(presented);

@@ -5,7 +5,10 @@
 //
 // Usage:
 //
-//	controlplane [--dir DIR] [--port N] [--verbose] [--extra-client-ca PEM] [--assets DIR] [-- KUBE-APISERVER-FLAGS...]
+//	controlplane [--dir DIR] [--port N] [--verbose] [--extra-client-ca PEM] [--assets DIR] [--keep-state] [-- KUBE-APISERVER-FLAGS...]
+//
+// --extra-client-ca defaults to $CONTROLPLANE_EXTRA_CLIENT_CA; --keep-state restarts on the
+// etcd data and PKI of an earlier run in DIR.
 //
 // Extra kube-apiserver flags come after "--" and from CONTROLPLANE_APISERVER_ARGS
 // (whitespace-separated); they are applied after the defaults, so they override them.

@@ -48,7 +48,7 @@ describe('the Argo CD health check', () => {
     expect(health(await k().waitFor('gone', 'Expired', (o) => phase(o) === 'Expired'))).toMatchObject({ status: 'Degraded', message: expect.stringContaining('Expired') });
 
     await k().createServiceUser('dupe', { ...base, friendlyName: 'healthy' });
-    const conflict = await k().waitFor('dupe', 'Stalled', (o) => phase(o) === 'Failed');
+    const conflict = await k().waitFor('dupe', 'Failed (friendly-name conflict)', (o) => phase(o) === 'Failed');
     expect(health(conflict)).toEqual({ status: 'Degraded', message: expect.stringContaining('already used by ServiceUser healthy') });
 
     await k().createServiceUser('waiting', { ...base, credentials: { clientCertificate: { issuerRef: { name: 'nobody', kind: 'Issuer' } } } });

@@ -3,7 +3,7 @@
 import { once } from 'node:events';
 import { afterAll, describe, expect, it } from 'vitest';
 import { serviceUser } from '../../src/api/serviceuser.ts';
-import { KubeClient, resourcePath, type KubeObject } from '../../src/controller/kube.ts';
+import { KubeClient, isConflict, resourcePath, type KubeObject } from '../../src/controller/kube.ts';
 import { resources } from '../../src/api/resources.ts';
 import { tokenSha256 } from '../../src/credentials/token.ts';
 import { verifyToken } from '../../src/verify/verdict.ts';
@@ -83,7 +83,7 @@ describe('concurrent edits and deletion mid-rotation', () => {
             });
             return;
           } catch (err) {
-            if ((err as { status?: number }).status !== 409) throw err;
+            if (!isConflict(err)) throw err;
           }
         }
       }),
