@@ -231,32 +231,16 @@ describe('Informer', () => {
     expect(informer.get('ns/kept')?.metadata.name).toBe('kept');
     await informer.stop();
   });
-});
 
-describe('Informer indexes and transform', () => {
   it('finds objects by index through list, modify and delete, and caches them trimmed', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'informer-index-'));
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
-      '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
     const su = (name: string, rv: string, friendlyName: string) => ({ metadata: { name, namespace: 'ns', resourceVersion: rv, managedFields: [{ manager: 'x' }] }, spec: { friendlyName } });
-    const server = createServer({ key: readFileSync(path.join(dir, 'key.pem')), cert: readFileSync(path.join(dir, 'cert.pem')) }, (req, res) => {
-      const url = new URL(req.url!, 'https://127.0.0.1');
+    behave = (url, res) => {
       if (!url.searchParams.get('watch')) return void res.writeHead(200).end(JSON.stringify({ items: [su('a', '1', 'build'), su('b', '2', 'build')], metadata: { resourceVersion: '2' } }));
       res.writeHead(200);
       res.write(`${JSON.stringify({ type: 'MODIFIED', object: su('a', '3', 'deploy') })}\n`);
       res.write(`${JSON.stringify({ type: 'DELETED', object: su('b', '4', 'build') })}\n`);
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const kc = new KubeConfig();
-    kc.loadFromClusterAndUser(
-      { name: 'fake', server: `https://127.0.0.1:${(server.address() as { port: number }).port}`, caData: readFileSync(path.join(dir, 'cert.pem')).toString('base64'), skipTLSVerify: false },
-      { name: 'u', token: 'test' },
-    );
-    const client = new KubeClient(kc);
-    const informer = new Informer(client, {
-      resource: { group: 'serviceusers.dev', version: 'v1alpha1', plural: 'serviceusers', namespaced: true },
-      indexers: { fn: (o) => [(o.spec as { friendlyName: string }).friendlyName] },
-    });
+    };
+    const informer = new Informer(client, { resource, indexers: { fn: (o) => [(o.spec as { friendlyName: string }).friendlyName] } });
     const names = (v: string) => informer.byIndex('fn', v).map((o) => o.metadata.name).sort();
     let events = 0;
     informer.onChange(() => events++);
@@ -270,9 +254,6 @@ describe('Informer indexes and transform', () => {
     expect(informer.list('ns').map((o) => o.metadata.name)).toEqual(['a']);
     expect(informer.list('other')).toEqual([]);
     await informer.stop();
-    client.close();
-    server.closeAllConnections();
-    server.close();
   });
 });
 
