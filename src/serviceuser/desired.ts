@@ -14,7 +14,9 @@ import { expiresAt as endOf, isExpired, warnAt as warnOf } from './expiry.ts';
 import type { CertificateMaterial } from './certificate.ts';
 import { secretKeys, type Profile } from './secret.ts';
 import { phaseOf } from './phase.ts';
-import { iso, tokenAnnotations, tokenLedger } from './tokens.ts';
+import { honouredRecords, iso, tokenAnnotations, tokenLedger } from './tokens.ts';
+import { sealHonoured, sealOf, signToken, type LedgerTrust } from './ledger-macs.ts';
+import type { KeyRing } from '../credentials/mac.ts';
 
 export const managedBy = 'service-user-operator';
 export const labels = { managedBy: 'app.kubernetes.io/managed-by', name: 'serviceusers.dev/name' } as const;
@@ -40,6 +42,8 @@ export interface Observed {
   certificate?: PlacedCertificate | undefined;
   /** Why there is no certificate yet, when an external issuer is behind (cert-manager.ts). */
   certificateProblem?: { reason: string; message: string } | undefined;
+  /** The ledger key: what status and the Secret hold is honoured only with its MAC. */
+  trust: LedgerTrust & { ring: KeyRing };
 }
 
 export interface PlacedCertificate {
@@ -122,6 +126,8 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
   const expires = endOf(spec.endDate);
   const expired = isExpired(expires, now);
   const prevConditions = previous.conditions as Condition[] | undefined;
+  const uid = su.metadata.uid ?? '';
+  const { trust } = observed;
 
   const base: ServiceUserStatus = {
     identity,
@@ -131,6 +137,9 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
     permissions: observed.permissions,
     observedGeneration: su.metadata.generation,
   };
+
+  // status.permissions (and status.accounts, where written) are sealed by one MAC.
+  const sealed = (status: ServiceUserStatus): ServiceUserStatus => ({ ...status, seal: sealOf(trust.ring, uid, status) });
 
   // Rules only the operator can judge stop everything else, and never destroy anything.
   const blocked = blocker(su, observed);
@@ -143,9 +152,12 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
       events,
       requeueAfterMs: undefined,
       status: {
-        ...base,
+        ...sealed(base),
+        ...(previous.lastRotationRequest !== undefined ? { lastRotationRequest: previous.lastRotationRequest } : {}),
+        ...(previous.lastRenewalRequest !== undefined ? { lastRenewalRequest: previous.lastRenewalRequest } : {}),
         phase: 'Failed',
-        tokens: previous.tokens ?? [],
+        // Nothing is issued or revoked while stalled, and nothing unsigned is kept either.
+        tokens: honouredRecords(previous.tokens ?? [], trust, uid).honoured.map((t) => signToken(trust.ring, uid, t)),
         conditions: setConditions(
           prevConditions,
           [
@@ -160,7 +172,26 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
     };
   }
 
-  const ledger = tokenLedger({ now, spec: spec.credentials.token, expired, expires, recorded: previous.tokens ?? [], secret: observed.secret, secretName, issue });
+  const ledger = tokenLedger({
+    now,
+    spec: spec.credentials.token,
+    expired,
+    expires,
+    recorded: previous.tokens ?? [],
+    secret: observed.secret,
+    secretName,
+    issue,
+    uid,
+    trust,
+    lastRotationRequest: previous.lastRotationRequest,
+  });
+  // What status held without the operator's MAC is never honoured: said once, as a Warning.
+  const previousSealed = previous.seal !== undefined || (previous.permissions?.length ?? 0) > 0 || (previous as { accounts?: unknown[] }).accounts?.length;
+  const forged = [
+    ledger.forged,
+    previousSealed && !sealHonoured(trust, uid, previous) ? 'status.permissions and status.accounts without a valid status.seal' : undefined,
+  ].filter(Boolean).join('; ');
+  if (forged) events.push({ type: 'Warning', reason: 'RecordForged', message: `${forged}: not honoured, dropped and rebuilt from what the operator signed` });
   events.push(...ledger.events);
 
   // The Secret: credentials while not expired; identity and end date always.
@@ -175,9 +206,14 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
     data: secretKeys(spec.credentials.profile as Profile, { identity, expiresAt: expires !== undefined ? iso(expires) : undefined, token: ledger.current?.text, certificate: certificate?.material }),
   };
 
+  // certificate.ts renewed for a new renewalRequest (or there was nothing to renew yet): it
+  // is handled. cert-manager renews its own certificates (cmctl renew): not recorded there.
+  const certificateSpec = spec.credentials.clientCertificate;
+  const lastRenewalRequest = certificateSpec.issuerRef ? previous.lastRenewalRequest : (certificateSpec.renewalRequest ?? previous.lastRenewalRequest);
+
   const warnAt = warnOf(expires, spec.expiryWarning);
   const problem = observed.certificateProblem;
-  const state = phaseOf({ su, now, expires, warnAt, tokenId: ledger.current?.id, certificate, certificateProblem: problem, secretName, previous: prevConditions });
+  const state = phaseOf({ su, now, expires, warnAt, tokenId: ledger.current?.id, certificate, certificateProblem: problem, secretName, previous: prevConditions, forged: forged || undefined });
   events.push(...state.events);
 
   // The next instant anything changes by itself.
@@ -197,9 +233,11 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
     events,
     requeueAfterMs: next === undefined ? undefined : next - now,
     status: {
-      ...base,
+      ...sealed(base),
       phase: state.phase,
       tokens: ledger.tokens,
+      ...(ledger.lastRotationRequest !== undefined ? { lastRotationRequest: ledger.lastRotationRequest } : {}),
+      ...(lastRenewalRequest !== undefined ? { lastRenewalRequest } : {}),
       ...(certificate
         ? {
             certificate: {

@@ -17,6 +17,8 @@ export interface PhaseInput {
   certificateProblem: { reason: string; message: string } | undefined;
   secretName: string;
   previous: Condition[] | undefined;
+  /** What this reconcile found without a valid MAC, if anything. */
+  forged: string | undefined;
 }
 
 export interface PhaseOutcome {
@@ -73,7 +75,19 @@ export function phaseOf(input: PhaseInput): PhaseOutcome {
       message: expiringSoon ? `expires at ${iso(expires!)}` : expires === undefined ? 'no end date' : `warning from ${iso(warnAt!)}`,
     },
     { type: 'Expired', status: expired ? 'True' : 'False', reason: expired ? 'EndDatePassed' : 'Valid', message: expires === undefined ? 'no end date' : `end date ${iso(expires)}` },
+    ledgerIntact(input),
     { type: 'Disabled', status: disabled ? 'True' : 'False', reason: disabled ? 'DisabledBySpec' : 'Enabled', message: disabled ? 'spec.disabled is true' : 'spec.disabled is false' },
   ];
   return { phase, conditions, events, expiringSoon };
+}
+
+/**
+ * LedgerIntact: False from the reconcile that found an unsigned record until the spec next
+ * changes, so that one forgery stays visible after the record is dropped.
+ */
+function ledgerIntact({ forged, previous, su }: PhaseInput): ConditionInput {
+  if (forged) return { type: 'LedgerIntact', status: 'False', reason: 'RecordForged', message: forged };
+  const before = previous?.find((c) => c.type === 'LedgerIntact');
+  if (before?.status === 'False' && before.observedGeneration === su.metadata.generation) return { type: 'LedgerIntact', status: 'False', reason: before.reason, message: before.message };
+  return { type: 'LedgerIntact', status: 'True', reason: 'Verified', message: 'every record in status and the Secret carries a valid MAC' };
 }

@@ -13,14 +13,22 @@
 //     recorded tokens whose plaintext is gone are revoked and a new one is issued.
 // Verification honours only tokens recorded Active or Grace in status, so a token written
 // to the Secret but not yet recorded is never valid.
+//
+// Integrity. Every record and the Secret's self-description carry the operator's MAC
+// (ledger-macs.ts). A record without a valid one is dropped and reported, never re-applied;
+// a token in the Secret whose self-description has no valid one is never recorded (a tenant
+// who may write their own Secret cannot plant a token under someone else's id).
 import { parseDuration } from '../api/duration.ts';
 import type { ServiceUserSpec, TokenStatus } from '../api/serviceuser.ts';
 import { parseToken, tokenSha256, type IssuedToken } from '../credentials/token.ts';
 import type { EventRecord, ObservedSecret } from './desired.ts';
+import { describeSecretToken, rotationRequestAnnotation, secretTokenHonoured, signToken, tokenHonoured, tokenMacAnnotation, type LedgerTrust } from './ledger-macs.ts';
 
 export const tokenAnnotations = {
   tokenCreatedAt: 'serviceusers.dev/token-created-at',
   tokenReplaces: 'serviceusers.dev/token-replaces',
+  tokenRotationRequest: rotationRequestAnnotation,
+  tokenMac: tokenMacAnnotation,
 } as const;
 
 export type RevocationReason = 'Rotated' | 'GracePeriodEnded' | 'RevokedBySpec' | 'Expired' | 'SecretDeleted' | 'SecretTampered' | 'TokenDisabled' | 'Deleted';
@@ -41,6 +49,11 @@ export interface TokenLedgerInput {
   secret: ObservedSecret | undefined;
   secretName: string;
   issue: () => IssuedToken;
+  /** The ServiceUser's uid, which every MAC is bound to. */
+  uid: string;
+  trust: LedgerTrust & { ring: NonNullable<LedgerTrust['ring']> };
+  /** The last rotation request handled (status). */
+  lastRotationRequest: string | undefined;
 }
 
 export interface TokenLedger {
@@ -52,31 +65,65 @@ export interface TokenLedger {
   events: EventRecord[];
   /** The next instant the ledger changes by itself: a scheduled rotation, a grace period's end. */
   nextChange: number | undefined;
+  /** The rotation request now handled. */
+  lastRotationRequest: string | undefined;
+  /** What was read without a valid MAC and not honoured, said for a person; undefined when nothing. */
+  forged: string | undefined;
 }
 
 /** The Secret's token and its self-description, as far as they parse. */
-export function readSecretToken(secret: ObservedSecret | undefined) {
+/**
+ * The Secret's token and its self-description, as far as they parse. `honoured`: the
+ * description carries the operator's MAC for this ServiceUser; only then does the reconcile
+ * act on it.
+ */
+export function readSecretToken(secret: ObservedSecret | undefined, trust: LedgerTrust, uid: string | undefined) {
   if (!secret) return undefined;
   const text = secret.data.token ?? secret.data.SM_API_KEY;
   if (!text) return undefined;
   const parsed = parseToken(text);
-  const replaces = /^([a-z2-7]{16}):(\w+)$/.exec(secret.annotations[tokenAnnotations.tokenReplaces] ?? '');
-  const createdAt = Date.parse(secret.annotations[tokenAnnotations.tokenCreatedAt] ?? '');
+  const a = secret.annotations;
+  const replaces = /^([a-z2-7]{16}):(\w+)$/.exec(a[tokenAnnotations.tokenReplaces] ?? '');
+  const createdAt = Date.parse(a[tokenAnnotations.tokenCreatedAt] ?? '');
+  const sha256 = tokenSha256(text);
+  const honoured =
+    parsed.ok &&
+    secretTokenHonoured(
+      trust,
+      uid,
+      { id: parsed.id, sha256, createdAt: a[tokenAnnotations.tokenCreatedAt], replaces: a[tokenAnnotations.tokenReplaces], rotationRequest: a[tokenAnnotations.tokenRotationRequest] },
+      a[tokenAnnotations.tokenMac],
+    );
   return {
     text,
     valid: parsed.ok,
     id: parsed.ok ? parsed.id : undefined,
-    sha256: tokenSha256(text),
+    sha256,
+    honoured,
     createdAt: Number.isNaN(createdAt) ? undefined : createdAt,
     replaces: replaces ? { id: replaces[1]!, reason: replaces[2] as RevocationReason } : undefined,
+    rotationRequest: a[tokenAnnotations.tokenRotationRequest],
   };
+}
+
+/** The records status holds that carry a valid MAC, and those that do not. */
+export function honouredRecords(recorded: TokenStatus[], trust: LedgerTrust, uid: string | undefined) {
+  const honoured: TokenStatus[] = [];
+  const forged: TokenStatus[] = [];
+  for (const t of recorded) (tokenHonoured(trust, uid, t) ? honoured : forged).push(t);
+  return { honoured, forged };
 }
 
 export function tokenLedger(input: TokenLedgerInput): TokenLedger {
   const { now, spec, expired, expires, secret, secretName } = input;
   const grace = parseDuration(spec.gracePeriod) ?? 0;
   const events: EventRecord[] = [];
-  let tokens: TokenStatus[] = input.recorded.map((t) => ({ ...t }));
+  const { uid, trust } = input;
+  // 0. Only what the operator MAC'd is the ledger; anything else is reported and dropped.
+  const { honoured, forged } = honouredRecords(input.recorded, trust, uid);
+  const problems: string[] = [];
+  if (forged.length) problems.push(`status.tokens held ${forged.map((t) => `${t.id} (${t.state})`).join(', ')} without a valid MAC`);
+  let tokens: TokenStatus[] = honoured.map(({ mac: _, ...t }) => ({ ...t }));
   const revoke = (t: TokenStatus, reason: RevocationReason, at: number) => {
     t.state = 'Revoked';
     t.revokedAt = iso(at);
@@ -98,11 +145,13 @@ export function tokenLedger(input: TokenLedgerInput): TokenLedger {
   // 2. The Secret's token against the record.
   let current: TokenLedger['current'];
   let replaces: { id: string; reason: RevocationReason } | undefined;
-  const inSecret = readSecretToken(secret);
+  const inSecret = readSecretToken(secret, trust, uid);
   if (!expired && spec.enabled) {
     const recorded = inSecret && tokens.find((t) => t.sha256 === inSecret.sha256);
     if (inSecret?.valid && recorded?.state === 'Active') {
       current = { text: inSecret.text, id: recorded.id, createdAt: Date.parse(recorded.createdAt) };
+    } else if (inSecret?.valid && !recorded && !inSecret.honoured) {
+      problems.push(`Secret ${secretName} holds token ${inSecret.id}, which status does not record, without a valid serviceusers.dev/token-mac`);
     } else if (inSecret?.valid && !recorded) {
       const replaced = inSecret.replaces && tokens.find((t) => t.id === inSecret.replaces!.id && t.state === 'Active');
       const createdAt = inSecret.createdAt ?? now;
@@ -131,16 +180,28 @@ export function tokenLedger(input: TokenLedgerInput): TokenLedger {
     }
   }
 
-  // 3. Scheduled rotation.
+  // 3. Rotation: on schedule, or asked for by a new spec.rotationRequest. A request is
+  // handled once: status records it, and so does the Secret's self-description of the token
+  // it caused (a crash before status is written does not rotate twice). A request already
+  // there when the first token is issued is recorded without a rotation.
+  const requested = spec.rotationRequest;
+  let handled = input.lastRotationRequest;
+  if (current && inSecret?.honoured && inSecret.id === current.id && requested !== undefined && inSecret.rotationRequest === requested) handled = requested;
   const every = spec.rotateEvery ? parseDuration(spec.rotateEvery) : undefined;
-  if (current && every !== undefined && current.createdAt + every <= now) {
+  const due = current && every !== undefined && current.createdAt + every <= now;
+  const asked = requested !== undefined && requested !== handled;
+  let answered: string | undefined;
+  if (current && (due || asked)) {
     const old = tokens.find((t) => t.id === current!.id)!;
     old.state = 'Grace';
     old.validUntil = iso(now + grace);
     replaces = { id: old.id, reason: 'Rotated' };
-    events.push({ type: 'Normal', reason: 'TokenRotated', message: `token ${old.id} rotated; it stays valid until ${old.validUntil}` });
+    const why = asked ? `rotation requested (rotationRequest ${JSON.stringify(requested)})` : 'rotated on schedule';
+    events.push({ type: 'Normal', reason: 'TokenRotated', message: `token ${old.id} ${why}; it stays valid until ${old.validUntil}` });
     current = undefined;
+    if (asked) answered = requested;
   }
+  if (asked) handled = requested;
 
   // 4. Issue when needed.
   if (!current && !expired && spec.enabled) {
@@ -155,17 +216,37 @@ export function tokenLedger(input: TokenLedgerInput): TokenLedger {
   const keep = new Set([...live(), ...revoked.slice(0, keptRevoked)]);
   tokens = tokens.filter((t) => keep.has(t));
 
-  // The Secret's self-description, so that a crash before status is written can be finished.
+  // The Secret's self-description, so that a crash before status is written can be finished;
+  // MAC'd, so that only the operator can write one the reconcile acts on.
   const annotations: Record<string, string> = {};
   if (current) {
-    annotations[tokenAnnotations.tokenCreatedAt] = iso(current.createdAt);
-    const carried = replaces ?? (inSecret?.id === current.id ? inSecret.replaces : undefined);
-    if (carried) annotations[tokenAnnotations.tokenReplaces] = `${carried.id}:${carried.reason}`;
+    const same = inSecret?.honoured && inSecret.id === current.id;
+    const carried = replaces ?? (same ? inSecret.replaces : undefined);
+    const request = answered ?? (same && !replaces ? inSecret.rotationRequest : undefined);
+    const description = {
+      id: current.id,
+      sha256: tokenSha256(current.text),
+      createdAt: iso(current.createdAt),
+      replaces: carried ? `${carried.id}:${carried.reason}` : undefined,
+      rotationRequest: request,
+    };
+    annotations[tokenAnnotations.tokenCreatedAt] = description.createdAt;
+    if (description.replaces) annotations[tokenAnnotations.tokenReplaces] = description.replaces;
+    if (request !== undefined) annotations[tokenAnnotations.tokenRotationRequest] = request;
+    annotations[tokenAnnotations.tokenMac] = describeSecretToken(trust.ring, uid, description);
   }
 
   const upcoming = [
     current && every !== undefined ? current.createdAt + every : undefined,
     ...tokens.filter((t) => t.state === 'Grace' && t.validUntil).map((t) => Date.parse(t.validUntil!)),
   ].filter((t): t is number => t !== undefined && t > now);
-  return { tokens, current, annotations, events, nextChange: upcoming.length ? Math.min(...upcoming) : undefined };
+  return {
+    tokens: tokens.map((t) => signToken(trust.ring, uid, t)),
+    current,
+    annotations,
+    events,
+    nextChange: upcoming.length ? Math.min(...upcoming) : undefined,
+    lastRotationRequest: handled,
+    forged: problems.length ? problems.join('; ') : undefined,
+  };
 }
