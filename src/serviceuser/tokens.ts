@@ -31,7 +31,7 @@ export const tokenAnnotations = {
   tokenMac: tokenMacAnnotation,
 } as const;
 
-export type RevocationReason = 'Rotated' | 'GracePeriodEnded' | 'RevokedBySpec' | 'Expired' | 'SecretDeleted' | 'SecretTampered' | 'TokenDisabled' | 'Deleted';
+export type RevocationReason = 'Rotated' | 'GracePeriodEnded' | 'RevokedBySpec' | 'Expired' | 'SecretDeleted' | 'SecretTampered' | 'TokenDisabled' | 'Deleted' | 'NotCurrent';
 
 export const iso = (ms: number) => new Date(ms).toISOString().replace(/\.000Z$/, 'Z');
 
@@ -179,6 +179,10 @@ export function tokenLedger(input: TokenLedgerInput): TokenLedger {
       if (lost[0]) replaces = { id: lost[0].id, reason };
     }
   }
+
+  // One token is Active: the one the Secret holds. Another Active record can only be an old
+  // one of this user put back into status (its MAC is genuine, but it was superseded).
+  for (const t of live()) if (t.state === 'Active' && t.id !== current?.id) revoke(t, 'NotCurrent', now);
 
   // 3. Rotation: on schedule, or asked for by a new spec.rotationRequest. A request is
   // handled once: status records it, and so does the Secret's self-description of the token

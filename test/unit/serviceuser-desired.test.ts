@@ -460,3 +460,21 @@ describe('rotation and renewal on demand', () => {
     expect(w.step(t0).status.lastRenewalRequest).toBe('r1');
   });
 });
+
+describe('replaying an old record of the same user', () => {
+  it('an old Active record (genuinely MACed, since rotated out) put back is revoked on the next reconcile', () => {
+    const w = new World(user({ credentials: { token: { rotateEvery: '24h', gracePeriod: '1h' } } }));
+    w.step(t0);
+    const first = w.token!;
+    const snapshot = w.su.status!.tokens![0]!;
+    w.step(t0 + 24 * hour);
+    w.step(t0 + 26 * hour);
+    expect(verifyToken(w.su, first, t0 + 26 * hour)).toEqual({ active: false, reason: 'token revoked' });
+    w.su = { ...w.su, status: { ...w.su.status!, tokens: w.su.status!.tokens!.map((t) => (t.id === snapshot.id ? snapshot : t)) } };
+    const plan = w.step(t0 + 26 * hour + 1000);
+    expect(states(w)[snapshot.id]).toBe('Revoked:NotCurrent');
+    expect(plan.events).toContainEqual(expect.objectContaining({ reason: 'TokenRevoked', message: expect.stringContaining('NotCurrent') }));
+    expect(verifyToken(w.su, first, t0 + 26 * hour + 1000)).toEqual({ active: false, reason: 'token revoked' });
+    expect(w.issued).toHaveLength(2);
+  });
+});
