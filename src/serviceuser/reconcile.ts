@@ -139,10 +139,9 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
       const now = deps.now();
       const uid = raw.metadata.uid ?? '';
       const ring = deps.trust.ring!;
-      const tokens = (su.status?.tokens ?? [])
-        .filter((t) => tokenHonoured(deps.trust, uid, t))
-        .map(({ validUntil: _, ...t }) => signToken(ring, uid, t.state === 'Revoked' ? t : { ...t, state: 'Revoked' as const, revokedAt: new Date(now).toISOString(), reason: 'Deleted' }));
-      const live = (su.status?.tokens ?? []).filter((t) => t.state !== 'Revoked');
+      const honoured = (su.status?.tokens ?? []).filter((t) => tokenHonoured(deps.trust, uid, t));
+      const tokens = honoured.map(({ validUntil: _, ...t }) => signToken(ring, uid, t.state === 'Revoked' ? t : { ...t, state: 'Revoked' as const, revokedAt: new Date(now).toISOString(), reason: 'Deleted' }));
+      const live = honoured.filter((t) => t.state !== 'Revoked');
       await applyStatus(raw, { ...su.status, tokens });
       const owner = `${ns}/${raw.metadata.name}`;
       const cert = su.status?.certificate;
