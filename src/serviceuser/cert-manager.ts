@@ -234,7 +234,7 @@ export async function placeFromCertManager(
 
   if (duration === undefined) {
     // The last hour: ask for nothing more; what was issued serves if it ends by the end date.
-    if (current) await removeCertManagerCertificate(client, su);
+    if (current) await deleteCertificate(client, su);
     const secret = await getIfPresent(client, `${secretsPath(ns)}/${encodeURIComponent(issuedSecretNameOf(su))}`);
     const issued = (isOwnedBy(secret, su.metadata.uid) ? fitting(issuedIn(secret)) : undefined) ?? recordedInOurs();
     if (issued) return place(issued, undefined);
@@ -338,19 +338,25 @@ async function applyOurs(client: KubeClient, path: string, want: KubeObject, fie
  * Stops cert-manager for a ServiceUser: deletes its Certificate (first, so nothing renews
  * into the Secret) and wipes the Secret cert-manager wrote — each only if it is ours.
  */
-export async function removeCertManagerCertificate(client: KubeClient, su: ServiceUser | { metadata: { name: string; namespace?: string; uid?: string } }): Promise<void> {
+export async function removeCertManagerCertificate(client: KubeClient, su: Owner): Promise<void> {
+  await deleteCertificate(client, su);
+  await wipeIssuedSecret(client, su);
+}
+
+type Owner = { metadata: { name: string; namespace?: string; uid?: string } };
+
+async function deleteCertificate(client: KubeClient, su: Owner): Promise<void> {
   const ns = su.metadata.namespace!;
   const certificatePath = `${certificatesPath(ns)}/${encodeURIComponent(`${su.metadata.name}-client`)}`;
-  const certificate = await getIfPresent(client, certificatePath).catch((err: unknown) => (isNotFound(err) ? undefined : Promise.reject(err)));
+  const certificate = await getIfPresent(client, certificatePath);
   if (isOwnedBy(certificate, su.metadata.uid)) {
     await client
       .request('DELETE', certificatePath, { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: certificate!.metadata.uid } })
       .catch((err: unknown) => (isNotFound(err) ? undefined : Promise.reject(err)));
   }
-  await wipeIssuedSecret(client, su);
 }
 
-async function wipeIssuedSecret(client: KubeClient, su: { metadata: { name: string; namespace?: string; uid?: string } }): Promise<void> {
+async function wipeIssuedSecret(client: KubeClient, su: Owner): Promise<void> {
   const path = `${secretsPath(su.metadata.namespace!)}/${encodeURIComponent(`${su.metadata.name}-client-tls`)}`;
   const secret = await getIfPresent(client, path);
   if (!isOwnedBy(secret, su.metadata.uid)) return;
