@@ -56,13 +56,16 @@ export async function observeCertificate(raw: Record<string, string>, ca: Ca, su
   };
 }
 
-/** The serial of the certificate in a Secret's data, if the CA signed it (whoever it names). */
-export async function builtInCertificateIn(raw: Record<string, string>, ca: Ca): Promise<{ serialNumber: string; notAfter: string } | undefined> {
+/**
+ * The serial of the certificate in a Secret's data, if the CA signed it for `identity` (a
+ * certificate of someone else's, copied in, is not this user's to revoke).
+ */
+export async function builtInCertificateIn(raw: Record<string, string>, ca: Ca, identity: string): Promise<{ serialNumber: string; notAfter: string } | undefined> {
   const certPem = text(raw, 'tls.crt');
   if (!certPem) return undefined;
   try {
     const cert = new x509.X509Certificate(certPem);
-    if (cert.issuer !== ca.certificate.subject || !(await cert.verify({ publicKey: ca.certificate.publicKey, signatureOnly: true }))) return undefined;
+    if (cert.issuer !== ca.certificate.subject || cert.subjectName.getField('CN')[0] !== identity || !(await cert.verify({ publicKey: ca.certificate.publicKey, signatureOnly: true }))) return undefined;
     return { serialNumber: cert.serialNumber.toLowerCase(), notAfter: cert.notAfter.toISOString() };
   } catch {
     return undefined;

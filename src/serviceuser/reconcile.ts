@@ -183,7 +183,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     // The built-in CA's certificates only: status's, and one a crash left unrecorded in the Secret.
     const revoke = status.certificate?.issuer === ca.certificate.subject ? [{ serialNumber: status.certificate.serialNumber, reason: 'cessationOfOperation' as const, notAfter: status.certificate.notAfter }] : [];
     for (const secret of secrets) {
-      const held = await builtInCertificateIn((secret.data as Record<string, string> | undefined) ?? {}, ca);
+      const held = await builtInCertificateIn((secret.data as Record<string, string> | undefined) ?? {}, ca, `serviceuser:${ns}:${raw.metadata.name}`);
       if (held && !revoke.some((r) => r.serialNumber === held.serialNumber)) revoke.push({ ...held, reason: 'cessationOfOperation' });
     }
     await ledger.revoke(owner, revoke);
