@@ -250,7 +250,9 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     // Back from cert-manager to the built-in CA, certificates turned off, or expired: its
     // Certificate would go on issuing (even one still waiting for an issuer that appears
     // later), into a Secret nobody wipes.
-    if (hadCertManagerCertificate(su, builtIn)) await removeCertManagerCertificate(client, su);
+    // An expired (or certificate-disabled) user that still names an issuer is checked at every
+    // pass — they are rare, and cert-manager may have finished a write after the last wipe.
+    if (hadCertManagerCertificate(su, builtIn) || spec.issuerRef) await removeCertManagerCertificate(client, su);
     let observed = secret?.raw ? await observeCertificate(secret.raw, ca, su) : undefined;
     // A certificate the CA issued that the ledger lists as revoked (a Secret restored from a
     // backup, an old Secret put back) is never kept or recorded again. Asked only when it is
