@@ -164,11 +164,12 @@ describe('the Secret', () => {
 
   it('belonging to someone else is left alone and reported', () => {
     const w = new World(user());
-    w.secret = { data: { password: 'x' }, labels: {}, annotations: {}, ownerUids: [] };
+    w.secret = { data: { password: 'x' }, labels: {}, annotations: {}, ownerUids: [], owner: 'field manager "kubectl-create"' };
     const plan = w.plan(t0);
     expect(plan.secret).toBeUndefined();
     expect(plan.status.phase).toBe('Failed');
     expect(plan.status.conditions!.find((c) => c.type === 'Stalled')).toMatchObject({ status: 'True', reason: 'SecretNotOwned' });
+    expect(plan.status.conditions!.find((c) => c.type === 'Stalled')!.message).toContain('(it belongs to field manager "kubectl-create")');
   });
 });
 
