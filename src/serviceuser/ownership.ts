@@ -8,12 +8,16 @@ import { isConflict, isNotFound, type KubeClient, type KubeObject } from '../con
 export const isOwnedBy = (o: KubeObject | undefined, uid: string | undefined): boolean =>
   !!o && !!uid && (o.metadata.ownerReferences ?? []).some((r) => r.uid === uid);
 
-/** Who an object belongs to, for a person: its controller (or first owner), else the managers that wrote it. */
+/**
+ * Who an object belongs to, for a person: its controller (or first owner), else the managers
+ * that wrote it (not its status: a controller reporting on it does not own it).
+ */
 export function ownerOf(o: KubeObject): string {
   const refs = o.metadata.ownerReferences ?? [];
   const ref = refs.find((r) => r.controller) ?? refs[0];
   if (ref) return `${ref.kind} ${ref.name}`;
-  const managers = [...new Set(((o.metadata as { managedFields?: { manager?: string }[] }).managedFields ?? []).map((m) => m.manager).filter(Boolean))];
+  const fields = (o.metadata.managedFields ?? []) as { manager?: string; subresource?: string }[];
+  const managers = [...new Set(fields.filter((m) => !m.subresource).map((m) => m.manager).filter(Boolean))];
   return managers.length ? `field manager ${managers.map((m) => `"${m}"`).join(', ')}` : 'no recorded owner';
 }
 
