@@ -209,6 +209,15 @@ describe('cert-manager issuer mode at the edges', () => {
     expect(after.spec).toMatchObject(spec);
   });
 
+  it('a field of its own Certificate that another manager changed is not forced back; the condition names that manager', async () => {
+    await k().createServiceUser('edited', { ...base, credentials: { clientCertificate: { issuerRef } } });
+    await activeFromCertManager('edited');
+    await running.client.mergePatch(`${certificatePath('edited-client')}?fieldManager=kubectl-edit`, { spec: { duration: '2h' } });
+    const su = await k().waitFor('edited', 'CertificateNotOwned', (o) => ready(o)?.reason === 'CertificateNotOwned', 60_000);
+    expect(ready(su)!.message).toContain('has fields set by field manager "kubectl-edit"');
+    expect(((await getIfPresent(certificatePath('edited-client')))!.spec as { duration: string }).duration).toBe('2h');
+  });
+
   it('deletion wipes the Secret cert-manager wrote and puts no cert-manager serial on the built-in CRL', async () => {
     await k().createServiceUser('gone', { ...base, credentials: { clientCertificate: { issuerRef } } });
     const managed = certificateOf(await activeFromCertManager('gone'))!;
