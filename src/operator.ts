@@ -69,6 +69,8 @@ export interface Operator {
   isLeader(): boolean;
   /** The built-in CA and revocation ledger, once ready. */
   authority: { ca: Ca; ledger: RevocationLedger };
+  /** The ledger key ring the reconciles sign with and verification checks, once ready. */
+  trust: LedgerTrust;
   /** The verification service's port, once ready (when served). */
   verificationPort(): number | undefined;
   stop(): Promise<void>;
@@ -335,6 +337,7 @@ export function startOperator(options: OperatorOptions): Operator {
     isReady: () => synced,
     controllers,
     authority,
+    trust,
     verificationPort: () => (verification?.address() as { port: number } | null)?.port,
     isLeader: () => !options.leaderElection || (elector?.leading ?? false),
     async stop() {

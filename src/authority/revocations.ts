@@ -88,6 +88,12 @@ export class RevocationLedger {
     return ledger.some((e) => e.serialNumber === serialNumber);
   }
 
+  /** Whether the ledger lists the serial as revoked (a hold does not count: it can be released). */
+  async isRevoked(serialNumber: string): Promise<boolean> {
+    const { ledger } = await this.read();
+    return ledger.some((e) => e.serialNumber === serialNumber && e.reason !== 'certificateHold');
+  }
+
   /** Publishes the CRL if it is missing, stale or another CA's, and keeps it fresh. */
   start(): Promise<void> {
     return this.update(() => false, true);

@@ -135,9 +135,12 @@ export class KubeClient {
     return this.request<T>('GET', path);
   }
 
-  /** Server-side apply under `fieldManager`, forcing ownership of the fields we set. */
-  apply<T = KubeObject>(path: string, object: unknown, fieldManager: string): Promise<T> {
-    const query = `?fieldManager=${encodeURIComponent(fieldManager)}&force=true`;
+  /**
+   * Server-side apply under `fieldManager`, forcing ownership of the fields we set — unless
+   * `force` is false: then a field another manager set is a 409 naming that manager.
+   */
+  apply<T = KubeObject>(path: string, object: unknown, fieldManager: string, { force = true }: { force?: boolean } = {}): Promise<T> {
+    const query = `?fieldManager=${encodeURIComponent(fieldManager)}${force ? '&force=true' : ''}`;
     return this.request<T>('PATCH', path + query, object, 'application/apply-patch+yaml');
   }
 

@@ -1,6 +1,7 @@
 // Client authentication certificates from the built-in CA. The subject carries the identity
 // (CN=serviceuser:<ns>:<name>, the username a kube-apiserver reports for it) and the
 // friendly name; the identity is also a URI SAN for consumers that match on SANs.
+import { createHash } from 'node:crypto';
 import type { Ca } from './ca.ts';
 import { generateKeys, privateKeyPem, randomSerial, signingParams, x509, type KeyAlgorithm } from './x509.ts';
 
@@ -20,7 +21,11 @@ export interface IssuedCertificate {
   serialNumber: string;
   notBefore: Date;
   notAfter: Date;
+  sha256: string;
 }
+
+/** The SHA-256 fingerprint of a certificate's DER, lowercase hex (what `openssl x509 -fingerprint -sha256` shows, without colons). */
+export const fingerprintOf = (cert: x509.X509Certificate) => createHash('sha256').update(Buffer.from(cert.rawData)).digest('hex');
 
 /** Attribute values are escaped per RFC 4514 so a friendly name cannot inject attributes. */
 const escape = (v: string) => v.replace(/([,+"\\<>;=#])/g, '\\$1');
@@ -49,13 +54,13 @@ export async function issueClientCertificate(ca: Ca, request: ClientCertificateR
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
-  return { certPem: cert.toString('pem'), keyPem: await privateKeyPem(keys.privateKey), serialNumber, notBefore: cert.notBefore, notAfter: cert.notAfter };
+  return { certPem: cert.toString('pem'), keyPem: await privateKeyPem(keys.privateKey), serialNumber, notBefore: cert.notBefore, notAfter: cert.notAfter, sha256: fingerprintOf(cert) };
 }
 
 /** The facts status and renewal need, read from a PEM certificate. */
 export function describeCertificate(pem: string) {
   const cert = new x509.X509Certificate(pem);
-  return { serialNumber: cert.serialNumber.toLowerCase(), notBefore: cert.notBefore, notAfter: cert.notAfter, issuer: cert.issuer, subject: cert.subject };
+  return { serialNumber: cert.serialNumber.toLowerCase(), notBefore: cert.notBefore, notAfter: cert.notAfter, issuer: cert.issuer, subject: cert.subject, sha256: fingerprintOf(cert) };
 }
 
 /** A TLS server certificate from the CA for the verification service. */

@@ -5,6 +5,20 @@
 // something is missing — cert-manager itself, the issuer, a ready issuer — the reason says
 // what to do. Revocation of these certificates is the issuer's; verification refuses them
 // by status regardless.
+//
+// Ownership: both the Certificate and the Secret cert-manager writes (`<name>-client-tls`)
+// are created by the operator with a POST and carry an ownerReference to the ServiceUser;
+// a name someone else already holds is never written, applied over or deleted (a condition
+// names its owner). The Secret is created empty before the Certificate so that cert-manager
+// never writes into — and the operator never later wipes — a Secret that was not ours.
+//
+// The end date: a certificate cert-manager issued that ends after the end date, or lives
+// longer than spec.duration (a duration lowered), is not placed and is reissued. cert-manager
+// cannot issue for less than an hour, so in the last hour (plus the margin below) before
+// the end date nothing new is requested: the Certificate is deleted (no renewal can then go
+// past the end date) and the certificate already issued serves until the end date if it
+// ends by then. Once expired, disabled by spec, deleted or switched to the built-in CA, the
+// Certificate is deleted and its Secret wiped.
 import { Certificate } from '@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate';
 import { parseDuration } from '../api/duration.ts';
 import { apiVersion } from '../api/primitives.ts';
@@ -15,15 +29,38 @@ import { describeCertificate } from '../credentials/certificate.ts';
 import type { CertificateMaterial } from './certificate.ts';
 import { friendlyNameOf, identityOf, labels, type PlacedCertificate } from './desired.ts';
 import { withPkcs12 } from './issuance.ts';
+import { conflictingManagers, createUnlessPresent, getIfPresent, isOwnedBy, ownerOf } from './ownership.ts';
 
 export interface CertificateProblem {
-  reason: 'CertManagerMissing' | 'IssuerNotFound' | 'IssuerNotReady' | 'CertificateIssuing' | 'CertificateFailed';
+  reason:
+    | 'CertManagerMissing'
+    | 'IssuerNotFound'
+    | 'IssuerNotReady'
+    | 'CertificateIssuing'
+    | 'CertificateFailed'
+    | 'CertificateNotOwned'
+    | 'CertificateSecretNotOwned'
+    | 'EndDateTooNear';
   message: string;
 }
 
 export const certificateNameOf = (su: ServiceUser) => `${su.metadata.name}-client`;
+export const issuedSecretNameOf = (su: ServiceUser) => `${su.metadata.name}-client-tls`;
 
-const waitingOnCertManager = new Set<string>(['IssuerNotFound', 'IssuerNotReady', 'CertificateIssuing', 'CertificateFailed'] satisfies CertificateProblem['reason'][]);
+const waitingOnCertManager = new Set<string>([
+  'IssuerNotFound', 'IssuerNotReady', 'CertificateIssuing', 'CertificateFailed', 'CertificateNotOwned', 'CertificateSecretNotOwned', 'EndDateTooNear',
+] satisfies CertificateProblem['reason'][]);
+
+/** cert-manager refuses a Certificate shorter than an hour (MinimumCertificateDuration). */
+const minimumDurationMs = 3_600_000;
+/**
+ * cert-manager counts the duration from when it signs, not from when we asked: the request
+ * asks for this much less than the time left, so a certificate signed within it still ends
+ * by the end date. One signed later is reissued (see fits).
+ */
+export const issuanceMarginMs = 5 * 60_000;
+/** X.509 times have whole seconds. */
+const slackMs = 1000;
 
 /**
  * Whether the last status shows a cert-manager Certificate of ours: one that issued the
@@ -35,24 +72,40 @@ export function hadCertManagerCertificate(su: ServiceUser, builtInIssuer: string
   const ready = su.status?.conditions?.find((c) => c.type === 'Ready');
   return (issuer !== undefined && issuer !== builtInIssuer) || waitingOnCertManager.has(ready?.reason ?? '');
 }
-const issuedSecretNameOf = (su: ServiceUser) => `${su.metadata.name}-client-tls`;
 
 type Condition = { type: string; status: string; reason?: string; message?: string };
 const conditionOf = (o: KubeObject | undefined, type: string) => ((o?.status as { conditions?: Condition[] } | undefined)?.conditions ?? []).find((c) => c.type === type);
 
+const certificatesPath = (ns: string) => `/apis/cert-manager.io/v1/namespaces/${encodeURIComponent(ns)}/certificates`;
+const secretsPath = (ns: string) => `/api/v1/namespaces/${encodeURIComponent(ns)}/secrets`;
+const ownerReference = (su: ServiceUser) => ({ apiVersion, kind: 'ServiceUser', name: su.metadata.name, uid: su.metadata.uid! });
+
+/** The duration to ask cert-manager for now, or undefined when less than an hour (plus the margin) is left. */
+export function requestedDuration(su: ServiceUser, now: number, endDate: number | undefined): number | undefined {
+  const wanted = parseDuration(su.spec.credentials.clientCertificate.duration) ?? 0;
+  const duration = Math.floor(Math.min(wanted, endDate === undefined ? Infinity : endDate - now - issuanceMarginMs) / 1000) * 1000;
+  return duration < minimumDurationMs ? undefined : duration;
+}
+
+/** A certificate the spec allows: unexpired, not past the end date, no longer than spec.duration. */
+function fits(su: ServiceUser, c: { notBefore: number; notAfter: number }, now: number, endDate: number | undefined): boolean {
+  const wanted = parseDuration(su.spec.credentials.clientCertificate.duration) ?? 0;
+  return c.notAfter > now && (endDate === undefined || c.notAfter - endDate < slackMs) && c.notAfter - c.notBefore <= wanted + 60_000 + slackMs;
+}
+
+/** cert-manager wants renewBefore shorter than the duration. */
+const renewBeforeFor = (renewBefore: string, durationMs: number) => `${Math.floor(Math.min(parseDuration(renewBefore) ?? 0, durationMs / 2) / 1000)}s`;
+
 /** The cert-manager Certificate for a ServiceUser, typed and validated by @kubernetes-models. */
-export function certificateFor(su: ServiceUser, now: number, endDate: number | undefined): Certificate {
+export function certificateFor(su: ServiceUser, durationMs: number): Certificate {
   const spec = su.spec.credentials.clientCertificate;
   const ref = spec.issuerRef!;
-  const wanted = parseDuration(spec.duration) ?? 0;
-  // Never past the end date; cert-manager's own floor is an hour.
-  const duration = Math.max(3_600_000, Math.min(wanted, endDate !== undefined ? endDate - now : wanted));
   const certificate = new Certificate({
     metadata: {
       name: certificateNameOf(su),
       namespace: su.metadata.namespace!,
       labels: { [labels.name]: su.metadata.name },
-      ownerReferences: [{ apiVersion, kind: 'ServiceUser', name: su.metadata.name, uid: su.metadata.uid!, controller: true, blockOwnerDeletion: true }],
+      ownerReferences: [{ ...ownerReference(su), controller: true, blockOwnerDeletion: true }],
     },
     spec: {
       secretName: issuedSecretNameOf(su),
@@ -62,8 +115,8 @@ export function certificateFor(su: ServiceUser, now: number, endDate: number | u
       subject: { organizations: ['serviceusers', `serviceusers:${su.metadata.namespace}`], organizationalUnits: [friendlyNameOf(su)] },
       uris: [`urn:${identityOf(su)}`],
       usages: ['client auth', 'digital signature'],
-      duration: `${Math.floor(duration / 1000)}s`,
-      renewBefore: `${Math.floor(Math.min(parseDuration(spec.renewBefore) ?? 0, duration / 2) / 1000)}s`,
+      duration: `${Math.floor(durationMs / 1000)}s`,
+      renewBefore: renewBeforeFor(spec.renewBefore, durationMs),
       privateKey: {
         algorithm: spec.privateKey.algorithm,
         ...(spec.privateKey.size ? { size: spec.privateKey.size } : {}),
@@ -77,6 +130,55 @@ export function certificateFor(su: ServiceUser, now: number, endDate: number | u
   return certificate;
 }
 
+const missing: CertificateProblem = {
+  reason: 'CertManagerMissing',
+  message: 'cert-manager is not installed (the certificates.cert-manager.io API is missing): install cert-manager, or set spec.credentials.clientCertificate.issuerRef to null to use the built-in CA',
+};
+
+/**
+ * The Secret cert-manager is to write, ours: created empty (type kubernetes.io/tls, which
+ * cert-manager keeps) when absent. A Secret of that name we did not create is a problem —
+ * except one cert-manager wrote for our own Certificate before the operator created these
+ * Secrets itself, which gets our ownerReference.
+ */
+async function ensureIssuedSecret(client: KubeClient, fieldManager: string, su: ServiceUser, ourCertificate: KubeObject | undefined): Promise<{ secret?: KubeObject; problem?: CertificateProblem }> {
+  const ns = su.metadata.namespace!;
+  const name = issuedSecretNameOf(su);
+  let secret = await getIfPresent(client, `${secretsPath(ns)}/${encodeURIComponent(name)}`);
+  secret ??= await createUnlessPresent(client, secretsPath(ns), {
+    apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls',
+    metadata: { name, namespace: ns, labels: { [labels.name]: su.metadata.name }, ownerReferences: [ownerReference(su)] },
+    data: { 'tls.crt': '', 'tls.key': '' },
+  }, fieldManager);
+  if (isOwnedBy(secret, su.metadata.uid)) return { secret };
+  const writtenForUs =
+    !!ourCertificate &&
+    secret.metadata.annotations?.['cert-manager.io/certificate-name'] === certificateNameOf(su) &&
+    (secret.metadata.ownerReferences ?? []).every((r) => r.uid === ourCertificate.metadata.uid);
+  if (writtenForUs) {
+    const adopted = await client.request('PATCH', `${secretsPath(ns)}/${encodeURIComponent(name)}`, { metadata: { uid: secret.metadata.uid, ownerReferences: [ownerReference(su)] } }, 'application/strategic-merge-patch+json');
+    return { secret: adopted };
+  }
+  return {
+    problem: {
+      reason: 'CertificateSecretNotOwned',
+      message: `Secret ${name} exists and belongs to ${ownerOf(secret)}, not to this ServiceUser: cert-manager would overwrite it, so no Certificate is requested; delete that Secret or rename the ServiceUser`,
+    },
+  };
+}
+
+/** The certificate cert-manager issued into its Secret (base64 data as stored), if any. */
+function issuedIn(secret: KubeObject | undefined) {
+  const data = (secret?.data ?? {}) as Record<string, string>;
+  const text = (k: string) => (data[k] ? Buffer.from(data[k], 'base64').toString('utf8') : '');
+  if (!text('tls.crt') || !text('tls.key')) return undefined;
+  try {
+    return { raw: data['tls.crt']!, material: { certPem: text('tls.crt'), keyPem: text('tls.key'), caPem: text('ca.crt') } as CertificateMaterial, facts: describeCertificate(text('tls.crt')) };
+  } catch {
+    return undefined;
+  }
+}
+
 export async function placeFromCertManager(
   deps: { client: KubeClient; fieldManager: string },
   su: ServiceUser,
@@ -84,96 +186,183 @@ export async function placeFromCertManager(
   now: number,
   endDate: number | undefined,
 ): Promise<{ placed?: PlacedCertificate; problem?: CertificateProblem }> {
-  const { client } = deps;
+  const { client, fieldManager } = deps;
   const ns = su.metadata.namespace!;
   const ref = su.spec.credentials.clientCertificate.issuerRef!;
-  const base = `/apis/cert-manager.io/v1/namespaces/${encodeURIComponent(ns)}/certificates`;
-  const path = `${base}/${encodeURIComponent(certificateNameOf(su))}`;
-  const get = async (p: string) => client.get(p).catch((err: unknown) => (isNotFound(err) ? undefined : Promise.reject(err)));
+  const path = `${certificatesPath(ns)}/${encodeURIComponent(certificateNameOf(su))}`;
+  const duration = requestedDuration(su, now, endDate);
 
-  let current: KubeObject | undefined;
+  async function place(issued: NonNullable<ReturnType<typeof issuedIn>>, renewalTime: number | undefined): Promise<{ placed: PlacedCertificate }> {
+    let material = issued.material;
+    // The same certificate as before keeps its bundle and password.
+    if (ourSecretRaw && ourSecretRaw['tls.crt'] === issued.raw && ourSecretRaw['client.p12']) {
+      const password = ourSecretRaw['client.p12.password'] ?? ourSecretRaw.SM_CLIENT_CERT_PASSWORD;
+      if (password) material = { ...material, p12: Buffer.from(ourSecretRaw['client.p12'], 'base64'), p12Password: Buffer.from(password, 'base64').toString('utf8') };
+    }
+    const { facts } = issued;
+    return {
+      placed: {
+        material: await withPkcs12(material, su),
+        serialNumber: facts.serialNumber,
+        notBefore: facts.notBefore.getTime(),
+        notAfter: facts.notAfter.getTime(),
+        issuer: facts.issuer,
+        sha256: facts.sha256,
+        renewalTime,
+        ...(ourSecretRaw?.['tls.crt'] !== issued.raw ? { issued: 'cert-manager' } : {}),
+      },
+    };
+  }
+  const fitting = (issued: ReturnType<typeof issuedIn>) =>
+    issued && fits(su, { notBefore: issued.facts.notBefore.getTime(), notAfter: issued.facts.notAfter.getTime() }, now, endDate) ? issued : undefined;
+  // What the ServiceUser's Secret holds, if it is what status recorded (only the operator
+  // writes status): kept while cert-manager replaces a certificate that does not fit.
+  const recordedInOurs = () => {
+    const ours = issuedIn(ourSecretRaw ? ({ metadata: { name: '' }, data: ourSecretRaw } as KubeObject) : undefined);
+    return ours && su.status?.certificate?.sha256 === ours.facts.sha256 ? fitting(ours) : undefined;
+  };
+
+  let current = await getIfPresent(client, path);
+  if (current && !isOwnedBy(current, su.metadata.uid)) {
+    return {
+      problem: {
+        reason: 'CertificateNotOwned',
+        message: `cert-manager Certificate ${certificateNameOf(su)} exists and belongs to ${ownerOf(current)}, not to this ServiceUser; it is left untouched: delete it or rename the ServiceUser`,
+      },
+    };
+  }
+
+  if (duration === undefined) {
+    // The last hour: ask for nothing more; what was issued serves if it ends by the end date.
+    if (current) await deleteCertificate(client, su);
+    const secret = await getIfPresent(client, `${secretsPath(ns)}/${encodeURIComponent(issuedSecretNameOf(su))}`);
+    const issued = (isOwnedBy(secret, su.metadata.uid) ? fitting(issuedIn(secret)) : undefined) ?? recordedInOurs();
+    if (issued) return place(issued, undefined);
+    return {
+      problem: {
+        reason: 'EndDateTooNear',
+        message: `the end date ${new Date(endDate!).toISOString()} is less than ${(minimumDurationMs + issuanceMarginMs) / 60_000} minutes away and cert-manager issues nothing shorter than an hour: no certificate is requested; extend spec.endDate, or use the built-in CA (issuerRef: null)`,
+      },
+    };
+  }
+
+  const ensured = await ensureIssuedSecret(client, fieldManager, su, current);
+  if (ensured.problem) return { problem: ensured.problem };
+  const issuedNow = issuedIn(ensured.secret);
+
   try {
-    current = await get(path);
-    // Rewrite only a changed spec: an end date clipped afresh at every reconcile would churn.
-    const want = certificateFor(su, now, endDate).toJSON() as KubeObject;
-    const have = current?.spec as { duration?: string } | undefined;
-    const wantSpec = want.spec as { duration: string };
-    if (!have || stableJson({ ...have, duration: undefined }) !== stableJson({ ...wantSpec, duration: undefined }) || !sameDurationRoughly(have.duration, wantSpec.duration)) {
-      current = await client.apply(path, want, deps.fieldManager);
+    const want = certificateFor(su, duration).toJSON() as KubeObject;
+    if (!current) {
+      current = await createUnlessPresent(client, certificatesPath(ns), want, fieldManager);
+      if (!isOwnedBy(current, su.metadata.uid)) {
+        return { problem: { reason: 'CertificateNotOwned', message: `cert-manager Certificate ${certificateNameOf(su)} was created by ${ownerOf(current)} just now, not by this ServiceUser; it is left untouched: delete it or rename the ServiceUser` } };
+      }
+    } else if (mustRewrite(current, want, su, !!issuedNow && !fitting(issuedNow))) {
+      current = await applyOurs(client, path, want, fieldManager);
     }
   } catch (err) {
-    if (isNotFound(err) || (err as { status?: number }).status === 404) {
-      return {
-        problem: {
-          reason: 'CertManagerMissing',
-          message: 'cert-manager is not installed (the certificates.cert-manager.io API is missing): install cert-manager, or set spec.credentials.clientCertificate.issuerRef to null to use the built-in CA',
-        },
-      };
-    }
+    if (isNotFound(err)) return { problem: missing };
+    if (err instanceof NotOurs) return { problem: { reason: 'CertificateNotOwned', message: err.message } };
     throw err;
   }
 
-  async function whyNotIssued(): Promise<CertificateProblem> {
-    const ready = conditionOf(current, 'Ready');
-    const issuerPath =
-      ref.kind === 'ClusterIssuer'
-        ? `/apis/cert-manager.io/v1/clusterissuers/${encodeURIComponent(ref.name)}`
-        : `/apis/cert-manager.io/v1/namespaces/${encodeURIComponent(ns)}/issuers/${encodeURIComponent(ref.name)}`;
-    const issuer = await get(issuerPath);
-    if (!issuer) {
-      return { reason: 'IssuerNotFound', message: `${ref.kind} ${ref.name} does not exist${ref.kind === 'Issuer' ? ` in namespace ${ns}` : ''}: create it or fix spec.credentials.clientCertificate.issuerRef` };
-    }
-    const issuerReady = conditionOf(issuer, 'Ready');
-    if (issuerReady?.status !== 'True') {
-      return { reason: 'IssuerNotReady', message: `${ref.kind} ${ref.name} is not ready${issuerReady?.message ? `: ${issuerReady.message}` : ''}` };
-    }
-    const issuing = conditionOf(current, 'Issuing');
-    if (ready?.reason === 'Failed' || issuing?.reason === 'Failed' || (issuing?.status === 'False' && issuing.message)) {
-      return { reason: 'CertificateFailed', message: `cert-manager could not issue Certificate ${certificateNameOf(su)}: ${issuing?.message ?? ready?.message ?? 'no reason given'}` };
-    }
-    return { reason: 'CertificateIssuing', message: `waiting for cert-manager to issue Certificate ${certificateNameOf(su)}` };
-  }
-
-
-  const issued = await get(`/api/v1/namespaces/${encodeURIComponent(ns)}/secrets/${encodeURIComponent(issuedSecretNameOf(su))}`);
-  const data = (issued?.data ?? {}) as Record<string, string>;
-  const text = (k: string) => (data[k] ? Buffer.from(data[k], 'base64').toString('utf8') : '');
   // cert-manager keeps the current certificate in its Secret while it renews or re-issues:
-  // as long as one is there and unexpired, it stays in the ServiceUser's Secret too — a
-  // working credential is never dropped because the issuer is busy.
-  const usable = text('tls.crt') && text('tls.key') && describeCertificate(text('tls.crt')).notAfter.getTime() > now;
-  if (!usable) return { problem: await whyNotIssued() };
-  let material: CertificateMaterial = { certPem: text('tls.crt'), keyPem: text('tls.key'), caPem: text('ca.crt') };
-  // The same certificate as before keeps its bundle and password.
-  if (ourSecretRaw && ourSecretRaw['tls.crt'] === data['tls.crt'] && ourSecretRaw['client.p12']) {
-    const password = ourSecretRaw['client.p12.password'] ?? ourSecretRaw.SM_CLIENT_CERT_PASSWORD;
-    if (password) material = { ...material, p12: Buffer.from(ourSecretRaw['client.p12'], 'base64'), p12Password: Buffer.from(password, 'base64').toString('utf8') };
+  // as long as one is there and fits, it stays in the ServiceUser's Secret too — a working
+  // credential is never dropped because the issuer is busy.
+  const renewal = (current.status as { renewalTime?: string } | undefined)?.renewalTime;
+  const usable = fitting(issuedNow);
+  if (usable) return place(usable, renewal ? Date.parse(renewal) : undefined);
+  const kept = recordedInOurs();
+  if (kept) return place(kept, undefined);
+  if (issuedNow && issuedNow.facts.notAfter.getTime() > now) {
+    return { problem: { reason: 'CertificateIssuing', message: `the certificate cert-manager issued (${issuedNow.facts.serialNumber}) ends after the end date or lives longer than spec.credentials.clientCertificate.duration; waiting for cert-manager to reissue Certificate ${certificateNameOf(su)}` } };
   }
-  const facts = describeCertificate(material.certPem);
-  const renewal = (current?.status as { renewalTime?: string } | undefined)?.renewalTime;
-  return {
-    placed: {
-      material: await withPkcs12(material, su),
-      serialNumber: facts.serialNumber,
-      notBefore: facts.notBefore.getTime(),
-      notAfter: facts.notAfter.getTime(),
-      issuer: facts.issuer,
-      renewalTime: renewal ? Date.parse(renewal) : undefined,
-      ...(ourSecretRaw?.['tls.crt'] !== data['tls.crt'] ? { issued: 'cert-manager' } : {}),
-    },
-  };
+
+  const ready = conditionOf(current, 'Ready');
+  const issuerPath =
+    ref.kind === 'ClusterIssuer'
+      ? `/apis/cert-manager.io/v1/clusterissuers/${encodeURIComponent(ref.name)}`
+      : `/apis/cert-manager.io/v1/namespaces/${encodeURIComponent(ns)}/issuers/${encodeURIComponent(ref.name)}`;
+  const issuer = await getIfPresent(client, issuerPath);
+  if (!issuer) {
+    return { problem: { reason: 'IssuerNotFound', message: `${ref.kind} ${ref.name} does not exist${ref.kind === 'Issuer' ? ` in namespace ${ns}` : ''}: create it or fix spec.credentials.clientCertificate.issuerRef` } };
+  }
+  const issuerReady = conditionOf(issuer, 'Ready');
+  if (issuerReady?.status !== 'True') {
+    return { problem: { reason: 'IssuerNotReady', message: `${ref.kind} ${ref.name} is not ready${issuerReady?.message ? `: ${issuerReady.message}` : ''}` } };
+  }
+  const issuing = conditionOf(current, 'Issuing');
+  if (ready?.reason === 'Failed' || issuing?.reason === 'Failed' || (issuing?.status === 'False' && issuing.message)) {
+    return { problem: { reason: 'CertificateFailed', message: `cert-manager could not issue Certificate ${certificateNameOf(su)}: ${issuing?.message ?? ready?.message ?? 'no reason given'}` } };
+  }
+  return { problem: { reason: 'CertificateIssuing', message: `waiting for cert-manager to issue Certificate ${certificateNameOf(su)}` } };
 }
 
-/** Clipped durations differ by the seconds between reconciles; a minute either way is the same. */
-function sameDurationRoughly(a: string | undefined, b: string): boolean {
-  const x = a ? parseDuration(a) : undefined;
-  const y = parseDuration(b);
-  return x !== undefined && y !== undefined && Math.abs(x - y) < 60_000;
+/**
+ * Whether the Certificate's spec must be rewritten. A duration clipped to the end date shrinks
+ * at every reconcile, and every change makes cert-manager reissue; so the duration is
+ * rewritten only when it matters: the Certificate asks for more than spec.duration (lowered),
+ * it could ask for a minute or more longer (the end date moved later or went away, the
+ * duration raised), or the certificate issued does not fit and must be replaced.
+ */
+function mustRewrite(current: KubeObject, want: KubeObject, su: ServiceUser, issuedDoesNotFit: boolean): boolean {
+  const spec = su.spec.credentials.clientCertificate;
+  const specDuration = parseDuration(spec.duration) ?? 0;
+  const have = current.spec as { duration?: string; renewBefore?: string } | undefined;
+  const wantSpec = want.spec as { duration: string; renewBefore: string };
+  const x = have?.duration ? parseDuration(have.duration) : undefined;
+  const y = parseDuration(wantSpec.duration)!;
+  if (!have || x === undefined) return true;
+  if (stableJson({ ...have, duration: undefined, renewBefore: undefined }) !== stableJson({ ...wantSpec, duration: undefined, renewBefore: undefined })) return true;
+  if (have.renewBefore !== renewBeforeFor(spec.renewBefore, x)) return true;
+  if (x > specDuration + 60_000 || y - x >= 60_000) return true;
+  return issuedDoesNotFit && Math.abs(x - y) >= slackMs;
 }
 
-/** Removes the Certificate when the spec no longer asks for cert-manager. */
-export async function removeCertManagerCertificate(client: KubeClient, su: ServiceUser): Promise<void> {
-  await client
-    .request('DELETE', `/apis/cert-manager.io/v1/namespaces/${encodeURIComponent(su.metadata.namespace!)}/certificates/${encodeURIComponent(certificateNameOf(su))}`)
-    .catch((err: unknown) => (isNotFound(err) ? undefined : Promise.reject(err)));
+class NotOurs extends Error {}
+
+/** Server-side apply over our own Certificate; a field another manager took is a NotOurs naming it. */
+async function applyOurs(client: KubeClient, path: string, want: KubeObject, fieldManager: string): Promise<KubeObject> {
+  try {
+    return await client.apply(path, want, fieldManager, { force: false });
+  } catch (err) {
+    const managers = conflictingManagers(err);
+    if (!managers.length) throw err;
+    // Our own create left its fields under our name (an Update entry): taking them is ours to do.
+    if (managers.every((m) => m === fieldManager)) return client.apply(path, want, fieldManager);
+    throw new NotOurs(`cert-manager Certificate ${want.metadata.name} has fields set by ${managers.map((m) => `field manager "${m}"`).join(', ')}; it is not overwritten: remove that manager's changes (kubectl apply --server-side with its field manager, or recreate the ServiceUser)`);
+  }
+}
+
+/**
+ * Stops cert-manager for a ServiceUser: deletes its Certificate (first, so nothing renews
+ * into the Secret) and wipes the Secret cert-manager wrote — each only if it is ours.
+ */
+export async function removeCertManagerCertificate(client: KubeClient, su: Owner): Promise<void> {
+  await deleteCertificate(client, su);
+  await wipeIssuedSecret(client, su);
+}
+
+type Owner = { metadata: { name: string; namespace?: string; uid?: string } };
+
+async function deleteCertificate(client: KubeClient, su: Owner): Promise<void> {
+  const ns = su.metadata.namespace!;
+  const certificatePath = `${certificatesPath(ns)}/${encodeURIComponent(`${su.metadata.name}-client`)}`;
+  const certificate = await getIfPresent(client, certificatePath);
+  if (isOwnedBy(certificate, su.metadata.uid)) {
+    await client
+      .request('DELETE', certificatePath, { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: certificate!.metadata.uid } })
+      .catch((err: unknown) => (isNotFound(err) ? undefined : Promise.reject(err)));
+  }
+}
+
+async function wipeIssuedSecret(client: KubeClient, su: Owner): Promise<void> {
+  const path = `${secretsPath(su.metadata.namespace!)}/${encodeURIComponent(`${su.metadata.name}-client-tls`)}`;
+  const secret = await getIfPresent(client, path);
+  if (!isOwnedBy(secret, su.metadata.uid)) return;
+  const data = (secret!.data ?? {}) as Record<string, string>;
+  if (!Object.values(data).some((v) => v)) return;
+  // kubernetes.io/tls keeps its two keys, empty; the uid makes the patch fail on another Secret of that name.
+  const wiped = Object.fromEntries(Object.keys(data).map((k) => [k, k === 'tls.crt' || k === 'tls.key' ? '' : null]));
+  await client.mergePatch(path, { metadata: { uid: secret!.metadata.uid }, data: wiped }).catch((err: unknown) => (isNotFound(err) ? undefined : Promise.reject(err)));
 }

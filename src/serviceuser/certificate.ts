@@ -5,7 +5,13 @@
 // Only the operator holds the CA key, so a certificate in the Secret that chains to the CA,
 // names this ServiceUser and matches its key is one the operator issued: it is kept (and
 // recorded, if a crash or a lost status forgot it), and a different serial that status still
-// records is revoked as superseded. Anything else in the Secret is replaced.
+// records is revoked as superseded. Anything else in the Secret is replaced — and so is a
+// certificate the CA issued that the ledger already lists as revoked (a Secret restored from
+// a backup): it stays revoked, and a fresh one is issued.
+//
+// A kept certificate must still be one this spec would issue: never past the end date (an
+// end date added or moved earlier) and never longer than the duration (a duration lowered).
+// A kube-apiserver reads no CRL, so the only bound that holds everywhere is notAfter.
 import { parseDuration } from '../api/duration.ts';
 import type { ServiceUser } from '../api/serviceuser.ts';
 import type { RevocationReason } from '../credentials/crl.ts';
@@ -24,10 +30,14 @@ export interface ObservedCertificate {
   notBefore: number;
   notAfter: number;
   issuer: string;
+  /** SHA-256 of the DER, hex. */
+  sha256: string;
   /** Chains to the issuing CA, names this identity, and the key belongs to the certificate. */
   trusted: boolean;
   /** Key algorithm and size as the spec asks, and issued by the issuer the spec names. */
   matchesSpec: boolean;
+  /** The revocation ledger lists it as revoked (not merely on hold). */
+  revoked?: boolean;
 }
 
 export interface RecordedCertificate {
@@ -44,7 +54,11 @@ export interface CertificateRevocation {
 export type CertificateDecision =
   | { kind: 'none' }
   | { kind: 'keep'; certificate: ObservedCertificate; renewalTime: number | undefined }
-  | { kind: 'issue'; reason: 'Missing' | 'Renewal' | 'RenewalRequested' | 'SpecChanged' | 'Replaced'; notBefore: number; notAfter: number };
+  | { kind: 'issue'; reason: 'Missing' | 'Renewal' | 'RenewalRequested' | 'SpecChanged' | 'Replaced' | 'EndDate' | 'Duration' | 'Revoked'; notBefore: number; notAfter: number };
+
+/** Issued certificates start a minute early (clock skew); X.509 times drop the milliseconds. */
+const backdateMs = 60_000;
+const encodingSlackMs = 1000;
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -79,19 +93,27 @@ export function decideCertificate(
 
   const notAfter = Math.min(now + (parseDuration(spec.duration) ?? 0), endDate ?? Infinity);
   const issue = (reason: Extract<CertificateDecision, { kind: 'issue' }>['reason']) => ({
-    decision: { kind: 'issue' as const, reason, notBefore: now - 60_000, notAfter },
+    decision: { kind: 'issue' as const, reason, notBefore: now - backdateMs, notAfter },
     revoke,
   });
 
+  if (observed?.trusted && observed.revoked) {
+    revokeRecorded('superseded');
+    return issue('Revoked');
+  }
   if (observed?.trusted && observed.matchesSpec) {
+    // Outlives what the spec now promises (an end date added or moved earlier, a duration
+    // lowered): reissued within it, the old one superseded.
+    const pastEnd = endDate !== undefined && observed.notAfter - endDate >= encodingSlackMs;
+    const tooLong = observed.notAfter - observed.notBefore > (parseDuration(spec.duration) ?? 0) + backdateMs + encodingSlackMs;
     const renewalTime = renewalTimeOf(observed.notAfter, spec.renewBefore, endDate);
     revokeRecorded('superseded');
     // A new renewalRequest renews once: not when the Secret already holds another certificate
     // than status records (a crash after the renewal), nor for the first certificate.
     const requested = spec.renewalRequest !== undefined && spec.renewalRequest !== su.status?.lastRenewalRequest && recorded?.serialNumber === observed.serialNumber;
-    if (requested || now >= observed.notAfter || (renewalTime !== undefined && now >= renewalTime)) {
+    if (requested || pastEnd || tooLong || now >= observed.notAfter || (renewalTime !== undefined && now >= renewalTime)) {
       revokeObserved('superseded');
-      return issue(requested ? 'RenewalRequested' : 'Renewal');
+      return issue(requested ? 'RenewalRequested' : pastEnd ? 'EndDate' : tooLong ? 'Duration' : 'Renewal');
     }
     return { decision: { kind: 'keep', certificate: observed, renewalTime }, revoke };
   }

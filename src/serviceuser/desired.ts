@@ -30,6 +30,8 @@ export interface ObservedSecret {
   labels: Record<string, string>;
   annotations: Record<string, string>;
   ownerUids: string[];
+  /** Whose it is, for a person (its owner or the managers that wrote it). */
+  owner?: string;
 }
 
 export interface Observed {
@@ -52,6 +54,8 @@ export interface PlacedCertificate {
   notBefore: number;
   notAfter: number;
   issuer: string;
+  /** SHA-256 of the DER, hex. */
+  sha256: string;
   renewalTime: number | undefined;
   /** Issued in this reconcile (for the event), and why. */
   issued?: string;
@@ -110,7 +114,7 @@ export function blocker(su: ServiceUser, observed: Pick<Observed, 'peers' | 'sec
   if (observed.secret && su.metadata.uid && !observed.secret.ownerUids.includes(su.metadata.uid)) {
     return {
       reason: 'SecretNotOwned',
-      message: `Secret ${secretNameOf(su)} exists and does not belong to this ServiceUser; it is left untouched: delete it or set a different spec.credentials.secretName`,
+      message: `Secret ${secretNameOf(su)} exists and does not belong to this ServiceUser${observed.secret.owner ? ` (it belongs to ${observed.secret.owner})` : ''}; it is left untouched: delete it or set a different spec.credentials.secretName`,
     };
   }
   return undefined;
@@ -246,6 +250,7 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
               notAfter: iso(certificate.notAfter),
               ...(certificate.renewalTime !== undefined ? { renewalTime: iso(certificate.renewalTime) } : {}),
               issuer: certificate.issuer,
+              sha256: certificate.sha256,
             },
           }
         : {}),

@@ -4,7 +4,7 @@
 import { createPublicKey } from 'node:crypto';
 import type { ServiceUser } from '../api/serviceuser.ts';
 import type { Ca } from '../credentials/ca.ts';
-import { issueClientCertificate } from '../credentials/certificate.ts';
+import { fingerprintOf, issueClientCertificate } from '../credentials/certificate.ts';
 import { newPkcs12Password, toPkcs12 } from '../credentials/pkcs12.ts';
 import { x509 } from '../credentials/x509.ts';
 import type { CertificateMaterial, ObservedCertificate } from './certificate.ts';
@@ -50,9 +50,26 @@ export async function observeCertificate(raw: Record<string, string>, ca: Ca, su
     notBefore: cert.notBefore.getTime(),
     notAfter: cert.notAfter.getTime(),
     issuer: cert.issuer,
+    sha256: fingerprintOf(cert),
     trusted: signedByCa && namesUser && keyMatches,
     matchesSpec: !spec.issuerRef && key.algorithm === spec.privateKey.algorithm && key.size === wantSize,
   };
+}
+
+/**
+ * The serial of the certificate in a Secret's data, if the CA signed it for `identity` (a
+ * certificate of someone else's, copied in, is not this user's to revoke).
+ */
+export async function builtInCertificateIn(raw: Record<string, string>, ca: Ca, identity: string): Promise<{ serialNumber: string; notAfter: string } | undefined> {
+  const certPem = text(raw, 'tls.crt');
+  if (!certPem) return undefined;
+  try {
+    const cert = new x509.X509Certificate(certPem);
+    if (cert.issuer !== ca.certificate.subject || cert.subjectName.getField('CN')[0] !== identity || !(await cert.verify({ publicKey: ca.certificate.publicKey, signatureOnly: true }))) return undefined;
+    return { serialNumber: cert.serialNumber.toLowerCase(), notAfter: cert.notAfter.toISOString() };
+  } catch {
+    return undefined;
+  }
 }
 
 export async function issueFromCa(ca: Ca, su: ServiceUser, window: { notBefore: number; notAfter: number }) {
@@ -72,6 +89,7 @@ export async function issueFromCa(ca: Ca, su: ServiceUser, window: { notBefore: 
     notBefore: issued.notBefore.getTime(),
     notAfter: issued.notAfter.getTime(),
     issuer: ca.certificate.subject,
+    sha256: issued.sha256,
   };
 }
 

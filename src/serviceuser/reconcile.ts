@@ -2,9 +2,10 @@
 // caches (and the Secret itself, uncached, because a stale Secret would look like a
 // deleted or edited one), applies the Secret, then the status, both by server-side apply
 // under one field manager, records events and returns when to look again.
+import type { z } from 'zod';
 import { apiVersion } from '../api/primitives.ts';
 import { resources } from '../api/resources.ts';
-import { serviceUser, type ServiceUser } from '../api/serviceuser.ts';
+import { certificateStatus, serviceUser, tokenStatus, type ServiceUser, type TokenStatus } from '../api/serviceuser.ts';
 import { setConditions, type Condition } from '../controller/conditions.ts';
 import type { InformerSet } from '../controller/informer.ts';
 import { isNotFound, resourcePath, type KubeClient, type KubeObject } from '../controller/kube.ts';
@@ -23,10 +24,11 @@ import { byFriendlyName, bySubject, inNamespace } from '../api/indexes.ts';
 import type { RevocationLedger } from '../authority/revocations.ts';
 import type { Ca } from '../credentials/ca.ts';
 import { decideCertificate, renewalTimeOf } from './certificate.ts';
-import { annotations as ann, blocker, desired, friendlyNameOf, secretNameOf, type DesiredSecret, type ObservedSecret, type PlacedCertificate } from './desired.ts';
-import { issueFromCa, observeCertificate, withPkcs12 } from './issuance.ts';
+import { annotations as ann, blocker, desired, friendlyNameOf, labels, secretNameOf, type DesiredSecret, type ObservedSecret, type PlacedCertificate } from './desired.ts';
+import { builtInCertificateIn, issueFromCa, observeCertificate, withPkcs12 } from './issuance.ts';
 import { hadCertManagerCertificate, placeFromCertManager, removeCertManagerCertificate, type CertificateProblem } from './cert-manager.ts';
 import { credentialKeys } from './secret.ts';
+import { createUnlessPresent, isOwnedBy, ownerOf } from './ownership.ts';
 import { expiresAt, warnAt } from './expiry.ts';
 import { signToken, tokenHonoured, type LedgerTrust } from './ledger-macs.ts';
 
@@ -64,7 +66,16 @@ function observeSecret(secret: KubeObject | undefined): ObservedSecret | undefin
     labels: secret.metadata.labels ?? {},
     annotations: secret.metadata.annotations ?? {},
     ownerUids: (secret.metadata.ownerReferences ?? []).map((o) => o.uid),
+    owner: ownerOf(secret),
   };
+}
+
+/** What status recorded, field by field: a part that does not parse is read as absent, never as a reason to skip the rest. */
+function recordedStatus(status: unknown): { tokens: TokenStatus[]; certificate: z.output<typeof certificateStatus> | undefined; secretName: string | undefined } {
+  const s = (status ?? {}) as Record<string, unknown>;
+  const tokens = Array.isArray(s.tokens) ? s.tokens.flatMap((t) => { const p = tokenStatus.safeParse(t); return p.success ? [p.data] : []; }) : [];
+  const certificate = certificateStatus.safeParse(s.certificate);
+  return { tokens, certificate: certificate.success ? certificate.data : undefined, secretName: typeof s.secretName === 'string' ? s.secretName : undefined };
 }
 
 /** True when the observed Secret already is what we would apply. */
@@ -107,8 +118,26 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     );
   }
 
-  async function applySecret(su: ServiceUser, want: DesiredSecret): Promise<void> {
+  /**
+   * Writes the Secret. One that does not exist yet is first created by POST, empty and owned
+   * by the ServiceUser: an apply would merge into — and adopt — a Secret someone else created
+   * after our read. Only a Secret we own is then applied.
+   */
+  async function applySecret(su: ServiceUser, want: DesiredSecret, exists: boolean): Promise<void> {
     const ns = su.metadata.namespace!;
+    const ownerReferences = [{ apiVersion, kind: 'ServiceUser', name: su.metadata.name, uid: su.metadata.uid!, controller: true, blockOwnerDeletion: true }];
+    if (!exists) {
+      const created = await createUnlessPresent(client, resourcePath(resources.secrets, ns), {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        type: 'Opaque',
+        metadata: { name: want.name, namespace: ns, labels: { [labels.managedBy]: want.labels[labels.managedBy]!, [labels.name]: want.labels[labels.name]! }, ownerReferences },
+      }, fieldManager);
+      if (!isOwnedBy(created, su.metadata.uid)) {
+        // Created by someone else since our read: the next pass reads it and says whose it is.
+        throw new Error(`Secret ${want.name} was created by ${ownerOf(created)} while the operator was about to create it; it is left untouched`);
+      }
+    }
     const applied = await client.apply(
       secretPath(ns, want.name),
       {
@@ -120,7 +149,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
           namespace: ns,
           labels: want.labels,
           annotations: want.annotations,
-          ownerReferences: [{ apiVersion, kind: 'ServiceUser', name: su.metadata.name, uid: su.metadata.uid!, controller: true, blockOwnerDeletion: true }],
+          ownerReferences,
         },
         data: encode(want.data),
       },
@@ -132,29 +161,46 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     if (left.length) await client.mergePatch(secretPath(ns, want.name), { data: Object.fromEntries(left.map((k) => [k, null])) });
   }
 
+  /**
+   * Revokes and wipes before the ServiceUser goes. What status recorded is enough, so a spec
+   * this version cannot parse (CRD and operator versions apart) still revokes its tokens and
+   * certificate and wipes the Secrets it owns.
+   */
   async function finalize(raw: KubeObject, su: ServiceUser | undefined): Promise<void> {
     const ns = raw.metadata.namespace!;
     const log = deps.log.child({ serviceUser: `${ns}/${raw.metadata.name}` });
-    if (su) {
-      const now = deps.now();
-      const uid = raw.metadata.uid ?? '';
-      const ring = deps.trust.ring!;
-      const honoured = (su.status?.tokens ?? []).filter((t) => tokenHonoured(deps.trust, uid, t));
-      const tokens = honoured.map(({ validUntil: _, ...t }) => signToken(ring, uid, t.state === 'Revoked' ? t : { ...t, state: 'Revoked' as const, revokedAt: new Date(now).toISOString(), reason: 'Deleted' }));
-      const live = honoured.filter((t) => t.state !== 'Revoked');
-      await applyStatus(raw, { ...su.status, tokens });
-      const owner = `${ns}/${raw.metadata.name}`;
-      const cert = su.status?.certificate;
-      if (cert) await deps.authority.ledger.revoke(owner, [{ serialNumber: cert.serialNumber, reason: 'cessationOfOperation', notAfter: cert.notAfter }]);
-      await deps.authority.ledger.setHolds(owner, []);
-      const secret = await readSecret(ns, secretNameOf(su));
-      if (secret && (secret.metadata.ownerReferences ?? []).some((o) => o.uid === raw.metadata.uid)) {
-        const present = credentialKeys.filter((k) => k in ((secret.data as object | undefined) ?? {}));
-        if (present.length) await client.mergePatch(secretPath(ns, secret.metadata.name), { data: Object.fromEntries(present.map((k) => [k, null])) });
-      }
-      if (live.length) deps.metrics.tokensRevoked.inc({ reason: 'Deleted' }, live.length);
-      if (live.length) await deps.events.record(raw, { type: 'Normal', reason: 'TokenRevoked', message: `ServiceUser deleted: tokens ${live.map((t) => t.id).join(', ')} revoked` });
+    const { ca, ledger } = deps.authority;
+    const status = recordedStatus(raw.status);
+    const now = deps.now();
+    const uid = raw.metadata.uid ?? '';
+    const ring = deps.trust.ring!;
+    const honoured = status.tokens.filter((t) => tokenHonoured(deps.trust, uid, t));
+    const tokens = honoured.map(({ validUntil: _, ...t }) => signToken(ring, uid, t.state === 'Revoked' ? t : { ...t, state: 'Revoked' as const, revokedAt: new Date(now).toISOString(), reason: 'Deleted' }));
+    const live = honoured.filter((t) => t.state !== 'Revoked');
+    await applyStatus(raw, { ...(raw.status as object | undefined), tokens });
+    const owner = `${ns}/${raw.metadata.name}`;
+    const secrets = [];
+    for (const name of new Set([su ? secretNameOf(su) : undefined, status.secretName].filter((n): n is string => !!n))) {
+      const secret = await readSecret(ns, name);
+      if (secret && (secret.metadata.ownerReferences ?? []).some((o) => o.uid === raw.metadata.uid)) secrets.push(secret);
     }
+    // The built-in CA's certificates only: status's, and one a crash left unrecorded in the Secret.
+    const revoke = status.certificate?.issuer === ca.certificate.subject ? [{ serialNumber: status.certificate.serialNumber, reason: 'cessationOfOperation' as const, notAfter: status.certificate.notAfter }] : [];
+    for (const secret of secrets) {
+      const held = await builtInCertificateIn((secret.data as Record<string, string> | undefined) ?? {}, ca, `serviceuser:${ns}:${raw.metadata.name}`);
+      if (held && !revoke.some((r) => r.serialNumber === held.serialNumber)) revoke.push({ ...held, reason: 'cessationOfOperation' });
+    }
+    await ledger.revoke(owner, revoke);
+    await ledger.setHolds(owner, []);
+    if (su?.spec.credentials.clientCertificate.issuerRef || hadCertManagerCertificate({ status: raw.status } as ServiceUser, ca.certificate.subject)) {
+      await removeCertManagerCertificate(client, raw);
+    }
+    for (const secret of secrets) {
+      const present = credentialKeys.filter((k) => k in ((secret.data as object | undefined) ?? {}));
+      if (present.length) await client.mergePatch(secretPath(ns, secret.metadata.name), { metadata: { uid: secret.metadata.uid }, data: Object.fromEntries(present.map((k) => [k, null])) });
+    }
+    if (live.length) deps.metrics.tokensRevoked.inc({ reason: 'Deleted' }, live.length);
+    if (live.length) await deps.events.record(raw, { type: 'Normal', reason: 'TokenRevoked', message: `ServiceUser deleted: tokens ${live.map((t) => t.id).join(', ')} revoked` });
     await setFinalizer(raw, false);
     deps.metrics.expiration.remove({ namespace: ns, name: raw.metadata.name });
     deps.metrics.expiringSoon.remove({ namespace: ns, name: raw.metadata.name });
@@ -180,25 +226,52 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
   };
 
   /**
-   * The certificate to hold: the Secret's own when the CA issued it and it is not due, else a
-   * new one. Revocations and holds reach the CRL before the Secret changes.
+   * The certificate to hold: the Secret's own when the CA issued it, it is not revoked and
+   * not due, else a new one. Revocations and holds reach the CRL before the Secret changes.
    */
   async function placeCertificate(su: ServiceUser, secret: ObservedSecret | undefined, now: number): Promise<{ placed?: PlacedCertificate; problem?: CertificateProblem }> {
     const { ca, ledger } = deps.authority;
     const owner = `${su.metadata.namespace}/${su.metadata.name}`;
     const end = expiresAt(su.spec.endDate);
     const spec = su.spec.credentials.clientCertificate;
-    if (spec.enabled && spec.issuerRef && !(end !== undefined && now >= end)) return placeFromCertManager(deps, su, secret?.raw, now, end);
-    // Back from cert-manager to the built-in CA (or certificates turned off): its Certificate
-    // would go on issuing, even one still waiting for an issuer that appears later.
-    if ((!spec.issuerRef || !spec.enabled) && hadCertManagerCertificate(su, ca.certificate.subject)) await removeCertManagerCertificate(client, su);
-    const observed = secret?.raw ? await observeCertificate(secret.raw, ca, su) : undefined;
-    const { decision, revoke } = decideCertificate(su, observed, su.status?.certificate, now, end);
+    const expired = end !== undefined && now >= end;
+    const builtIn = ca.certificate.subject;
+    if (spec.enabled && spec.issuerRef && !expired) {
+      // From the built-in CA to cert-manager: what the built-in CA issued is superseded (a
+      // revocation replaces any hold), whether status recorded it or only the Secret holds it.
+      const recorded = su.status?.certificate;
+      const inSecret = secret?.raw?.['tls.crt'] ? await observeCertificate(secret.raw, ca, su) : undefined;
+      const revoke = [
+        ...(recorded && recorded.issuer === builtIn ? [{ serialNumber: recorded.serialNumber, reason: 'superseded' as const, notAfter: recorded.notAfter }] : []),
+        ...(inSecret?.trusted && inSecret.serialNumber !== recorded?.serialNumber ? [{ serialNumber: inSecret.serialNumber, reason: 'superseded' as const, notAfter: new Date(inSecret.notAfter).toISOString() }] : []),
+      ];
+      if (revoke.length) {
+        await ledger.revoke(owner, revoke);
+        await ledger.setHolds(owner, []);
+      }
+      return placeFromCertManager(deps, su, secret?.raw, now, end);
+    }
+    // Back from cert-manager to the built-in CA, certificates turned off, or expired: its
+    // Certificate would go on issuing (even one still waiting for an issuer that appears
+    // later), into a Secret nobody wipes.
+    // An expired (or certificate-disabled) user that still names an issuer is checked at every
+    // pass — they are rare, and cert-manager may have finished a write after the last wipe.
+    if (hadCertManagerCertificate(su, builtIn) || spec.issuerRef) await removeCertManagerCertificate(client, su);
+    let observed = secret?.raw ? await observeCertificate(secret.raw, ca, su) : undefined;
+    // A certificate the CA issued that the ledger lists as revoked (a Secret restored from a
+    // backup, an old Secret put back) is never kept or recorded again. Asked only when it is
+    // not the certificate status records, so a converged user costs no lookup.
+    if (observed?.trusted && observed.serialNumber !== su.status?.certificate?.serialNumber && (await ledger.isRevoked(observed.serialNumber))) {
+      observed = { ...observed, revoked: true };
+    }
+    // Only the built-in CA's serials go on its CRL: a cert-manager certificate status still records is the issuer's.
+    const recorded = su.status?.certificate?.issuer === builtIn ? su.status.certificate : undefined;
+    const { decision, revoke } = decideCertificate(su, observed, recorded, now, end);
     await ledger.revoke(owner, revoke);
     let placed: PlacedCertificate | undefined;
     if (decision.kind === 'keep') {
       const c = decision.certificate;
-      placed = { material: await withPkcs12(c.material, su), serialNumber: c.serialNumber, notBefore: c.notBefore, notAfter: c.notAfter, issuer: c.issuer, renewalTime: decision.renewalTime };
+      placed = { material: await withPkcs12(c.material, su), serialNumber: c.serialNumber, notBefore: c.notBefore, notAfter: c.notAfter, issuer: c.issuer, sha256: c.sha256, renewalTime: decision.renewalTime };
     } else if (decision.kind === 'issue') {
       const issued = await issueFromCa(ca, su, decision);
       placed = { ...issued, material: await withPkcs12(issued.material, su), renewalTime: renewalTimeOf(issued.notAfter, su.spec.credentials.clientCertificate.renewBefore, end), issued: decision.reason };
@@ -262,7 +335,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     });
 
     if (plan.secret && !upToDate(secret, plan.secret, su.metadata.uid!)) {
-      await applySecret(su, plan.secret);
+      await applySecret(su, plan.secret, !!secret);
       log.info({ secret: plan.secret.name, tokenId: plan.secret.data['token-id'], certificate: plan.status.certificate?.serialNumber }, 'Secret applied');
       if (deps.crashAfterSecretWrite) {
         log.fatal('test fault: exiting between the Secret write and the status write');

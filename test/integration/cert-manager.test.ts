@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createCa } from '../../src/credentials/ca.ts';
 import { startCertManager, type CertManager } from '../certmanager/certmanager.ts';
+import { isNotFound, type KubeObject } from '../../src/controller/kube.ts';
 import { eventually, useNamespace } from '../kube.ts';
 import { api, decodeSecret, useOperator } from '../operator.ts';
 
@@ -95,5 +96,135 @@ describe(`cert-manager issuer mode`, () => {
     await k().createServiceUser('waiting', { ...base, credentials: { clientCertificate: { issuerRef: { name: 'broken-issuer', kind: 'Issuer' } } } });
     const su = await k().waitFor('waiting', 'IssuerNotReady', (o) => ready(o)?.reason === 'IssuerNotReady', 30_000);
     expect(ready(su)!.message).toMatch(/^Issuer broken-issuer is not ready: .*no-such-secret/);
+  });
+});
+
+const issuerRef = { name: 'ca-issuer', kind: 'Issuer', group: 'cert-manager.io' };
+type CertStatus = { serialNumber: string; notBefore: string; notAfter: string; issuer: string; sha256?: string };
+const certificateOf = (o: object) => (o as { status?: { certificate?: CertStatus } }).status?.certificate;
+const phaseOf = (o: object) => (o as { status?: { phase?: string } }).status?.phase;
+const getIfPresent = (p: string) => running.client.get(p).catch((err: unknown) => (isNotFound(err) ? undefined : Promise.reject(err)));
+const certificatePath = (name: string) => `/apis/cert-manager.io/v1/namespaces/${ns.name}/certificates/${name}`;
+const secretPath = (name: string) => `/api/v1/namespaces/${ns.name}/secrets/${name}`;
+const crlText = async () => {
+  const cm = await running.client.get(`/api/v1/namespaces/${ns.name}/configmaps/service-user-operator-crl`);
+  const file = path.join(dir, `crl-${Date.now()}-${Math.random()}.pem`);
+  writeFileSync(file, (cm.data as Record<string, string>)['ca.crl']!);
+  return run('openssl', ['crl', '-in', file, '-noout', '-text']).out;
+};
+/** The CRL's entry for a serial (its lines up to the next entry), or undefined. */
+const crlEntry = (text: string, serial: string) => {
+  const at = text.indexOf(`Serial Number: ${serial.toUpperCase()}`);
+  if (at < 0) return undefined;
+  const next = text.indexOf('Serial Number:', at + 1);
+  return text.slice(at, next < 0 ? undefined : next);
+};
+const issuedSecretIsEmpty = (s: KubeObject | undefined) => !s || Object.values((s.data as Record<string, string> | undefined) ?? {}).every((v) => !v);
+const activeFromCertManager = (name: string) => k().waitFor(name, `${name} Active from cert-manager`, (o) => ready(o)?.status === 'True' && !!certificateOf(o), 60_000);
+
+describe('cert-manager issuer mode at the edges', () => {
+  it('an end date moved into the last hour deletes the Certificate and drops the longer certificate; at the end date its Secret is wiped', async () => {
+    const end = Date.now() + 3 * 3_600_000;
+    await k().createServiceUser('ends', { ...base, endDate: new Date(end).toISOString(), credentials: { clientCertificate: { issuerRef } } });
+    const su = await activeFromCertManager('ends');
+    const first = certificateOf(su)!;
+    expect(Date.parse(first.notAfter)).toBeLessThanOrEqual(end);
+    const data = decodeSecret((await k().secret('ends-credentials'))!);
+    const file = path.join(dir, 'ends.crt');
+    writeFileSync(file, data['tls.crt']!);
+    expect(first.sha256).toBe(run('openssl', ['x509', '-in', file, '-noout', '-fingerprint', '-sha256']).out.split('=')[1]!.trim().replaceAll(':', '').toLowerCase());
+    // The Secret cert-manager writes was created by the operator, and is the ServiceUser's.
+    const issued = (await getIfPresent(secretPath('ends-client-tls')))!;
+    expect(issued.metadata.ownerReferences?.map((r) => r.uid)).toContain(su.metadata.uid);
+
+    const newEnd = new Date(Date.now() + 8000).toISOString();
+    await k().patchServiceUser('ends', { endDate: newEnd });
+    // Less than an hour left: nothing more is asked of cert-manager, and what it issued ends too late to be kept.
+    await eventually('the Certificate deleted', async () => ((await getIfPresent(certificatePath('ends-client'))) ? undefined : true), 20_000);
+    const dropped = await k().waitFor('ends', 'no certificate past the new end date', (o) => !certificateOf(o) || Date.parse(certificateOf(o)!.notAfter) <= Date.parse(newEnd));
+    expect(certificateOf(dropped)).toBeUndefined();
+    expect(decodeSecret((await k().secret('ends-credentials'))!)['tls.crt']).toBeUndefined();
+    await k().waitFor('ends', 'Expired', (o) => phaseOf(o) === 'Expired', 30_000);
+    await eventually('cert-manager\'s Secret wiped', async () => (issuedSecretIsEmpty(await getIfPresent(secretPath('ends-client-tls'))) ? true : undefined));
+    expect(await getIfPresent(certificatePath('ends-client'))).toBeUndefined();
+    // Its serial is the issuer's to revoke: the built-in CRL does not list it.
+    expect(crlEntry(await crlText(), first.serialNumber)).toBeUndefined();
+  });
+
+  it('less than an hour before the end date nothing is requested: cert-manager cannot issue shorter, and nothing goes past the end date', async () => {
+    await k().createServiceUser('brief', { ...base, endDate: new Date(Date.now() + 30 * 60_000).toISOString(), credentials: { clientCertificate: { issuerRef } } });
+    const su = await k().waitFor('brief', 'EndDateTooNear', (o) => ready(o)?.reason === 'EndDateTooNear');
+    expect(ready(su)!.message).toContain('extend spec.endDate, or use the built-in CA');
+    expect(await getIfPresent(certificatePath('brief-client'))).toBeUndefined();
+  });
+
+  it('switching back to the built-in CA deletes the Certificate and wipes the Secret cert-manager wrote', async () => {
+    await k().createServiceUser('back', { ...base, credentials: { clientCertificate: { issuerRef } } });
+    const managed = certificateOf(await activeFromCertManager('back'))!;
+    await k().patchServiceUser('back', { credentials: { clientCertificate: { issuerRef: null } } });
+    const builtIn = running.operator.authority.ca.certificate.subject;
+    await k().waitFor('back', 'a built-in certificate', (o) => certificateOf(o)?.issuer === builtIn);
+    await eventually('the Certificate deleted', async () => ((await getIfPresent(certificatePath('back-client'))) ? undefined : true));
+    await eventually('cert-manager\'s Secret wiped', async () => (issuedSecretIsEmpty(await getIfPresent(secretPath('back-client-tls'))) ? true : undefined));
+    expect(crlEntry(await crlText(), managed.serialNumber)).toBeUndefined();
+  });
+
+  it('switching from the built-in CA to cert-manager revokes the built-in certificate as superseded, its hold settled', async () => {
+    await k().createServiceUser('switch', { ...base, disabled: true });
+    const builtIn = running.operator.authority.ca.certificate.subject;
+    const held = certificateOf(await k().waitFor('switch', 'a built-in certificate', (o) => certificateOf(o)?.issuer === builtIn))!;
+    await eventually('the hold', async () => (crlEntry(await crlText(), held.serialNumber)?.includes('Certificate Hold') ? true : undefined));
+    await k().patchServiceUser('switch', { credentials: { clientCertificate: { issuerRef } } });
+    await k().waitFor('switch', 'a certificate from cert-manager', (o) => !!certificateOf(o) && certificateOf(o)!.issuer !== builtIn, 60_000);
+    const entry = crlEntry(await crlText(), held.serialNumber);
+    expect(entry).toContain('Superseded');
+    expect(entry).not.toContain('Certificate Hold');
+  });
+
+  it('a <name>-client-tls Secret the operator did not create is never overwritten; the condition names its owner', async () => {
+    const theirs = { 'tls.crt': Buffer.from('theirs').toString('base64'), 'tls.key': Buffer.from('their key').toString('base64') };
+    await running.client.request('POST', `/api/v1/namespaces/${ns.name}/secrets?fieldManager=kubectl-create`, { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name: 'taken-client-tls' }, data: theirs });
+    await k().createServiceUser('taken', { ...base, credentials: { clientCertificate: { issuerRef } } });
+    const su = await k().waitFor('taken', 'CertificateSecretNotOwned', (o) => ready(o)?.reason === 'CertificateSecretNotOwned');
+    expect(ready(su)!.message).toContain('Secret taken-client-tls exists and belongs to field manager "kubectl-create"');
+    expect(await getIfPresent(certificatePath('taken-client'))).toBeUndefined();
+    await running.client.request('DELETE', `/apis/serviceusers.dev/v1alpha1/namespaces/${ns.name}/serviceusers/taken`);
+    await eventually('the ServiceUser gone', async () => ((await k().serviceUser('taken').catch(() => undefined)) ? undefined : true));
+    const after = (await getIfPresent(secretPath('taken-client-tls')))!;
+    expect(after.data).toEqual(theirs);
+    expect(after.metadata.ownerReferences ?? []).toEqual([]);
+  });
+
+  it('a <name>-client Certificate the operator did not create is neither applied over nor deleted; the condition names its owner', async () => {
+    const spec = { secretName: 'foreign-own-tls', commonName: 'someone else', issuerRef };
+    await running.client.request('POST', `/apis/cert-manager.io/v1/namespaces/${ns.name}/certificates?fieldManager=someone`, { apiVersion: 'cert-manager.io/v1', kind: 'Certificate', metadata: { name: 'foreign-client' }, spec });
+    await k().createServiceUser('foreign', { ...base, credentials: { clientCertificate: { issuerRef } } });
+    const su = await k().waitFor('foreign', 'CertificateNotOwned', (o) => ready(o)?.reason === 'CertificateNotOwned');
+    expect(ready(su)!.message).toContain('cert-manager Certificate foreign-client exists and belongs to field manager "someone"');
+    await k().patchServiceUser('foreign', { credentials: { clientCertificate: { issuerRef: null } } });
+    await k().waitFor('foreign', 'Active from the built-in CA', (o) => phaseOf(o) === 'Active');
+    await running.client.request('DELETE', `/apis/serviceusers.dev/v1alpha1/namespaces/${ns.name}/serviceusers/foreign`);
+    await eventually('the ServiceUser gone', async () => ((await k().serviceUser('foreign').catch(() => undefined)) ? undefined : true));
+    const after = (await getIfPresent(certificatePath('foreign-client')))!;
+    expect(after.spec).toMatchObject(spec);
+  });
+
+  it('a field of its own Certificate that another manager changed is not forced back; the condition names that manager', async () => {
+    await k().createServiceUser('edited', { ...base, credentials: { clientCertificate: { issuerRef } } });
+    await activeFromCertManager('edited');
+    await running.client.mergePatch(`${certificatePath('edited-client')}?fieldManager=kubectl-edit`, { spec: { duration: '2h' } });
+    const su = await k().waitFor('edited', 'CertificateNotOwned', (o) => ready(o)?.reason === 'CertificateNotOwned', 60_000);
+    expect(ready(su)!.message).toContain('has fields set by field manager "kubectl-edit"');
+    expect(((await getIfPresent(certificatePath('edited-client')))!.spec as { duration: string }).duration).toBe('2h');
+  });
+
+  it('deletion wipes the Secret cert-manager wrote and puts no cert-manager serial on the built-in CRL', async () => {
+    await k().createServiceUser('gone', { ...base, credentials: { clientCertificate: { issuerRef } } });
+    const managed = certificateOf(await activeFromCertManager('gone'))!;
+    expect(issuedSecretIsEmpty(await getIfPresent(secretPath('gone-client-tls')))).toBe(false);
+    await running.client.request('DELETE', `/apis/serviceusers.dev/v1alpha1/namespaces/${ns.name}/serviceusers/gone`);
+    await eventually('the ServiceUser gone', async () => ((await k().serviceUser('gone').catch(() => undefined)) ? undefined : true));
+    await eventually('cert-manager\'s Secret wiped or gone', async () => (issuedSecretIsEmpty(await getIfPresent(secretPath('gone-client-tls'))) ? true : undefined), 10_000);
+    expect(crlEntry(await crlText(), managed.serialNumber)).toBeUndefined();
   });
 });

@@ -10,7 +10,13 @@ import { createCa } from '../../src/credentials/ca.ts';
 import { testLogger } from '../logs.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
 import { startOperator } from '../../src/operator.ts';
-import { eventually, useNamespace } from '../kube.ts';
+import { isNotFound, KubeClient, type KubeObject } from '../../src/controller/kube.ts';
+import type { InformerSet } from '../../src/controller/informer.ts';
+import { newLedgerKey } from '../../src/credentials/mac.ts';
+import { issueToken } from '../../src/credentials/token.ts';
+import { EventRecorder } from '../../src/observability/events.ts';
+import { serviceUserReconciler } from '../../src/serviceuser/reconcile.ts';
+import { eventually, kubeConfig, useNamespace } from '../kube.ts';
 import { api, decodeSecret, useOperator } from '../operator.ts';
 
 const ns = useNamespace('certs');
@@ -19,7 +25,7 @@ const dir = mkdtempSync(path.join(tmpdir(), 'certs-'));
 const k = () => api(running.client, ns.name);
 const base = { email: 'ops@example.com', accounts: ['acme'] };
 
-type Status = { phase?: string; certificate?: { serialNumber: string; notBefore: string; notAfter: string; renewalTime?: string; issuer: string } };
+type Status = { phase?: string; certificate?: { serialNumber: string; notBefore: string; notAfter: string; renewalTime?: string; issuer: string; sha256?: string } };
 const statusOf = (o: object) => ((o as { status?: unknown }).status ?? {}) as Status;
 
 function run(cmd: string, args: string[]) {
@@ -66,6 +72,9 @@ describe('client certificates from the built-in CA', () => {
     expect(statusOf(su).certificate!.notAfter).toBe(`${endDate}T23:59:59Z`);
     expect(statusOf(su).certificate!.renewalTime).toBeUndefined();
     expect(text).toContain(`serial=${statusOf(su).certificate!.serialNumber.toUpperCase()}`);
+    // The fingerprint status records is the one openssl computes.
+    const fingerprint = run('openssl', ['x509', '-in', certFile, '-noout', '-fingerprint', '-sha256']).out.split('=')[1]!.trim().replaceAll(':', '').toLowerCase();
+    expect(statusOf(su).certificate!.sha256).toBe(fingerprint);
 
     const p12 = path.join(dir, 'signer.p12');
     writeFileSync(p12, Buffer.from((raw.data as Record<string, string>)['client.p12']!, 'base64'));
@@ -141,6 +150,146 @@ describe('client certificates from the built-in CA', () => {
       return !('client.p12' in d) && !('client.p12.password' in d) ? d : undefined;
     });
     expect(decodeSecret((await k().secret('bundle-credentials'))!)['tls.crt']).toBe(first.data['tls.crt']);
+  });
+});
+
+/** The certificate's notAfter as openssl reads it from the Secret. */
+const notAfterOf = (pem: string) => {
+  const file = path.join(dir, `na-${Date.now()}-${Math.random()}.pem`);
+  writeFileSync(file, pem);
+  return Date.parse(run('openssl', ['x509', '-in', file, '-noout', '-enddate']).out.split('=')[1]!.trim());
+};
+
+describe('at the edges: no certificate outlives its promise', () => {
+  it('an end date added later reissues within it, the old certificate revoked as superseded', async () => {
+    await k().createServiceUser('late-end', base);
+    const first = await activeSecret('late-end');
+    const before = statusOf(await k().serviceUser('late-end')).certificate!;
+    expect(Date.parse(before.notAfter)).toBeGreaterThan(Date.now() + 80 * 86_400_000);
+    const end = new Date(Date.now() + 2 * 86_400_000).toISOString();
+    await k().patchServiceUser('late-end', { endDate: end });
+    const su = await k().waitFor('late-end', 'a certificate ending by the end date', (o) => !!statusOf(o).certificate && Date.parse(statusOf(o).certificate!.notAfter) <= Date.parse(end));
+    expect(statusOf(su).certificate!.serialNumber).not.toBe(before.serialNumber);
+    const data = decodeSecret((await k().secret('late-end-credentials'))!);
+    expect(notAfterOf(data['tls.crt']!)).toBeLessThanOrEqual(Date.parse(end));
+    expect((await verify(data)).ok).toBe(true);
+    await eventually('the old one revoked', async () => ((await verify(first.data)).out.includes('certificate revoked') ? true : undefined));
+    expect(run('openssl', ['crl', '-in', await crl(), '-noout', '-text']).out).toContain('Superseded');
+  });
+
+  it('a lowered duration reissues with it, the old certificate revoked as superseded', async () => {
+    await k().createServiceUser('shorter', base);
+    const first = await activeSecret('shorter');
+    const before = statusOf(await k().serviceUser('shorter')).certificate!;
+    await k().patchServiceUser('shorter', { credentials: { clientCertificate: { duration: '24h', renewBefore: '1h' } } });
+    const su = await k().waitFor('shorter', 'a certificate of 24h', (o) => !!statusOf(o).certificate && statusOf(o).certificate!.serialNumber !== before.serialNumber);
+    const c = statusOf(su).certificate!;
+    expect(Date.parse(c.notAfter) - Date.parse(c.notBefore)).toBeLessThanOrEqual(24 * 3_600_000 + 61_000);
+    const data = decodeSecret((await k().secret('shorter-credentials'))!);
+    expect(notAfterOf(data['tls.crt']!)).toBe(Date.parse(c.notAfter));
+    await eventually('the old one revoked', async () => ((await verify(first.data)).out.includes('certificate revoked') ? true : undefined));
+  });
+
+  it('a Secret restored from a backup with a revoked certificate: it is not kept or recorded, a fresh one is issued and the old stays revoked', async () => {
+    await k().createServiceUser('restored', { ...base, credentials: { clientCertificate: { duration: '2h', renewBefore: '30m' } } });
+    const backup = await activeSecret('restored');
+    const old = statusOf(await k().serviceUser('restored')).certificate!;
+    running.clock.offsetMs += 91 * 60_000;
+    running.operator.controllers.serviceUsers.enqueue(`${ns.name}/restored`);
+    const renewed = statusOf(await k().waitFor('restored', 'the renewal', (o) => statusOf(o).certificate?.serialNumber !== old.serialNumber)).certificate!;
+    running.clock.offsetMs -= 91 * 60_000;
+    expect((await verify(backup.data)).out).toContain('certificate revoked');
+    // The backup goes back into the Secret, as a restore (or a tenant keeping the old file) would do.
+    await running.client.mergePatch(`/api/v1/namespaces/${ns.name}/secrets/restored-credentials`, { data: backup.raw.data });
+    const su = await k().waitFor('restored', 'a fresh certificate', (o) => ![old.serialNumber, renewed.serialNumber, undefined].includes(statusOf(o).certificate?.serialNumber));
+    const data = await eventually('the fresh certificate in the Secret', async () => {
+      const d = decodeSecret((await k().secret('restored-credentials'))!);
+      return d['tls.crt'] !== backup.data['tls.crt'] ? d : undefined;
+    });
+    expect(statusOf(su).certificate!.serialNumber).not.toBe(old.serialNumber);
+    expect((await verify(data)).ok).toBe(true);
+    expect((await verify(backup.data)).out).toContain('certificate revoked');
+    // Never recorded again, and its revocation stands.
+    expect(statusOf(await k().serviceUser('restored')).certificate!.serialNumber).not.toBe(old.serialNumber);
+  });
+});
+
+// A reconciler of the operator's own code, run by the test against its own view of one
+// ServiceUser: what a real API server cannot be made to produce on demand — a spec this
+// version cannot parse (the CRD and the operator at different versions) and a Secret created
+// in the instant between the operator's read and its write.
+const bare = useNamespace('certs-bare');
+const ledgerKey = newLedgerKey();
+const trust = { ring: { current: ledgerKey, keys: [ledgerKey] } };
+const b = () => api(running.client, bare.name);
+function bareReconciler(options: { client?: KubeClient; view?: (o: KubeObject) => KubeObject } = {}) {
+  const client = options.client ?? running.client;
+  let current: KubeObject | undefined;
+  const cache = { get: () => current, byIndex: () => [] } as unknown as InformerSet;
+  const reconcile = serviceUserReconciler({
+    client, serviceUsers: cache, roleBindings: cache, roles: cache, events: new EventRecorder(client, testLogger()), log: testLogger(), metrics: createMetrics(),
+    fieldManager: 'service-user-operator', now: Date.now, issue: issueToken, authority: running.operator.authority, trust,
+  });
+  return async (name: string) => {
+    const live = await b().serviceUser(name);
+    current = options.view ? options.view(live) : live;
+    return reconcile(`${bare.name}/${name}`);
+  };
+}
+
+describe('at the edges: deletion and ownership', () => {
+  it('deletion when the spec no longer parses revokes what status recorded and wipes the Secret', async () => {
+    await b().createServiceUser('skewed', base);
+    const reconcile = bareReconciler();
+    await reconcile('skewed');
+    await reconcile('skewed');
+    const su = await b().waitFor('skewed', 'Active', (o) => statusOf(o).phase === 'Active', 5000);
+    const serial = statusOf(su).certificate!.serialNumber;
+    const data = decodeSecret((await b().secret('skewed-credentials'))!);
+    expect((await verify(data)).ok).toBe(true);
+    await running.client.request('DELETE', `/apis/serviceusers.dev/v1alpha1/namespaces/${bare.name}/serviceusers/skewed`);
+    // What an operator older than its CRD would see: a key algorithm it does not know.
+    const skew = (o: KubeObject) => {
+      const spec = structuredClone(o.spec) as { credentials: { clientCertificate: { privateKey: { algorithm: string } } } };
+      spec.credentials.clientCertificate.privateKey.algorithm = 'ML-DSA-65';
+      return { ...o, spec };
+    };
+    await bareReconciler({ view: skew })('skewed');
+    expect((await verify(data)).out).toContain('certificate revoked');
+    expect(run('openssl', ['crl', '-in', await crl(), '-noout', '-text']).out).toContain(`Serial Number: ${serial.toUpperCase()}`);
+    const left = await b().secret('skewed-credentials');
+    expect(left ? Object.keys(decodeSecret(left)).filter((key) => ['token', 'tls.key', 'tls.crt'].includes(key)) : []).toEqual([]);
+    const events = await b().events('skewed');
+    expect(events.some((e) => e.reason === 'TokenRevoked' && e.message.startsWith('ServiceUser deleted: tokens'))).toBe(true);
+  });
+
+  it('a Secret someone else creates between the read and the write is never adopted; the condition names its owner', async () => {
+    let raced = false;
+    const secrets = `/api/v1/namespaces/${bare.name}/secrets`;
+    class Racing extends KubeClient {
+      override async get<T = KubeObject>(p: string): Promise<T> {
+        try {
+          return await super.get<T>(p);
+        } catch (err) {
+          if (!raced && isNotFound(err) && p === `${secrets}/raced-credentials`) {
+            raced = true;
+            await running.client.request('POST', `${secrets}?fieldManager=kubectl-create`, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'raced-credentials' }, stringData: { password: 'theirs' } });
+          }
+          throw err;
+        }
+      }
+    }
+    await b().createServiceUser('raced', base);
+    const reconcile = bareReconciler({ client: new Racing(kubeConfig()) });
+    await expect(reconcile('raced')).rejects.toThrow('Secret raced-credentials was created by field manager "kubectl-create"');
+    await reconcile('raced');
+    const su = await b().serviceUser('raced');
+    const stalled = ((su.status as { conditions?: { type: string; reason: string; message: string }[] }).conditions ?? []).find((c) => c.type === 'Stalled');
+    expect(stalled).toMatchObject({ reason: 'SecretNotOwned' });
+    expect(stalled!.message).toContain('it belongs to field manager "kubectl-create"');
+    const theirs = (await b().secret('raced-credentials'))!;
+    expect(decodeSecret(theirs)).toEqual({ password: 'theirs' });
+    expect(theirs.metadata.ownerReferences ?? []).toEqual([]);
   });
 });
 

@@ -34,7 +34,7 @@ class World {
     this.su = su;
   }
   /** The certificate the reconcile would place (its issuance is tested with the CA). */
-  certificate: PlacedCertificate | undefined = { material: { certPem: 'CERT', keyPem: 'KEY', caPem: 'CA' }, serialNumber: 'ab01', notBefore: 0, notAfter: Date.parse('2030-01-01'), issuer: 'CN=ca', renewalTime: undefined };
+  certificate: PlacedCertificate | undefined = { material: { certPem: 'CERT', keyPem: 'KEY', caPem: 'CA' }, serialNumber: 'ab01', notBefore: 0, notAfter: Date.parse('2030-01-01'), issuer: 'CN=ca', sha256: 'ab'.repeat(32), renewalTime: undefined };
   ring = ring;
   plan(now: number, peers: ServiceUser[] = []): Desired {
     return desired(this.su, { now, secret: this.secret, peers, permissions: [], trust: { ring: this.ring }, certificate: this.su.spec.credentials.clientCertificate.enabled && !isExpired(expiresAt(this.su.spec.endDate), now) ? this.certificate : undefined }, () => {
@@ -170,11 +170,12 @@ describe('the Secret', () => {
 
   it('belonging to someone else is left alone and reported', () => {
     const w = new World(user());
-    w.secret = { data: { password: 'x' }, labels: {}, annotations: {}, ownerUids: [] };
+    w.secret = { data: { password: 'x' }, labels: {}, annotations: {}, ownerUids: [], owner: 'field manager "kubectl-create"' };
     const plan = w.plan(t0);
     expect(plan.secret).toBeUndefined();
     expect(plan.status.phase).toBe('Failed');
     expect(plan.status.conditions!.find((c) => c.type === 'Stalled')).toMatchObject({ status: 'True', reason: 'SecretNotOwned' });
+    expect(plan.status.conditions!.find((c) => c.type === 'Stalled')!.message).toContain('(it belongs to field manager "kubectl-create")');
   });
 });
 
@@ -445,7 +446,7 @@ describe('rotation and renewal on demand', () => {
 
   it('a new renewalRequest renews the certificate once; the old serial is revoked as superseded', () => {
     const su = user({ credentials: { clientCertificate: { renewalRequest: 'r1' } } }, { status: { lastRenewalRequest: 'r0', certificate: { serialNumber: 'ab01', notBefore: 'x', notAfter: '2030-01-01T00:00:00Z', issuer: 'CN=ca' } } });
-    const observed = { material: { certPem: '', keyPem: '', caPem: '' }, serialNumber: 'ab01', notBefore: 0, notAfter: Date.parse('2030-01-01'), issuer: 'CN=ca', trusted: true, matchesSpec: true };
+    const observed = { material: { certPem: '', keyPem: '', caPem: '' }, serialNumber: 'ab01', notBefore: Date.parse('2030-01-01') - 2160 * hour, notAfter: Date.parse('2030-01-01'), issuer: 'CN=ca', sha256: 'ab'.repeat(32), trusted: true, matchesSpec: true };
     const renewed = decideCertificate(su, observed, su.status!.certificate, t0, undefined);
     expect(renewed.decision).toMatchObject({ kind: 'issue', reason: 'RenewalRequested' });
     expect(renewed.revoke).toEqual([{ serialNumber: 'ab01', reason: 'superseded', notAfter: '2030-01-01T00:00:00.000Z' }]);
