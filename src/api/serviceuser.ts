@@ -272,7 +272,7 @@ export const serviceUserStatus = z.object({
     .optional(),
   certificate: certificateStatus.optional(),
   permissions: z.array(permissionStatus).max(4096).optional(),
-  seal: z.string().max(128).optional().describe('The operator\'s MAC over permissions and accounts; without a valid one neither is honoured.'),
+  seal: z.string().max(128).optional().describe('The operator\'s MAC over permissions, accounts and certificate; without a valid one none of them is honoured.'),
   lastRotationRequest: z.string().max(64).optional().describe('The last spec.credentials.token.rotationRequest handled.'),
   lastRenewalRequest: z.string().max(64).optional().describe('The last spec.credentials.clientCertificate.renewalRequest handled.'),
   observedGeneration: z.number().int().min(0).optional(),

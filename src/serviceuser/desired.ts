@@ -142,7 +142,8 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
     observedGeneration: su.metadata.generation,
   };
 
-  // status.permissions (and status.accounts, where written) are sealed by one MAC.
+  // status.permissions, status.accounts (where written) and status.certificate are sealed by
+  // one MAC, over the status as finally written.
   const sealed = (status: ServiceUserStatus): ServiceUserStatus => ({ ...status, seal: sealOf(trust.ring, uid, status) });
 
   // Rules only the operator can judge stop everything else, and never destroy anything.
@@ -190,10 +191,10 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
     lastRotationRequest: previous.lastRotationRequest,
   });
   // What status held without the operator's MAC is never honoured: said once, as a Warning.
-  const previousSealed = previous.seal !== undefined || (previous.permissions?.length ?? 0) > 0 || (previous as { accounts?: unknown[] }).accounts?.length;
+  const previousSealed = previous.seal !== undefined || (previous.permissions?.length ?? 0) > 0 || (previous as { accounts?: unknown[] }).accounts?.length || previous.certificate;
   const forged = [
     ledger.forged,
-    previousSealed && !sealHonoured(trust, uid, previous) ? 'status.permissions and status.accounts without a valid status.seal' : undefined,
+    previousSealed && !sealHonoured(trust, uid, previous) ? 'status.permissions, accounts and certificate without a valid status.seal' : undefined,
   ].filter(Boolean).join('; ');
   if (forged) events.push({ type: 'Warning', reason: 'RecordForged', message: `${forged}: not honoured, dropped and rebuilt from what the operator signed` });
   events.push(...ledger.events);
@@ -236,8 +237,8 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
     secret,
     events,
     requeueAfterMs: next === undefined ? undefined : next - now,
-    status: {
-      ...sealed(base),
+    status: sealed({
+      ...base,
       phase: state.phase,
       tokens: ledger.tokens,
       ...(ledger.lastRotationRequest !== undefined ? { lastRotationRequest: ledger.lastRotationRequest } : {}),
@@ -255,6 +256,6 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
           }
         : {}),
       conditions: setConditions(prevConditions, state.conditions, su.metadata.generation, now),
-    },
+    }),
   };
 }

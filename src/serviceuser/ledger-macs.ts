@@ -3,7 +3,8 @@
 //     revokedAt, reason) carries `mac`;
 //   - the Secret's self-description of its token (id, sha256, created-at, replaces, the
 //     rotation request it answered) carries the annotation serviceusers.dev/token-mac;
-//   - status.permissions and status.accounts are sealed together by status.seal.
+//   - status.permissions, status.accounts and status.certificate (the serial verification
+//     indexes) are sealed together by status.seal.
 // All are bound to the ServiceUser's uid (src/credentials/mac.ts). Anyone who may write
 // status or the Secret, but does not hold the ledger key, can only make records that are
 // never honoured: not by the reconcile, not by verification.
@@ -59,8 +60,8 @@ export function secretTokenHonoured(trust: LedgerTrust, uid: string | undefined,
   return macValid(trust.ring, 'secret-token', uid, d, mac);
 }
 
-type Sealed = Pick<ServiceUserStatus, 'permissions'> & { accounts?: unknown };
-const sealFields = (s: Sealed) => ({ permissions: s.permissions ?? [], accounts: s.accounts });
+type Sealed = Pick<ServiceUserStatus, 'permissions' | 'certificate'> & { accounts?: unknown };
+const sealFields = (s: Sealed) => ({ permissions: s.permissions ?? [], accounts: s.accounts, certificate: s.certificate });
 
 export const sealOf = (ring: KeyRing, uid: string, s: Sealed) => macOf(ring, 'status-seal', uid, sealFields(s));
 

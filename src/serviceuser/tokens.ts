@@ -186,15 +186,15 @@ export function tokenLedger(input: TokenLedgerInput): TokenLedger {
 
   // 3. Rotation: on schedule, or asked for by a new spec.rotationRequest. A request is
   // handled once: status records it, and so does the Secret's self-description of the token
-  // it caused (a crash before status is written does not rotate twice). A request already
-  // there when the first token is issued is recorded without a rotation.
+  // issued while it was current (a crash, or a stale read, before status records it does not
+  // rotate twice). A request already there when the first token is issued is recorded
+  // without a rotation.
   const requested = spec.rotationRequest;
   let handled = input.lastRotationRequest;
   if (current && inSecret?.honoured && inSecret.id === current.id && requested !== undefined && inSecret.rotationRequest === requested) handled = requested;
   const every = spec.rotateEvery ? parseDuration(spec.rotateEvery) : undefined;
   const due = current && every !== undefined && current.createdAt + every <= now;
   const asked = requested !== undefined && requested !== handled;
-  let answered: string | undefined;
   if (current && (due || asked)) {
     const old = tokens.find((t) => t.id === current!.id)!;
     old.state = 'Grace';
@@ -203,12 +203,13 @@ export function tokenLedger(input: TokenLedgerInput): TokenLedger {
     const why = asked ? `rotation requested (rotationRequest ${JSON.stringify(requested)})` : 'rotated on schedule';
     events.push({ type: 'Normal', reason: 'TokenRotated', message: `token ${old.id} ${why}; it stays valid until ${old.validUntil}` });
     current = undefined;
-    if (asked) answered = requested;
   }
   if (asked) handled = requested;
 
   // 4. Issue when needed.
+  let issuedNow = false;
   if (!current && !expired && spec.enabled) {
+    issuedNow = true;
     const fresh = input.issue();
     tokens.push({ id: fresh.id, sha256: fresh.sha256, createdAt: iso(now), state: 'Active' });
     current = { text: fresh.token, id: fresh.id, createdAt: now };
@@ -226,7 +227,7 @@ export function tokenLedger(input: TokenLedgerInput): TokenLedger {
   if (current) {
     const same = inSecret?.honoured && inSecret.id === current.id;
     const carried = replaces ?? (same ? inSecret.replaces : undefined);
-    const request = answered ?? (same && !replaces ? inSecret.rotationRequest : undefined);
+    const request = issuedNow ? handled : same ? inSecret.rotationRequest : undefined;
     const description = {
       id: current.id,
       sha256: tokenSha256(current.text),

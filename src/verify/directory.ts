@@ -3,11 +3,11 @@
 // No API call per request; updated on every informer event.
 //
 // Only what the operator MAC'd is kept (ledger-macs.ts): a token record without a valid MAC
-// is neither indexed nor handed to verification, and permissions (and accounts) without a
-// valid seal read as none. Nothing can be shadowed across namespaces: a token id leads to
-// every ServiceUser recording it, told apart by the presented token's hash; a serial is
-// indexed with its issuer, and a certificate caller is matched by the identity its
-// certificate names.
+// is neither indexed nor handed to verification; without a valid seal, permissions and
+// accounts read as none and the certificate as absent. Nothing can be shadowed across
+// namespaces: a token id leads to every ServiceUser recording it, told apart by the
+// presented token's hash; a serial is indexed with its issuer, and a certificate caller is
+// matched by the identity its certificate names.
 import { serviceUser, type ServiceUser } from '../api/serviceuser.ts';
 import { identityOf } from '../serviceuser/desired.ts';
 import { sealHonoured, tokenHonoured, type LedgerTrust } from '../serviceuser/ledger-macs.ts';
@@ -46,7 +46,7 @@ function verifiable(su: ServiceUser, trust: LedgerTrust): Verifiable {
             tokens: (status.tokens ?? []).filter((t) => tokenHonoured(trust, uid, t)),
             permissions: sealed ? status.permissions : [],
             ...(status.accounts !== undefined ? { accounts: sealed ? status.accounts : [] } : {}),
-            ...(status.certificate ? { certificate: { serialNumber: status.certificate.serialNumber, issuer: status.certificate.issuer } } : {}),
+            ...(status.certificate && sealed ? { certificate: { serialNumber: status.certificate.serialNumber, issuer: status.certificate.issuer } } : {}),
           },
         }
       : {}),

@@ -87,10 +87,17 @@ describe('the verification directory', () => {
 
   it('a copied serial: looked up by issuer, and matched by the identity the certificate names', () => {
     const directory = new Directory({ ring });
-    const cert = (issuer: string) => ({ certificate: { serialNumber: 'ab01', notBefore: 'x', notAfter: 'y', issuer } });
-    directory.observe('ADDED', serviceUserObject('victims', 'v', 'uid-v', [], cert('CN=built-in')));
-    directory.observe('ADDED', serviceUserObject('tenant', 't', 'uid-t', [], cert('CN=built-in')));
-    directory.observe('ADDED', serviceUserObject('tenant', 'u', 'uid-u', [], cert('CN=tenant-ca')));
+    // Sealed, as if the operator had recorded each: even then a serial does not shadow.
+    const cert = (uid: string, issuer: string) => {
+      const status = { certificate: { serialNumber: 'ab01', notBefore: 'x', notAfter: 'y', issuer } };
+      return { ...status, seal: sealOf(ring, uid, status) };
+    };
+    directory.observe('ADDED', serviceUserObject('victims', 'v', 'uid-v', [], cert('uid-v', 'CN=built-in')));
+    directory.observe('ADDED', serviceUserObject('tenant', 't', 'uid-t', [], cert('uid-t', 'CN=built-in')));
+    directory.observe('ADDED', serviceUserObject('tenant', 'u', 'uid-u', [], cert('uid-u', 'CN=tenant-ca')));
+    // Unsealed (written through the status subresource): not indexed at all.
+    directory.observe('ADDED', serviceUserObject('tenant', 'w', 'uid-w', [], { certificate: { serialNumber: 'ab01', notBefore: 'x', notAfter: 'y', issuer: 'CN=built-in' } }));
+    expect(directory.bySerialNumber('CN=built-in', 'ab01').map((su) => su.metadata.name).sort()).toEqual(['t', 'v']);
     expect(certificateCaller(directory, { serialNumber: 'AB01', issuer: 'CN=built-in', identity: 'serviceuser:victims:v' }, now)).toMatchObject({ reason: 'ok', su: { metadata: { name: 'v' } } });
     expect(certificateCaller(directory, { serialNumber: 'ab01', issuer: 'CN=built-in', identity: 'serviceuser:tenant:u' }, now)).toEqual({ reason: 'unknown service user' });
   });

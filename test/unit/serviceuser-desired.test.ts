@@ -479,3 +479,14 @@ describe('replaying an old record of the same user', () => {
     expect(w.issued).toHaveLength(2);
   });
 });
+
+describe('rotation requests and a stale status', () => {
+  it('a value present at creation: a second pass that reads no status yet (a stale cache) records the token without rotating', () => {
+    const w = new World(user({ credentials: { token: { rotationRequest: 'at-creation' } } }));
+    w.writeSecret(w.plan(t0)); // the status write is not seen by the next pass
+    const plan = w.step(t0 + 1000);
+    expect(w.issued).toHaveLength(1);
+    expect(plan.events.map((e) => e.reason)).toEqual(['TokenRecorded']);
+    expect(plan.status.lastRotationRequest).toBe('at-creation');
+  });
+});
