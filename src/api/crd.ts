@@ -5,13 +5,14 @@ import { z } from 'zod';
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { dump } from 'js-yaml';
+import { account } from './account.ts';
 import { group, version } from './primitives.ts';
 import { role } from './role.ts';
 import { roleBinding } from './rolebinding.ts';
 import { celRules } from './rules.ts';
 import { serviceUser } from './serviceuser.ts';
 
-/** `kubectl get service-users` lists all three kinds; no resource has that name. */
+/** `kubectl get service-users` lists every kind; no resource has that name. */
 export const category = 'service-users';
 
 type JsonSchema = { [key: string]: unknown };
@@ -86,6 +87,22 @@ export const kinds: KindDefinition[] = [
     printerColumns: [
       { name: 'Role', type: 'string', jsonPath: '.spec.roleRef.name' },
       { name: 'Subjects', type: 'string', jsonPath: '.status.subjects' },
+      ready,
+      age,
+    ],
+  },
+  {
+    kind: 'Account',
+    plural: 'accounts',
+    singular: 'account',
+    shortNames: ['suacct'],
+    scope: 'Cluster',
+    description:
+      'An account on the vendor platforms, and which namespaces may use it: ServiceUsers and RoleBindings get permissions in an account only when its namespaceSelector admits their namespace.',
+    object: account as unknown as KindDefinition['object'],
+    printerColumns: [
+      { name: 'Display Name', type: 'string', jsonPath: '.spec.displayName' },
+      { name: 'Service Users', type: 'integer', jsonPath: '.status.serviceUsers' },
       ready,
       age,
     ],

@@ -18,6 +18,7 @@ import { parseDuration } from '../api/duration.ts';
 import { setConditions, type Condition, type ConditionInput } from '../controller/conditions.ts';
 import { parseToken, tokenSha256, type IssuedToken } from '../credentials/token.ts';
 import type { Grant } from '../rolebinding/resolve.ts';
+import { accountsCondition, type AccountsVerdict } from '../account/admission.ts';
 import { expiresAt as endOf, isExpired, warnAt as warnOf } from './expiry.ts';
 import type { CertificateMaterial } from './certificate.ts';
 import { secretKeys, type Profile } from './secret.ts';
@@ -44,6 +45,8 @@ export interface Observed {
   /** Other ServiceUsers of the namespace, for friendly-name uniqueness. */
   peers: ServiceUser[];
   permissions: Grant[];
+  /** Which of spec.accounts exist and admit the namespace (account/admission.ts); absent: none. */
+  accounts?: AccountsVerdict;
   /** The client certificate to hold, kept or just issued (see certificate.ts). */
   certificate?: PlacedCertificate | undefined;
   /** Why there is no certificate yet, when an external issuer is behind (cert-manager.ts). */
@@ -164,6 +167,7 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
     secretName,
     ...(expires !== undefined ? { expiresAt: iso(expires) } : {}),
     permissions: observed.permissions,
+    accounts: observed.accounts?.admitted ?? [],
     observedGeneration: su.metadata.generation,
   };
 
@@ -316,6 +320,13 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
   if (problem && !expired && (previousReady?.reason !== problem.reason || previousReady.message !== problem.message)) {
     events.push({ type: problem.reason === 'CertificateIssuing' ? 'Normal' : 'Warning', reason: problem.reason, message: problem.message });
   }
+  const accountsAdmitted = accountsCondition(observed.accounts ?? { admitted: [], problems: spec.accounts.map((account) => ({ account, reason: 'AccountNotFound' as const, message: `account ${account}: not looked up` })) });
+  const previousAccounts = prevConditions?.find((c) => c.type === 'AccountsAdmitted');
+  if (accountsAdmitted.status === 'False' && (previousAccounts?.status !== 'False' || previousAccounts.message !== accountsAdmitted.message)) {
+    events.push({ type: 'Warning', reason: accountsAdmitted.reason, message: accountsAdmitted.message });
+  } else if (accountsAdmitted.status === 'True' && previousAccounts?.status === 'False') {
+    events.push({ type: 'Normal', reason: 'AccountsAdmitted', message: accountsAdmitted.message });
+  }
   const conditions: ConditionInput[] = [
     { type: 'Ready', status: phase === 'Active' ? 'True' : 'False', reason: phase === 'Pending' && problem ? problem.reason : phase, message: readyMessage },
     { type: 'Reconciling', status: 'False', reason: 'Reconciled', message: 'desired state applied' },
@@ -336,6 +347,7 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
     },
     { type: 'Expired', status: expired ? 'True' : 'False', reason: expired ? 'EndDatePassed' : 'Valid', message: expires === undefined ? 'no end date' : `end date ${iso(expires)}` },
     { type: 'Disabled', status: disabled ? 'True' : 'False', reason: disabled ? 'DisabledBySpec' : 'Enabled', message: disabled ? 'spec.disabled is true' : 'spec.disabled is false' },
+    accountsAdmitted,
   ];
 
   // The next instant anything changes by itself.

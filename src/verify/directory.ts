@@ -18,8 +18,14 @@ export interface Verifiable {
   spec: Pick<Spec, 'disabled' | 'endDate' | 'accounts' | 'friendlyName'> & {
     credentials: { token: Pick<Spec['credentials']['token'], 'enabled' | 'revokedTokenIds' | 'allowedCIDRs'> };
   };
-  status?: Pick<Status, 'tokens' | 'permissions'> & { certificate?: Pick<NonNullable<Status['certificate']>, 'serialNumber'> };
+  status?: Pick<Status, 'tokens' | 'permissions' | 'accounts'> & { certificate?: Pick<NonNullable<Status['certificate']>, 'serialNumber'> };
 }
+
+/**
+ * The accounts verification reports and scopes by: those the operator found admitted
+ * (status.accounts), never spec.accounts, which anyone who may edit the ServiceUser writes.
+ */
+export const reportedAccounts = (su: Verifiable): string[] => su.status?.accounts ?? [];
 
 function verifiable(su: ServiceUser): Verifiable {
   const { name, namespace, uid, deletionTimestamp } = su.metadata;
@@ -30,7 +36,7 @@ function verifiable(su: ServiceUser): Verifiable {
     metadata: { name, namespace, uid, deletionTimestamp },
     spec: { disabled, endDate, accounts, friendlyName, credentials: { token: { enabled, revokedTokenIds, allowedCIDRs } } },
     ...(status
-      ? { status: { tokens: status.tokens, permissions: status.permissions, ...(status.certificate ? { certificate: { serialNumber: status.certificate.serialNumber } } : {}) } }
+      ? { status: { tokens: status.tokens, permissions: status.permissions, accounts: status.accounts, ...(status.certificate ? { certificate: { serialNumber: status.certificate.serialNumber } } : {}) } }
       : {}),
   };
 }
