@@ -31,7 +31,7 @@ class World {
   /** The certificate the reconcile would place (its issuance is tested with the CA). */
   certificate: PlacedCertificate | undefined = { material: { certPem: 'CERT', keyPem: 'KEY', caPem: 'CA' }, serialNumber: 'ab01', notBefore: 0, notAfter: Date.parse('2030-01-01'), issuer: 'CN=ca', renewalTime: undefined };
   plan(now: number, peers: ServiceUser[] = []): Desired {
-    return desired(this.su, { now, secret: this.secret, peers, permissions: [], certificate: this.su.spec.credentials.clientCertificate.enabled && !isExpired(expiresAt(this.su.spec.endDate), now) ? this.certificate : undefined }, () => {
+    return desired(this.su, { now, secret: this.secret, peers, permissions: [], accounts: { admitted: this.su.spec.accounts, problems: [] }, certificate: this.su.spec.credentials.clientCertificate.enabled && !isExpired(expiresAt(this.su.spec.endDate), now) ? this.certificate : undefined }, () => {
       const t = issueToken();
       this.issued.push(t.token);
       return t;
