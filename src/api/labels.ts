@@ -46,8 +46,8 @@ export const labelSelectorRequirement = rule(
 export const labelSelector = z
   .object({
     matchLabels: rule(z.record(z.string().max(317), z.string().max(63)).meta({ maxProperties: 64 }), {
-      cel: `self.all(k, k.matches(${celString(labelKeyPattern.source)}) && self[k].matches(${celString(labelValuePattern.source)}))`,
-      check: (m) => Object.entries(m).every(([k, v]) => labelKeyPattern.test(k) && labelValuePattern.test(v)),
+      cel: `self.all(k, k.size() <= 317 && k.matches(${celString(labelKeyPattern.source)}) && self[k].matches(${celString(labelValuePattern.source)}))`,
+      check: (m) => Object.entries(m).every(([k, v]) => k.length <= 317 && labelKeyPattern.test(k) && labelValuePattern.test(v)),
       message: `matchLabels keys must be label keys and values label values (${valueMessage})`,
     })
       .optional()
