@@ -44,7 +44,7 @@ it('runs a whole lifecycle under the chart\'s RBAC without a single refusal', { 
   const granted = new Set<string>();
   const docs = (loadAll(rendered) as (KubeObject | null)[]).filter((d): d is KubeObject => !!d);
   // Only what the operator's ServiceAccount is bound to: the chart's roles for people are
-  // rendered beside it and grant the operator nothing.
+  // rendered beside it, grant the operator nothing and are not applied here.
   const bound = new Set(
     docs
       .filter((d) => (d.kind === 'RoleBinding' || d.kind === 'ClusterRoleBinding') && ((d.subjects ?? []) as { kind: string }[]).some((x) => x.kind === 'ServiceAccount'))
@@ -52,8 +52,9 @@ it('runs a whole lifecycle under the chart\'s RBAC without a single refusal', { 
   );
   for (const doc of docs) {
     if (!plural[doc.kind!] || doc.apiVersion === 'serviceusers.dev/v1alpha1') continue;
-    const operatorRole = bound.has(`${doc.kind}/${doc.kind === 'Role' ? doc.metadata.namespace : ''}/${doc.metadata.name}`);
-    for (const rule of (operatorRole ? doc.rules ?? [] : []) as { apiGroups: string[]; resources: string[]; verbs: string[] }[]) {
+    const isRole = doc.kind === 'Role' || doc.kind === 'ClusterRole';
+    if (isRole && !bound.has(`${doc.kind}/${doc.kind === 'Role' ? doc.metadata.namespace : ''}/${doc.metadata.name}`)) continue;
+    for (const rule of (doc.rules ?? []) as { apiGroups: string[]; resources: string[]; verbs: string[] }[]) {
       for (const group of rule.apiGroups) for (const resource of rule.resources) for (const verb of rule.verbs) granted.add(`${verb} ${group}/${resource}`);
     }
     const group = doc.apiVersion === 'v1' ? '' : 'rbac.authorization.k8s.io';
