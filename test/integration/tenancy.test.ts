@@ -73,7 +73,7 @@ async function bind(namespace: string, name: string, role: string, subject: stri
 const clusterPath = (kind: string, name: string) =>
   kind === 'ClusterRole' || kind === 'ClusterRoleBinding'
     ? `/apis/rbac.authorization.k8s.io/v1/${kind.toLowerCase()}s/${name}`
-    : `/apis/admissionregistration.k8s.io/v1/${kind.toLowerCase()}s/${name}`;
+    : `/apis/admissionregistration.k8s.io/v1/${kind.toLowerCase().replace(/y$/, 'ie')}s/${name}`;
 async function applyClusterObject(doc: KubeObject) {
   const p = clusterPath(doc.kind!, doc.metadata.name);
   await admin.apply(p, doc, 'tenancy-test');
@@ -305,6 +305,9 @@ describe('admission checks who asks', () => {
     // Only what was granted: another account, another Role.
     expect((await create(aliceInTeam, serviceUserJson('ci-prod', [shared, prod]), true)).err).toContain(`may not use account ${prod} in`);
     expect((await create(aliceInTeam, bindingJson('ci-verifies', verifier, 'ci'), true)).err).toContain(`may not bind Role ${verifier}`);
+    // Each account named anew costs an authorizer check: at most 16 in one write.
+    const many = Array.from({ length: 17 }, (_, i) => `${s}-many-${i}`);
+    expect((await create(aliceInTeam, serviceUserJson('ci-many', many), true)).err).toContain('names 17 accounts anew; name at most 16 in one write');
     // Without the group, alice alone is still refused.
     expect((await create(alice, serviceUserJson('ci-alone', [shared]), true)).ok).toBe(false);
     // Granted, the binding works as any other.
