@@ -59,11 +59,7 @@ export function admissionPolicies(): object[] {
         { name: 'anyAccount', expression: authz('accounts', '', 'use') },
       ],
       validations: [
-        ...Array.from({ length: perWrite }, (_, i) => ({
-          expression: `size(variables.named) <= ${i} || variables.anyAccount || ${authz('accounts', `variables.named[${i}]`, 'use')}`,
-          reason: 'Forbidden',
-          messageExpression: refusal("request.kind.kind + ' ' + object.metadata.name", 'use', 'accounts', `variables.named[${i}]`),
-        })),
+        // First: the API server reports the first validation refused.
         {
           expression: `size(variables.named) <= ${perWrite} || variables.anyAccount`,
           reason: 'Forbidden',
@@ -71,6 +67,11 @@ export function admissionPolicies(): object[] {
             `request.kind.kind + ' ' + object.metadata.name + ' refused: it names ' + string(size(variables.named)) + ' accounts anew; ` +
             `name at most ${perWrite} in one write, or hold verb use on all accounts.${group}'`,
         },
+        ...Array.from({ length: perWrite }, (_, i) => ({
+          expression: `size(variables.named) <= ${i} || variables.anyAccount || ${authz('accounts', `variables.named[${i}]`, 'use')}`,
+          reason: 'Forbidden',
+          messageExpression: refusal("request.kind.kind + ' ' + object.metadata.name", 'use', 'accounts', `variables.named[${i}]`),
+        })),
       ],
     }),
   ];
