@@ -72,3 +72,24 @@ export function accountsCondition(verdict: AccountsVerdict): ConditionInput {
       (verdict.admitted.length ? `. Admitted in ${verdict.admitted.join(', ')}` : ''),
   };
 }
+
+/**
+ * A ServiceUser's AccountsAdmitted condition and the events its change announces: a Warning
+ * naming each refused account when that changes, a Normal one when all are admitted again.
+ * Without a verdict (accounts not looked up) every account counts as refused: fail closed.
+ */
+export function accountsAdmission(
+  verdict: AccountsVerdict | undefined,
+  named: readonly string[],
+  previous: { type: string; status: string; message: string }[] | undefined,
+): { condition: ConditionInput; events: { type: 'Normal' | 'Warning'; reason: string; message: string }[] } {
+  const condition = accountsCondition(
+    verdict ?? { admitted: [], problems: named.map((account) => ({ account, reason: 'AccountNotFound' as const, message: `account ${account}: not looked up` })) },
+  );
+  const before = previous?.find((c) => c.type === 'AccountsAdmitted');
+  if (condition.status === 'False' && (before?.status !== 'False' || before.message !== condition.message)) {
+    return { condition, events: [{ type: 'Warning', reason: condition.reason, message: condition.message }] };
+  }
+  if (condition.status === 'True' && before?.status === 'False') return { condition, events: [{ type: 'Normal', reason: 'AccountsAdmitted', message: condition.message }] };
+  return { condition, events: [] };
+}

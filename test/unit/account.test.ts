@@ -11,6 +11,10 @@ import { accountsCondition, admission, judgeAccounts } from '../../src/account/a
 import { resolve } from '../../src/rolebinding/resolve.ts';
 import { desired } from '../../src/serviceuser/desired.ts';
 import { issueToken } from '../../src/credentials/token.ts';
+import { newLedgerKey } from '../../src/credentials/mac.ts';
+
+const key = newLedgerKey();
+const trust = { ring: { current: key, keys: [key] } };
 
 const team = { team: 'release', 'kubernetes.io/metadata.name': 'ci' };
 
@@ -148,7 +152,7 @@ describe('grants only in admitted accounts', () => {
 
 describe('a ServiceUser\'s status', () => {
   const plan = (user: ServiceUser) =>
-    desired(user, { now: Date.parse('2027-01-01T00:00:00Z'), secret: undefined, peers: [], permissions: [], accounts: judgeAccounts(user.spec.accounts, user.metadata.namespace!, admits) }, issueToken);
+    desired(user, { now: Date.parse('2027-01-01T00:00:00Z'), secret: undefined, peers: [], permissions: [], trust, accounts: judgeAccounts(user.spec.accounts, user.metadata.namespace!, admits) }, issueToken);
 
   it('records the admitted accounts only, with a Warning event naming the refused one', () => {
     const p = plan(su('team-b', 'intruder', ['acme-prod', 'acme-dev']));
@@ -173,7 +177,7 @@ describe('a ServiceUser\'s status', () => {
 
   it('fails closed when the accounts were not looked up', () => {
     const user = su('ci', 'release', ['acme-prod']);
-    const p = desired(user, { now: Date.parse('2027-01-01T00:00:00Z'), secret: undefined, peers: [], permissions: [] }, issueToken);
+    const p = desired(user, { now: Date.parse('2027-01-01T00:00:00Z'), secret: undefined, peers: [], permissions: [], trust }, issueToken);
     expect(p.status.accounts).toEqual([]);
   });
 });
