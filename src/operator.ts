@@ -1,4 +1,4 @@
-// Wiring: informers feed keys to three controllers (ServiceUser, RoleBinding, Role); the
+// Wiring: informers feed keys to the controllers (ServiceUser, RoleBinding, Role, Account); the
 // reconcilers read the caches and write through server-side apply under one field manager.
 // Only the leader (with leader election) reconciles; every replica serves verification
 // from the same caches, with the built-in CA and the CRL it follows.
@@ -6,8 +6,23 @@ import type { Connection } from './controller/connection.ts';
 import { resources } from './api/resources.ts';
 import { Controller } from './controller/controller.ts';
 import { Informer, InformerSet, objectKey, withoutManagedFields, type InformerOptions } from './controller/informer.ts';
-import { byFriendlyName, byRole, bySubject, inNamespace, rawFriendlyName, rawSubjects, roleBindingIndexers, serviceUserIndexers } from './api/indexes.ts';
-import { ApiError, KubeClient, type Resource } from './controller/kube.ts';
+import {
+  byAccount,
+  byFriendlyName,
+  byNamespace,
+  byRole,
+  bySubject,
+  inNamespace,
+  rawAccounts,
+  rawAdmittedAccounts,
+  rawFriendlyName,
+  rawSubjects,
+  roleBindingIndexers,
+  serviceUserIndexers,
+} from './api/indexes.ts';
+import { accountReconciler } from './account/reconcile.ts';
+import { stableJson } from './controller/stable-json.ts';
+import { ApiError, KubeClient, type KubeObject, type Resource } from './controller/kube.ts';
 import { requestInfo } from './controller/request-info.ts';
 import { issueToken, type IssuedToken } from './credentials/token.ts';
 import type { Ca } from './credentials/ca.ts';
@@ -36,6 +51,12 @@ export interface OperatorOptions {
   metrics: Metrics;
   /** Watch only these namespaces; all when empty. */
   namespaces?: string[];
+  /**
+   * Write Accounts' status (how many ServiceUsers each admits). Default: only when watching
+   * every namespace — an operator that sees some namespaces would count only theirs, and
+   * two such operators would overwrite each other's counts.
+   */
+  accountStatus?: boolean;
   concurrency?: number;
   now?: () => number;
   issue?: () => IssuedToken;
@@ -74,7 +95,7 @@ export interface Operator {
   /** The verification service's port, once ready (when served). */
   verificationPort(): number | undefined;
   stop(): Promise<void>;
-  controllers: { serviceUsers: Controller; roleBindings: Controller; roles: Controller };
+  controllers: { serviceUsers: Controller; roleBindings: Controller; roles: Controller; accounts?: Controller };
 }
 
 export function startOperator(options: OperatorOptions): Operator {
@@ -105,13 +126,29 @@ export function startOperator(options: OperatorOptions): Operator {
   const serviceUsers = informers(resources.serviceUsers, { indexers: serviceUserIndexers });
   const roleBindings = informers(resources.roleBindings, { indexers: roleBindingIndexers });
   const roles = informers(resources.roles, { clusterScoped: true });
+  const accounts = informers(resources.accounts, { clusterScoped: true });
+  // Namespace labels, which Accounts select: every namespace, or each watched one by name
+  // (so RBAC can grant exactly those). Only name and labels are kept.
+  const namespaceOnly = (n: KubeObject): KubeObject => ({ metadata: { name: n.metadata.name, resourceVersion: n.metadata.resourceVersion, labels: n.metadata.labels ?? {} } });
+  const namespaceInformers = new InformerSet(
+    namespaces.map(
+      (namespace) =>
+        new Informer(client, {
+          resource: resources.namespaces,
+          ...(namespace ? { fieldSelector: `metadata.name=${namespace}` } : {}),
+          ...(options.watchTimeoutSeconds ? { watchTimeoutSeconds: options.watchTimeoutSeconds } : {}),
+          transform: namespaceOnly,
+          onError: (err, retryInMs) => log.warn({ resource: 'namespaces', namespace, err: String(err), retryInMs }, 'list/watch failed; restarting'),
+        }),
+    ),
+  );
   // Our Secrets, and cert-manager's for our Certificates: both carry the owner's name label.
   // Only their changes matter (they wake the owner, whose reconcile reads the Secret
   // live), so the cache keeps metadata alone: credentials are not held twice in memory.
   const secrets = informers(resources.secrets, { labelSelector: labels.name, transform: (s) => ({ metadata: withoutManagedFields(s).metadata }) });
   const events = new EventRecorder(client, log);
   const now = options.now ?? Date.now;
-  const shared = { client, serviceUsers, roleBindings, roles, events, fieldManager, now };
+  const shared = { client, serviceUsers, roleBindings, roles, accounts, namespaces: namespaceInformers, events, fieldManager, now };
   let stopping = false;
   // The built-in CA and its CRL, loaded (or created) before the first reconcile.
   const authority = {} as { ca: Ca; ledger: RevocationLedger };
@@ -171,10 +208,14 @@ export function startOperator(options: OperatorOptions): Operator {
     ),
     roleBindings: new Controller('rolebinding', gated(roleBindingReconciler(shared)), { log, metrics, concurrency: 2 }),
     roles: new Controller('role', gated(roleReconciler(shared)), { log, metrics, concurrency: 1 }),
+    ...((options.accountStatus ?? !options.namespaces?.length)
+      ? { accounts: new Controller('account', gated(accountReconciler(shared)), { log, metrics, concurrency: 1 }) }
+      : {}),
   };
 
   // Handlers only map an object to the keys it may affect.
   const friendlyNames = new Map<string, string>();
+  const userAccounts = new Map<string, string>();
   const bindingSubjects = new Map<string, string[]>();
   const enqueueUser = (ns: string | undefined, name: string) => controllers.serviceUsers.enqueue(`${ns}/${name}`);
 
@@ -192,6 +233,41 @@ export function startOperator(options: OperatorOptions): Operator {
       for (const other of serviceUsers.byIndex(byFriendlyName, inNamespace(ns, fn))) if (objectKey(other) !== key) controllers.serviceUsers.enqueue(objectKey(other));
     }
     for (const b of roleBindings.byIndex(bySubject, inNamespace(ns, su.metadata.name))) controllers.roleBindings.enqueue(objectKey(b));
+    // The Accounts it names or was admitted in count it, or stop counting it.
+    const named = type === 'DELETED' ? '' : stableJson([rawAccounts(su), rawAdmittedAccounts(su)]);
+    if (controllers.accounts && named !== userAccounts.get(key)) {
+      const before = userAccounts.get(key);
+      for (const a of new Set([...(before ? (JSON.parse(before) as string[][]).flat() : []), ...rawAccounts(su), ...rawAdmittedAccounts(su)])) controllers.accounts.enqueue(a);
+    }
+    if (type === 'DELETED') userAccounts.delete(key);
+    else userAccounts.set(key, named);
+  });
+  // An Account created, deleted or re-scoped changes what its users and bindings get (its
+  // status, written here, changes nothing: the spec alone is compared).
+  const accountSpecs = new Map<string, string>();
+  accounts.onChange((type, account) => {
+    const name = account.metadata.name;
+    controllers.accounts?.enqueue(name);
+    const spec = type === 'DELETED' ? '' : stableJson([account.spec, account.metadata.deletionTimestamp]);
+    if (spec === accountSpecs.get(name)) return;
+    if (type === 'DELETED') accountSpecs.delete(name);
+    else accountSpecs.set(name, spec);
+    for (const su of serviceUsers.byIndex(byAccount, name)) {
+      controllers.serviceUsers.enqueue(objectKey(su));
+      for (const b of roleBindings.byIndex(bySubject, inNamespace(su.metadata.namespace, su.metadata.name))) controllers.roleBindings.enqueue(objectKey(b));
+    }
+    for (const b of roleBindings.byIndex(byAccount, name)) controllers.roleBindings.enqueue(objectKey(b));
+  });
+  // A namespace's labels decide which Accounts admit it: a change re-judges what lives there.
+  const namespaceLabels = new Map<string, string>();
+  namespaceInformers.onChange((type, n) => {
+    const name = n.metadata.name;
+    const labelsNow = type === 'DELETED' ? '' : stableJson(n.metadata.labels ?? {});
+    if (labelsNow === namespaceLabels.get(name)) return;
+    if (type === 'DELETED') namespaceLabels.delete(name);
+    else namespaceLabels.set(name, labelsNow);
+    for (const su of serviceUsers.byIndex(byNamespace, name)) controllers.serviceUsers.enqueue(objectKey(su));
+    for (const b of roleBindings.byIndex(byNamespace, name)) controllers.roleBindings.enqueue(objectKey(b));
   });
   secrets.onChange((_type, secret) => {
     const owner = secret.metadata.labels?.[labels.name];
@@ -263,7 +339,7 @@ export function startOperator(options: OperatorOptions): Operator {
       () => undefined,
     );
   });
-  const all = [serviceUsers, roleBindings, roles, secrets, crlMaps, ledgerKeys];
+  const all = [serviceUsers, roleBindings, roles, accounts, namespaceInformers, secrets, crlMaps, ledgerKeys];
   for (const set of all) set.start();
   let synced = false;
   // Verification answers from memory: the directory follows the ServiceUser informer.

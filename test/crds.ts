@@ -66,6 +66,7 @@ const kindPaths: Record<string, { plural: string; namespaced: boolean }> = {
   ServiceUser: { plural: 'serviceusers', namespaced: true },
   RoleBinding: { plural: 'rolebindings', namespaced: true },
   Role: { plural: 'roles', namespaced: false },
+  Account: { plural: 'accounts', namespaced: false },
 };
 
 /** Server-side applies this project's manifests (config/roles, config/samples) as raw JSON. */

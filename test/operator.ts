@@ -40,6 +40,33 @@ export function useOperator(ns: { name: string }): RunningOperator {
   return running;
 }
 
+/** What useNamespace labels every test namespace with; test Accounts admit exactly these. */
+export const testNamespaceLabel = { 'serviceusers.dev/test': 'true' } as const;
+
+/**
+ * Accounts the file's ServiceUsers name, so that their RoleBindings grant: each admits the
+ * run's test namespaces (by the label useNamespace sets), nothing else. Accounts are
+ * cluster-scoped and files share names (acme…), so every file applies the same object
+ * (idempotent) and none deletes it while another may rely on it: the global teardown does.
+ */
+export function useAccounts(names: string[], client?: KubeClient) {
+  beforeAll(async () => {
+    const c = client ?? new KubeClient(kubeConfig());
+    try {
+      for (const name of names) await c.apply(resourcePath(resources.accounts, undefined, name), testAccount(name), 'service-user-operator-tests');
+    } finally {
+      if (!client) c.close();
+    }
+  });
+}
+
+export const testAccount = (name: string, namespaceSelector: object = { matchLabels: testNamespaceLabel }) => ({
+  apiVersion: 'serviceusers.dev/v1alpha1',
+  kind: 'Account',
+  metadata: { name, labels: testNamespaceLabel },
+  spec: { displayName: `Test account ${name}`, namespaceSelector },
+});
+
 export const decodeSecret = (s: KubeObject) =>
   Object.fromEntries(Object.entries((s.data as Record<string, string>) ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]));
 

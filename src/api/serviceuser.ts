@@ -14,6 +14,7 @@ import {
   tokenId,
 } from './primitives.ts';
 import { celString, matches, rule, withCel } from './rules.ts';
+import { labelKeyPattern, labelValuePattern } from './labels.ts';
 
 export const friendlyNamePattern = /^[A-Za-z0-9_-]([A-Za-z0-9 _-]{0,62}[A-Za-z0-9_-])?$/;
 
@@ -67,9 +68,6 @@ function atLeast(schema: ReturnType<typeof duration>, min: string, what: string)
   });
 }
 
-const labelKeyPattern =
-  /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
-const labelValuePattern = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 const reservedKey = (k: string) => k.startsWith('serviceusers.dev/') || k === 'app.kubernetes.io/managed-by';
 
 function keyedMap(what: string, valueMax: number, value?: RegExp) {
@@ -272,6 +270,11 @@ export const serviceUserStatus = z.object({
     .optional(),
   certificate: certificateStatus.optional(),
   permissions: z.array(permissionStatus).max(4096).optional(),
+  accounts: z
+    .array(z.string().max(128))
+    .max(64)
+    .optional()
+    .describe('The accounts of spec.accounts whose Account exists and admits this namespace: the only ones permissions are granted and verification reports in.'),
   seal: z.string().max(128).optional().describe('The operator\'s MAC over permissions, accounts and certificate; without a valid one none of them is honoured.'),
   lastRotationRequest: z.string().max(64).optional().describe('The last spec.credentials.token.rotationRequest handled.'),
   lastRenewalRequest: z.string().max(64).optional().describe('The last spec.credentials.clientCertificate.renewalRequest handled.'),

@@ -14,6 +14,8 @@ export interface InformerOptions {
   /** Watch one namespace; all namespaces when absent. */
   namespace?: string;
   labelSelector?: string;
+  /** E.g. `metadata.name=x`: one named object (RBAC can then grant it by resourceNames). */
+  fieldSelector?: string;
   /** Server-side watch timeout; each watch asks for this ±20%. */
   watchTimeoutSeconds?: number;
   /** Abort a watch with no event (bookmarks included) for this long after its timeout should have ended it. */
@@ -49,8 +51,8 @@ export class Informer<T extends KubeObject = KubeObject> {
   private store = new Map<string, T>();
   private readonly handlers: ((type: ChangeType, obj: T) => void)[] = [];
   private readonly client: KubeClient;
-  private readonly options: Required<Omit<InformerOptions, 'namespace' | 'labelSelector' | 'onError' | 'indexers'>> &
-    Pick<InformerOptions, 'namespace' | 'labelSelector' | 'onError' | 'indexers'>;
+  private readonly options: Required<Omit<InformerOptions, 'namespace' | 'labelSelector' | 'fieldSelector' | 'onError' | 'indexers'>> &
+    Pick<InformerOptions, 'namespace' | 'labelSelector' | 'fieldSelector' | 'onError' | 'indexers'>;
   private indexes = new Map<string, Map<string, Map<string, T>>>();
   private abort = new AbortController();
   private stopped = false;
@@ -135,9 +137,10 @@ export class Informer<T extends KubeObject = KubeObject> {
   }
 
   private path(query: Record<string, string>): string {
-    const { resource, namespace, labelSelector } = this.options;
+    const { resource, namespace, labelSelector, fieldSelector } = this.options;
     const params = new URLSearchParams(query);
     if (labelSelector) params.set('labelSelector', labelSelector);
+    if (fieldSelector) params.set('fieldSelector', fieldSelector);
     return `${resourcePath(resource, namespace)}?${params}`;
   }
 

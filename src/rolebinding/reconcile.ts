@@ -12,6 +12,7 @@ import type { InformerSet } from '../controller/informer.ts';
 import { resourcePath, type KubeClient } from '../controller/kube.ts';
 import { stableJson } from '../controller/stable-json.ts';
 import type { EventRecorder } from '../observability/events.ts';
+import { admitsFromCaches } from '../account/reconcile.ts';
 import { resolve } from './resolve.ts';
 
 export interface BindingDeps {
@@ -19,6 +20,8 @@ export interface BindingDeps {
   serviceUsers: InformerSet;
   roleBindings: InformerSet;
   roles: InformerSet;
+  accounts: InformerSet;
+  namespaces: InformerSet;
   events: EventRecorder;
   fieldManager: string;
   now: () => number;
@@ -38,7 +41,8 @@ export function roleBindingReconciler(deps: BindingDeps) {
     } else {
       subjects = parsed.data.spec.subjects.map((s) => s.name).join(', ');
       const named = parseAll(parsed.data.spec.subjects.map((x) => deps.serviceUsers.get(`${ns}/${x.name}`)), serviceUser);
-      const verdict = resolve(named, [parsed.data], parseAll([deps.roles.get(parsed.data.spec.roleRef.name)], roleSchema)).verdictOf(
+      const admits = admitsFromCaches(deps.accounts, deps.namespaces);
+      const verdict = resolve(named, [parsed.data], parseAll([deps.roles.get(parsed.data.spec.roleRef.name)], roleSchema), admits).verdictOf(
         ns,
         raw.metadata.name,
       )!;

@@ -1,6 +1,8 @@
 // RoleBindings and Roles resolved into each ServiceUser's effective permissions, and a
 // verdict per binding. Pure: the reconcilers feed it from their caches. A binding or subject
 // that breaks a rule grants nothing; the verdict says why, in words a person can act on.
+// Grants land only in accounts that exist and admit the binding's namespace (admits).
+import { judgeAccounts, type Admits } from '../account/admission.ts';
 import type { Role } from '../api/role.ts';
 import type { RoleBinding } from '../api/rolebinding.ts';
 import type { ServiceUser } from '../api/serviceuser.ts';
@@ -13,7 +15,14 @@ export interface Grant {
 }
 
 export interface Problem {
-  reason: 'RoleNotFound' | 'RoleNotAssignable' | 'SubjectNotFound' | 'SubjectInOtherNamespace' | 'AccountsOutsideSubject';
+  reason:
+    | 'RoleNotFound'
+    | 'RoleNotAssignable'
+    | 'SubjectNotFound'
+    | 'SubjectInOtherNamespace'
+    | 'AccountsOutsideSubject'
+    | 'AccountNotFound'
+    | 'NamespaceNotAdmitted';
   message: string;
 }
 
@@ -25,7 +34,7 @@ export interface BindingVerdict {
 
 const key = (namespace: string | undefined, name: string) => `${namespace ?? ''}/${name}`;
 
-export function resolve(users: ServiceUser[], bindings: RoleBinding[], roles: Role[]) {
+export function resolve(users: ServiceUser[], bindings: RoleBinding[], roles: Role[], admits: Admits) {
   const usersByKey = new Map(users.map((u) => [key(u.metadata.namespace, u.metadata.name), u]));
   const rolesByName = new Map(roles.map((r) => [r.metadata.name, r]));
   const grants = new Map<string, Map<string, Grant>>();
@@ -70,10 +79,16 @@ export function resolve(users: ServiceUser[], bindings: RoleBinding[], roles: Ro
         });
         continue;
       }
+      const judged = judgeAccounts(accounts, ns!, admits);
+      for (const p of judged.problems) {
+        const message = `grants nothing in ${p.message}`;
+        if (!verdict.problems.some((q) => q.message === message)) verdict.problems.push({ reason: p.reason, message });
+      }
+      if (!judged.admitted.length) continue;
       verdict.granted.push(subject.name);
       const userGrants = grants.get(key(ns, subject.name)) ?? new Map<string, Grant>();
       grants.set(key(ns, subject.name), userGrants);
-      for (const account of accounts) {
+      for (const account of judged.admitted) {
         for (const permission of role.spec.permissions) {
           const id = `${account}\u0000${role.spec.manager}\u0000${permission}`;
           const grant = userGrants.get(id) ?? { account, manager: role.spec.manager, permission, roles: [] };

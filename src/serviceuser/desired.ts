@@ -10,6 +10,7 @@ import type { ServiceUser, ServiceUserStatus } from '../api/serviceuser.ts';
 import { setConditions, type Condition } from '../controller/conditions.ts';
 import type { IssuedToken } from '../credentials/token.ts';
 import type { Grant } from '../rolebinding/resolve.ts';
+import { accountsAdmission, type AccountsVerdict } from '../account/admission.ts';
 import { expiresAt as endOf, isExpired, warnAt as warnOf } from './expiry.ts';
 import type { CertificateMaterial } from './certificate.ts';
 import { secretKeys, type Profile } from './secret.ts';
@@ -40,6 +41,8 @@ export interface Observed {
   /** Other ServiceUsers of the namespace, for friendly-name uniqueness. */
   peers: ServiceUser[];
   permissions: Grant[];
+  /** Which of spec.accounts exist and admit the namespace (account/admission.ts); absent: none. */
+  accounts?: AccountsVerdict;
   /** The client certificate to hold, kept or just issued (see certificate.ts). */
   certificate?: PlacedCertificate | undefined;
   /** Why there is no certificate yet, when an external issuer is behind (cert-manager.ts). */
@@ -139,6 +142,7 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
     secretName,
     ...(expires !== undefined ? { expiresAt: iso(expires) } : {}),
     permissions: observed.permissions,
+    accounts: observed.accounts?.admitted ?? [],
     observedGeneration: su.metadata.generation,
   };
 
@@ -220,6 +224,8 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
   const problem = observed.certificateProblem;
   const state = phaseOf({ su, now, expires, warnAt, tokenId: ledger.current?.id, certificate, certificateProblem: problem, secretName, previous: prevConditions, forged: forged || undefined });
   events.push(...state.events);
+  const accounts = accountsAdmission(observed.accounts, spec.accounts, prevConditions);
+  events.push(...accounts.events);
 
   // The next instant anything changes by itself.
   const upcoming = [
@@ -255,7 +261,7 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
             },
           }
         : {}),
-      conditions: setConditions(prevConditions, state.conditions, su.metadata.generation, now),
+      conditions: setConditions(prevConditions, [...state.conditions, accounts.condition], su.metadata.generation, now),
     }),
   };
 }

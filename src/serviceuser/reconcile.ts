@@ -15,6 +15,8 @@ import type { EventRecorder } from '../observability/events.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { resolve } from '../rolebinding/resolve.ts';
+import { judgeAccounts } from '../account/admission.ts';
+import { admitsFromCaches } from '../account/reconcile.ts';
 import { parseAll } from '../api/parse.ts';
 import { role } from '../api/role.ts';
 import { roleBinding } from '../api/rolebinding.ts';
@@ -39,6 +41,9 @@ export interface ServiceUserDeps {
   serviceUsers: InformerSet;
   roleBindings: InformerSet;
   roles: InformerSet;
+  /** Accounts and the namespaces' labels: which accounts admit the ServiceUser. */
+  accounts: InformerSet;
+  namespaces: InformerSet;
   events: EventRecorder;
   log: Logger;
   metrics: Metrics;
@@ -324,12 +329,14 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     const users = parseAll(deps.serviceUsers.byIndex(byFriendlyName, inNamespace(ns, friendlyNameOf(su))), serviceUser);
     const bindings = parseAll(deps.roleBindings.byIndex(bySubject, inNamespace(ns, su.metadata.name)), roleBinding);
     const roles = parseAll(bindings.map((b) => deps.roles.get(b.spec.roleRef.name)), role);
-    const permissions = resolve([su], bindings, roles).permissionsOf(ns, su.metadata.name);
+    const admits = admitsFromCaches(deps.accounts, deps.namespaces);
+    const accounts = judgeAccounts(su.spec.accounts, ns, admits);
+    const permissions = resolve([su], bindings, roles, admits).permissionsOf(ns, su.metadata.name);
     const secret = observeSecret(await readSecret(ns, secretNameOf(su)));
     const now = deps.now();
     const { placed: certificate, problem: certificateProblem } = blocker(su, { peers: users, secret }) ? {} : await placeCertificate(su, secret, now);
     const trust = { ...deps.trust, ring: deps.trust.ring! };
-    const plan = desired(su, { now, secret, peers: users, permissions, certificate, certificateProblem, trust }, () => {
+    const plan = desired(su, { now, secret, peers: users, permissions, accounts, certificate, certificateProblem, trust }, () => {
       deps.metrics.tokensIssued.inc();
       return deps.issue();
     });

@@ -5,7 +5,7 @@ import type { Verifiable } from './directory.ts';
 import { parseToken, tokenSha256 } from '../credentials/token.ts';
 import { friendlyNameOf, identityOf } from '../serviceuser/desired.ts';
 import { expiresAt } from '../serviceuser/expiry.ts';
-import type { Directory } from './directory.ts';
+import { reportedAccounts, type Directory } from './directory.ts';
 import { userActive, verifyToken, type Verdict } from './verdict.ts';
 
 export function verifyPresented(directory: Directory, token: string, now: number, clientAddress?: string): { verdict: Verdict; su?: Verifiable } {
@@ -22,7 +22,7 @@ export function userInfo(su: Verifiable) {
     groups: ['serviceusers', `serviceusers:${su.metadata.namespace}`],
     extra: {
       'serviceusers.dev/friendly-name': [friendlyNameOf(su)],
-      'serviceusers.dev/accounts': [...su.spec.accounts],
+      'serviceusers.dev/accounts': [...reportedAccounts(su)],
     },
   };
 }
@@ -52,7 +52,7 @@ export function introspect(directory: Directory, token: string, now: number, cli
       iat: Math.floor(Date.parse(verdict.token.createdAt) / 1000),
       ...(exp.length ? { exp: Math.floor(Math.min(...exp) / 1000) } : {}),
       friendly_name: friendlyNameOf(su),
-      accounts: su.spec.accounts,
+      accounts: reportedAccounts(su),
       permissions: (su.status?.permissions ?? []).map(({ account, manager, permission }) => ({ account, manager, permission })),
     },
     reason: 'ok',
@@ -76,7 +76,7 @@ export function authorize(
     const active = userActive(su, now);
     if (!active.active) return { allowed: false, reason: active.reason };
   }
-  if (!su!.spec.accounts.includes(request.account)) return { allowed: false, reason: `account ${request.account} is not among the service user's accounts`, identity: identityOf(su!) };
+  if (!reportedAccounts(su!).includes(request.account)) return { allowed: false, reason: `account ${request.account} is not among the service user's admitted accounts`, identity: identityOf(su!) };
   const grant = (su!.status?.permissions ?? []).find((p) => p.account === request.account && p.permission === request.permission);
   return grant
     ? { allowed: true, reason: `granted by ${(grant.roles ?? []).join(', ')}`, identity: identityOf(su!) }

@@ -30,6 +30,13 @@ export interface Verifiable {
   status?: Pick<Status, 'tokens' | 'permissions'> & { accounts?: string[]; certificate?: Pick<NonNullable<Status['certificate']>, 'serialNumber' | 'issuer'> };
 }
 
+/**
+ * The accounts verification reports and scopes by: those the operator found admitted and
+ * sealed (status.accounts), never spec.accounts, which anyone who may edit the ServiceUser
+ * writes. Absent (not yet reconciled, or an unsealed status): none.
+ */
+export const reportedAccounts = (su: Verifiable): string[] => su.status?.accounts ?? [];
+
 /** What verification may read of a ServiceUser: its honoured records only. */
 function verifiable(su: ServiceUser, trust: LedgerTrust): Verifiable {
   const { name, namespace, uid, deletionTimestamp } = su.metadata;

@@ -19,7 +19,7 @@ import { X509Certificate } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import type { Verifiable } from './directory.ts';
+import { reportedAccounts, type Verifiable } from './directory.ts';
 import { identityOf } from '../serviceuser/desired.ts';
 import type { Logger } from '../observability/logger.ts';
 import { authorize, certificateCaller, introspect, mayCall, tokenReview, verifyPresented } from './answers.ts';
@@ -205,7 +205,7 @@ export async function startVerificationServer(options: VerificationOptions): Pro
       if (!decision.allowed) throw new HttpError(403, decision.reason);
     }
     res.setHeader('x-serviceuser', identity);
-    res.setHeader('x-serviceuser-accounts', su.spec.accounts.join(','));
+    res.setHeader('x-serviceuser-accounts', reportedAccounts(su).join(','));
     send(res, 200, { allowed: true, identity });
     return { caller: 'gateway', identity, allowed: true };
   }

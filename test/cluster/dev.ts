@@ -1,6 +1,7 @@
 // `npm run dev`: the whole product on this machine in one command. Starts the local control
 // plane, installs the CRDs and the seed role catalogs, runs the operator (`node src/main.ts`),
-// applies config/samples into namespace `demo`, and prints how to read a Secret. Ctrl-C
+// labels namespace `demo` team=release (which the sample Accounts admit), applies
+// config/samples into it, and prints how to read a Secret. Ctrl-C
 // stops everything. State lives in .cluster/ (SUO_DEV_DIR overrides it).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -47,6 +48,8 @@ try {
       if (!isConflict(err)) throw err;
     });
   }
+  // The sample Accounts (config/samples/account-*.yaml) admit namespaces labelled team=release.
+  await client.mergePatch(`/api/v1/namespaces/${namespace}`, { metadata: { labels: { team: 'release' } } });
   operator = spawn(
     process.execPath,
     [path.join(repoRoot, 'src/main.ts'), '--kubeconfig', controlPlane.kubeconfig, '--operator-namespace', operatorNamespace, '--metrics-bind-address', '127.0.0.1:0', '--health-probe-bind-address', '127.0.0.1:0'],
@@ -77,6 +80,7 @@ try {
       process.stdout.write(`
   export KUBECONFIG=${controlPlane.kubeconfig}
   kubectl get service-users -n ${namespace}
+  kubectl get suacct
   kubectl get secret ${secretName} -n ${namespace} -o jsonpath='{.data.token}' | base64 -d; echo
   kubectl get su ${name} -n ${namespace} -o jsonpath='{.status.tokens[?(@.state=="Active")].sha256}'; echo
   kubectl describe su ${name} -n ${namespace}

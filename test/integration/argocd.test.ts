@@ -8,10 +8,11 @@ import { resourcePath, type KubeObject } from '../../src/controller/kube.ts';
 import { resources } from '../../src/api/resources.ts';
 import { repoRoot } from '../cluster/controlplane.ts';
 import { eventually, useNamespace } from '../kube.ts';
-import { api, useOperator } from '../operator.ts';
+import { api, useAccounts, useOperator } from '../operator.ts';
 
 const ns = useNamespace('argocd');
 const running = useOperator(ns);
+useAccounts(['acme']);
 const k = () => api(running.client, ns.name);
 const script = /```lua\n([\s\S]*?)```/.exec(readFileSync(path.join(repoRoot, 'docs/argocd.md'), 'utf8'))![1]!;
 

@@ -227,7 +227,7 @@ function bareReconciler(options: { client?: KubeClient; view?: (o: KubeObject) =
   let current: KubeObject | undefined;
   const cache = { get: () => current, byIndex: () => [] } as unknown as InformerSet;
   const reconcile = serviceUserReconciler({
-    client, serviceUsers: cache, roleBindings: cache, roles: cache, events: new EventRecorder(client, testLogger()), log: testLogger(), metrics: createMetrics(),
+    client, serviceUsers: cache, roleBindings: cache, roles: cache, accounts: cache, namespaces: cache, events: new EventRecorder(client, testLogger()), log: testLogger(), metrics: createMetrics(),
     fieldManager: 'service-user-operator', now: Date.now, issue: issueToken, authority: running.operator.authority, trust,
   });
   return async (name: string) => {

@@ -1,5 +1,6 @@
 // `npm run dev` end to end, on a control plane of its own: the sample ServiceUser becomes
-// Ready with a token in its Secret whose SHA-256 status records; Ctrl-C stops everything.
+// Ready with a token in its Secret whose SHA-256 status records, admitted by the sample
+// Accounts and granted by the sample RoleBinding; Ctrl-C stops everything.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -39,8 +40,15 @@ it('npm run dev shows a sample ServiceUser Ready, its token matching status, and
       const readyCondition = su.status?.conditions?.find((c) => c.type === 'Ready');
       return readyCondition?.reason === 'CertManagerMissing' ? readyCondition : undefined;
     });
-    client.close();
     expect(gitops.message).toContain('cert-manager is not installed');
+    // The sample Accounts admit the demo namespace: release-signer may sign in acme-prod.
+    const signer = await eventually('release-signer admitted and granted', async () => {
+      const su = await client.get<{ status?: { accounts?: string[]; permissions?: { account: string; permission: string }[] } }>('/apis/serviceusers.dev/v1alpha1/namespaces/demo/serviceusers/release-signer');
+      return su.status?.accounts?.length === 2 && su.status.permissions?.length ? su.status : undefined;
+    });
+    client.close();
+    expect(signer.accounts).toEqual(['acme-prod', 'acme-staging']);
+    expect(signer.permissions).toContainEqual(expect.objectContaining({ account: 'acme-prod', permission: 'signatures:sign' }));
     child.kill('SIGINT');
     const [code] = (await once(child, 'exit')) as [number];
     expect(code).toBe(0);

@@ -20,10 +20,11 @@ import { tokenWithId } from '../forge.ts';
 import { testLogger } from '../logs.ts';
 import { eventually, kubeConfig, useNamespace } from '../kube.ts';
 import { freePort } from '../net.ts';
-import { api, decodeSecret } from '../operator.ts';
+import { api, decodeSecret, useAccounts } from '../operator.ts';
 
 const home = useNamespace('ledger');
 const tenantNs = useNamespace('tenant');
+useAccounts(['acme']);
 const dir = mkdtempSync(path.join(tmpdir(), 'ledger-'));
 const logs: string[] = [];
 const client = new KubeClient(kubeConfig());

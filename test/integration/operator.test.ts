@@ -8,11 +8,12 @@ import { resources } from '../../src/api/resources.ts';
 import { parseToken, tokenSha256 } from '../../src/credentials/token.ts';
 import { verifyToken } from '../../src/verify/verdict.ts';
 import { eventually, useNamespace } from '../kube.ts';
-import { api, decodeSecret, useOperator } from '../operator.ts';
+import { api, decodeSecret, useAccounts, useOperator } from '../operator.ts';
 import { findSecrets } from '../logs.ts';
 
 const ns = useNamespace('operator');
 const running = useOperator(ns);
+useAccounts(['acme-prod', 'acme-dev']);
 const seenTokens = new Set<string>();
 
 type Status = { phase?: string; tokens?: { id: string; sha256: string; state: string; reason?: string; validUntil?: string }[]; conditions?: { type: string; status: string; reason: string; message: string }[]; permissions?: unknown[] };

@@ -1,6 +1,7 @@
 // The chart's least-privilege RBAC is enough, and no more: the operator runs as the chart's
 // ServiceAccount, with exactly the rendered (Cluster)Roles, through a whole lifecycle —
-// leader election, CA and CRL, issuing, roles, cert-manager mode, disable, deletion — is
+// leader election, CA and CRL, issuing, roles, accounts and namespace labels, cert-manager
+// mode, disable, deletion — is
 // never refused, and every verb the chart grants is one it was seen to use (counted by its
 // own API request metric, in the authorizer's terms).
 import { execFile } from 'node:child_process';
@@ -41,8 +42,18 @@ it('runs a whole lifecycle under the chart\'s RBAC without a single refusal', { 
   );
   let account = '';
   const granted = new Set<string>();
-  for (const doc of loadAll(rendered) as (KubeObject | null)[]) {
-    if (!doc || !plural[doc.kind!] || doc.apiVersion === 'serviceusers.dev/v1alpha1') continue;
+  const docs = (loadAll(rendered) as (KubeObject | null)[]).filter((d): d is KubeObject => !!d);
+  // Only what the operator's ServiceAccount is bound to: the chart's roles for people are
+  // rendered beside it, grant the operator nothing and are not applied here.
+  const bound = new Set(
+    docs
+      .filter((d) => (d.kind === 'RoleBinding' || d.kind === 'ClusterRoleBinding') && ((d.subjects ?? []) as { kind: string }[]).some((x) => x.kind === 'ServiceAccount'))
+      .map((d) => `${(d.roleRef as { kind: string }).kind}/${d.kind === 'RoleBinding' ? d.metadata.namespace : ''}/${(d.roleRef as { name: string }).name}`),
+  );
+  for (const doc of docs) {
+    if (!plural[doc.kind!] || doc.apiVersion === 'serviceusers.dev/v1alpha1') continue;
+    const isRole = doc.kind === 'Role' || doc.kind === 'ClusterRole';
+    if (isRole && !bound.has(`${doc.kind}/${doc.kind === 'Role' ? doc.metadata.namespace : ''}/${doc.metadata.name}`)) continue;
     for (const rule of (doc.rules ?? []) as { apiGroups: string[]; resources: string[]; verbs: string[] }[]) {
       for (const group of rule.apiGroups) for (const resource of rule.resources) for (const verb of rule.verbs) granted.add(`${verb} ${group}/${resource}`);
     }
@@ -80,7 +91,13 @@ it('runs a whole lifecycle under the chart\'s RBAC without a single refusal', { 
       spec: { displayName: 'Signer', manager: 'software-trust-manager', permissions: ['signatures:sign'] },
     });
     clusterScoped.push(resourcePath(resources.roles, undefined, `${release}.signer`));
-    await k.createServiceUser('worker', { email: 'ops@example.com', accounts: ['acme'] });
+    // An Account admitting the watched namespace by name: the operator reads both.
+    await admin.request('POST', resourcePath(resources.accounts), {
+      apiVersion: 'serviceusers.dev/v1alpha1', kind: 'Account', metadata: { name: release },
+      spec: { namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: [watched.name] }] } },
+    });
+    clusterScoped.push(resourcePath(resources.accounts, undefined, release));
+    await k.createServiceUser('worker', { email: 'ops@example.com', accounts: [release] });
     await admin.request('POST', resourcePath(resources.roleBindings, watched.name), {
       apiVersion: 'serviceusers.dev/v1alpha1', kind: 'RoleBinding', metadata: { name: 'worker-signs' },
       spec: { roleRef: { name: `${release}.signer` }, subjects: [{ kind: 'ServiceUser', name: 'worker' }] },
@@ -92,7 +109,7 @@ it('runs a whole lifecycle under the chart\'s RBAC without a single refusal', { 
     await eventually('the Role status', async () => ((await admin.get(resourcePath(resources.roles, undefined, `${release}.signer`))).status ? true : undefined));
     // cert-manager mode: the Certificate written, the Issuer and then a ClusterIssuer looked
     // up (neither exists), and the Certificate removed when the built-in CA is chosen again.
-    await k.createServiceUser('external', { email: 'ops@example.com', accounts: ['acme'], credentials: { clientCertificate: { issuerRef: { name: 'absent', kind: 'Issuer' } } } });
+    await k.createServiceUser('external', { email: 'ops@example.com', accounts: [release], credentials: { clientCertificate: { issuerRef: { name: 'absent', kind: 'Issuer' } } } });
     const reason = (o: KubeObject) => (o.status as { conditions?: { type: string; reason: string }[] } | undefined)?.conditions?.find((c) => c.type === 'Ready')?.reason;
     await k.waitFor('external', 'IssuerNotFound', (o) => reason(o) === 'IssuerNotFound');
     await k.patchServiceUser('external', { credentials: { clientCertificate: { issuerRef: { name: `absent-${release}`, kind: 'ClusterIssuer' } } } });

@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KubeClient } from '../../src/controller/kube.ts';
+import { KubeClient, resourcePath } from '../../src/controller/kube.ts';
+import { resources } from '../../src/api/resources.ts';
 import { createCa, loadCa } from '../../src/credentials/ca.ts';
 import { issueServingCertificate } from '../../src/credentials/certificate.ts';
 import { findSecrets, testLogger } from '../logs.ts';
@@ -20,7 +21,7 @@ import { startOperator, type Operator } from '../../src/operator.ts';
 import { startControlPlane, type ControlPlane } from '../cluster/controlplane.ts';
 import { applyManifests, installCrds, manifestsIn } from '../crds.ts';
 import { eventually } from '../kube.ts';
-import { api, decodeSecret } from '../operator.ts';
+import { api, decodeSecret, testAccount } from '../operator.ts';
 import { freePort } from '../net.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'verify-'));
@@ -142,6 +143,10 @@ current-context: webhook
     data: { 'tls.crt': Buffer.from(ca.certPem).toString('base64'), 'tls.key': Buffer.from(ca.keyPem).toString('base64') },
   });
   await applyManifests(client, manifestsIn('config/roles'), ns);
+  // The accounts its ServiceUsers name, admitting this file's namespace.
+  for (const name of ['acme', 'other']) {
+    await client.apply(resourcePath(resources.accounts, undefined, name), testAccount(name, { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: [ns] }] }), 'tests');
+  }
   operator = startOperator({ kubeConfig: kc, log: testLogger(logs), metrics: createMetrics(), operatorNamespace: 'suo', verification: { address: `127.0.0.1:${port}` } });
   await operator.ready;
 }, 300_000);

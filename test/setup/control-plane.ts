@@ -14,6 +14,7 @@ import { installCrds } from '../crds.ts';
 import { buildCertManager } from '../certmanager/certmanager.ts';
 import { helmBinary } from '../helm/helm.ts';
 import { findSecrets } from '../logs.ts';
+import { KubeClient } from '../../src/controller/kube.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -61,6 +62,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('logDir', logDir);
   project.provide('localVersion', controlPlane && !process.env.KUBEBUILDER_ASSETS ? kubernetesVersion() : undefined);
   return async () => {
+    // Accounts are cluster-scoped and shared by the files (test/operator.ts useAccounts).
+    const cleanup = new KubeClient(kc);
+    await cleanup.request('DELETE', '/apis/serviceusers.dev/v1alpha1/accounts?labelSelector=serviceusers.dev%2Ftest%3Dtrue').catch(() => undefined);
+    cleanup.close();
     await controlPlane?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
     // The whole run's operator logs: no token, no private key, in any of them.

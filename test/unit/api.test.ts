@@ -3,7 +3,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { generatedFiles, kinds, readRoleCatalog } from '../../src/api/crd.ts';
+import { generatedFiles, kinds, readPolicy, readRoleCatalog } from '../../src/api/crd.ts';
 import { cidrContains, isMasked, parseCidr } from '../../src/api/cidr.ts';
 import { formatDuration, parseDuration } from '../../src/api/duration.ts';
 import { permissionPattern } from '../../src/api/primitives.ts';
@@ -14,7 +14,7 @@ import { loadYaml } from '../crds.ts';
 
 describe('generated CRDs', () => {
   it('are current: run `npm run generate` after changing src/api or config/roles', () => {
-    for (const [file, text] of generatedFiles(readRoleCatalog(repoRoot))) {
+    for (const [file, text] of generatedFiles(readRoleCatalog(repoRoot), readPolicy(repoRoot))) {
       let onDisk: string;
       try {
         onDisk = readFileSync(path.join(repoRoot, file), 'utf8');

@@ -37,7 +37,7 @@ class World {
   certificate: PlacedCertificate | undefined = { material: { certPem: 'CERT', keyPem: 'KEY', caPem: 'CA' }, serialNumber: 'ab01', notBefore: 0, notAfter: Date.parse('2030-01-01'), issuer: 'CN=ca', sha256: 'ab'.repeat(32), renewalTime: undefined };
   ring = ring;
   plan(now: number, peers: ServiceUser[] = []): Desired {
-    return desired(this.su, { now, secret: this.secret, peers, permissions: [], trust: { ring: this.ring }, certificate: this.su.spec.credentials.clientCertificate.enabled && !isExpired(expiresAt(this.su.spec.endDate), now) ? this.certificate : undefined }, () => {
+    return desired(this.su, { now, secret: this.secret, peers, permissions: [], accounts: { admitted: this.su.spec.accounts, problems: [] }, trust: { ring: this.ring }, certificate: this.su.spec.credentials.clientCertificate.enabled && !isExpired(expiresAt(this.su.spec.endDate), now) ? this.certificate : undefined }, () => {
       const t = issueToken();
       this.issued.push(t.token);
       return t;
@@ -396,7 +396,7 @@ describe('the ledger cannot be forged', () => {
       w.secret = { ...w.secret!, annotations };
     };
     strip();
-    const adopted = desired(w.su, { now: t0 + 1000, secret: w.secret, peers: [], permissions: [], trust: { ring, adoptUnsigned: true }, certificate: w.certificate }, () => issueToken());
+    const adopted = desired(w.su, { now: t0 + 1000, secret: w.secret, peers: [], permissions: [], accounts: { admitted: ['acme'], problems: [] }, trust: { ring, adoptUnsigned: true }, certificate: w.certificate }, () => issueToken());
     expect(adopted.events).toEqual([]);
     expect(adopted.status.tokens![0]!.mac).toMatch(/^v1\.k1\./);
     const refused = w.step(t0 + 1000);
