@@ -18,7 +18,16 @@ export interface Verifiable {
   spec: Pick<Spec, 'disabled' | 'endDate' | 'accounts' | 'friendlyName'> & {
     credentials: { token: Pick<Spec['credentials']['token'], 'enabled' | 'revokedTokenIds' | 'allowedCIDRs'> };
   };
-  status?: Pick<Status, 'tokens' | 'permissions'> & { certificate?: Pick<NonNullable<Status['certificate']>, 'serialNumber'> };
+  status?: Pick<Status, 'tokens' | 'permissions'> & { certificate?: Pick<NonNullable<Status['certificate']>, 'serialNumber'>; accounts?: string[] };
+}
+
+/**
+ * The accounts verification reports for a ServiceUser and scopes by: those its reconcile
+ * admitted (status.accounts), never spec.accounts once that is recorded. Every report and
+ * comparison of a target's accounts goes through here.
+ */
+export function reportedAccounts(su: Verifiable): string[] {
+  return su.status?.accounts ?? su.spec.accounts;
 }
 
 function verifiable(su: ServiceUser): Verifiable {
@@ -30,7 +39,15 @@ function verifiable(su: ServiceUser): Verifiable {
     metadata: { name, namespace, uid, deletionTimestamp },
     spec: { disabled, endDate, accounts, friendlyName, credentials: { token: { enabled, revokedTokenIds, allowedCIDRs } } },
     ...(status
-      ? { status: { tokens: status.tokens, permissions: status.permissions, ...(status.certificate ? { certificate: { serialNumber: status.certificate.serialNumber } } : {}) } }
+      ? {
+          status: {
+            tokens: status.tokens,
+            permissions: status.permissions,
+            ...(status.certificate ? { certificate: { serialNumber: status.certificate.serialNumber } } : {}),
+            // status.accounts arrives with the Account kind; read loosely until the schema has it.
+            ...((status as { accounts?: string[] }).accounts ? { accounts: (status as { accounts?: string[] }).accounts } : {}),
+          },
+        }
       : {}),
   };
 }
