@@ -236,6 +236,7 @@ export async function startVerificationServer(options: VerificationOptions): Pro
     const caller = authenticate(req);
     const scope = caller && scopeFor(caller, 'tokenreview', 'introspect');
     if (caller && scope) return { scope, callerName: caller.kind === 'serviceuser' ? identityOf(caller.su) : caller.subject };
+    if (caller?.kind === 'serviceuser') throw new HttpError(403, `${caller.su.metadata.namespace}/${caller.su.metadata.name} is not granted verification:introspect`);
     if (!limiter.take(clientAddress(req))) {
       res.setHeader('retry-after', '1');
       throw new HttpError(429, 'too many failed authentication attempts from this address; slow down');
