@@ -20,7 +20,7 @@
 import { X509Certificate } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
 import type { Verifiable } from './directory.ts';
 import { identityOf } from '../serviceuser/desired.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -79,24 +79,13 @@ export function certificatesIn(pem: string): X509Certificate[] {
 }
 
 /**
- * Whether the peer's chain, followed link by verified link from the leaf, reaches a
- * certificate issued by one of `anchors`. The TLS handshake already proved the chain to some
- * CA in the server's list; this says which.
+ * Whether `leaf` was issued (and signed) by one of `anchors`. Only the direct issuer counts: a
+ * TLS server in Node does not see the intermediates a client sent, so which CA vouches for a
+ * certificate from an intermediate is known only when that intermediate is in the flag's
+ * bundle. A root alone does not admit certificates from intermediates under it (fail closed).
  */
-function anchoredIn(peer: DetailedPeerCertificate, anchors: X509Certificate[]): boolean {
-  if (!anchors.length) return false;
-  let node = peer;
-  let cert = new X509Certificate(node.raw);
-  for (let depth = 0; depth < 10; depth++) {
-    if (anchors.some((a) => cert.checkIssued(a) && cert.verify(a.publicKey))) return true;
-    const next = node.issuerCertificate as DetailedPeerCertificate | undefined;
-    if (!next?.raw || next === node || next.raw.equals(node.raw)) return false;
-    const issuer = new X509Certificate(next.raw);
-    if (!cert.checkIssued(issuer) || !cert.verify(issuer.publicKey)) return false;
-    node = next;
-    cert = issuer;
-  }
-  return false;
+function issuedByAny(leaf: X509Certificate, anchors: X509Certificate[]): boolean {
+  return anchors.some((a) => leaf.checkIssued(a) && leaf.verify(a.publicKey));
 }
 
 export async function startVerificationServer(options: VerificationOptions): Promise<Server> {
@@ -110,14 +99,14 @@ export async function startVerificationServer(options: VerificationOptions): Pro
     tokenreview: (options.tokenReviewCaPems ?? []).flatMap(certificatesIn),
   };
   const hops = options.trustedProxyHops ?? 0;
-  // Checked once here so a bad value fails the start, not a request.
+  // Checked once here so that a bad value fails the start, not a request.
   forwardedClient(undefined, hops);
   if (options.allowAnonymousTokenReview) {
     log.warn('TokenReview answers anonymous callers (--tokenreview-allow-anonymous): anyone who can reach this service learns whose a leaked token is; for labs only');
   }
   // What a TLS connection's client certificate is trusted for is fixed for its life: worked
   // out once per connection (a kube-apiserver keeps its connections open).
-  const peers = new WeakMap<TLSSocket, { peer: DetailedPeerCertificate; builtIn: boolean; trustedFor: ReadonlySet<Trust> } | null>();
+  const peers = new WeakMap<TLSSocket, { peer: PeerCertificate; builtIn: boolean; trustedFor: ReadonlySet<Trust> } | null>();
 
   const server = createServer(
     {
@@ -304,12 +293,12 @@ export async function startVerificationServer(options: VerificationOptions): Pro
   function peerOf(socket: TLSSocket) {
     let known = peers.get(socket);
     if (known === undefined) {
-      const peer = socket.authorized ? socket.getPeerCertificate?.(true) : undefined;
+      const peer = socket.authorized ? socket.getPeerCertificate?.() : undefined;
       if (!peer || !peer.serialNumber) known = null;
       else {
         const leaf = new X509Certificate(peer.raw);
-        const builtIn = leaf.checkIssued(builtInCa) && leaf.verify(builtInCa.publicKey);
-        const trustedFor = new Set<Trust>(builtIn ? [] : (['verify', 'tokenreview'] as const).filter((t) => anchoredIn(peer, anchors[t])));
+        const builtIn = issuedByAny(leaf, [builtInCa]);
+        const trustedFor = new Set<Trust>(builtIn ? [] : (['verify', 'tokenreview'] as const).filter((t) => issuedByAny(leaf, anchors[t])));
         known = { peer, builtIn, trustedFor };
       }
       peers.set(socket, known);

@@ -114,6 +114,8 @@ function call(pathname: string, options: { body?: string; type?: string; bearer?
 }
 
 let webhookCa: Awaited<ReturnType<typeof callerCa>>;
+/** An intermediate under webhookCa that the operator's bundle names, as a platform team would. */
+let webhookIntermediate: Awaited<ReturnType<typeof callerCa>>;
 let gatewayCa: Awaited<ReturnType<typeof callerCa>>;
 
 beforeAll(async () => {
@@ -123,6 +125,7 @@ beforeAll(async () => {
   writeFileSync(path.join(dir, 'ca.crt'), ca.certPem);
   // Two caller CAs, as a platform team would keep them: one for kube-apiservers, one for gateways.
   webhookCa = await callerCa('kube-apiserver webhook CA');
+  webhookIntermediate = await webhookCa.intermediate('kube-apiservers of cluster east');
   gatewayCa = await callerCa('gateway CA');
   webhookCert = writeCertificate(dir, 'webhook', await webhookCa.issue('kube-apiserver'));
   platformGateway = writeCertificate(dir, 'platform-gateway', await gatewayCa.issue('envoy'));
@@ -168,7 +171,8 @@ current-context: webhook
   await applyManifests(client, manifestsIn('config/roles'), ns);
   operator = startOperator({
     kubeConfig: kc, log: testLogger(logs), metrics: createMetrics(), operatorNamespace: 'suo',
-    verification: { address: `127.0.0.1:${port}`, tokenReviewCaPems: [webhookCa.certPem], callerCaPems: [gatewayCa.certPem] },
+    // The webhook CA file is a bundle: the root and the intermediate that issues east's certificates.
+    verification: { address: `127.0.0.1:${port}`, tokenReviewCaPems: [`${webhookCa.certPem}\n${webhookIntermediate.certPem}`], callerCaPems: [gatewayCa.certPem] },
   });
   await operator.ready;
 }, 300_000);
@@ -480,12 +484,15 @@ describe('introspection and authorization', () => {
       expect(JSON.parse((await review(issueToken().token)).body)).toEqual(JSON.parse(answer.body));
     });
 
-    it('is answered for a certificate from the --tokenreview-client-ca CA, also through an intermediate, and for no other', async () => {
+    it('is answered for a certificate from the --tokenreview-client-ca bundle, also from an intermediate in it, and for no other', async () => {
       const leaked = (await credentials('plain')).token;
       expect(JSON.parse((await review(leaked, { cert: webhookCert })).body).status).toMatchObject({ authenticated: true });
-      const intermediate = await webhookCa.intermediate('kube-apiservers of cluster east');
-      const viaIntermediate = writeCertificate(dir, 'east', await intermediate.issue('kube-apiserver-east'));
-      expect(JSON.parse((await review(leaked, { cert: viaIntermediate })).body).status).toMatchObject({ authenticated: true });
+      const east = writeCertificate(dir, 'east', await webhookIntermediate.issue('kube-apiserver-east'));
+      expect(JSON.parse((await review(leaked, { cert: east })).body).status).toMatchObject({ authenticated: true });
+      // An intermediate under the same root that the bundle does not name vouches for no one,
+      // though its chain verifies: which CA vouches must be one the platform team listed.
+      const unlisted = writeCertificate(dir, 'west', await (await webhookCa.intermediate('kube-apiservers of cluster west')).issue('kube-apiserver-west'));
+      expect((await review(leaked, { cert: unlisted })).status).toBe(401);
       // The gateway CA is trusted for introspection and check, not for TokenReview.
       expect((await review(leaked, { cert: platformGateway })).status).toBe(401);
       // A look-alike CA with the same names is no one.
