@@ -30,6 +30,7 @@ import { forwardedClient } from './forwarded.ts';
 import { RateLimiter } from './ratelimit.ts';
 import { platformWide, scopeOf, visibleAccounts, type Scope } from './scope.ts';
 import { splitAddress } from '../observability/http.ts';
+import { x509 } from '../credentials/x509.ts';
 
 export interface VerificationOptions {
   address: string;
@@ -94,6 +95,8 @@ export async function startVerificationServer(options: VerificationOptions): Pro
   const limiter = options.limiter ?? new RateLimiter();
   const log = options.log.child({ component: 'verification' });
   const builtInCa = new X509Certificate(options.caPem);
+  // The issuer as status records it (x509.ts's form), for the directory's issuer+serial index.
+  const builtInIssuer = new x509.X509Certificate(options.caPem).subject;
   const anchors: Record<Trust, X509Certificate[]> = {
     verify: (options.callerCaPems ?? []).flatMap(certificatesIn),
     tokenreview: (options.tokenReviewCaPems ?? []).flatMap(certificatesIn),
@@ -311,7 +314,8 @@ export async function startVerificationServer(options: VerificationOptions): Pro
     if (!known) return undefined;
     if (known.builtIn) {
       // Looked up on every request: the service user may have been disabled or renewed since.
-      const { su } = certificateCaller(options.directory, known.peer.serialNumber, now());
+      const identity = typeof known.peer.subject?.CN === 'string' ? known.peer.subject.CN : '';
+      const { su } = certificateCaller(options.directory, { serialNumber: known.peer.serialNumber, issuer: builtInIssuer, identity }, now());
       return su ? { kind: 'serviceuser', su } : undefined;
     }
     if (!known.trustedFor.size) return undefined;
