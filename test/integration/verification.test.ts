@@ -30,6 +30,7 @@ import { freePort } from '../net.ts';
 import { callerCa, writeCertificate } from '../callers.ts';
 import { Directory } from '../../src/verify/directory.ts';
 import { startVerificationServer } from '../../src/verify/server.ts';
+import { keyRingOf } from '../../src/authority/ledger-key.ts';
 import { resources } from '../../src/api/resources.ts';
 import { resourcePath } from '../../src/controller/kube.ts';
 
@@ -520,8 +521,9 @@ describe('introspection and authorization', () => {
     });
 
     it('with --trusted-proxy-hops 1, takes the entry the proxy in front of the gateway appended, and fails closed without one', async () => {
-      // A verification server of its own with one trusted hop, on a directory of this namespace.
-      const directory = new Directory();
+      // A verification server of its own with one trusted hop, on a directory of this namespace
+      // that honours what the operator MAC'd (its ledger key).
+      const directory = new Directory({ ring: keyRingOf(await client.get(resourcePath(resources.secrets, 'suo', 'service-user-operator-ledger-key'))) });
       const list = await client.get<{ items: Record<string, unknown>[] }>(resourcePath(resources.serviceUsers, ns));
       for (const item of list.items) directory.observe('ADDED', item as never);
       const own = await freePort();
