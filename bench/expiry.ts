@@ -10,10 +10,12 @@ import { createMetrics } from '../src/observability/metrics.ts';
 import { startOperator } from '../src/operator.ts';
 import { withControlPlane } from './cluster.ts';
 import { freePort } from '../test/net.ts';
+import { callerCa, type CallerCertificate } from '../test/callers.ts';
 
-function tokenReview(port: number, token: string): Promise<boolean> {
+/** A TokenReview as a kube-apiserver asks it: with its webhook client certificate. */
+function tokenReview(port: number, token: string, caller: CallerCertificate): Promise<boolean> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/apis/authentication.k8s.io/v1/tokenreviews', rejectUnauthorized: false, headers: { 'content-type': 'application/json' } }, (res) => {
+    const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/apis/authentication.k8s.io/v1/tokenreviews', rejectUnauthorized: false, cert: caller.certPem, key: caller.keyPem, headers: { 'content-type': 'application/json' } }, (res) => {
       let body = '';
       res.on('data', (c: Buffer) => (body += c.toString()));
       res.on('end', () => resolve((JSON.parse(body) as { status: { authenticated: boolean } }).status.authenticated));
@@ -31,9 +33,11 @@ const percentile = (xs: number[], p: number) => {
 export function benchExpiry(count = 1000) {
   return withControlPlane('expiry', ['service-user-operator', 'expiry'], async ({ kc, client }) => {
     const port = await freePort();
+    const webhookCa = await callerCa('bench webhook CA');
+    const webhook = await webhookCa.issue('kube-apiserver');
     const operator = startOperator({
       kubeConfig: kc, log: createLogger('warn', process.stderr), metrics: createMetrics(), operatorNamespace: 'service-user-operator', namespaces: ['expiry'], concurrency: 8,
-      verification: { address: `127.0.0.1:${port}` },
+      verification: { address: `127.0.0.1:${port}`, tokenReviewCaPems: [webhookCa.certPem] },
     });
     const secrets = new Informer(client, { resource: resources.secrets, namespace: 'expiry', labelSelector: 'serviceusers.dev/name' });
     const wiped = new Map<string, number>();
@@ -69,10 +73,10 @@ export function benchExpiry(count = 1000) {
         ends.map(async (end, i) => {
           if (i % 10) return;
           await new Promise((r) => setTimeout(r, end - 500 - Date.now()));
-          const acceptedBefore = await tokenReview(port, tokens.get(i)!);
+          const acceptedBefore = await tokenReview(port, tokens.get(i)!, webhook);
           await new Promise((r) => setTimeout(r, Math.max(0, end - Date.now())));
           const askedAt = Date.now();
-          const refusedAt = !(await tokenReview(port, tokens.get(i)!));
+          const refusedAt = !(await tokenReview(port, tokens.get(i)!, webhook));
           refusal.push({ acceptedBefore, refusedAt, lateMs: askedAt - end });
         }),
       );

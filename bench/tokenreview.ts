@@ -1,15 +1,19 @@
 // TokenReview throughput and latency: the operator's verification endpoint (service-user
 // tokens) versus the kube-apiserver's own TokenReview of ServiceAccount tokens. Same machine,
 // same run, same load generator (autocannon, in this process; the operator runs as its own
-// process, as in production).
+// process, as in production). Each side's caller authenticates as a kube-apiserver's webhook
+// does: with a client certificate (the operator's from a --tokenreview-client-ca CA).
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { repoRoot } from '../test/cluster/controlplane.ts';
 import { withControlPlane } from './cluster.ts';
 import { freePort } from '../test/net.ts';
+import { callerCa } from '../test/callers.ts';
 
 
 async function load(url: string, token: string, tlsOptions: object, seconds: number) {
@@ -48,9 +52,17 @@ function review(url: string, token: string, tls: object): Promise<{ status?: { a
 export function benchTokenReview(seconds = 10) {
   return withControlPlane('tokenreview', ['service-user-operator', 'bench'], async ({ controlPlane, kc, client }) => {
     const port = await freePort();
+    const dir = mkdtempSync(path.join(tmpdir(), 'bench-tokenreview-callers-'));
+    const webhookCa = await callerCa('bench webhook CA');
+    const webhook = await webhookCa.issue('kube-apiserver');
+    const webhookTls = { cert: webhook.certPem, key: webhook.keyPem };
+    writeFileSync(path.join(dir, 'webhook-ca.crt'), webhookCa.certPem);
     let operator: ReturnType<typeof spawn> | undefined;
     try {
-      operator = spawn(process.execPath, [path.join(repoRoot, 'src/main.ts'), '--kubeconfig', controlPlane.kubeconfig, '--log-level', 'warn', '--verify-bind-address', `127.0.0.1:${port}`, '--metrics-bind-address', '0', '--health-probe-bind-address', '0'], { stdio: 'ignore' });
+      operator = spawn(process.execPath, [
+        path.join(repoRoot, 'src/main.ts'), '--kubeconfig', controlPlane.kubeconfig, '--log-level', 'warn', '--verify-bind-address', `127.0.0.1:${port}`,
+        '--tokenreview-client-ca', path.join(dir, 'webhook-ca.crt'), '--metrics-bind-address', '0', '--health-probe-bind-address', '0',
+      ], { stdio: 'ignore' });
       await client.request('POST', '/apis/serviceusers.dev/v1alpha1/namespaces/bench/serviceusers', {
         apiVersion: 'serviceusers.dev/v1alpha1', kind: 'ServiceUser', metadata: { name: 'bench' }, spec: { email: 'bench@example.com', accounts: ['bench'] },
       });
@@ -78,13 +90,13 @@ export function benchTokenReview(seconds = 10) {
       // Both answers must be "authenticated" or the comparison means nothing.
       const operatorUrl = `https://127.0.0.1:${port}/apis/authentication.k8s.io/v1/tokenreviews`;
       const apiserverUrl = `${controlPlane.server}/apis/authentication.k8s.io/v1/tokenreviews`;
-      for (const [url, t, tls] of [[operatorUrl, token, {}], [apiserverUrl, request.status.token, admin]] as const) {
+      for (const [url, t, tls] of [[operatorUrl, token, webhookTls], [apiserverUrl, request.status.token, admin]] as const) {
         const answer = await review(url, t, tls);
         if (answer.status?.authenticated !== true) throw new Error(`${url} did not authenticate the token: ${JSON.stringify(answer)}`);
       }
-      await load(operatorUrl, token, {}, 2);
+      await load(operatorUrl, token, webhookTls, 2);
       await load(apiserverUrl, request.status.token, admin, 2);
-      const ours = await load(operatorUrl, token, {}, seconds);
+      const ours = await load(operatorUrl, token, webhookTls, seconds);
       const theirs = await load(apiserverUrl, request.status.token, admin, seconds);
       return {
         name: 'tokenreview',
@@ -103,6 +115,7 @@ export function benchTokenReview(seconds = 10) {
         operator.kill('SIGTERM');
         await once(operator, 'exit');
       }
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 }

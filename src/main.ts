@@ -9,6 +9,8 @@ import { serve, metricsRoutes, probeRoutes } from './observability/http.ts';
 import { createLogger } from './observability/logger.ts';
 import { createMetrics } from './observability/metrics.ts';
 import { startOperator } from './operator.ts';
+import { parseTrustedHops } from './verify/forwarded.ts';
+import { certificatesIn } from './verify/server.ts';
 
 const help = `service-user-operator: service users as Kubernetes resources, their credentials in Secrets.
 
@@ -35,8 +37,16 @@ Usage: npm start -- [flags]     (or: node src/main.ts [flags])
                                     built-in CA (default: localhost, 127.0.0.1 and the in-cluster Service names)
   --verify-tls-cert PATH            a mounted serving certificate instead (with --verify-tls-key)
   --verify-tls-key PATH
-  --verify-client-ca PATH           a CA whose client certificates may call introspect, authorize and check
-                                    (repeatable; service users' own certificates need no flag)
+  --verify-client-ca PATH           a CA (PEM bundle) whose client certificates may call introspect, authorize
+                                    and check, platform-wide: every account (repeatable; service users'
+                                    own certificates need no flag and see only their verifier accounts)
+  --tokenreview-client-ca PATH      a CA (PEM bundle) whose client certificates may call TokenReview — your
+                                    kube-apiservers' webhook certificate — platform-wide (repeatable)
+  --tokenreview-allow-anonymous     answer TokenReview for anyone who can reach the service (labs only:
+                                    it tells whoever holds a leaked token whose it is)
+  --trusted-proxy-hops N            proxies in front of the gateway whose X-Forwarded-For entries /v1/check
+                                    trusts, as Envoy's xff_num_trusted_hops: 0 takes the entry the gateway
+                                    appended, N the entry N+1 from the right (default: 0)
   --leader-elect                    reconcile only while holding the Lease service-user-operator in the
                                     operator namespace (run several replicas; all serve verification)
   --leader-election-id ID           this replica's identity (default: $HOSTNAME plus a random suffix)
@@ -65,6 +75,9 @@ const { values } = parseArgs({
     'verify-tls-cert': { type: 'string' },
     'verify-tls-key': { type: 'string' },
     'verify-client-ca': { type: 'string', multiple: true },
+    'tokenreview-client-ca': { type: 'string', multiple: true },
+    'tokenreview-allow-anonymous': { type: 'boolean', default: false },
+    'trusted-proxy-hops': { type: 'string', default: '0' },
     'leader-elect': { type: 'boolean', default: false },
     'leader-election-id': { type: 'string' },
     help: { type: 'boolean', default: false },
@@ -95,6 +108,24 @@ const readPem = (flag: string, file: string) => {
     process.exit(2);
   }
 };
+/** A CA flag's file: PEM with at least one certificate, or a fatal error naming the flag. */
+const readCaBundle = (flag: string, file: string) => {
+  const pem = readPem(flag, file);
+  try {
+    if (!certificatesIn(pem).length) throw new Error('no PEM certificate in it');
+  } catch (err) {
+    log.fatal(`${flag} ${file}: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(2);
+  }
+  return pem;
+};
+let trustedProxyHops: number;
+try {
+  trustedProxyHops = parseTrustedHops(values['trusted-proxy-hops']);
+} catch (err) {
+  log.fatal(err instanceof Error ? err.message : String(err));
+  process.exit(2);
+}
 const kubeConfig = await loadConnection(values.kubeconfig).catch((err: unknown) => {
   log.fatal(`cannot load the Kubernetes connection: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(2);
@@ -133,7 +164,10 @@ const operator = startOperator({
           ...(values['verify-tls-cert'] && values['verify-tls-key']
             ? { tls: { certPem: readPem('--verify-tls-cert', values['verify-tls-cert']), keyPem: readPem('--verify-tls-key', values['verify-tls-key']) } }
             : {}),
-          ...(values['verify-client-ca'] ? { callerCaPems: values['verify-client-ca'].map((f) => readPem('--verify-client-ca', f)) } : {}),
+          ...(values['verify-client-ca'] ? { callerCaPems: values['verify-client-ca'].map((f) => readCaBundle('--verify-client-ca', f)) } : {}),
+          ...(values['tokenreview-client-ca'] ? { tokenReviewCaPems: values['tokenreview-client-ca'].map((f) => readCaBundle('--tokenreview-client-ca', f)) } : {}),
+          ...(values['tokenreview-allow-anonymous'] ? { allowAnonymousTokenReview: true } : {}),
+          trustedProxyHops,
         },
       }
     : {}),

@@ -69,7 +69,14 @@ export interface OperatorOptions {
     dnsNames?: string[];
     /** A mounted serving certificate instead. */
     tls?: { certPem: string; keyPem: string };
+    /** CAs whose client certificates may call introspect, authorize and check, platform-wide. */
     callerCaPems?: string[];
+    /** CAs whose client certificates may call TokenReview (a kube-apiserver's), platform-wide. */
+    tokenReviewCaPems?: string[];
+    /** TokenReview for anyone who can reach the service: labs only. */
+    allowAnonymousTokenReview?: boolean;
+    /** Trusted proxies in front of the gateway (X-Forwarded-For), Envoy's xff_num_trusted_hops. */
+    trustedProxyHops?: number;
   };
   /** Run only while holding this Lease (in operatorNamespace); absent: always reconcile. */
   leaderElection?: { identity: string; leaseName?: string; onLost: () => void; leaseDurationMs?: number; renewDeadlineMs?: number; retryPeriodMs?: number };
@@ -361,6 +368,9 @@ export function startOperator(options: OperatorOptions): Operator {
       crl: () => authority.ledger.crlPem,
       onAnswer: (endpoint, result) => metrics.verifications.inc({ endpoint, result }),
       ...(v.callerCaPems ? { callerCaPems: v.callerCaPems } : {}),
+      ...(v.tokenReviewCaPems ? { tokenReviewCaPems: v.tokenReviewCaPems } : {}),
+      ...(v.allowAnonymousTokenReview ? { allowAnonymousTokenReview: true } : {}),
+      ...(v.trustedProxyHops !== undefined ? { trustedProxyHops: v.trustedProxyHops } : {}),
       log,
       now,
     });

@@ -1,12 +1,18 @@
-// The answers verification gives, as functions of the directory and the clock: what the
-// HTTP layer (server.ts) serialises. A refusal carries a reason for the log; callers of
-// introspection get only `active: false`, as RFC 7662 asks.
+// The answers verification gives, as functions of the directory, the clock and what the
+// caller may see (its scope): what the HTTP layer (server.ts) serialises. A refusal carries a
+// reason for the log; callers of introspection get only `active: false`, as RFC 7662 asks.
+// An identity outside the caller's accounts is answered exactly as an unknown token or
+// identity: the caller cannot tell the two apart.
 import type { Verifiable } from './directory.ts';
 import { parseToken, tokenSha256 } from '../credentials/token.ts';
 import { friendlyNameOf, identityOf } from '../serviceuser/desired.ts';
 import { expiresAt } from '../serviceuser/expiry.ts';
 import { reportedAccounts, type Directory } from './directory.ts';
 import { userActive, verifyToken, type Verdict } from './verdict.ts';
+import { covers, sees, visibleAccounts, type Scope } from './scope.ts';
+
+/** What the log says (never the caller) when a target is hidden by the caller's scope. */
+const outOfScope = "holder outside the caller's accounts";
 
 export function verifyPresented(directory: Directory, token: string, now: number, clientAddress?: string): { verdict: Verdict; su?: Verifiable } {
   const parsed = parseToken(token);
@@ -15,33 +21,45 @@ export function verifyPresented(directory: Directory, token: string, now: number
   return { verdict: verifyToken(su, token, now, clientAddress), ...(su ? { su } : {}) };
 }
 
-export function userInfo(su: Verifiable) {
+/**
+ * verifyPresented, seen through the caller's scope: a holder outside it gives the verdict of
+ * an unknown token (whatever its own state), and `hidden` says so for the log.
+ */
+export function verifyInScope(directory: Directory, token: string, now: number, scope: Scope, clientAddress?: string): { verdict: Verdict; su?: Verifiable; hidden?: true } {
+  const presented = verifyPresented(directory, token, now, clientAddress);
+  // Judged as if no one held it: the very verdict an unknown token gets.
+  if (presented.su && !sees(scope, presented.su)) return { verdict: verifyToken(undefined, token, now, clientAddress), hidden: true };
+  return presented;
+}
+
+export function userInfo(su: Verifiable, accounts: string[] = reportedAccounts(su)) {
   return {
     username: identityOf(su),
     uid: su.metadata.uid ?? '',
     groups: ['serviceusers', `serviceusers:${su.metadata.namespace}`],
     extra: {
       'serviceusers.dev/friendly-name': [friendlyNameOf(su)],
-      'serviceusers.dev/accounts': [...reportedAccounts(su)],
+      'serviceusers.dev/accounts': accounts,
     },
   };
 }
 
 /** Kubernetes webhook token authentication (TokenReview status). */
-export function tokenReview(directory: Directory, token: string, now: number) {
+export function tokenReview(directory: Directory, token: string, now: number, scope: Scope) {
   // The TokenReview API carries no client address: tokens restricted to networks fail closed.
-  const { verdict, su } = verifyPresented(directory, token, now);
-  if (!verdict.active || !su) return { status: { authenticated: false, error: 'invalid token' }, reason: verdict.active ? 'unknown' : verdict.reason };
-  return { status: { authenticated: true, user: userInfo(su) }, reason: 'ok', identity: identityOf(su) };
+  const { verdict, su, hidden } = verifyInScope(directory, token, now, scope);
+  if (!verdict.active || !su) return { status: { authenticated: false, error: 'invalid token' }, reason: hidden ? outOfScope : verdict.active ? 'unknown' : verdict.reason };
+  return { status: { authenticated: true, user: userInfo(su, visibleAccounts(scope, su)) }, reason: 'ok', identity: identityOf(su) };
 }
 
-/** RFC 7662 introspection. */
-export function introspect(directory: Directory, token: string, now: number, clientAddress?: string) {
-  const { verdict, su } = verifyPresented(directory, token, now, clientAddress);
-  if (!verdict.active || !su) return { body: { active: false }, reason: verdict.active ? 'unknown' : verdict.reason };
+/** RFC 7662 introspection; accounts and permissions narrowed to what the caller may see. */
+export function introspect(directory: Directory, token: string, now: number, scope: Scope, clientAddress?: string) {
+  const { verdict, su, hidden } = verifyInScope(directory, token, now, scope, clientAddress);
+  if (!verdict.active || !su) return { body: { active: false }, reason: hidden ? outOfScope : verdict.active ? 'unknown' : verdict.reason };
   const end = expiresAt(su.spec.endDate);
   const graceEnd = verdict.token.state === 'Grace' && verdict.token.validUntil ? Date.parse(verdict.token.validUntil) : undefined;
   const exp = [end, graceEnd].filter((x): x is number => x !== undefined);
+  const accounts = visibleAccounts(scope, su);
   return {
     body: {
       active: true,
@@ -52,29 +70,37 @@ export function introspect(directory: Directory, token: string, now: number, cli
       iat: Math.floor(Date.parse(verdict.token.createdAt) / 1000),
       ...(exp.length ? { exp: Math.floor(Math.min(...exp) / 1000) } : {}),
       friendly_name: friendlyNameOf(su),
-      accounts: reportedAccounts(su),
-      permissions: (su.status?.permissions ?? []).map(({ account, manager, permission }) => ({ account, manager, permission })),
+      accounts,
+      permissions: (su.status?.permissions ?? []).filter((p) => accounts.includes(p.account)).map(({ account, manager, permission }) => ({ account, manager, permission })),
     },
     reason: 'ok',
     identity: identityOf(su),
   };
 }
 
-/** May this identity (or the holder of this token) use this permission in this account? */
+/**
+ * May this identity (or the holder of this token) use this permission in this account?
+ * `hidden` (for the log only) marks an answer the caller's scope made "unknown".
+ */
 export function authorize(
   directory: Directory,
   request: { token?: string; identity?: string; account: string; permission: string; clientAddress?: string },
   now: number,
-) {
+  scope: Scope,
+): { allowed: boolean; reason: string; identity?: string; hidden?: true } {
+  // Decided before looking at the target, so it tells the caller nothing about it.
+  if (!covers(scope, request.account)) return { allowed: false, reason: `account ${request.account} is outside the accounts this caller verifies in` };
   let su: Verifiable | undefined;
   if (request.token) {
-    const presented = verifyPresented(directory, request.token, now, request.clientAddress);
-    if (!presented.verdict.active) return { allowed: false, reason: presented.verdict.reason };
+    const presented = verifyInScope(directory, request.token, now, scope, request.clientAddress);
+    if (!presented.verdict.active) return { allowed: false, reason: presented.verdict.reason, ...(presented.hidden ? { hidden: true as const } : {}) };
     su = presented.su;
   } else {
     su = directory.byIdentityName(request.identity ?? '');
-    const active = userActive(su, now);
-    if (!active.active) return { allowed: false, reason: active.reason };
+    const hidden = su !== undefined && !sees(scope, su);
+    // Judged as if absent: the very answer an unknown identity gets.
+    const active = userActive(hidden ? undefined : su, now);
+    if (!active.active) return { allowed: false, reason: active.reason, ...(hidden ? { hidden: true as const } : {}) };
   }
   if (!reportedAccounts(su!).includes(request.account)) return { allowed: false, reason: `account ${request.account} is not among the service user's admitted accounts`, identity: identityOf(su!) };
   const grant = (su!.status?.permissions ?? []).find((p) => p.account === request.account && p.permission === request.permission);
@@ -94,11 +120,4 @@ export function certificateCaller(directory: Directory, caller: { serialNumber: 
   if (!active.active) return { reason: active.reason };
   if (su!.status?.certificate?.serialNumber.toLowerCase() !== serialNumber.toLowerCase()) return { reason: 'certificate superseded' };
   return { su: su!, reason: 'ok' };
-}
-
-/** Permissions that let a service user call introspection and authorization. */
-export const callerPermissions = { introspect: 'verification:introspect', authorize: 'verification:authorize' } as const;
-
-export function mayCall(su: Verifiable, what: keyof typeof callerPermissions): boolean {
-  return (su.status?.permissions ?? []).some((p) => p.permission === callerPermissions[what]);
 }

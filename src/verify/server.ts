@@ -1,7 +1,7 @@
 // The verification service: HTTPS, in every replica, answering from memory (the directory
 // fed by the ServiceUser informer, the CRL from the ledger) — no API call per request.
 //
-//   POST /apis/authentication.k8s.io/v1/tokenreviews   Kubernetes webhook token authentication
+//   POST /apis/authentication.k8s.io/v1/tokenreviews   Kubernetes webhook token authentication (callers authenticate)
 //   POST /v1/introspect                                  RFC 7662 (callers authenticate)
 //   POST /v1/authorize                                   permission in an account (callers authenticate)
 //   ANY  /v1/check                                       for gateways (Envoy ext_authz, nginx auth_request):
@@ -9,22 +9,26 @@
 //                                                        caller authenticated by its client certificate
 //   GET  /v1/ca.crt, GET /v1/crl                         trust anchor and revocation list
 //
-// Callers of introspect, authorize and check authenticate with a service user's token (Bearer) or
-// client certificate, whose roles grant verification:introspect / verification:authorize,
-// or with a client certificate from a CA trusted for callers (--verify-client-ca).
+// Callers authenticate with a service user's token (Bearer) or client certificate, whose roles
+// grant verification:introspect (introspect, check, TokenReview) / verification:authorize, and
+// then learn only about identities sharing an account of that grant (scope.ts); or with a
+// client certificate from a CA the platform team trusts for callers — --verify-client-ca for
+// introspect, authorize and check, --tokenreview-client-ca for TokenReview — platform-wide.
 // Failures to authenticate get 401 and are rate-limited per address. Bodies are bounded in
 // size and time; anything malformed gets a 4xx that says what is wrong. Tokens never reach a
 // log line.
 import { X509Certificate } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { TLSSocket } from 'node:tls';
-import { reportedAccounts, type Verifiable } from './directory.ts';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
+import type { Verifiable } from './directory.ts';
 import { identityOf } from '../serviceuser/desired.ts';
 import type { Logger } from '../observability/logger.ts';
-import { authorize, certificateCaller, introspect, mayCall, tokenReview, verifyPresented } from './answers.ts';
+import { authorize, certificateCaller, introspect, tokenReview, verifyInScope, verifyPresented } from './answers.ts';
 import type { Directory } from './directory.ts';
+import { forwardedClient } from './forwarded.ts';
 import { RateLimiter } from './ratelimit.ts';
+import { platformWide, scopeOf, visibleAccounts, type Scope } from './scope.ts';
 import { splitAddress } from '../observability/http.ts';
 import { x509 } from '../credentials/x509.ts';
 
@@ -36,8 +40,17 @@ export interface VerificationOptions {
   /** The built-in CA (PEM): served at /v1/ca.crt, trusted for service users' client certificates. */
   caPem: string;
   crl: () => string;
-  /** Extra CAs whose client certificates may call introspect, authorize and check. */
+  /** CAs whose client certificates may call introspect, authorize and check, platform-wide (PEM, bundles allowed). */
   callerCaPems?: string[];
+  /** CAs whose client certificates may call TokenReview (a kube-apiserver's), platform-wide. */
+  tokenReviewCaPems?: string[];
+  /** Answer TokenReview for anyone who can reach the service (labs only; warned at start). */
+  allowAnonymousTokenReview?: boolean;
+  /**
+   * Proxies in front of the gateway whose X-Forwarded-For entries are trusted (Envoy's
+   * xff_num_trusted_hops); 0, the default, takes the entry the gateway appended.
+   */
+  trustedProxyHops?: number;
   log: Logger;
   now?: () => number;
   maxBodyBytes?: number;
@@ -48,13 +61,33 @@ export interface VerificationOptions {
 
 class HttpError extends Error {
   readonly status: number;
-  constructor(status: number, message: string) {
+  /** What the log says when it must say more than the caller is told. */
+  readonly logReason: string | undefined;
+  constructor(status: number, message: string, logReason?: string) {
     super(message);
     this.status = status;
+    this.logReason = logReason;
   }
 }
 
-type Caller = { kind: 'serviceuser'; su: Verifiable } | { kind: 'trusted-certificate'; subject: string };
+/** What a caller's client certificate is trusted for, by the CA it chains to. */
+type Trust = 'verify' | 'tokenreview';
+type Caller = { kind: 'serviceuser'; su: Verifiable } | { kind: 'certificate'; subject: string; trustedFor: ReadonlySet<Trust> };
+
+/** Every certificate in a PEM bundle (throws on one that does not parse). */
+export function certificatesIn(pem: string): X509Certificate[] {
+  return (pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((block) => new X509Certificate(block));
+}
+
+/**
+ * Whether `leaf` was issued (and signed) by one of `anchors`. Only the direct issuer counts: a
+ * TLS server in Node does not see the intermediates a client sent, so which CA vouches for a
+ * certificate from an intermediate is known only when that intermediate is in the flag's
+ * bundle. A root alone does not admit certificates from intermediates under it (fail closed).
+ */
+function issuedByAny(leaf: X509Certificate, anchors: X509Certificate[]): boolean {
+  return anchors.some((a) => leaf.checkIssued(a) && leaf.verify(a.publicKey));
+}
 
 export async function startVerificationServer(options: VerificationOptions): Promise<Server> {
   const now = options.now ?? Date.now;
@@ -64,12 +97,25 @@ export async function startVerificationServer(options: VerificationOptions): Pro
   const builtInCa = new X509Certificate(options.caPem);
   // The issuer as status records it (x509.ts's form), for the directory's issuer+serial index.
   const builtInIssuer = new x509.X509Certificate(options.caPem).subject;
+  const anchors: Record<Trust, X509Certificate[]> = {
+    verify: (options.callerCaPems ?? []).flatMap(certificatesIn),
+    tokenreview: (options.tokenReviewCaPems ?? []).flatMap(certificatesIn),
+  };
+  const hops = options.trustedProxyHops ?? 0;
+  // Checked once here so that a bad value fails the start, not a request.
+  forwardedClient(undefined, hops);
+  if (options.allowAnonymousTokenReview) {
+    log.warn('TokenReview answers anonymous callers (--tokenreview-allow-anonymous): anyone who can reach this service learns whose a leaked token is; for labs only');
+  }
+  // What a TLS connection's client certificate is trusted for is fixed for its life: worked
+  // out once per connection (a kube-apiserver keeps its connections open).
+  const peers = new WeakMap<TLSSocket, { peer: PeerCertificate; builtIn: boolean; trustedFor: ReadonlySet<Trust> } | null>();
 
   const server = createServer(
     {
       cert: options.tls.certPem,
       key: options.tls.keyPem,
-      ca: [options.caPem, ...(options.callerCaPems ?? [])],
+      ca: [options.caPem, ...(options.callerCaPems ?? []), ...(options.tokenReviewCaPems ?? [])],
       requestCert: true,
       rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
@@ -87,7 +133,7 @@ export async function startVerificationServer(options: VerificationOptions): Pro
           if (!(err instanceof HttpError)) log.error({ err: err instanceof Error ? err.message : String(err) }, 'verification failed');
           if (!res.headersSent) send(res, status, { error: statusText(status), message });
           else res.end();
-          log.info({ method: req.method, path: route(req), status, ms: Math.round(performance.now() - started), reason: message }, 'verification request');
+          log.info({ method: req.method, path: route(req), status, ms: Math.round(performance.now() - started), reason: (err instanceof HttpError && err.logReason) || message }, 'verification request');
           options.onAnswer?.(endpointOf(route(req)), `http_${status}`);
         },
       );
@@ -115,17 +161,15 @@ export async function startVerificationServer(options: VerificationOptions): Pro
       throw new HttpError(405, `${path} takes POST`);
     }
     if (path === '/apis/authentication.k8s.io/v1/tokenreviews') {
-      // Not rate-limited: a kube-apiserver forwards every token its own authenticators did
-      // not take, and throttling it would lock everyone out. Guessing a 256-bit secret is
-      // not a threat that throttling answers.
+      const { scope, callerName } = tokenReviewCaller(req, res);
       const body = (await readJson(req)) as { apiVersion?: unknown; kind?: unknown; spec?: { token?: unknown } };
       if (body.kind !== 'TokenReview' || typeof body.apiVersion !== 'string' || !body.apiVersion.startsWith('authentication.k8s.io/')) {
         throw new HttpError(400, 'expected a TokenReview (apiVersion authentication.k8s.io/v1, kind TokenReview)');
       }
       if (typeof body.spec?.token !== 'string' || !body.spec.token) throw new HttpError(400, 'spec.token must be a non-empty string');
-      const answer = tokenReview(options.directory, body.spec.token, now());
+      const answer = tokenReview(options.directory, body.spec.token, now(), scope);
       send(res, 200, { apiVersion: body.apiVersion, kind: 'TokenReview', status: answer.status });
-      return { authenticated: answer.status.authenticated, reason: answer.reason, identity: answer.identity };
+      return { caller: callerName, authenticated: answer.status.authenticated, reason: answer.reason, identity: answer.identity };
     }
 
     const what = path === '/v1/introspect' ? 'introspect' : 'authorize';
@@ -139,15 +183,21 @@ export async function startVerificationServer(options: VerificationOptions): Pro
       res.setHeader('www-authenticate', 'Bearer realm="service-user-operator"');
       throw new HttpError(401, `authenticate with a service user's token (Authorization: Bearer) or client certificate whose roles grant verification:${what}`);
     }
-    if (caller.kind === 'serviceuser' && !mayCall(caller.su, what)) {
-      throw new HttpError(403, `${caller.su.metadata.namespace}/${caller.su.metadata.name} is not granted verification:${what}`);
+    const scope = scopeFor(caller, 'verify', what);
+    if (!scope) {
+      throw new HttpError(
+        403,
+        caller.kind === 'serviceuser'
+          ? `${caller.su.metadata.namespace}/${caller.su.metadata.name} is not granted verification:${what}`
+          : `the client certificate's CA is not trusted for ${path} (only --verify-client-ca CAs are)`,
+      );
     }
     const callerName = caller.kind === 'serviceuser' ? identityOf(caller.su) : caller.subject;
     const params = await readParams(req);
     const reported = typeof params.client_address === 'string' && params.client_address ? params.client_address : undefined;
     if (what === 'introspect') {
       if (typeof params.token !== 'string' || !params.token) throw new HttpError(400, 'token must be a non-empty string');
-      const answer = introspect(options.directory, params.token, now(), reported);
+      const answer = introspect(options.directory, params.token, now(), scope, reported);
       send(res, 200, answer.body);
       return { caller: callerName, active: answer.body.active, reason: answer.reason, identity: answer.identity };
     }
@@ -161,9 +211,39 @@ export async function startVerificationServer(options: VerificationOptions): Pro
       options.directory,
       { ...(hasToken ? { token: token as string } : { identity: identity as string }), account, permission, ...(reported ? { clientAddress: reported } : {}) },
       now(),
+      scope,
     );
     send(res, 200, { allowed: answer.allowed, reason: answer.reason });
-    return { caller: callerName, allowed: answer.allowed, reason: answer.reason, identity: answer.identity };
+    return { caller: callerName, allowed: answer.allowed, reason: answer.hidden ? "holder outside the caller's accounts" : answer.reason, identity: answer.identity };
+  }
+
+  /**
+   * Who may ask a TokenReview: a client certificate from a --tokenreview-client-ca CA
+   * (platform-wide), or a service user granted verification:introspect (its accounts only).
+   * Only failures are throttled, so an authenticated kube-apiserver is never locked out by
+   * someone else probing from its address.
+   */
+  function tokenReviewCaller(req: IncomingMessage, res: ServerResponse): { scope: Scope; callerName: string } {
+    if (options.allowAnonymousTokenReview) return { scope: platformWide, callerName: 'anonymous (--tokenreview-allow-anonymous)' };
+    const caller = authenticate(req);
+    const scope = caller && scopeFor(caller, 'tokenreview', 'introspect');
+    if (caller && scope) return { scope, callerName: caller.kind === 'serviceuser' ? identityOf(caller.su) : caller.subject };
+    if (caller?.kind === 'serviceuser') throw new HttpError(403, `${caller.su.metadata.namespace}/${caller.su.metadata.name} is not granted verification:introspect`);
+    if (!limiter.take(clientAddress(req))) {
+      res.setHeader('retry-after', '1');
+      throw new HttpError(429, 'too many failed authentication attempts from this address; slow down');
+    }
+    res.setHeader('www-authenticate', 'Bearer realm="service-user-operator"');
+    throw new HttpError(
+      401,
+      'TokenReview callers authenticate: a client certificate from a CA given with --tokenreview-client-ca, or a service user (certificate or Bearer token) granted verification:introspect',
+    );
+  }
+
+  /** The caller's scope for an endpoint; undefined when it may not call it at all. */
+  function scopeFor(caller: Caller, trust: Trust, what: 'introspect' | 'authorize'): Scope | undefined {
+    if (caller.kind === 'certificate') return caller.trustedFor.has(trust) ? platformWide : undefined;
+    return scopeOf(caller.su, what);
   }
 
   /**
@@ -172,7 +252,8 @@ export async function startVerificationServer(options: VerificationOptions): Pro
    * token is the forwarded Authorization header. 200 with X-Serviceuser-* headers lets the
    * request through; 401 and 403 stop it. Optional X-Serviceuser-Account and
    * X-Serviceuser-Permission ask for an authorization decision as well; the client address
-   * for allowedCIDRs is the first X-Forwarded-For entry the gateway sets.
+   * for allowedCIDRs is the X-Forwarded-For entry the trusted hops appended (forwarded.ts),
+   * never one the client wrote.
    */
   async function check(req: IncomingMessage, res: ServerResponse): Promise<Record<string, unknown>> {
     if (limiter.exhausted(clientAddress(req))) {
@@ -180,9 +261,10 @@ export async function startVerificationServer(options: VerificationOptions): Pro
       throw new HttpError(429, 'too many failed authentication attempts from this address; slow down');
     }
     const caller = certificateAuthenticate(req);
-    if (!caller || (caller.kind === 'serviceuser' && !mayCall(caller.su, 'introspect'))) {
+    const scope = caller && scopeFor(caller, 'verify', 'introspect');
+    if (!caller || !scope) {
       limiter.take(clientAddress(req));
-      throw new HttpError(401, 'the gateway must present a client certificate from a CA trusted for callers, or of a service user granted verification:introspect');
+      throw new HttpError(401, 'the gateway must present a client certificate from a CA trusted for callers (--verify-client-ca), or of a service user granted verification:introspect');
     }
     req.resume();
     const match = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
@@ -190,36 +272,54 @@ export async function startVerificationServer(options: VerificationOptions): Pro
       res.setHeader('www-authenticate', 'Bearer realm="service-user-operator"');
       throw new HttpError(401, 'no service-user token in Authorization: Bearer');
     }
-    const forwarded = (req.headers['x-forwarded-for'] as string | undefined)?.split(',')[0]?.trim() || undefined;
+    const forwarded = forwardedClient(req.headers['x-forwarded-for'], hops);
     const account = req.headers['x-serviceuser-account'] as string | undefined;
     const permission = req.headers['x-serviceuser-permission'] as string | undefined;
-    const { verdict, su } = verifyPresented(options.directory, match[1]!, now(), forwarded);
+    const callerName = caller.kind === 'serviceuser' ? identityOf(caller.su) : caller.subject;
+    const { verdict, su, hidden } = verifyInScope(options.directory, match[1]!, now(), scope, forwarded);
     if (!verdict.active || !su) {
       res.setHeader('www-authenticate', 'Bearer realm="service-user-operator", error="invalid_token"');
-      throw new HttpError(401, 'invalid token');
+      throw new HttpError(401, 'invalid token', hidden ? "holder outside the caller's accounts" : verdict.active ? 'unknown' : verdict.reason);
     }
     const identity = identityOf(su);
     if (account || permission) {
       if (!account || !permission) throw new HttpError(400, 'X-Serviceuser-Account and X-Serviceuser-Permission go together');
-      const decision = authorize(options.directory, { identity, account, permission }, now());
+      const decision = authorize(options.directory, { identity, account, permission }, now(), scope);
       if (!decision.allowed) throw new HttpError(403, decision.reason);
     }
     res.setHeader('x-serviceuser', identity);
-    res.setHeader('x-serviceuser-accounts', reportedAccounts(su).join(','));
+    res.setHeader('x-serviceuser-accounts', visibleAccounts(scope, su).join(','));
     send(res, 200, { allowed: true, identity });
-    return { caller: 'gateway', identity, allowed: true };
+    return { caller: callerName, identity, allowed: true };
+  }
+
+  function peerOf(socket: TLSSocket) {
+    let known = peers.get(socket);
+    if (known === undefined) {
+      const peer = socket.authorized ? socket.getPeerCertificate?.() : undefined;
+      if (!peer || !peer.serialNumber) known = null;
+      else {
+        const leaf = new X509Certificate(peer.raw);
+        const builtIn = issuedByAny(leaf, [builtInCa]);
+        const trustedFor = new Set<Trust>(builtIn ? [] : (['verify', 'tokenreview'] as const).filter((t) => issuedByAny(leaf, anchors[t])));
+        known = { peer, builtIn, trustedFor };
+      }
+      peers.set(socket, known);
+    }
+    return known;
   }
 
   function certificateAuthenticate(req: IncomingMessage): Caller | undefined {
-    const socket = req.socket as TLSSocket;
-    const peer = socket.getPeerCertificate?.();
-    if (!peer || !peer.serialNumber || !socket.authorized) return undefined;
-    if (new X509Certificate(peer.raw).verify(builtInCa.publicKey)) {
-      const identity = typeof peer.subject?.CN === 'string' ? peer.subject.CN : '';
-      const { su } = certificateCaller(options.directory, { serialNumber: peer.serialNumber, issuer: builtInIssuer, identity }, now());
+    const known = peerOf(req.socket as TLSSocket);
+    if (!known) return undefined;
+    if (known.builtIn) {
+      // Looked up on every request: the service user may have been disabled or renewed since.
+      const identity = typeof known.peer.subject?.CN === 'string' ? known.peer.subject.CN : '';
+      const { su } = certificateCaller(options.directory, { serialNumber: known.peer.serialNumber, issuer: builtInIssuer, identity }, now());
       return su ? { kind: 'serviceuser', su } : undefined;
     }
-    return { kind: 'trusted-certificate', subject: typeof peer.subject?.CN === 'string' ? peer.subject.CN : 'client certificate' };
+    if (!known.trustedFor.size) return undefined;
+    return { kind: 'certificate', subject: typeof known.peer.subject?.CN === 'string' ? known.peer.subject.CN : 'client certificate', trustedFor: known.trustedFor };
   }
 
   function authenticate(req: IncomingMessage): Caller | undefined {

@@ -3,7 +3,8 @@
 // the test: admission never fails with a 5xx, every refusal names a field, the operator's
 // zod schemas agree with the API server on every case (what the API stores, the operator
 // parses; what it refuses, the operator would refuse too), and the verification service
-// answers every request with a 2xx or 4xx and keeps serving. FUZZ_SEED replays a run.
+// answers every request with a 2xx or 4xx and keeps serving, and none without a caller's
+// credential gets an answer about a token. FUZZ_SEED replays a run.
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:https';
 import { readdirSync } from 'node:fs';
@@ -20,6 +21,7 @@ import { loadYaml } from '../crds.ts';
 import { eventually, kubeConfig, useNamespace } from '../kube.ts';
 import { decodeSecret } from '../operator.ts';
 import { freePort } from '../net.ts';
+import { callerCa, type CallerCertificate } from '../callers.ts';
 
 const seed = Number(process.env.FUZZ_SEED ?? 20261121);
 const cases = Number(process.env.FUZZ_CASES ?? 400);
@@ -127,9 +129,13 @@ describe('the verification service, on mangled requests', () => {
   it('answers every one with a 2xx or 4xx and keeps authenticating', { timeout: 120_000 }, async () => {
     const port = await freePort();
     const client = new KubeClient(kubeConfig());
+    // Most requests come from a caller trusted for every endpoint, so that the mangling
+    // reaches the parsers; the rest from no one, and must learn nothing.
+    const callers = await callerCa('fuzz callers');
+    const caller = await callers.issue('fuzzer');
     const operator = startOperator({
       kubeConfig: kubeConfig(), log: testLogger(), metrics: createMetrics(), namespaces: [ns.name], operatorNamespace: ns.name,
-      verification: { address: `127.0.0.1:${port}` },
+      verification: { address: `127.0.0.1:${port}`, tokenReviewCaPems: [callers.certPem], callerCaPems: [callers.certPem] },
     });
     try {
       await operator.ready;
@@ -138,7 +144,7 @@ describe('the verification service, on mangled requests', () => {
         spec: { email: 'fuzz@example.com', accounts: ['fuzz'], credentials: { clientCertificate: { enabled: false } } },
       });
       const token = await eventually('the token', async () => decodeSecret(await client.get(resourcePath(resources.secrets, ns.name, 'probe-credentials'))).token);
-      await eventually('the token verifies', async () => ((await send(port, 'POST', '/apis/authentication.k8s.io/v1/tokenreviews', 'application/json', review(token))).body.includes('"authenticated":true') ? true : undefined));
+      await eventually('the token verifies', async () => ((await send(port, 'POST', '/apis/authentication.k8s.io/v1/tokenreviews', 'application/json', review(token), caller)).body.includes('"authenticated":true') ? true : undefined));
 
       const random = prng(seed + 1);
       const endpoints = ['/apis/authentication.k8s.io/v1/tokenreviews', '/v1/introspect', '/v1/authorize', '/v1/check', '/v1/ca.crt', '/v1/crl', '/healthz', '/nope', '/v1/introspect?x=%ff'];
@@ -153,15 +159,19 @@ describe('the verification service, on mangled requests', () => {
         () => Buffer.from(`{"spec":{"token":"${'x'.repeat(70_000)}"}}`),
       ];
       const statuses = new Map<number, number>();
+      const guarded = /^\/(apis\/authentication|v1\/(introspect|authorize|check))/;
       for (let i = 0; i < 300; i++) {
         const method = random() < 0.8 ? 'POST' : ['GET', 'PUT', 'DELETE', 'PATCH'][Math.floor(random() * 4)]!;
-        const answer = await send(port, method, endpoints[Math.floor(random() * endpoints.length)]!, types[Math.floor(random() * types.length)]!, bodies[Math.floor(random() * bodies.length)]!());
+        const endpoint = endpoints[Math.floor(random() * endpoints.length)]!;
+        const credentialed = random() < 0.7;
+        const answer = await send(port, method, endpoint, types[Math.floor(random() * types.length)]!, bodies[Math.floor(random() * bodies.length)]!(), credentialed ? caller : undefined);
         statuses.set(answer.status, (statuses.get(answer.status) ?? 0) + 1);
         expect(answer.status, answer.body.slice(0, 200)).toBeGreaterThanOrEqual(200);
         expect(answer.status, answer.body.slice(0, 200)).toBeLessThan(500);
+        if (!credentialed && guarded.test(endpoint)) expect(answer.status, `${method} ${endpoint} without a credential: ${answer.body.slice(0, 200)}`).toBeGreaterThanOrEqual(400);
       }
       // Still up, still right, and nothing it answered authenticated a mangled token.
-      const after = await send(port, 'POST', '/apis/authentication.k8s.io/v1/tokenreviews', 'application/json', review(token));
+      const after = await send(port, 'POST', '/apis/authentication.k8s.io/v1/tokenreviews', 'application/json', review(token), caller);
       expect(after.body).toContain('"authenticated":true');
       expect(statuses.size).toBeGreaterThan(2);
     } finally {
@@ -173,9 +183,10 @@ describe('the verification service, on mangled requests', () => {
 
 const review = (token: string) => Buffer.from(JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token } }));
 
-function send(port: number, method: string, p: string, type: string, body: Buffer): Promise<{ status: number; body: string }> {
+function send(port: number, method: string, p: string, type: string, body: Buffer, cert?: CallerCertificate): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method, path: p, rejectUnauthorized: false, headers: { ...(type ? { 'content-type': type } : {}), 'content-length': body.length } }, (res) => {
+    const tls = cert ? { cert: cert.certPem, key: cert.keyPem } : {};
+    const req = request({ host: '127.0.0.1', port, method, path: p, rejectUnauthorized: false, ...tls, headers: { ...(type ? { 'content-type': type } : {}), 'content-length': body.length } }, (res) => {
       let text = '';
       res.on('data', (c: Buffer) => (text += c.toString()));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));

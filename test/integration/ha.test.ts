@@ -1,17 +1,30 @@
 // Two replicas: one leader reconciles, both serve verification; SIGKILL the leader and the
 // other takes the Lease over within 20 s, while verification keeps answering.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
-import { afterAll, expect, it } from 'vitest';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { KubeClient } from '../../src/controller/kube.ts';
 import { eventually, kubeConfig, useNamespace } from '../kube.ts';
 import { api, decodeSecret, useOperatorProcesses } from '../operator.ts';
 import { freePort } from '../net.ts';
+import { callerCa, type CallerCertificate } from '../callers.ts';
 
 const ns = useNamespace('ha');
 const client = new KubeClient(kubeConfig());
 const k = api(client, ns.name);
 const processes = useOperatorProcesses(ns);
 afterAll(() => client.close());
+// The TokenReview caller authenticates as a kube-apiserver's webhook does: a client certificate.
+const dir = mkdtempSync(path.join(tmpdir(), 'ha-'));
+let webhook: CallerCertificate;
+beforeAll(async () => {
+  const ca = await callerCa('ha webhook CA');
+  writeFileSync(path.join(dir, 'webhook-ca.crt'), ca.certPem);
+  webhook = await ca.issue('kube-apiserver');
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 
 async function replica(id: string) {
@@ -21,6 +34,7 @@ async function replica(id: string) {
       '--leader-elect',
       '--leader-election-id', id,
       '--verify-bind-address', `127.0.0.1:${ports.verify}`,
+      '--tokenreview-client-ca', path.join(dir, 'webhook-ca.crt'),
       '--metrics-bind-address', `127.0.0.1:${ports.metrics}`,
       '--health-probe-bind-address', '0',
     ],
@@ -33,7 +47,7 @@ const holder = async () =>
 
 function tokenReview(port: number, token: string): Promise<boolean> {
   return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/apis/authentication.k8s.io/v1/tokenreviews', rejectUnauthorized: false, headers: { 'content-type': 'application/json' }, timeout: 2000 }, (res) => {
+    const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/apis/authentication.k8s.io/v1/tokenreviews', rejectUnauthorized: false, cert: webhook.certPem, key: webhook.keyPem, headers: { 'content-type': 'application/json' }, timeout: 2000 }, (res) => {
       let body = '';
       res.on('data', (c: Buffer) => (body += c.toString()));
       res.on('end', () => resolve((JSON.parse(body) as { status?: { authenticated?: boolean } }).status?.authenticated === true));
