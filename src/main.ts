@@ -25,7 +25,7 @@ Usage: npm start -- [flags]     (or: node src/main.ts [flags])
   --ca-secret NAME                  the built-in CA's Secret (kubernetes.io/tls): created on first
                                     start when absent; put your own CA there to use it (default:
                                     service-user-operator-ca)
-  --crl-configmap NAME              the revocation ledger and CRL (default: service-user-operator-crl)
+  --crl-configmap NAME              the revocation ledger's head ConfigMap; shards NAME-00…NAME-3f (default: service-user-operator-crl)
   --verify-bind-address ADDR        the verification service (HTTPS), HOST:PORT; "0" turns it off (default: :8443)
   --verify-dns-names NAMES          comma-separated DNS names and IPs for its certificate, issued by the
                                     built-in CA (default: localhost, 127.0.0.1 and the in-cluster Service names)
