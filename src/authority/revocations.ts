@@ -4,19 +4,21 @@
 //
 // - shards `<name>-00` … `<name>-3f`: the entries, gzip'd (ledger-shard.ts), a serial in the
 //   shard its hash picks, each shard far under the 1 MiB object limit at 100,000 entries;
-// - the head `<name>`: the shard count, the CRL number and the CRL's thisUpdate/nextUpdate.
+// - the head `<name>`: the shard count. It is written once (and replaces the single-ConfigMap
+//   format of older versions, whose entries are moved into the shards).
 //
 // The CRL itself (≈6 MB of DER at 100,000 entries) is stored nowhere: every replica holds the
-// CA key, so each signs it from its own copy of the ledger (kept current by the operator's
-// watch on these ConfigMaps) whenever the head moves, with the head's number and times, and
-// serves it at /v1/crl from memory.
+// CA key, so each signs it from its own copy of the ledger — kept current by the operator's
+// watch on these ConfigMaps — whenever that copy changes, and serves it at /v1/crl from
+// memory. Its CRL number is the signing time in milliseconds (and always above the last one),
+// so numbers rise across replicas and restarts without a shared counter to write.
 //
 // Writes are batched: changes arriving while a batch is being written wait for the next one,
-// which makes one write per shard it touches, one head write and one signature. A caller's
-// promise resolves once its entries are durable and the CRL this replica serves lists them.
-// Shards and head are written with optimistic concurrency (a conflict re-reads the object and
-// re-applies the batch to it), so replicas never lose each other's entries. The CRL is
-// re-signed before it goes stale — a timer, not a poll.
+// which makes one write per shard it touches and one signature. A caller's promise resolves
+// once its entries are durable and the CRL this replica serves lists them. Shards are written
+// with optimistic concurrency (a conflict re-reads the shard and re-applies the batch to it),
+// so replicas never lose each other's entries. The CRL is re-signed before it goes stale — a
+// timer, checked against the wall clock hourly, as a suspended host's timers run late.
 import { buildCrl, isLive, reasonCodes, serialPattern, type RevocationReason } from '../credentials/crl.ts';
 import type { Ca } from '../credentials/ca.ts';
 import { isConflict, isNotFound, type KubeClient, type KubeObject } from '../controller/kube.ts';
@@ -28,7 +30,7 @@ export type { LedgerEntry } from './ledger-shard.ts';
 const crlValidityMs = 7 * 86_400_000;
 const resignBeforeMs = 86_400_000;
 /** Shard writes in flight at once within a batch. */
-const shardWriteConcurrency = 8;
+const shardWriteConcurrency = 16;
 const maxAttempts = 10;
 /** Labels every ledger ConfigMap carries (the operator's watch selects on them). */
 const ledgerLabels = { 'app.kubernetes.io/managed-by': 'service-user-operator', 'app.kubernetes.io/component': 'crl' };
@@ -42,7 +44,7 @@ type Change =
   | { kind: 'holds'; owner: string; at: string; want: Map<string, string> }
   /** Entries from the single-ConfigMap format, added where absent. */
   | { kind: 'merge'; entries: LedgerEntry[] }
-  /** Prune expired entries and re-sign a CRL that is missing or due. */
+  /** Prune expired entries and re-sign the CRL. */
   | { kind: 'refresh' };
 
 interface Pending {
@@ -56,16 +58,6 @@ interface Shard {
   entries: Map<string, LedgerEntry>;
 }
 
-interface Head {
-  resourceVersion: string | undefined;
-  shards: number;
-  number: number;
-  thisUpdate: number;
-  nextUpdate: number;
-  /** Entries of the single-ConfigMap format still in it (written by an older version). */
-  legacy?: LedgerEntry[];
-}
-
 export class RevocationLedger {
   private readonly client: KubeClient;
   private readonly ca: Ca;
@@ -73,8 +65,10 @@ export class RevocationLedger {
   private readonly name: string;
   private readonly log: Logger;
   private readonly now: () => number;
+  /** How often the wall clock is compared with the CRL's nextUpdate (a timer alone runs late on a suspended host). */
+  private readonly clockCheckMs: number;
   private timer: NodeJS.Timeout | undefined;
-  private head: Head | undefined;
+  private stopped = false;
   private shards: Shard[] = [];
   /** Serials on hold per owner, so setHolds finds an owner's holds without a scan. */
   private readonly holds = new Map<string, Set<string>>();
@@ -83,20 +77,22 @@ export class RevocationLedger {
   /** Owners with a change queued or being written: their next change cannot be judged from memory. */
   private readonly busy = new Map<string, number>();
   private merging = 0;
-  private signed: { number: number; thisUpdate: number } | undefined;
+  /** Bumped on every change to this replica's copy; the CRL is re-signed when it moved. */
+  private version = 0;
+  private signed: { version: number; number: number; nextUpdate: number } | undefined;
   private signing: Promise<void> = Promise.resolve();
-  private signScheduled = false;
-  private stopped = false;
+  private signScheduled: NodeJS.Timeout | undefined;
   /** The last CRL signed, for the verification service. */
   crlPem = '';
 
-  constructor(options: { client: KubeClient; ca: Ca; namespace: string; name: string; log: Logger; now?: () => number }) {
+  constructor(options: { client: KubeClient; ca: Ca; namespace: string; name: string; log: Logger; now?: () => number; clockCheckMs?: number }) {
     this.client = options.client;
     this.ca = options.ca;
     this.namespace = options.namespace;
     this.name = options.name;
     this.log = options.log;
     this.now = options.now ?? Date.now;
+    this.clockCheckMs = options.clockCheckMs ?? 3_600_000;
     this.resetShards(defaultShardCount);
   }
 
@@ -142,27 +138,32 @@ export class RevocationLedger {
   }
 
   /** Whether the ledger currently lists the serial (revoked or on hold), from memory. */
-  async isListed(serialNumber: string): Promise<boolean> {
+  isListed(serialNumber: string): Promise<boolean> {
     const serial = serialNumber.toLowerCase();
-    return this.shards[shardOf(serial, this.shards.length)]!.entries.has(serial);
+    return Promise.resolve(this.shards[shardOf(serial, this.shards.length)]!.entries.has(serial));
   }
 
   /**
    * Reads the ledger (moving the single-ConfigMap format into shards), signs the CRL, and
-   * keeps it fresh. A restart with a fresh head writes nothing.
+   * keeps it fresh. A restart writes nothing.
    */
   async start(): Promise<void> {
-    const base = `/api/v1/namespaces/${encodeURIComponent(this.namespace)}/configmaps`;
+    let head: KubeObject | undefined;
     try {
-      this.head = parseHead(await this.client.get(`${base}/${encodeURIComponent(this.name)}`), this.where(this.name));
+      head = await this.client.get(this.path(this.name));
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
-    this.resetShards(this.head?.shards ?? defaultShardCount);
+    const data = (head?.data ?? {}) as Record<string, string>;
+    const shards = data.shards === undefined ? defaultShardCount : Number(data.shards);
+    if (!Number.isInteger(shards) || shards < 1 || shards > 256) {
+      throw new Error(`revocation ledger head ${this.where(this.name)}: shards must be an integer from 1 to 256, not ${JSON.stringify(data.shards)}`);
+    }
+    this.resetShards(shards);
     let cont: string | undefined;
     do {
       const page = await this.client.get<{ items: KubeObject[]; metadata: { continue?: string } }>(
-        `${base}?labelSelector=${encodeURIComponent(`${ledgerLabel}=${this.name}`)}&limit=16${cont ? `&continue=${encodeURIComponent(cont)}` : ''}`,
+        `${this.path()}?labelSelector=${encodeURIComponent(`${ledgerLabel}=${this.name}`)}&limit=16${cont ? `&continue=${encodeURIComponent(cont)}` : ''}`,
       );
       for (const item of page.items) {
         const index = this.shardIndex(item.metadata.name);
@@ -171,17 +172,15 @@ export class RevocationLedger {
       }
       cont = page.metadata.continue || undefined;
     } while (cont);
-    if (!this.head?.resourceVersion || this.head.legacy || this.head.nextUpdate - this.now() < resignBeforeMs) {
-      await this.submit({ kind: 'refresh' });
-    } else {
-      await this.sign();
-    }
+    if (!head || data.shards === undefined || data['revocations.json'] !== undefined) await this.writeHead(head);
+    await this.sign();
     this.schedule();
   }
 
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.signScheduled);
     this.timer = undefined;
   }
 
@@ -189,19 +188,10 @@ export class RevocationLedger {
   observe(object: KubeObject): void {
     const name = object.metadata.name;
     if (name === this.name) {
-      if (!newer(object.metadata.resourceVersion, this.head?.resourceVersion)) return;
-      let head: Head;
-      try {
-        head = parseHead(object, this.where(name));
-      } catch (err) {
-        this.log.error({ err: String(err) }, 'revocation ledger head cannot be read; keeping the last one');
-        return;
-      }
-      this.head = head;
       // An older version wrote its single-ConfigMap format during an upgrade: move it again.
-      if (head.legacy) this.submit({ kind: 'refresh' }).catch((err: unknown) => this.log.warn({ err: String(err) }, 'could not move revocations into the ledger shards'));
-      this.scheduleSign();
-      if (this.timer) this.schedule();
+      if ((object.data as Record<string, string> | undefined)?.['revocations.json'] !== undefined) {
+        this.writeHead(object).catch((err: unknown) => this.log.warn({ err: String(err) }, 'could not move revocations into the ledger shards'));
+      }
       return;
     }
     const index = this.shardIndex(name);
@@ -211,7 +201,9 @@ export class RevocationLedger {
       this.replaceShard(index, this.decode(object), object.metadata.resourceVersion);
     } catch (err) {
       this.log.error({ err: String(err) }, 'revocation ledger shard cannot be read; keeping the last one');
+      return;
     }
+    this.scheduleSign();
   }
 
   // --- batching ---------------------------------------------------------------------------
@@ -221,7 +213,8 @@ export class RevocationLedger {
     // answered from memory — unless a change of the same owner is still queued or in flight.
     if (owner !== undefined && !this.busy.has(owner) && !this.merging && !this.changes(change)) return Promise.resolve();
     if (owner !== undefined) this.busy.set(owner, (this.busy.get(owner) ?? 0) + 1);
-    if (change.kind === 'merge' || change.kind === 'refresh') this.merging++;
+    const global = change.kind === 'merge' || change.kind === 'refresh';
+    if (global) this.merging++;
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ change, resolve, reject });
       this.draining ??= this.drain().finally(() => (this.draining = undefined));
@@ -231,7 +224,7 @@ export class RevocationLedger {
         if (n) this.busy.set(owner, n);
         else this.busy.delete(owner);
       }
-      if (change.kind === 'merge' || change.kind === 'refresh') this.merging--;
+      if (global) this.merging--;
     });
   }
 
@@ -265,7 +258,7 @@ export class RevocationLedger {
     return true;
   }
 
-  /** One batch: a write per shard it changes, a head write, a signature. */
+  /** One batch: a write per shard it changes, then one signature. */
   private async write(changes: Change[]): Promise<void> {
     const now = this.now();
     const touched = new Set<number>();
@@ -286,29 +279,26 @@ export class RevocationLedger {
         });
       }
     }
-    const changed = await this.writeShards([...touched], changes, now);
-    if (changed || refresh) await this.writeHead(now, changed);
-    await this.sign();
+    await this.writeShards([...touched], changes, now);
+    await this.sign(refresh);
   }
 
-  private async writeShards(indexes: number[], changes: Change[], now: number): Promise<boolean> {
-    let changed = false;
+  private async writeShards(indexes: number[], changes: Change[], now: number): Promise<void> {
     let next = 0;
     await Promise.all(
       Array.from({ length: Math.min(shardWriteConcurrency, indexes.length) }, async () => {
-        while (next < indexes.length) if (await this.writeShard(indexes[next++]!, changes, now)) changed = true;
+        while (next < indexes.length) await this.writeShard(indexes[next++]!, changes, now);
       }),
     );
-    return changed;
   }
 
   /** Applies the batch to shard `index` and writes it if that changed it; re-reads on conflict. */
-  private async writeShard(index: number, changes: Change[], now: number): Promise<boolean> {
+  private async writeShard(index: number, changes: Change[], now: number): Promise<void> {
     const name = shardName(this.name, index);
     for (let attempt = 1; ; attempt++) {
       const shard = this.shards[index]!;
       const entries = new Map(shard.entries);
-      if (!this.apply(index, entries, changes, now)) return false;
+      if (!this.apply(index, entries, changes, now)) return;
       const encoded = encodeShard(entries.values());
       if (encoded.length > maxShardBytes) {
         throw new Error(`revocation ledger shard ${this.where(name)} would hold ${entries.size} entries in ${encoded.length} bytes, over its ${maxShardBytes}-byte limit`);
@@ -328,7 +318,7 @@ export class RevocationLedger {
       try {
         const written = shard.resourceVersion ? await this.client.request('PUT', this.path(name), body) : await this.client.request('POST', this.path(), body);
         this.replaceShard(index, entries, written.metadata.resourceVersion);
-        return true;
+        return;
       } catch (err) {
         // Changed or created by another replica (409), or deleted by hand (404: re-created
         // from what this replica knows).
@@ -383,99 +373,98 @@ export class RevocationLedger {
   }
 
   /**
-   * Moves the head to a new CRL number and times: always after shards changed, else only when
-   * the CRL is missing or due. Entries an older version left in the head are merged first.
+   * Writes the head (absent, or still in the single-ConfigMap format): the entries of that
+   * format are moved into the shards first, then a PUT replaces it — its `revocations.json`
+   * and `ca.crl` go with it — so a crash in between moves them again on the next start.
    */
-  private async writeHead(now: number, force: boolean): Promise<void> {
+  private async writeHead(current: KubeObject | undefined): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      const head = this.head;
-      if (head?.legacy) {
-        const legacy = head.legacy;
-        await this.writeShards([...new Set(legacy.map((e) => shardOf(e.serialNumber, this.shards.length)))], [{ kind: 'merge', entries: legacy }], now);
+      const data = (current?.data ?? {}) as Record<string, string>;
+      if (current && data.shards !== undefined && data['revocations.json'] === undefined) return;
+      if (data['revocations.json'] !== undefined) {
+        const legacy = legacyEntries(data['revocations.json'], this.where(this.name));
+        await this.submit({ kind: 'merge', entries: legacy });
         this.log.info({ entries: legacy.length }, 'moved the revocation ledger from its single ConfigMap into shards');
-        force = true;
       }
-      if (!force && head?.resourceVersion && head.nextUpdate - now >= resignBeforeMs) return;
-      const next: Head = { resourceVersion: undefined, shards: this.shards.length, number: (head?.number ?? 0) + 1, thisUpdate: now, nextUpdate: now + crlValidityMs };
-      // A PUT replaces the whole object: the single-ConfigMap keys go with it.
       const body = {
         apiVersion: 'v1',
         kind: 'ConfigMap',
-        metadata: { name: this.name, namespace: this.namespace, labels: ledgerLabels, ...(head?.resourceVersion ? { resourceVersion: head.resourceVersion } : {}) },
+        metadata: { name: this.name, namespace: this.namespace, labels: ledgerLabels, ...(current ? { resourceVersion: current.metadata.resourceVersion } : {}) },
         data: {
-          shards: String(next.shards),
-          'crl-number': String(next.number),
-          'this-update': new Date(next.thisUpdate).toISOString(),
-          'next-update': new Date(next.nextUpdate).toISOString(),
+          shards: String(this.shards.length),
+          crl: `not stored: every replica signs it from the shards ${shardName(this.name, 0)}…${shardName(this.name, this.shards.length - 1)} and serves it at GET /v1/crl`,
         },
       };
       try {
-        const written = head?.resourceVersion ? await this.client.request('PUT', this.path(this.name), body) : await this.client.request('POST', this.path(), body);
-        if (newer(written.metadata.resourceVersion, this.head?.resourceVersion)) this.head = { ...next, resourceVersion: written.metadata.resourceVersion };
-        this.schedule();
+        await (current ? this.client.request('PUT', this.path(this.name), body) : this.client.request('POST', this.path(), body));
         return;
       } catch (err) {
         if (!isConflict(err) || attempt >= maxAttempts) throw err;
-        this.log.debug({ attempt }, 'revocation ledger head changed under us; re-reading');
-        this.head = parseHead(await this.client.get(this.path(this.name)), this.where(this.name));
+        current = await this.client.get(this.path(this.name));
       }
     }
   }
 
   private async reread(index: number): Promise<void> {
     const name = shardName(this.name, index);
+    const known = this.shards[index]!.entries;
     try {
       const object = await this.client.get(this.path(name));
-      this.shards[index] = { resourceVersion: undefined, entries: this.shards[index]!.entries };
+      this.shards[index] = { resourceVersion: undefined, entries: known };
       this.replaceShard(index, this.decode(object), object.metadata.resourceVersion);
     } catch (err) {
       if (!isNotFound(err)) throw err;
-      this.shards[index] = { resourceVersion: undefined, entries: this.shards[index]!.entries };
+      this.shards[index] = { resourceVersion: undefined, entries: known };
     }
   }
 
   // --- the CRL ----------------------------------------------------------------------------
 
-  /** Signs the CRL for the current head from this replica's copy of the ledger. */
-  private sign(): Promise<void> {
+  /**
+   * Signs the CRL from this replica's copy of the ledger, if the copy changed since the last
+   * signature (or `due`: the CRL nears its nextUpdate).
+   */
+  private sign(due = false): Promise<void> {
     const run = async () => {
-      const head = this.head;
-      if (!head?.resourceVersion) return;
-      if (this.signed?.number === head.number && this.signed.thisUpdate === head.thisUpdate) return;
+      const now = this.now();
+      if (this.signed && this.signed.version === this.version && !due && this.signed.nextUpdate - now >= resignBeforeMs) return;
+      const version = this.version;
       const entries: LedgerEntry[] = [];
-      for (const s of this.shards) for (const e of s.entries.values()) if (isLive(e, head.thisUpdate)) entries.push(e);
-      // The same order on every replica: the same head gives the same list.
+      for (const s of this.shards) for (const e of s.entries.values()) if (isLive(e, now)) entries.push(e);
       entries.sort((a, b) => (a.serialNumber < b.serialNumber ? -1 : 1));
-      this.crlPem = await buildCrl(this.ca, entries, { number: head.number, now: new Date(head.thisUpdate), validity: head.nextUpdate - head.thisUpdate });
-      this.signed = { number: head.number, thisUpdate: head.thisUpdate };
+      const number = Math.max(now, (this.signed?.number ?? 0) + 1);
+      this.crlPem = await buildCrl(this.ca, entries, { number, now: new Date(now), validity: crlValidityMs });
+      this.signed = { version, number, nextUpdate: now + crlValidityMs };
     };
     const next = this.signing.then(run, run);
     this.signing = next.catch(() => undefined);
     return next;
   }
 
-  /** A follower signs once per burst of head changes, not once per event. */
+  /** A follower signs once per burst of shard changes, not once per watch event. */
   private scheduleSign(): void {
-    if (this.signScheduled) return;
-    this.signScheduled = true;
-    setImmediate(() => {
-      this.signScheduled = false;
+    if (this.signScheduled || this.stopped) return;
+    this.signScheduled = setTimeout(() => {
+      this.signScheduled = undefined;
       this.sign().catch((err: unknown) => this.log.warn({ err: String(err) }, 'could not sign the CRL'));
-    });
+    }, 20);
   }
 
-  /** Re-signs a day before nextUpdate. */
+  /** Re-signs (and prunes) a day before nextUpdate; the wall clock is checked at least hourly. */
   private schedule(): void {
     clearTimeout(this.timer);
     if (this.stopped) return;
-    const head = this.head;
-    const ms = head ? head.nextUpdate - resignBeforeMs - this.now() : 0;
+    const due = (this.signed?.nextUpdate ?? 0) - resignBeforeMs - this.now();
     this.timer = setTimeout(() => {
-      this.submit({ kind: 'refresh' }).catch((err: unknown) => {
-        this.log.warn({ err: String(err) }, 'could not re-sign the CRL');
-        this.schedule();
-      });
-    }, Math.min(Math.max(ms, 1000), 2 ** 31 - 1));
+      if ((this.signed?.nextUpdate ?? 0) - resignBeforeMs - this.now() > 0) return this.schedule();
+      this.submit({ kind: 'refresh' }).then(
+        () => this.schedule(),
+        (err: unknown) => {
+          this.log.warn({ err: String(err) }, 'could not re-sign the CRL');
+          this.schedule();
+        },
+      );
+    }, Math.max(Math.min(due, this.clockCheckMs), 0));
     this.timer.unref();
   }
 
@@ -484,6 +473,7 @@ export class RevocationLedger {
   private resetShards(count: number): void {
     this.shards = Array.from({ length: count }, () => ({ resourceVersion: undefined, entries: new Map() }));
     this.holds.clear();
+    this.version++;
   }
 
   /** Replaces shard `index` with a newer version, keeping the owner index of holds in step. */
@@ -500,6 +490,7 @@ export class RevocationLedger {
     }
     for (const [owner, set] of this.holds) if (!set.size) this.holds.delete(owner);
     this.shards[index] = { resourceVersion, entries: map };
+    this.version++;
   }
 
   private decode(object: KubeObject): LedgerEntry[] {
@@ -509,7 +500,8 @@ export class RevocationLedger {
     const entries = decodeShard(Buffer.from(data, 'base64'), `revocation ledger shard ${where}`);
     const index = this.shardIndex(object.metadata.name)!;
     for (const e of entries) {
-      if (shardOf(e.serialNumber, this.shards.length) !== index) throw new Error(`revocation ledger shard ${where}: serial ${e.serialNumber} belongs in shard ${shardName(this.name, shardOf(e.serialNumber, this.shards.length))}`);
+      const belongs = shardOf(e.serialNumber, this.shards.length);
+      if (belongs !== index) throw new Error(`revocation ledger shard ${where}: serial ${e.serialNumber} belongs in shard ${shardName(this.name, belongs)}`);
     }
     return entries;
   }
@@ -528,20 +520,6 @@ export class RevocationLedger {
   private where(name: string): string {
     return `ConfigMap ${this.namespace}/${name}`;
   }
-}
-
-/** The head from its ConfigMap, or from the single-ConfigMap format an older version wrote. */
-function parseHead(object: KubeObject, where: string): Head {
-  const data = (object.data ?? {}) as Record<string, string>;
-  const number = Number(data['crl-number'] ?? 0);
-  if (!Number.isSafeInteger(number) || number < 0) throw new Error(`revocation ledger head ${where}: crl-number must be a non-negative integer, not ${JSON.stringify(data['crl-number'])}`);
-  const shards = data.shards === undefined ? defaultShardCount : Number(data.shards);
-  if (!Number.isInteger(shards) || shards < 1 || shards > 256) throw new Error(`revocation ledger head ${where}: shards must be an integer from 1 to 256, not ${JSON.stringify(data.shards)}`);
-  const nextUpdate = Date.parse(data['next-update'] ?? '') || 0;
-  const thisUpdate = Date.parse(data['this-update'] ?? '') || nextUpdate - crlValidityMs;
-  const head: Head = { resourceVersion: object.metadata.resourceVersion, shards, number, thisUpdate, nextUpdate };
-  if (data['revocations.json'] !== undefined) head.legacy = legacyEntries(data['revocations.json'], where);
-  return head;
 }
 
 /** The entries of the single-ConfigMap format (`revocations.json`); unreadable ones are named. */
