@@ -10,10 +10,9 @@
 import { request, type RequestOptions } from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { Informer } from '../src/controller/informer.ts';
-import { resourcePath, type KubeClient, type KubeObject } from '../src/controller/kube.ts';
+import { ApiError, isConflict, resourcePath, type KubeClient, type KubeObject } from '../src/controller/kube.ts';
 import { resources } from '../src/api/resources.ts';
 import { withControlPlane } from './cluster.ts';
-import { createServiceUsers, untilActive } from './fleet.ts';
 import { parseMetrics, startOperatorProcess, sumOf } from './operator-process.ts';
 
 const percentile = (xs: number[], p: number) => {
@@ -75,6 +74,64 @@ export function crlContents(pem: string): { number: number; serials: string[] } 
   return { number, serials };
 }
 
+/**
+ * Retries a request the connection dropped (a kept-alive socket the API server closed as it
+ * was reused: "socket hang up" under load); an HTTP error is the API server's answer and is not retried.
+ */
+async function retrying<T>(what: string, call: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (err) {
+      if (err instanceof ApiError || attempt >= 5) throw err;
+      process.stderr.write(`ledger: ${what}: ${String(err)}; retrying\n`);
+      await new Promise((r) => setTimeout(r, 200 * attempt));
+    }
+  }
+}
+
+/** ServiceUsers su-0 … su-(count-1), 16 requests in flight; one created by an attempt whose answer was lost counts. */
+async function createUsers(client: KubeClient, namespace: string, count: number, spec: (i: number) => object = () => ({})): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (next < count) {
+        const i = next++;
+        let tries = 0;
+        await retrying(`create ${namespace}/su-${i}`, () =>
+          client.request('POST', resourcePath(resources.serviceUsers, namespace), {
+            apiVersion: 'serviceusers.dev/v1alpha1', kind: 'ServiceUser', metadata: { name: `su-${i}` },
+            spec: { email: 'bench@example.com', accounts: ['bench'], ...spec(i) },
+          }).catch((err: unknown) => {
+            if (tries++ > 0 && isConflict(err)) return undefined;
+            throw err;
+          }),
+        );
+      }
+    }),
+  );
+}
+
+/** Waits until `count` ServiceUsers in `namespace` are Active with a certificate; fails once `deadline` passes. */
+async function untilIssued(client: KubeClient, namespace: string, count: number, deadline: number): Promise<void> {
+  for (;;) {
+    let issued = 0;
+    let cont: string | undefined;
+    do {
+      const page = await retrying('list', () =>
+        client.get<{ items: { status?: { phase?: string; certificate?: unknown } }[]; metadata: { continue?: string } }>(
+          `${resourcePath(resources.serviceUsers, namespace)}?limit=2000${cont ? `&continue=${encodeURIComponent(cont)}` : ''}`,
+        ),
+      );
+      issued += page.items.filter((o) => o.status?.phase === 'Active' && o.status.certificate).length;
+      cont = page.metadata.continue || undefined;
+    } while (cont);
+    if (issued >= count) return;
+    if (Date.now() > deadline) throw new Error(`${namespace}: ${issued} of ${count} Active with a certificate by the first end date; raise LEDGER_LEAD_SECONDS`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
 /** name → certificate serial of every ServiceUser in `namespace`. */
 async function serialsOf(client: KubeClient, namespace: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
@@ -124,14 +181,14 @@ export function benchLedger(count = 10_000, deleteCount = Math.round(count / 2),
       const first = rolloutStarted + lead;
       const ends = Array.from({ length: count }, (_, i) => first + Math.floor((i * 60_000) / count));
       process.stderr.write(`ledger: ${deleteCount} users to delete later, then ${count} ending between ${new Date(first).toISOString()} and +60 s\n`);
-      await createServiceUsers(client, 'ledger-delete', deleteCount);
-      await createServiceUsers(client, 'ledger', count, (i) => ({ endDate: new Date(ends[i]!).toISOString() }));
-      await untilActive(client, 'ledger-delete', deleteCount);
-      await untilActive(client, 'ledger', count);
+      await createUsers(client, 'ledger-delete', deleteCount);
+      await createUsers(client, 'ledger', count, (i) => ({ endDate: new Date(ends[i]!).toISOString() }));
+      await untilIssued(client, 'ledger-delete', deleteCount, first - 5000);
+      await untilIssued(client, 'ledger', count, first - 5000);
       const rolloutSeconds = (Date.now() - rolloutStarted) / 1000;
-      if (Date.now() > first - 5000) throw new Error(`the rollout of ${count + deleteCount} took ${rolloutSeconds} s, past the first end date; raise LEDGER_LEAD_SECONDS`);
-      const serials = await serialsOf(client, 'ledger');
-      const doomed = await serialsOf(client, 'ledger-delete');
+      process.stderr.write(`ledger: ${count + deleteCount} Active in ${Math.round(rolloutSeconds)} s\n`);
+      const serials = await retrying('list', () => serialsOf(client, 'ledger'));
+      const doomed = await retrying('list', () => serialsOf(client, 'ledger-delete'));
       if (serials.size !== count || doomed.size !== deleteCount) throw new Error(`certificates recorded: ${serials.size} of ${count}, ${doomed.size} of ${deleteCount}`);
       secrets.start();
       await secrets.synced;
@@ -143,7 +200,7 @@ export function benchLedger(count = 10_000, deleteCount = Math.round(count / 2),
       let fetches = 0;
       let lastCrl = before.crl;
       while (Date.now() < ends[ends.length - 1]! + 10_000 && (listedAt.size < wanted.size || wiped.size < count)) {
-        const pem = await get(operator.verifyPort, '/v1/crl');
+        const pem = await retrying('GET /v1/crl', () => get(operator.verifyPort, '/v1/crl'));
         const at = Date.now();
         fetches++;
         lastCrl = crlContents(pem);
@@ -156,9 +213,10 @@ export function benchLedger(count = 10_000, deleteCount = Math.round(count / 2),
       const wipeLateness = names.filter((n) => wiped.has(`${n}-credentials`)).map((n) => wiped.get(`${n}-credentials`)! - endOf(n));
       const crlLateness = names.filter((n) => listedAt.has(serials.get(n)!)).map((n) => listedAt.get(serials.get(n)!)! - endOf(n));
 
+      process.stderr.write(`ledger: expiry window over: ${wiped.size} wiped, ${listedAt.size} listed; deleting namespace ledger-delete\n`);
       // Delete a namespace of live certificate holders: every finalizer revokes one.
       const deleteStarted = performance.now();
-      await client.request('DELETE', '/api/v1/namespaces/ledger-delete');
+      await retrying('delete the namespace', () => client.request('DELETE', '/api/v1/namespaces/ledger-delete'));
       for (;;) {
         const gone = await client.get('/api/v1/namespaces/ledger-delete').then(() => false, () => true);
         if (gone) break;
