@@ -1,8 +1,8 @@
 // One shard of the revocation ledger: which shard a serial belongs to, and the compact form a
 // shard's entries take in its ConfigMap. A ConfigMap holds at most 1 MiB; 100,000 entries as
-// JSON are ~30 MB. Gzip'd tab-separated lines cost ~60 bytes an entry (the serial's 16 random
-// octets do not compress), so 64 shards hold 100,000 entries at ~125 KB each and ~1,000,000
-// before a shard nears its limit.
+// JSON are ~27 MB. Gzip'd tab-separated lines cost ~30 bytes an entry (~40 in base64; the
+// serial's 16 random octets do not compress), so 64 shards hold 100,000 entries at ~65 KB each
+// and ~1,000,000 before a shard nears its write limit.
 import { createHash } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { reasonCodes, serialPattern, type Revocation, type RevocationReason } from '../credentials/crl.ts';
