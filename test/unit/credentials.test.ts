@@ -108,7 +108,8 @@ describe('the built-in CA', () => {
     expect(run('openssl', ['verify', '-crl_check', '-CAfile', caFile, '-CRLfile', released, file('held.crt', held.certPem)])).toMatchObject({ ok: true });
     // Signed by this CA, and by no other.
     expect(run('openssl', ['crl', '-in', crlFile, '-noout', '-CAfile', caFile, '-verify']).out).toContain('verify OK');
-    expect(run('openssl', ['crl', '-in', crlFile, '-noout', '-CAfile', file('other-ca.crt', (await createCa()).certPem), '-verify']).ok).toBe(false);
+    // (Another CA with the same name: openssl finds it as the issuer and rejects the signature.)
+    expect(run('openssl', ['crl', '-in', crlFile, '-noout', '-CAfile', file('other-ca.crt', (await createCa()).certPem), '-verify']).out).toContain('verify failure');
     expect(liveRevocations([entry(revoked, 'cessationOfOperation'), { ...entry(held, 'certificateHold'), notAfter: new Date(Date.now() - 8 * 86_400_000).toISOString() }, { ...entry(live, 'certificateHold'), notAfter: new Date(Date.now() - 86_400_000).toISOString() }], Date.now())).toHaveLength(2);
   });
 });
