@@ -10,6 +10,8 @@ import { repoRoot } from '../test/cluster/controlplane.ts';
 import { freePort } from '../test/net.ts';
 
 export interface OperatorProcess {
+  /** The verification service's port (HTTPS on 127.0.0.1: /v1/crl, /v1/ca.crt…). */
+  verifyPort: number;
   /** Resident set size now, and its peak (VmHWM), in bytes, from /proc. */
   memory(): { rss: number; peak: number };
   /** The operator's own /metrics, as name{labels} → value. */
@@ -30,13 +32,14 @@ export async function startOperatorProcess(kubeconfig: string, namespaces: strin
     built = true;
   }
   const metricsPort = await freePort();
+  const verifyPort = await freePort();
   const scratch = mkdtempSync(path.join(tmpdir(), 'bench-operator-'));
   const child = spawn(
     process.execPath,
     [
       '--heapsnapshot-signal=SIGUSR2',
       path.join(repoRoot, 'dist/main.js'), '--kubeconfig', kubeconfig, '--namespace', namespaces.join(','), '--operator-namespace', operatorNamespace,
-      '--metrics-bind-address', `127.0.0.1:${metricsPort}`, '--health-probe-bind-address', '0', '--verify-bind-address', `127.0.0.1:${await freePort()}`,
+      '--metrics-bind-address', `127.0.0.1:${metricsPort}`, '--health-probe-bind-address', '0', '--verify-bind-address', `127.0.0.1:${verifyPort}`,
       '--concurrency', String(concurrency), '--log-level', 'warn',
     ],
     { stdio: ['ignore', 'pipe', 'pipe'], cwd: scratch },
@@ -52,6 +55,7 @@ export async function startOperatorProcess(kubeconfig: string, namespaces: strin
   const metrics = async () => parseMetrics(await fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text()));
   const status = (field: string) => Number(/(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(field)) ?? '')?.[1] ?? NaN) * 1024;
   return {
+    verifyPort,
     memory: () => ({ rss: status('VmRSS:'), peak: status('VmHWM:') }),
     metrics,
     async liveHeap() {

@@ -8,6 +8,7 @@ import { benchRollout } from './rollout.ts';
 import { benchExpiry } from './expiry.ts';
 import { benchIdle } from './idle.ts';
 import { benchMemory } from './memory.ts';
+import { benchLedger } from './ledger.ts';
 
 const benches: Record<string, () => Promise<object>> = {
   certificates: () => benchCertificates(Number(process.env.BENCH_COUNT ?? 200)),
@@ -16,6 +17,10 @@ const benches: Record<string, () => Promise<object>> = {
   expiry: () => benchExpiry(Number(process.env.BENCH_EXPIRY ?? 1000)),
   idle: () => benchIdle(Number(process.env.BENCH_IDLE ?? 1000), Number(process.env.BENCH_IDLE_SECONDS ?? 600)),
   memory: () => benchMemory(Number(process.env.BENCH_MEMORY ?? 10_000)),
+  ledger: () => {
+    const users = Number(process.env.LEDGER_USERS ?? 10_000);
+    return benchLedger(users, Number(process.env.LEDGER_DELETE_USERS ?? Math.round(users / 2)), process.env.LEDGER_LEAD_SECONDS ? Number(process.env.LEDGER_LEAD_SECONDS) : undefined);
+  },
 };
 
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(benches);

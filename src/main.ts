@@ -27,7 +27,7 @@ Usage: npm start -- [flags]     (or: node src/main.ts [flags])
   --ca-secret NAME                  the built-in CA's Secret (kubernetes.io/tls): created on first
                                     start when absent; put your own CA there to use it (default:
                                     service-user-operator-ca)
-  --crl-configmap NAME              the revocation ledger and CRL (default: service-user-operator-crl)
+  --crl-configmap NAME              the revocation ledger's head ConfigMap; shards NAME-00…NAME-3f (default: service-user-operator-crl)
   --ledger-key-secret NAME          the key that MACs token records and status (created on first start
                                     when absent; default: service-user-operator-ledger-key)
   --adopt-unsigned-ledger           upgrade only: honour and re-MAC records written before the ledger

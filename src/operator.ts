@@ -296,8 +296,8 @@ export function startOperator(options: OperatorOptions): Operator {
     }
   });
 
-  // The CRL ConfigMap, so that every replica serves the current CRL and the leader's ledger
-  // cache follows writes it did not make.
+  // The ledger's ConfigMaps (head and shards), so that every replica signs and serves the
+  // current CRL and its copy of the ledger follows writes it did not make.
   const crlMaps = new InformerSet([
     new Informer(client, {
       resource: { group: '', version: 'v1', plural: 'configmaps', namespaced: true },
@@ -307,7 +307,7 @@ export function startOperator(options: OperatorOptions): Operator {
     }),
   ]);
   crlMaps.onChange((type, cm) => {
-    if (type !== 'DELETED' && cm.metadata.name === (options.crlConfigMapName ?? 'service-user-operator-crl')) authorityReady.then(
+    if (type !== 'DELETED') authorityReady.then(
       () => authority.ledger.observe(cm),
       // A failed start is reported once, through `ready`; this is only a follower.
       () => undefined,

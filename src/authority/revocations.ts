@@ -1,192 +1,574 @@
-// The revocation ledger and the CRL it publishes, kept in a ConfigMap in the operator's
-// namespace (`revocations.json`, `ca.crl`): serials are not secret, and the ledger outlives
-// the ServiceUsers whose certificates it lists. Changes are serialized in this process and
-// written with optimistic concurrency, so replicas never lose each other's entries. The CRL
-// is re-signed before it goes stale — a timer, not a poll.
-import { buildCrl, liveRevocations, signedBy, type Revocation, type RevocationReason } from '../credentials/crl.ts';
+// The revocation ledger and the CRL it publishes. Serials are not secret, and the ledger
+// outlives the ServiceUsers whose certificates it lists, so it lives in ConfigMaps in the
+// operator's namespace:
+//
+// - shards `<name>-00` … `<name>-3f`: the entries, gzip'd (ledger-shard.ts), a serial in the
+//   shard its hash picks, each shard far under the 1 MiB object limit at 100,000 entries;
+// - the head `<name>`: the shard count. It is written once (and replaces the single-ConfigMap
+//   format of older versions, whose entries are moved into the shards).
+//
+// The CRL itself (≈6 MB of DER at 100,000 entries) is stored nowhere: every replica holds the
+// CA key, so each signs it from its own copy of the ledger — kept current by the operator's
+// watch on these ConfigMaps — whenever that copy changes, and serves it at /v1/crl from
+// memory. Its CRL number is the signing time in milliseconds (and always above the last one),
+// so numbers rise across replicas and restarts without a shared counter to write.
+//
+// Writes are batched: changes arriving while a batch is being written wait for the next one,
+// which makes one write per shard it touches and one signature. A caller's promise resolves
+// once its entries are durable and the CRL this replica serves lists them. Shards are written
+// with optimistic concurrency (a conflict re-reads the shard and re-applies the batch to it),
+// so replicas never lose each other's entries. The CRL is re-signed before it goes stale — a
+// timer, checked against the wall clock hourly, as a suspended host's timers run late.
+import { buildCrl, isLive, reasonCodes, serialPattern, type RevocationReason } from '../credentials/crl.ts';
 import type { Ca } from '../credentials/ca.ts';
 import { isConflict, isNotFound, type KubeClient, type KubeObject } from '../controller/kube.ts';
 import type { Logger } from '../observability/logger.ts';
+import { decodeShard, defaultShardCount, encodeShard, identityOf, maxShardBytes, shardKey, shardName, shardOf, type LedgerEntry } from './ledger-shard.ts';
 
-export interface LedgerEntry extends Revocation {
-  /** namespace/name of the ServiceUser it belonged to. */
-  owner: string;
-}
+export type { LedgerEntry } from './ledger-shard.ts';
 
 const crlValidityMs = 7 * 86_400_000;
 const resignBeforeMs = 86_400_000;
+/** Shard writes in flight at once within a batch. */
+const shardWriteConcurrency = 16;
+const maxAttempts = 10;
+/** Labels every ledger ConfigMap carries (the operator's watch selects on them). */
+const ledgerLabels = { 'app.kubernetes.io/managed-by': 'service-user-operator', 'app.kubernetes.io/component': 'crl' };
+/** The label naming the ledger a shard belongs to (its head's name). */
+export const ledgerLabel = 'serviceusers.dev/revocation-ledger';
+
+type RevokeEntry = { serialNumber: string; reason: RevocationReason; notAfter: string };
+
+type Change =
+  | { kind: 'revoke'; owner: string; at: string; entries: (RevokeEntry & { shard: number })[] }
+  | { kind: 'holds'; owner: string; at: string; want: Map<string, string> }
+  /** Entries from the single-ConfigMap format, added where absent. */
+  | { kind: 'merge'; entries: LedgerEntry[] }
+  /** Prune expired entries and re-sign the CRL. */
+  | { kind: 'refresh' };
+
+interface Pending {
+  change: Change;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+interface Shard {
+  resourceVersion: string | undefined;
+  entries: Map<string, LedgerEntry>;
+}
 
 export class RevocationLedger {
   private readonly client: KubeClient;
   private readonly ca: Ca;
-  private readonly path: string;
   private readonly namespace: string;
   private readonly name: string;
   private readonly log: Logger;
   private readonly now: () => number;
-  private chain: Promise<unknown> = Promise.resolve();
+  /** How often the wall clock is compared with the CRL's nextUpdate (a timer alone runs late on a suspended host). */
+  private readonly clockCheckMs: number;
   private timer: NodeJS.Timeout | undefined;
-  /**
-   * The ConfigMap as last read or written. Reconciles consult the ledger on every pass, so it
-   * is read from memory; a write that conflicts (someone else changed it) re-reads it, and
-   * observe() keeps it current from the operator's watch.
-   */
-  private cached: KubeObject | null | undefined;
-  /** The last CRL published, for the verification service. */
+  private stopped = false;
+  private shards: Shard[] = [];
+  /** Serials on hold per owner, so setHolds finds an owner's holds without a scan. */
+  private readonly holds = new Map<string, Set<string>>();
+  private queue: Pending[] = [];
+  private draining: Promise<void> | undefined;
+  /** Owners with a change queued or being written: their next change cannot be judged from memory. */
+  private readonly busy = new Map<string, number>();
+  private merging = 0;
+  /** Bumped on every change to this replica's copy; the CRL is re-signed when it moved. */
+  private version = 0;
+  private signed: { version: number; number: number; nextUpdate: number } | undefined;
+  private signing: Promise<void> = Promise.resolve();
+  private signScheduled: NodeJS.Timeout | undefined;
+  /** The last CRL signed, for the verification service. */
   crlPem = '';
 
-  constructor(options: { client: KubeClient; ca: Ca; namespace: string; name: string; log: Logger; now?: () => number }) {
+  constructor(options: { client: KubeClient; ca: Ca; namespace: string; name: string; log: Logger; now?: () => number; clockCheckMs?: number }) {
     this.client = options.client;
     this.ca = options.ca;
     this.namespace = options.namespace;
     this.name = options.name;
-    this.path = `/api/v1/namespaces/${encodeURIComponent(options.namespace)}/configmaps/${encodeURIComponent(options.name)}`;
     this.log = options.log;
     this.now = options.now ?? Date.now;
+    this.clockCheckMs = options.clockCheckMs ?? 3_600_000;
+    this.resetShards(defaultShardCount);
+  }
+
+  /** Entries in the ledger (revoked and on hold, expired ones not yet pruned included). */
+  get size(): number {
+    return this.shards.reduce((n, s) => n + s.entries.size, 0);
   }
 
   /** Revokes serials (idempotent). A revocation replaces a hold of the same serial. */
-  revoke(owner: string, entries: { serialNumber: string; reason: RevocationReason; notAfter: string }[]): Promise<void> {
+  revoke(owner: string, entries: RevokeEntry[]): Promise<void> {
     if (!entries.length) return Promise.resolve();
-    return this.update((ledger) => {
-      let changed = false;
-      for (const e of entries) {
-        const existing = ledger.find((x) => x.serialNumber === e.serialNumber);
-        if (existing && existing.reason !== 'certificateHold') continue;
-        if (existing) ledger.splice(ledger.indexOf(existing), 1);
-        ledger.push({ ...e, owner, revokedAt: new Date(this.now()).toISOString(), identity: identityOf(owner) });
-        changed = true;
-      }
-      return changed;
-    });
+    let change: Change;
+    try {
+      change = {
+        kind: 'revoke',
+        owner,
+        at: new Date(this.now()).toISOString(),
+        entries: entries.map((e, i) => {
+          const serialNumber = checkSerial(e.serialNumber, `revoke(${owner}): entries[${i}].serialNumber`);
+          checkTime(e.notAfter, `revoke(${owner}): entries[${i}].notAfter`);
+          if (!Object.hasOwn(reasonCodes, e.reason)) throw new Error(`revoke(${owner}): entries[${i}].reason must be one of ${Object.keys(reasonCodes).join(', ')}, not ${JSON.stringify(e.reason)}`);
+          return { serialNumber, reason: e.reason, notAfter: new Date(e.notAfter).toISOString(), shard: shardOf(serialNumber, this.shards.length) };
+        }),
+      };
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    return this.submit(change, owner);
   }
 
   /** Makes `serials` the owner's only certificates on hold (disable puts on hold, enable releases). */
   setHolds(owner: string, serials: { serialNumber: string; notAfter: string }[]): Promise<void> {
-    return this.update((ledger) => {
-      const want = new Set(serials.map((s) => s.serialNumber));
-      let changed = false;
-      for (let i = ledger.length - 1; i >= 0; i--) {
-        const e = ledger[i]!;
-        if (e.owner === owner && e.reason === 'certificateHold' && !want.has(e.serialNumber)) {
-          ledger.splice(i, 1);
-          changed = true;
-        }
-      }
-      for (const s of serials) {
-        if (ledger.some((e) => e.serialNumber === s.serialNumber)) continue;
-        ledger.push({ ...s, owner, reason: 'certificateHold', revokedAt: new Date(this.now()).toISOString(), identity: identityOf(owner) });
-        changed = true;
-      }
-      return changed;
-    });
+    const want = new Map<string, string>();
+    try {
+      serials.forEach((s, i) => {
+        checkTime(s.notAfter, `setHolds(${owner}): serials[${i}].notAfter`);
+        want.set(checkSerial(s.serialNumber, `setHolds(${owner}): serials[${i}].serialNumber`), new Date(s.notAfter).toISOString());
+      });
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    return this.submit({ kind: 'holds', owner, at: new Date(this.now()).toISOString(), want }, owner);
   }
 
-  /** Whether the ledger currently lists the serial (revoked or on hold). */
-  async isListed(serialNumber: string): Promise<boolean> {
-    const { ledger } = await this.read();
-    return ledger.some((e) => e.serialNumber === serialNumber);
+  /** Whether the ledger currently lists the serial (revoked or on hold), from memory. */
+  isListed(serialNumber: string): Promise<boolean> {
+    const serial = serialNumber.toLowerCase();
+    return Promise.resolve(this.shards[shardOf(serial, this.shards.length)]!.entries.has(serial));
   }
 
   /** Whether the ledger lists the serial as revoked (a hold does not count: it can be released). */
-  async isRevoked(serialNumber: string): Promise<boolean> {
-    const { ledger } = await this.read();
-    return ledger.some((e) => e.serialNumber === serialNumber && e.reason !== 'certificateHold');
+  isRevoked(serialNumber: string): Promise<boolean> {
+    const serial = serialNumber.toLowerCase();
+    const entry = this.shards[shardOf(serial, this.shards.length)]!.entries.get(serial);
+    return Promise.resolve(entry !== undefined && entry.reason !== 'certificateHold');
   }
 
-  /** Publishes the CRL if it is missing, stale or another CA's, and keeps it fresh. */
-  start(): Promise<void> {
-    return this.update(() => false, true);
+  /**
+   * Reads the ledger (moving the single-ConfigMap format into shards), signs the CRL, and
+   * keeps it fresh. A restart writes nothing.
+   */
+  async start(): Promise<void> {
+    let head: KubeObject | undefined;
+    try {
+      head = await this.client.get(this.path(this.name));
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    const data = (head?.data ?? {}) as Record<string, string>;
+    const shards = data.shards === undefined ? defaultShardCount : Number(data.shards);
+    if (!Number.isInteger(shards) || shards < 1 || shards > 256) {
+      throw new Error(`revocation ledger head ${this.where(this.name)}: shards must be an integer from 1 to 256, not ${JSON.stringify(data.shards)}`);
+    }
+    this.resetShards(shards);
+    let cont: string | undefined;
+    do {
+      const page = await this.client.get<{ items: KubeObject[]; metadata: { continue?: string } }>(
+        `${this.path()}?labelSelector=${encodeURIComponent(`${ledgerLabel}=${this.name}`)}&limit=16${cont ? `&continue=${encodeURIComponent(cont)}` : ''}`,
+      );
+      for (const item of page.items) {
+        const index = this.shardIndex(item.metadata.name);
+        // A shard that cannot be read stops the start: writing over it would lose its entries.
+        if (index !== undefined) this.replaceShard(index, this.decode(item), item.metadata.resourceVersion);
+      }
+      cont = page.metadata.continue || undefined;
+    } while (cont);
+    if (!head || data.shards === undefined || data['revocations.json'] !== undefined) await this.writeHead(head);
+    await this.sign();
+    this.schedule();
   }
 
   stop(): void {
+    this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.signScheduled);
+    this.timer = undefined;
   }
 
-  /** The ConfigMap as the watch sees it (another replica's write, our own echo). */
+  /** A ledger ConfigMap as the watch sees it (another replica's write, our own echo). */
   observe(object: KubeObject): void {
-    const newer = !this.cached || Number(object.metadata.resourceVersion) >= Number(this.cached.metadata.resourceVersion);
-    if (!newer) return;
-    this.cached = object;
-    const crl = (object.data as Record<string, string> | undefined)?.['ca.crl'];
-    if (crl) this.crlPem = crl;
+    const name = object.metadata.name;
+    if (name === this.name) {
+      // An older version wrote its single-ConfigMap format during an upgrade: move it again.
+      if ((object.data as Record<string, string> | undefined)?.['revocations.json'] !== undefined) {
+        this.writeHead(object).catch((err: unknown) => this.log.warn({ err: String(err) }, 'could not move revocations into the ledger shards'));
+      }
+      return;
+    }
+    const index = this.shardIndex(name);
+    if (index === undefined || object.metadata.labels?.[ledgerLabel] !== this.name) return;
+    if (!newer(object.metadata.resourceVersion, this.shards[index]!.resourceVersion)) return;
+    try {
+      this.replaceShard(index, this.decode(object), object.metadata.resourceVersion);
+    } catch (err) {
+      this.log.error({ err: String(err) }, 'revocation ledger shard cannot be read; keeping the last one');
+      return;
+    }
+    this.scheduleSign();
   }
 
-  private async read(): Promise<{ object: KubeObject | undefined; ledger: LedgerEntry[] }> {
-    if (this.cached === undefined) {
+  // --- batching ---------------------------------------------------------------------------
+
+  private submit(change: Change, owner?: string): Promise<void> {
+    // Nothing to change (the common case: every reconcile releases holds it does not have) is
+    // answered from memory — unless a change of the same owner is still queued or in flight.
+    if (owner !== undefined && !this.busy.has(owner) && !this.merging && !this.changes(change)) return Promise.resolve();
+    if (owner !== undefined) this.busy.set(owner, (this.busy.get(owner) ?? 0) + 1);
+    const global = change.kind === 'merge' || change.kind === 'refresh';
+    if (global) this.merging++;
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ change, resolve, reject });
+      this.draining ??= this.drain().finally(() => (this.draining = undefined));
+    }).finally(() => {
+      if (owner !== undefined) {
+        const n = this.busy.get(owner)! - 1;
+        if (n) this.busy.set(owner, n);
+        else this.busy.delete(owner);
+      }
+      if (global) this.merging--;
+    });
+  }
+
+  private async drain(): Promise<void> {
+    // Let the changes made in this turn of the event loop join the first batch.
+    await new Promise((r) => setImmediate(r));
+    while (this.queue.length) {
+      const batch = this.queue.splice(0);
       try {
-        this.cached = await this.client.get(this.path);
+        await this.write(batch.map((p) => p.change));
+        for (const p of batch) p.resolve();
       } catch (err) {
-        if (!isNotFound(err)) throw err;
-        this.cached = null;
+        for (const p of batch) p.reject(err);
       }
     }
-    const object = this.cached ?? undefined;
-    const data = (object?.data ?? {}) as Record<string, string>;
-    return { object, ledger: data['revocations.json'] ? (JSON.parse(data['revocations.json']) as LedgerEntry[]) : [] };
   }
 
-  private update(change: (ledger: LedgerEntry[]) => boolean, publish = false): Promise<void> {
-    const run = async () => {
-      for (let attempt = 0; ; attempt++) {
-        const { object, ledger } = await this.read();
-        const now = this.now();
-        const live = liveRevocations(ledger, now) as LedgerEntry[];
-        const pruned = live.length !== ledger.length;
-        const changed = change(live);
-        const data = (object?.data ?? {}) as Record<string, string>;
-        const stale = !data['ca.crl'] || Number(data['next-update'] ? Date.parse(data['next-update']) : 0) - now < resignBeforeMs;
-        // On start: a CRL this CA signed and still fresh is kept (a restart writes nothing);
-        // one from another CA (the CA was replaced) is re-signed.
-        const foreign = publish && !!data['ca.crl'] && !(await signedBy(data['ca.crl'], this.ca));
-        if (!changed && !pruned && !stale && !foreign) {
-          this.crlPem = data['ca.crl'] ?? this.crlPem;
-          if (publish) this.schedule(Date.parse(data['next-update'] ?? '') - now - resignBeforeMs);
-          return;
+  /** Whether `change` would change the ledger as this replica knows it. */
+  private changes(change: Change): boolean {
+    if (change.kind === 'revoke') {
+      return change.entries.some((e) => {
+        const existing = this.shards[e.shard]!.entries.get(e.serialNumber);
+        return !existing || existing.reason === 'certificateHold';
+      });
+    }
+    if (change.kind === 'holds') {
+      const held = this.holds.get(change.owner);
+      if (held && [...held].some((s) => !change.want.has(s))) return true;
+      return [...change.want.keys()].some((s) => !this.shards[shardOf(s, this.shards.length)]!.entries.has(s));
+    }
+    return true;
+  }
+
+  /** One batch: a write per shard it changes, then one signature. */
+  private async write(changes: Change[]): Promise<void> {
+    const now = this.now();
+    const touched = new Set<number>();
+    let refresh = false;
+    for (const c of changes) {
+      if (c.kind === 'revoke') for (const e of c.entries) touched.add(e.shard);
+      else if (c.kind === 'holds') for (const s of [...(this.holds.get(c.owner) ?? []), ...c.want.keys()]) touched.add(shardOf(s, this.shards.length));
+      else if (c.kind === 'merge') for (const e of c.entries) touched.add(shardOf(e.serialNumber, this.shards.length));
+      else {
+        refresh = true;
+        this.shards.forEach((s, i) => {
+          for (const e of s.entries.values()) {
+            if (!isLive(e, now)) {
+              touched.add(i);
+              break;
+            }
+          }
+        });
+      }
+    }
+    await this.writeShards([...touched], changes, now);
+    await this.sign(refresh);
+  }
+
+  private async writeShards(indexes: number[], changes: Change[], now: number): Promise<void> {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: Math.min(shardWriteConcurrency, indexes.length) }, async () => {
+        while (next < indexes.length) await this.writeShard(indexes[next++]!, changes, now);
+      }),
+    );
+  }
+
+  /** Applies the batch to shard `index` and writes it if that changed it; re-reads on conflict. */
+  private async writeShard(index: number, changes: Change[], now: number): Promise<void> {
+    const name = shardName(this.name, index);
+    for (let attempt = 1; ; attempt++) {
+      const shard = this.shards[index]!;
+      const entries = new Map(shard.entries);
+      if (!this.apply(index, entries, changes, now)) return;
+      const encoded = encodeShard(entries.values());
+      if (encoded.length > maxShardBytes) {
+        throw new Error(`revocation ledger shard ${this.where(name)} would hold ${entries.size} entries in ${encoded.length} bytes, over its ${maxShardBytes}-byte limit`);
+      }
+      const body = {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: {
+          name,
+          namespace: this.namespace,
+          labels: { ...ledgerLabels, [ledgerLabel]: this.name },
+          ...(shard.resourceVersion ? { resourceVersion: shard.resourceVersion } : {}),
+        },
+        data: { entries: String(entries.size) },
+        binaryData: { [shardKey]: encoded.toString('base64') },
+      };
+      try {
+        const written = shard.resourceVersion ? await this.client.request('PUT', this.path(name), body) : await this.client.request('POST', this.path(), body);
+        this.replaceShard(index, entries, written.metadata.resourceVersion);
+        return;
+      } catch (err) {
+        // Changed or created by another replica (409), or deleted by hand (404: re-created
+        // from what this replica knows).
+        if (!(isConflict(err) || isNotFound(err)) || attempt >= maxAttempts) throw err;
+        this.log.debug({ shard: name, attempt }, 'revocation ledger shard changed under us; re-reading');
+        await this.reread(index);
+      }
+    }
+  }
+
+  private apply(index: number, entries: Map<string, LedgerEntry>, changes: Change[], now: number): boolean {
+    let changed = false;
+    for (const [serial, e] of entries) {
+      if (!isLive(e, now)) {
+        entries.delete(serial);
+        changed = true;
+      }
+    }
+    const count = this.shards.length;
+    for (const c of changes) {
+      if (c.kind === 'revoke') {
+        for (const e of c.entries) {
+          if (e.shard !== index) continue;
+          const existing = entries.get(e.serialNumber);
+          if (existing && existing.reason !== 'certificateHold') continue;
+          entries.set(e.serialNumber, { serialNumber: e.serialNumber, reason: e.reason, notAfter: e.notAfter, revokedAt: c.at, owner: c.owner, identity: identityOf(c.owner) });
+          changed = true;
         }
-        const number = Number(data['crl-number'] ?? 0) + 1;
-        live.sort((a, b) => a.revokedAt.localeCompare(b.revokedAt));
-        const crl = await buildCrl(this.ca, live, { number, now: new Date(now), validity: crlValidityMs });
-        const body = {
-          apiVersion: 'v1',
-          kind: 'ConfigMap',
-          metadata: {
-            name: this.name,
-            namespace: this.namespace,
-            labels: { 'app.kubernetes.io/managed-by': 'service-user-operator', 'app.kubernetes.io/component': 'crl' },
-            ...(object ? { resourceVersion: object.metadata.resourceVersion } : {}),
-          },
-          data: {
-            'revocations.json': JSON.stringify(live, null, 1),
-            'ca.crl': crl,
-            'crl-number': String(number),
-            'next-update': new Date(now + crlValidityMs).toISOString(),
-          },
-        };
-        try {
-          this.cached = await (object ? this.client.request('PUT', this.path, body) : this.client.request('POST', this.path.replace(/\/[^/]+$/, ''), body));
-          this.crlPem = crl;
-          this.schedule(crlValidityMs - resignBeforeMs);
-          return;
-        } catch (err) {
-          this.cached = undefined;
-          if (!isConflict(err) || attempt >= 10) throw err;
-          this.log.debug({ attempt }, 'revocation ledger changed under us; retrying');
+      } else if (c.kind === 'holds') {
+        for (const [serial, e] of entries) {
+          if (e.owner === c.owner && e.reason === 'certificateHold' && !c.want.has(serial)) {
+            entries.delete(serial);
+            changed = true;
+          }
+        }
+        for (const [serial, notAfter] of c.want) {
+          if (shardOf(serial, count) !== index || entries.has(serial)) continue;
+          entries.set(serial, { serialNumber: serial, reason: 'certificateHold', notAfter, revokedAt: c.at, owner: c.owner, identity: identityOf(c.owner) });
+          changed = true;
+        }
+      } else if (c.kind === 'merge') {
+        for (const e of c.entries) {
+          if (shardOf(e.serialNumber, count) !== index || !isLive(e, now)) continue;
+          const existing = entries.get(e.serialNumber);
+          if (existing && !(existing.reason === 'certificateHold' && e.reason !== 'certificateHold')) continue;
+          entries.set(e.serialNumber, e);
+          changed = true;
         }
       }
+    }
+    return changed;
+  }
+
+  /**
+   * Writes the head (absent, or still in the single-ConfigMap format): the entries of that
+   * format are moved into the shards first, then a PUT replaces it — its `revocations.json`
+   * and `ca.crl` go with it — so a crash in between moves them again on the next start.
+   */
+  private async writeHead(current: KubeObject | undefined): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const data = (current?.data ?? {}) as Record<string, string>;
+      if (current && data.shards !== undefined && data['revocations.json'] === undefined) return;
+      if (data['revocations.json'] !== undefined) {
+        const legacy = legacyEntries(data['revocations.json'], this.where(this.name));
+        await this.submit({ kind: 'merge', entries: legacy });
+        this.log.info({ entries: legacy.length }, 'moved the revocation ledger from its single ConfigMap into shards');
+      }
+      const body = {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: this.name, namespace: this.namespace, labels: ledgerLabels, ...(current ? { resourceVersion: current.metadata.resourceVersion } : {}) },
+        data: {
+          shards: String(this.shards.length),
+          crl: `not stored: every replica signs it from the shards ${shardName(this.name, 0)}…${shardName(this.name, this.shards.length - 1)} and serves it at GET /v1/crl`,
+        },
+      };
+      try {
+        await (current ? this.client.request('PUT', this.path(this.name), body) : this.client.request('POST', this.path(), body));
+        return;
+      } catch (err) {
+        if (!isConflict(err) || attempt >= maxAttempts) throw err;
+        current = await this.client.get(this.path(this.name));
+      }
+    }
+  }
+
+  private async reread(index: number): Promise<void> {
+    const name = shardName(this.name, index);
+    const known = this.shards[index]!.entries;
+    try {
+      const object = await this.client.get(this.path(name));
+      this.shards[index] = { resourceVersion: undefined, entries: known };
+      this.replaceShard(index, this.decode(object), object.metadata.resourceVersion);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      this.shards[index] = { resourceVersion: undefined, entries: known };
+    }
+  }
+
+  // --- the CRL ----------------------------------------------------------------------------
+
+  /**
+   * Signs the CRL from this replica's copy of the ledger, if the copy changed since the last
+   * signature (or `due`: the CRL nears its nextUpdate).
+   */
+  private sign(due = false): Promise<void> {
+    const run = async () => {
+      const now = this.now();
+      if (this.signed && this.signed.version === this.version && !due && this.signed.nextUpdate - now >= resignBeforeMs) return;
+      const version = this.version;
+      const entries: LedgerEntry[] = [];
+      for (const s of this.shards) for (const e of s.entries.values()) if (isLive(e, now)) entries.push(e);
+      entries.sort((a, b) => (a.serialNumber < b.serialNumber ? -1 : 1));
+      const number = Math.max(now, (this.signed?.number ?? 0) + 1);
+      this.crlPem = await buildCrl(this.ca, entries, { number, now: new Date(now), validity: crlValidityMs });
+      this.signed = { version, number, nextUpdate: now + crlValidityMs };
     };
-    const next = this.chain.then(run, run);
-    this.chain = next.catch(() => undefined);
+    const next = this.signing.then(run, run);
+    this.signing = next.catch(() => undefined);
     return next;
   }
 
-  private schedule(ms: number): void {
+  /** A follower signs once per burst of shard changes, not once per watch event. */
+  private scheduleSign(): void {
+    if (this.signScheduled || this.stopped) return;
+    this.signScheduled = setTimeout(() => {
+      this.signScheduled = undefined;
+      this.sign().catch((err: unknown) => this.log.warn({ err: String(err) }, 'could not sign the CRL'));
+    }, 20);
+  }
+
+  /** Re-signs (and prunes) a day before nextUpdate; the wall clock is checked at least hourly. */
+  private schedule(): void {
     clearTimeout(this.timer);
+    if (this.stopped) return;
+    const due = (this.signed?.nextUpdate ?? 0) - resignBeforeMs - this.now();
     this.timer = setTimeout(() => {
-      this.update(() => false, true).catch((err: unknown) => this.log.warn({ err: String(err) }, 'could not re-sign the CRL'));
-    }, Math.min(Math.max(ms || 0, 1000), 2 ** 31 - 1));
+      if ((this.signed?.nextUpdate ?? 0) - resignBeforeMs - this.now() > 0) return this.schedule();
+      this.submit({ kind: 'refresh' }).then(
+        () => this.schedule(),
+        (err: unknown) => {
+          this.log.warn({ err: String(err) }, 'could not re-sign the CRL');
+          this.schedule();
+        },
+      );
+    }, Math.max(Math.min(due, this.clockCheckMs), 0));
     this.timer.unref();
+  }
+
+  // --- memory -------------------------------------------------------------------------------
+
+  private resetShards(count: number): void {
+    this.shards = Array.from({ length: count }, () => ({ resourceVersion: undefined, entries: new Map() }));
+    this.holds.clear();
+    this.version++;
+  }
+
+  /** Replaces shard `index` with a newer version, keeping the owner index of holds in step. */
+  private replaceShard(index: number, entries: Map<string, LedgerEntry> | LedgerEntry[], resourceVersion: string | undefined): void {
+    const shard = this.shards[index]!;
+    if (!newer(resourceVersion, shard.resourceVersion)) return;
+    for (const e of shard.entries.values()) if (e.reason === 'certificateHold') this.holds.get(e.owner)?.delete(e.serialNumber);
+    const map = entries instanceof Map ? entries : new Map(entries.map((e) => [e.serialNumber, e]));
+    for (const e of map.values()) {
+      if (e.reason !== 'certificateHold') continue;
+      let set = this.holds.get(e.owner);
+      if (!set) this.holds.set(e.owner, (set = new Set()));
+      set.add(e.serialNumber);
+    }
+    for (const [owner, set] of this.holds) if (!set.size) this.holds.delete(owner);
+    this.shards[index] = { resourceVersion, entries: map };
+    this.version++;
+  }
+
+  private decode(object: KubeObject): LedgerEntry[] {
+    const data = (object.binaryData as Record<string, string> | undefined)?.[shardKey];
+    const where = this.where(object.metadata.name);
+    if (data === undefined) throw new Error(`revocation ledger shard ${where}: binaryData.${shardKey} is missing`);
+    const entries = decodeShard(Buffer.from(data, 'base64'), `revocation ledger shard ${where}`);
+    const index = this.shardIndex(object.metadata.name)!;
+    for (const e of entries) {
+      const belongs = shardOf(e.serialNumber, this.shards.length);
+      if (belongs !== index) throw new Error(`revocation ledger shard ${where}: serial ${e.serialNumber} belongs in shard ${shardName(this.name, belongs)}`);
+    }
+    return entries;
+  }
+
+  private shardIndex(name: string): number | undefined {
+    if (!name.startsWith(`${this.name}-`)) return undefined;
+    const suffix = name.slice(this.name.length + 1);
+    const index = /^[0-9a-f]{2}$/.test(suffix) ? parseInt(suffix, 16) : NaN;
+    return index < this.shards.length ? index : undefined;
+  }
+
+  private path(name?: string): string {
+    return `/api/v1/namespaces/${encodeURIComponent(this.namespace)}/configmaps${name ? `/${encodeURIComponent(name)}` : ''}`;
+  }
+
+  private where(name: string): string {
+    return `ConfigMap ${this.namespace}/${name}`;
   }
 }
 
-const identityOf = (owner: string) => `serviceuser:${owner.replace('/', ':')}`;
+/** The entries of the single-ConfigMap format (`revocations.json`); unreadable ones are named. */
+function legacyEntries(json: string, where: string): LedgerEntry[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(json);
+  } catch (err) {
+    throw new Error(`revocation ledger ${where}: revocations.json is not JSON: ${String(err)}`, { cause: err });
+  }
+  if (!Array.isArray(parsed)) throw new Error(`revocation ledger ${where}: revocations.json must be an array`);
+  return parsed.map((raw: unknown, i) => {
+    const e = (raw ?? {}) as Partial<LedgerEntry>;
+    const at = `revocation ledger ${where}: revocations.json[${i}]`;
+    const serialNumber = checkSerial(String(e.serialNumber), `${at}.serialNumber`);
+    checkTime(String(e.notAfter), `${at}.notAfter`);
+    checkTime(String(e.revokedAt), `${at}.revokedAt`);
+    if (typeof e.owner !== 'string' || !e.owner.includes('/')) throw new Error(`${at}.owner must be namespace/name, not ${JSON.stringify(e.owner)}`);
+    if (typeof e.reason !== 'string' || !Object.hasOwn(reasonCodes, e.reason)) throw new Error(`${at}.reason must be one of ${Object.keys(reasonCodes).join(', ')}, not ${JSON.stringify(e.reason)}`);
+    return {
+      serialNumber,
+      reason: e.reason!,
+      notAfter: new Date(e.notAfter!).toISOString(),
+      revokedAt: new Date(e.revokedAt!).toISOString(),
+      owner: e.owner,
+      identity: identityOf(e.owner),
+    };
+  });
+}
+
+function checkSerial(serial: string, field: string): string {
+  const s = String(serial).toLowerCase();
+  if (!serialPattern.test(s)) throw new Error(`${field} must be a hexadecimal certificate serial of at most 20 octets, not ${JSON.stringify(serial)}`);
+  return s;
+}
+
+function checkTime(value: string, field: string): void {
+  if (!Number.isFinite(Date.parse(value))) throw new Error(`${field} must be an RFC 3339 time, not ${JSON.stringify(value)}`);
+}
+
+/** Whether resourceVersion `a` is newer than `b` (absent: nothing known yet). */
+function newer(a: string | undefined, b: string | undefined): boolean {
+  if (a === undefined) return b === undefined;
+  return b === undefined || Number(a) > Number(b);
+}

@@ -33,10 +33,10 @@ function run(cmd: string, args: string[]) {
   return { ok: r.status === 0, out: `${r.stdout}${r.stderr}` };
 }
 
+/** The CRL the operator publishes (what /v1/crl serves), in a file for openssl. */
 async function crl(): Promise<string> {
-  const cm = await running.client.get(`/api/v1/namespaces/${ns.name}/configmaps/service-user-operator-crl`);
   const file = path.join(dir, `crl-${Date.now()}-${Math.random()}.pem`);
-  writeFileSync(file, (cm.data as Record<string, string>)['ca.crl']!);
+  writeFileSync(file, running.operator.authority.ledger.crlPem);
   return file;
 }
 

@@ -1,0 +1,341 @@
+// The revocation ledger on the real API server: 100,000 entries in ConfigMaps each far under
+// the object limit, read back by another replica, signed into a CRL openssl reads; batches,
+// concurrent replicas, the move from the single-ConfigMap format, the re-signing timer, and
+// ConfigMaps edited by hand.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RevocationLedger, ledgerLabel } from '../../src/authority/revocations.ts';
+import { shardName, shardOf } from '../../src/authority/ledger-shard.ts';
+import { Informer } from '../../src/controller/informer.ts';
+import { KubeClient, type KubeObject } from '../../src/controller/kube.ts';
+import { createCa, loadCa, type Ca } from '../../src/credentials/ca.ts';
+import { randomSerial } from '../../src/credentials/x509.ts';
+import { testLogger } from '../logs.ts';
+import { eventually, kubeConfig, useNamespace } from '../kube.ts';
+
+const ns = useNamespace('ledger');
+const dir = mkdtempSync(path.join(tmpdir(), 'ledger-'));
+let ca: Ca;
+const requests: { method: string; path: string; status: number }[] = [];
+const client = new KubeClient(kubeConfig(), (method, p, status) => requests.push({ method, path: p, status }));
+const admin = new KubeClient(kubeConfig());
+const started: RevocationLedger[] = [];
+const informers: Informer[] = [];
+
+beforeAll(async () => {
+  ca = await loadCa(await createCa());
+});
+afterAll(async () => {
+  for (const l of started) l.stop();
+  for (const i of informers) await i.stop();
+  client.close();
+  admin.close();
+});
+
+function run(cmd: string, args: string[]) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 256 << 20 });
+  return { ok: r.status === 0, out: `${r.stdout}${r.stderr}` };
+}
+
+const caFile = () => {
+  const f = path.join(dir, 'ca.crt');
+  writeFileSync(f, ca.certPem);
+  return f;
+};
+
+/** openssl's reading of a CRL, checked against the CA: its number and its serials. */
+function readCrl(pem: string): { number: number; serials: Set<string>; text: string } {
+  const file = path.join(dir, `crl-${Date.now()}-${Math.random()}.pem`);
+  writeFileSync(file, pem);
+  const r = run('openssl', ['crl', '-in', file, '-noout', '-text', '-CAfile', caFile(), '-verify']);
+  expect(r.out).toContain('verify OK');
+  return {
+    number: Number(/X509v3 CRL Number:\s+(\d+)/.exec(r.out)?.[1]),
+    serials: new Set([...r.out.matchAll(/Serial Number: ([0-9A-F]+)/g)].map((m) => m[1]!.toLowerCase())),
+    text: r.out,
+  };
+}
+
+function ledger(name: string, options: { now?: () => number; ca?: Ca; log?: string[]; clockCheckMs?: number } = {}): RevocationLedger {
+  const l = new RevocationLedger({
+    client, ca: options.ca ?? ca, namespace: ns.name, name, log: testLogger(options.log),
+    ...(options.now ? { now: options.now } : {}), ...(options.clockCheckMs ? { clockCheckMs: options.clockCheckMs } : {}),
+  });
+  started.push(l);
+  return l;
+}
+
+/** Feeds a ledger the watch the operator gives it (every replica follows the ConfigMaps). */
+async function follow(l: RevocationLedger): Promise<void> {
+  const informer = new Informer(client, {
+    resource: { group: '', version: 'v1', plural: 'configmaps', namespaced: true },
+    namespace: ns.name,
+    labelSelector: 'app.kubernetes.io/component=crl,app.kubernetes.io/managed-by=service-user-operator',
+  });
+  informer.onChange((type, cm) => type !== 'DELETED' && l.observe(cm));
+  informers.push(informer);
+  informer.start();
+  await informer.synced;
+}
+
+const inAWeek = () => new Date(Date.now() + 7 * 86_400_000).toISOString();
+const listed = (name: string) =>
+  admin.get<{ items: KubeObject[] }>(`/api/v1/namespaces/${ns.name}/configmaps?labelSelector=${encodeURIComponent(`${ledgerLabel}=${name}`)}`).then((l) => l.items);
+const headOf = (name: string) => admin.get(`/api/v1/namespaces/${ns.name}/configmaps/${name}`);
+const writes = (since: number, name: string) => requests.slice(since).filter((r) => r.method !== 'GET' && r.path.includes(`/configmaps`) && (r.path.endsWith('/configmaps') || r.path.includes(`/${name}`)));
+
+describe('at 100,000 entries', () => {
+  it('every ConfigMap stays far under the limit, another replica reads them all, the CRL lists them and a revocation still works', { timeout: 1_200_000 }, async () => {
+    const a = ledger('big');
+    await a.start();
+    const serials = Array.from({ length: 100_000 }, () => randomSerial());
+    // Many reconciles at once: 1,000 owners revoke 100 each, 100 owners in flight at a time.
+    for (let i = 0; i < serials.length; i += 10_000) {
+      await Promise.all(
+        Array.from({ length: 100 }, (_, j) =>
+          a.revoke(`team-${j % 7}/user-${i + j * 100}`, serials.slice(i + j * 100, i + j * 100 + 100).map((serialNumber) => ({ serialNumber, reason: 'cessationOfOperation' as const, notAfter: inAWeek() }))),
+        ),
+      );
+    }
+    expect(a.size).toBe(100_000);
+    const maps = [await headOf('big'), ...(await listed('big'))];
+    expect(maps).toHaveLength(65);
+    const sizes = maps.map((m) => Buffer.byteLength(JSON.stringify(m)));
+    // The API server refuses objects over 1 MiB; each shard stays under a quarter of that.
+    expect(Math.max(...sizes)).toBeLessThan((1 << 20) / 4);
+    expect(maps.every((m) => !(m.data as Record<string, string>)['ca.crl'])).toBe(true);
+
+    // Another replica: reads all of it, writes nothing, signs the same list.
+    const before = requests.length;
+    const b = ledger('big');
+    await b.start();
+    expect(writes(before, 'big')).toEqual([]);
+    expect(b.size).toBe(100_000);
+    const crl = readCrl(b.crlPem);
+    expect(crl.serials.size).toBe(100_000);
+    for (const s of serials.slice(0, 1000)) expect(crl.serials.has(s)).toBe(true);
+
+    // A revocation after that: durable, on the writer's CRL when it resolves, and on the
+    // other replica's once its watch sees the head move.
+    await follow(b);
+    const late = randomSerial();
+    await a.revoke('team-0/late', [{ serialNumber: late, reason: 'superseded', notAfter: inAWeek() }]);
+    expect(readCrl(a.crlPem).serials.has(late)).toBe(true);
+    await eventually('the new serial on the other replica’s CRL', async () => (readCrl(b.crlPem).serials.has(late) ? true : undefined), 60_000);
+    expect(await b.isListed(late)).toBe(true);
+  });
+});
+
+describe('batching', () => {
+  it('revocations made together are one write per shard they touch and one CRL; each caller resolves once durable and listed', async () => {
+    const l = ledger('batch');
+    await l.start();
+    const before = readCrl(l.crlPem).number;
+    const since = requests.length;
+    const serials = Array.from({ length: 300 }, () => randomSerial());
+    const listedWhenResolved = await Promise.all(serials.map(async (serialNumber, i) => {
+      await l.revoke(`batch/user-${i}`, [{ serialNumber, reason: 'cessationOfOperation', notAfter: inAWeek() }]);
+      return l.crlPem;
+    }));
+    expect(writes(since, 'batch')).toHaveLength(new Set(serials.map((s) => shardOf(s, 64))).size);
+    // Every caller saw the same CRL when its promise resolved: one signature, listing all 300.
+    expect(new Set(listedWhenResolved).size).toBe(1);
+    expect(readCrl(l.crlPem).number).toBeGreaterThan(before);
+    const fresh = ledger('batch');
+    await fresh.start();
+    for (const s of serials) expect(await fresh.isListed(s)).toBe(true);
+    expect(readCrl(l.crlPem).serials.size).toBe(300);
+  });
+
+  it('a change that changes nothing writes nothing and waits for nothing', async () => {
+    const l = ledger('noop');
+    await l.start();
+    const serial = randomSerial();
+    await l.revoke('noop/a', [{ serialNumber: serial, reason: 'superseded', notAfter: inAWeek() }]);
+    const since = requests.length;
+    await l.revoke('noop/a', [{ serialNumber: serial, reason: 'superseded', notAfter: inAWeek() }]);
+    await l.setHolds('noop/a', []);
+    await l.setHolds('noop/b', []);
+    expect(requests.length).toBe(since);
+  });
+
+  it('holds: a hold is listed as certificateHold, a release drops it, a revocation replaces it', async () => {
+    const l = ledger('holds');
+    await l.start();
+    const [held, other] = [randomSerial(), randomSerial()];
+    await l.setHolds('holds/a', [{ serialNumber: held, notAfter: inAWeek() }, { serialNumber: other, notAfter: inAWeek() }]);
+    expect(readCrl(l.crlPem).text).toContain('Certificate Hold');
+    await l.setHolds('holds/a', [{ serialNumber: other, notAfter: inAWeek() }]);
+    expect(await l.isListed(held)).toBe(false);
+    expect(readCrl(l.crlPem).serials).toEqual(new Set([other]));
+    await l.revoke('holds/a', [{ serialNumber: other, reason: 'cessationOfOperation', notAfter: inAWeek() }]);
+    await l.setHolds('holds/a', []);
+    const crl = readCrl(l.crlPem);
+    expect(crl.serials).toEqual(new Set([other]));
+    expect(crl.text).toContain('Cessation Of Operation');
+    expect(crl.text).not.toContain('Certificate Hold');
+  });
+
+  it('refuses a serial that is not hexadecimal or a time that is not one, naming the field', async () => {
+    const l = ledger('bad-input');
+    await l.start();
+    await expect(l.revoke('x/y', [{ serialNumber: 'zz', reason: 'superseded', notAfter: inAWeek() }])).rejects.toThrow('revoke(x/y): entries[0].serialNumber must be a hexadecimal certificate serial');
+    await expect(l.revoke('x/y', [{ serialNumber: 'ab', reason: 'superseded', notAfter: 'soon' }])).rejects.toThrow('revoke(x/y): entries[0].notAfter must be an RFC 3339 time');
+    await expect(l.revoke('x/y', [{ serialNumber: 'ab', reason: 'toString' as 'superseded', notAfter: inAWeek() }])).rejects.toThrow('revoke(x/y): entries[0].reason must be one of');
+    await expect(l.setHolds('x/y', [{ serialNumber: 'ab'.repeat(21), notAfter: inAWeek() }])).rejects.toThrow('setHolds(x/y): serials[0].serialNumber must be a hexadecimal certificate serial of at most 20 octets');
+  });
+});
+
+describe('replicas', () => {
+  it('two replicas revoking into the same shards at once lose none of each other’s entries', { timeout: 300_000 }, async () => {
+    const a = ledger('shared');
+    const b = ledger('shared');
+    await a.start();
+    await b.start();
+    const mine = Array.from({ length: 600 }, () => randomSerial());
+    const theirs = Array.from({ length: 600 }, () => randomSerial());
+    const revokeAll = (l: RevocationLedger, list: string[], who: string) =>
+      Promise.all(Array.from({ length: 12 }, (_, i) => l.revoke(`${who}/u-${i}`, list.slice(i * 50, i * 50 + 50).map((serialNumber) => ({ serialNumber, reason: 'superseded' as const, notAfter: inAWeek() })))));
+    // Several rounds, so that the two batch streams interleave.
+    for (let round = 0; round < 3; round++) {
+      await Promise.all([revokeAll(a, mine.slice(round * 200, round * 200 + 200), 'a'), revokeAll(b, theirs.slice(round * 200, round * 200 + 200), 'b')]);
+    }
+    expect(requests.some((r) => r.status === 409 && r.path.includes('/configmaps/shared'))).toBe(true);
+    const c = ledger('shared');
+    await c.start();
+    expect(c.size).toBe(1200);
+    const crl = readCrl(c.crlPem);
+    for (const s of [...mine, ...theirs]) expect(crl.serials.has(s)).toBe(true);
+  });
+});
+
+describe('the single-ConfigMap format', () => {
+  it('is moved into shards on start, its CRL numbers rising past the old ones and expired entries dropped', async () => {
+    const old = (serialNumber: string, reason: string, notAfter: string, owner = 'legacy/u') => ({ serialNumber, reason, notAfter, owner, revokedAt: '2026-01-01T00:00:00.000Z', identity: 'x' });
+    const [revoked, held, gone] = [randomSerial(), randomSerial(), randomSerial()];
+    await admin.request('POST', `/api/v1/namespaces/${ns.name}/configmaps`, {
+      apiVersion: 'v1', kind: 'ConfigMap',
+      metadata: { name: 'legacy', labels: { 'app.kubernetes.io/managed-by': 'service-user-operator', 'app.kubernetes.io/component': 'crl' } },
+      data: {
+        'revocations.json': JSON.stringify([old(revoked, 'cessationOfOperation', inAWeek()), old(held, 'certificateHold', inAWeek()), old(gone, 'superseded', '2020-01-01T00:00:00Z')]),
+        'ca.crl': '-----BEGIN X509 CRL-----\nold\n-----END X509 CRL-----\n', 'crl-number': '41', 'next-update': inAWeek(),
+      },
+    });
+    const l = ledger('legacy');
+    await l.start();
+    const head = await headOf('legacy');
+    expect(Object.keys(head.data as object).sort()).toEqual(['crl', 'shards']);
+    expect(await l.isListed(revoked)).toBe(true);
+    expect(await l.isListed(held)).toBe(true);
+    expect(await l.isListed(gone)).toBe(false);
+    const crl = readCrl(l.crlPem);
+    // CRL numbers keep rising past the old format's.
+    expect(crl.number).toBeGreaterThan(41);
+    expect(crl.serials).toEqual(new Set([revoked, held]));
+    // The hold is still the owner's: releasing it works after the move.
+    await l.setHolds('legacy/u', []);
+    expect(await l.isListed(held)).toBe(false);
+  });
+
+  it('written again by an older replica during an upgrade, is moved again, losing nothing', async () => {
+    const l = ledger('upgrade');
+    await l.start();
+    await follow(l);
+    const first = randomSerial();
+    await l.revoke('up/a', [{ serialNumber: first, reason: 'superseded', notAfter: inAWeek() }]);
+    // What the older version does: its whole list (it sees none in the new head) in revocations.json.
+    const straggler = randomSerial();
+    const head = await headOf('upgrade');
+    await admin.request('PUT', `/api/v1/namespaces/${ns.name}/configmaps/upgrade`, {
+      ...head, data: { ...(head.data as object), 'revocations.json': JSON.stringify([{ serialNumber: straggler, reason: 'superseded', notAfter: inAWeek(), owner: 'up/b', revokedAt: new Date().toISOString(), identity: 'x' }]) },
+    });
+    await eventually('the straggler moved into a shard', async () => ((await l.isListed(straggler)) && !('revocations.json' in ((await headOf('upgrade')).data as object)) ? true : undefined));
+    expect(await l.isListed(first)).toBe(true);
+    expect(readCrl(l.crlPem).serials).toEqual(new Set([first, straggler]));
+  });
+});
+
+describe('the CRL’s lifetime', () => {
+  it('is re-signed a day before nextUpdate, with a higher number, even when the clock jumps (a suspended host)', async () => {
+    const clock = { offset: 0 };
+    const l = ledger('timer', { now: () => Date.now() + clock.offset, clockCheckMs: 500 });
+    await l.start();
+    const first = readCrl(l.crlPem);
+    const since = requests.length;
+    // Six days and a minute later by the wall clock, nothing having changed.
+    clock.offset = 6 * 86_400_000 + 60_000;
+    const again = await eventually('the re-signed CRL', async () => {
+      const crl = readCrl(l.crlPem);
+      return crl.number > first.number ? crl : undefined;
+    });
+    expect(again.serials).toEqual(first.serials);
+    // Signed at the jumped time: thisUpdate is now by the wall clock.
+    expect(Math.abs(Date.parse(/Last Update: (.*)/.exec(again.text)![1]!) - (Date.now() + clock.offset))).toBeLessThan(60_000);
+    // Re-signing writes nothing: the CRL is not stored.
+    expect(writes(since, 'timer')).toEqual([]);
+  });
+
+  it('a replica started with another CA signs with its own CA, never serving the old one', async () => {
+    const a = ledger('rotated');
+    await a.start();
+    const serial = randomSerial();
+    await a.revoke('r/a', [{ serialNumber: serial, reason: 'superseded', notAfter: inAWeek() }]);
+    const other = await loadCa(await createCa({ commonName: 'replacement CA' }));
+    const b = ledger('rotated', { ca: other });
+    await b.start();
+    const file = path.join(dir, 'rotated.pem');
+    writeFileSync(file, b.crlPem);
+    const otherCa = path.join(dir, 'other-ca.crt');
+    writeFileSync(otherCa, other.certPem);
+    expect(run('openssl', ['crl', '-in', file, '-noout', '-CAfile', otherCa, '-verify']).out).toContain('verify OK');
+    expect(run('openssl', ['crl', '-in', file, '-noout', '-text']).out).toContain(serial.toUpperCase());
+  });
+});
+
+describe('ConfigMaps edited by hand', () => {
+  it('a shard that cannot be read stops a start, naming the ConfigMap and the line; a running replica keeps what it had', async () => {
+    const log: string[] = [];
+    const a = ledger('edited', { log });
+    await a.start();
+    await follow(a);
+    const serial = randomSerial();
+    await a.revoke('e/a', [{ serialNumber: serial, reason: 'superseded', notAfter: inAWeek() }]);
+    const shard = (await listed('edited'))[0]!;
+    await admin.request('PUT', `/api/v1/namespaces/${ns.name}/configmaps/${shard.metadata.name}`, { ...shard, binaryData: { 'revocations.tsv.gz': Buffer.from('not gzip').toString('base64') } });
+    await eventually('the running replica’s complaint', async () => (log.some((l) => l.includes('revocation ledger shard cannot be read')) ? true : undefined));
+    expect(await a.isListed(serial)).toBe(true);
+    await expect(ledger('edited').start()).rejects.toThrow(`revocation ledger shard ConfigMap ${ns.name}/${shard.metadata.name}: revocations.tsv.gz is not gzip data`);
+  });
+
+  it('a shard holding a serial that belongs in another shard is refused', async () => {
+    const a = ledger('misplaced');
+    await a.start();
+    const serial = randomSerial();
+    await a.revoke('m/a', [{ serialNumber: serial, reason: 'superseded', notAfter: inAWeek() }]);
+    const shard = (await listed('misplaced'))[0]!;
+    const index = parseInt(shard.metadata.name.slice(-2), 16);
+    const wrong = shardName('misplaced', (index + 1) % 64);
+    await admin.request('POST', `/api/v1/namespaces/${ns.name}/configmaps`, { ...shard, metadata: { name: wrong, labels: shard.metadata.labels } });
+    await expect(ledger('misplaced').start()).rejects.toThrow(`revocation ledger shard ConfigMap ${ns.name}/${wrong}: serial ${serial} belongs in shard ${shard.metadata.name}`);
+  });
+
+  it('a deleted shard is written again from what the replica knows', async () => {
+    const a = ledger('deleted');
+    await a.start();
+    const [one, two] = [randomSerial(), randomSerial()];
+    await a.revoke('d/a', [{ serialNumber: one, reason: 'superseded', notAfter: inAWeek() }]);
+    const shard = (await listed('deleted'))[0]!;
+    await admin.request('DELETE', `/api/v1/namespaces/${ns.name}/configmaps/${shard.metadata.name}`);
+    // A serial for the same shard.
+    let same = two;
+    while (shardName('deleted', shardOf(same, 64)) !== shard.metadata.name) same = randomSerial();
+    await a.revoke('d/a', [{ serialNumber: same, reason: 'superseded', notAfter: inAWeek() }]);
+    const fresh = ledger('deleted');
+    await fresh.start();
+    expect(await fresh.isListed(one)).toBe(true);
+    expect(await fresh.isListed(same)).toBe(true);
+  });
+});
