@@ -296,6 +296,8 @@ export function startOperator(options: OperatorOptions): Operator {
       await elector?.stop();
       openGate();
       await Promise.all(Object.values(controllers).map((c) => c.shutdown()));
+      // Events queued by the last reconciles are written before the connection closes.
+      await events.flush();
       await Promise.all(all.map((s) => s.stop()));
       authority.ledger?.stop();
       await verificationReady.catch(() => undefined);

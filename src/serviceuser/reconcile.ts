@@ -18,7 +18,8 @@ import { parseAll } from '../api/parse.ts';
 import { role } from '../api/role.ts';
 import { roleBinding } from '../api/rolebinding.ts';
 import { stableJson } from '../controller/stable-json.ts';
-import { withoutManagedFields } from '../controller/informer.ts';
+import { objectKey, withoutManagedFields } from '../controller/informer.ts';
+import { OwnWrites } from '../controller/expectations.ts';
 import { byFriendlyName, bySubject, inNamespace } from '../api/indexes.ts';
 import type { RevocationLedger } from '../authority/revocations.ts';
 import type { Ca } from '../credentials/ca.ts';
@@ -87,21 +88,30 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     }
   }
 
+  // What our writes to each ServiceUser returned, until the cache shows them: a reconcile
+  // that follows at once (woken by our own Secret write) must not decide on the object from
+  // before them, or it redoes the work and tells `kubectl describe` a crash happened.
+  const own = new OwnWrites();
+  const remember = (su: KubeObject, written: KubeObject) => {
+    own.wrote(objectKey(su), withoutManagedFields(written), su.metadata.resourceVersion);
+    return written;
+  };
+
   async function applyStatus(su: KubeObject, status: unknown): Promise<KubeObject> {
-    return client.apply(
+    return remember(su, await client.apply(
       suPath(su.metadata.namespace!, su.metadata.name, 'status'),
       { apiVersion, kind: 'ServiceUser', metadata: { name: su.metadata.name, namespace: su.metadata.namespace }, status },
       fieldManager,
-    );
+    ));
   }
 
   async function setFinalizer(su: KubeObject, present: boolean): Promise<KubeObject> {
     // Our own apply configuration holds only the finalizer: applying without it releases it.
-    return client.apply(
+    return remember(su, await client.apply(
       suPath(su.metadata.namespace!, su.metadata.name),
       { apiVersion, kind: 'ServiceUser', metadata: { name: su.metadata.name, namespace: su.metadata.namespace, ...(present ? { finalizers: [finalizer] } : {}) } },
       fieldManager,
-    );
+    ));
   }
 
   async function applySecret(su: ServiceUser, want: DesiredSecret): Promise<void> {
@@ -158,10 +168,6 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     log.info('credentials revoked; finalizer removed');
   }
 
-  // Our own last write per key, with the resourceVersion it was made over. Until the cache
-  // moves past that version it still shows the object from before our write; reading the
-  // write instead keeps a reconcile that follows at once from redoing (and re-announcing) it.
-  const written = new Map<string, { baseRv: string | undefined; object: KubeObject }>();
   // The serviceuser_info series per key, to drop the old one when phase or name changes.
   const infoLabels = new Map<string, { namespace: string; name: string; phase: string; friendly_name: string }>();
   const setInfo = (key: string, labels: { namespace: string; name: string; phase: string; friendly_name: string } | undefined) => {
@@ -204,13 +210,8 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
   }
 
   return async function reconcile(key: string): Promise<Result | void> {
-    let raw = deps.serviceUsers.get(key);
-    const mine = written.get(key);
-    if (raw && mine && raw.metadata.resourceVersion === mine.baseRv) raw = mine.object;
-    else written.delete(key);
+    let raw = own.view(key, deps.serviceUsers.get(key));
     if (!raw) return;
-    const baseRv = raw.metadata.resourceVersion;
-    const remember = (object: KubeObject) => written.set(key, { baseRv, object: withoutManagedFields(object) });
     const ns = raw.metadata.namespace!;
     const log = deps.log.child({ serviceUser: key });
     const parsed = serviceUser.safeParse(raw);
@@ -240,7 +241,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
       return;
     }
     const su = parsed.data;
-    if (!raw.metadata.finalizers?.includes(finalizer)) remember(await setFinalizer(raw, true));
+    if (!raw.metadata.finalizers?.includes(finalizer)) raw = await setFinalizer(raw, true);
 
     // Only what bears on this user: those sharing its friendly name, the bindings naming it
     // and their roles (index lookups: a reconcile costs the same at 10 or 10,000 users).
@@ -264,7 +265,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
         process.exit(137);
       }
     }
-    if (stableJson(plan.status) !== stableJson(raw.status ?? {})) remember(await applyStatus(raw, plan.status));
+    if (stableJson(plan.status) !== stableJson(raw.status ?? {})) await applyStatus(raw, plan.status);
     for (const e of plan.events) {
       if (e.reason === 'TokenRevoked') deps.metrics.tokensRevoked.inc({ reason: e.message.split(': ').at(-1) ?? 'unknown' });
       log.info({ reason: e.reason, type: e.type }, e.message);
