@@ -8,8 +8,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { repoRoot } from '../test/cluster/controlplane.ts';
 import { freePort } from '../test/net.ts';
+import { cpuSecondsOf } from './cpu.ts';
 
 export interface OperatorProcess {
+  pid: number;
+  /** CPU seconds the process has used (user + system), from /proc. */
+  cpuSeconds(): number;
   /** Resident set size now, and its peak (VmHWM), in bytes, from /proc. */
   memory(): { rss: number; peak: number };
   /** The operator's own /metrics, as name{labels} → value. */
@@ -52,6 +56,8 @@ export async function startOperatorProcess(kubeconfig: string, namespaces: strin
   const metrics = async () => parseMetrics(await fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text()));
   const status = (field: string) => Number(/(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(field)) ?? '')?.[1] ?? NaN) * 1024;
   return {
+    pid: child.pid!,
+    cpuSeconds: () => cpuSecondsOf(child.pid!),
     memory: () => ({ rss: status('VmRSS:'), peak: status('VmHWM:') }),
     metrics,
     async liveHeap() {
