@@ -148,6 +148,7 @@ export function startOperator(options: OperatorOptions): Operator {
       'serviceuser',
       gated(serviceUserReconciler({
         ...shared,
+        secrets,
         log: log.child({ controller: 'serviceuser' }),
         metrics,
         issue: options.issue ?? issueToken,

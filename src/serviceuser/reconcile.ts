@@ -24,7 +24,7 @@ import { byFriendlyName, bySubject, inNamespace } from '../api/indexes.ts';
 import type { RevocationLedger } from '../authority/revocations.ts';
 import type { Ca } from '../credentials/ca.ts';
 import { decideCertificate, renewalTimeOf } from './certificate.ts';
-import { annotations as ann, blocker, desired, friendlyNameOf, secretNameOf, type DesiredSecret, type ObservedSecret, type PlacedCertificate } from './desired.ts';
+import { annotations as ann, labels as secretLabels, blocker, desired, friendlyNameOf, secretNameOf, type DesiredSecret, type ObservedSecret, type PlacedCertificate } from './desired.ts';
 import { issueFromCa, observeCertificate, withPkcs12 } from './issuance.ts';
 import { hadCertManagerCertificate, placeFromCertManager, removeCertManagerCertificate, type CertificateProblem } from './cert-manager.ts';
 import { credentialKeys } from './secret.ts';
@@ -37,6 +37,8 @@ export interface ServiceUserDeps {
   serviceUsers: InformerSet;
   roleBindings: InformerSet;
   roles: InformerSet;
+  /** Our Secrets, metadata only: whether one changed since we wrote it. */
+  secrets?: InformerSet;
   events: EventRecorder;
   log: Logger;
   metrics: Metrics;
@@ -92,6 +94,29 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
   // that follows at once (woken by our own Secret write) must not decide on the object from
   // before them, or it redoes the work and tells `kubectl describe` a crash happened.
   const own = new OwnWrites();
+  // The Secret as our last apply left it: the reconciles our own writes wake use it instead
+  // of reading it back. Any other version of it the Secret watch delivers (a change by
+  // someone else, a deletion) drops it before that event's reconcile runs, which then reads
+  // the Secret live; a reconcile that changes nothing once the watch has shown our version
+  // drops it too, so it is held only while the user is being worked on.
+  const ownSecrets = new Map<string, { secret: KubeObject; seen: boolean }>();
+  deps.secrets?.onChange((type, s) => {
+    const owner = s.metadata.labels?.[secretLabels.name];
+    const key = `${s.metadata.namespace}/${owner}`;
+    const mine = owner && ownSecrets.get(key);
+    if (!mine || mine.secret.metadata.name !== s.metadata.name) return;
+    if (type !== 'DELETED' && s.metadata.resourceVersion === mine.secret.metadata.resourceVersion) mine.seen = true;
+    else ownSecrets.delete(key);
+  });
+  async function currentSecret(key: string, ns: string, name: string): Promise<KubeObject | undefined> {
+    const mine = ownSecrets.get(key);
+    if (mine?.secret.metadata.name === name) {
+      if (deps.secrets?.get(`${ns}/${name}`)?.metadata.resourceVersion === mine.secret.metadata.resourceVersion) mine.seen = true;
+      return mine.secret;
+    }
+    ownSecrets.delete(key);
+    return readSecret(ns, name);
+  }
   const remember = (su: KubeObject, written: KubeObject) => {
     own.wrote(objectKey(su), withoutManagedFields(written), su.metadata.resourceVersion);
     return written;
@@ -114,7 +139,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     ));
   }
 
-  async function applySecret(su: ServiceUser, want: DesiredSecret): Promise<void> {
+  async function applySecret(su: ServiceUser, want: DesiredSecret): Promise<KubeObject> {
     const ns = su.metadata.namespace!;
     const applied = await client.apply(
       secretPath(ns, want.name),
@@ -136,7 +161,8 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     // A credential key someone else took ownership of (kubectl edit) survives our apply
     // without it; remove it explicitly.
     const left = credentialKeys.filter((k) => !(k in want.data) && k in ((applied.data as object | undefined) ?? {}));
-    if (left.length) await client.mergePatch(secretPath(ns, want.name), { data: Object.fromEntries(left.map((k) => [k, null])) });
+    if (left.length) return client.mergePatch(secretPath(ns, want.name), { data: Object.fromEntries(left.map((k) => [k, null])) });
+    return applied;
   }
 
   async function finalize(raw: KubeObject, su: ServiceUser | undefined): Promise<void> {
@@ -217,6 +243,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     const parsed = serviceUser.safeParse(raw);
 
     if (raw.metadata.deletionTimestamp) {
+      ownSecrets.delete(key);
       if (raw.metadata.finalizers?.includes(finalizer)) await finalize(raw, parsed.success ? parsed.data : undefined);
       return;
     }
@@ -249,7 +276,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     const bindings = parseAll(deps.roleBindings.byIndex(bySubject, inNamespace(ns, su.metadata.name)), roleBinding);
     const roles = parseAll(bindings.map((b) => deps.roles.get(b.spec.roleRef.name)), role);
     const permissions = resolve([su], bindings, roles).permissionsOf(ns, su.metadata.name);
-    const secret = observeSecret(await readSecret(ns, secretNameOf(su)));
+    const secret = observeSecret(await currentSecret(key, ns, secretNameOf(su)));
     const now = deps.now();
     const { placed: certificate, problem: certificateProblem } = blocker(su, { peers: users, secret }) ? {} : await placeCertificate(su, secret, now);
     const plan = desired(su, { now, secret, peers: users, permissions, certificate, certificateProblem }, () => {
@@ -257,15 +284,21 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
       return deps.issue();
     });
 
+    let wrote = false;
     if (plan.secret && !upToDate(secret, plan.secret, su.metadata.uid!)) {
-      await applySecret(su, plan.secret);
+      ownSecrets.set(key, { secret: await applySecret(su, plan.secret), seen: false });
+      wrote = true;
       log.info({ secret: plan.secret.name, tokenId: plan.secret.data['token-id'], certificate: plan.status.certificate?.serialNumber }, 'Secret applied');
       if (deps.crashAfterSecretWrite) {
         log.fatal('test fault: exiting between the Secret write and the status write');
         process.exit(137);
       }
     }
-    if (stableJson(plan.status) !== stableJson(raw.status ?? {})) await applyStatus(raw, plan.status);
+    if (stableJson(plan.status) !== stableJson(raw.status ?? {})) {
+      await applyStatus(raw, plan.status);
+      wrote = true;
+    }
+    if (!wrote && ownSecrets.get(key)?.seen) ownSecrets.delete(key);
     for (const e of plan.events) {
       if (e.reason === 'TokenRevoked') deps.metrics.tokensRevoked.inc({ reason: e.message.split(': ').at(-1) ?? 'unknown' });
       log.info({ reason: e.reason, type: e.type }, e.message);
