@@ -26,6 +26,8 @@ export interface EventRecorderOptions {
   remembered?: number;
   /** Writes waiting beyond this are dropped, with a warning: memory stays bounded when the API server is away. */
   maxQueued?: number;
+  /** whenRoom() waits while more than this many writes wait: backpressure instead of loss. */
+  highWater?: number;
   now?: () => number;
 }
 
@@ -54,6 +56,8 @@ export class EventRecorder {
   private readonly windowMs: number;
   private readonly remembered: number;
   private readonly maxQueued: number;
+  private readonly highWater: number;
+  private room: (() => void)[] = [];
   private readonly now: () => number;
   private readonly series = new Map<string, Series>();
   private readonly queue: Series[] = [];
@@ -70,6 +74,7 @@ export class EventRecorder {
     this.windowMs = options.windowMs ?? 10 * 60_000;
     this.remembered = options.remembered ?? 4096;
     this.maxQueued = options.maxQueued ?? 10_000;
+    this.highWater = options.highWater ?? 1000;
     this.now = options.now ?? Date.now;
   }
 
@@ -122,6 +127,15 @@ export class EventRecorder {
     return written;
   }
 
+  /**
+   * Resolves at once unless the queue is past its high-water mark, then once it has drained
+   * below it: a caller that records many events slows down rather than have them dropped.
+   */
+  whenRoom(): Promise<void> {
+    if (this.queue.length < this.highWater) return Promise.resolve();
+    return new Promise((resolve) => this.room.push(resolve));
+  }
+
   /** Resolves once every queued event is written: for shutdown and tests. */
   flush(): Promise<void> {
     if (!this.running && !this.queue.length) return Promise.resolve();
@@ -151,6 +165,7 @@ export class EventRecorder {
         if (!s.failed && s.count > s.written) this.schedule(s);
         else this.settle(s, s.failed);
         this.pump();
+        if (this.queue.length < this.highWater) for (const go of this.room.splice(0)) go();
         if (!this.running && !this.queue.length) for (const done of this.idle.splice(0)) done();
       });
     }

@@ -302,7 +302,9 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     for (const e of plan.events) {
       if (e.reason === 'TokenRevoked') deps.metrics.tokensRevoked.inc({ reason: e.message.split(': ').at(-1) ?? 'unknown' });
       log.info({ reason: e.reason, type: e.type }, e.message);
-      // Best effort and not on the reconcile's path: the recorder logs its own failures.
+      // Not on the reconcile's path (unless the recorder's backlog is full): it writes and
+      // aggregates them, and logs its own failures.
+      await deps.events.whenRoom();
       void deps.events.record(raw, e);
     }
     setInfo(key, { namespace: ns, name: su.metadata.name, phase: plan.status.phase ?? 'Pending', friendly_name: plan.status.friendlyName ?? su.metadata.name });

@@ -144,6 +144,20 @@ describe('the event recorder', () => {
     expect(objects.filter((o) => !names.has(o.metadata.name))).toEqual([]);
   });
 
+  it('past its high-water mark the recorder makes callers wait instead of dropping events', async () => {
+    const recorder = new EventRecorder(client, testLogger(logs), { concurrency: 1, highWater: 3 });
+    const objects = Array.from({ length: 8 }, (_, i) => target(`backlog-${i}`));
+    for (const o of objects) void recorder.record(o, { type: 'Normal', reason: 'TokenIssued', message: 'x' });
+    let waited = false;
+    const room = recorder.whenRoom().then(() => (waited = true));
+    expect(waited).toBe(false);
+    await room;
+    await recorder.flush();
+    const names = new Set((await events()).map((e) => e.involvedObject.name));
+    expect(objects.filter((o) => !names.has(o.metadata.name))).toEqual([]);
+    await expect(recorder.whenRoom()).resolves.toBeUndefined();
+  });
+
   it('a failed write is logged once and does not block later events', async () => {
     const recorder = new EventRecorder(client, testLogger(logs));
     const before = logs.filter((l) => l.includes('could not record event')).length;
