@@ -39,6 +39,8 @@ export async function startOperatorProcess(kubeconfig: string, namespaces: strin
     process.execPath,
     [
       '--heapsnapshot-signal=SIGUSR2',
+      // BENCH_CPU_PROF=DIR: a V8 CPU profile of the operator, written when it stops.
+      ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.BENCH_CPU_PROF)}`] : []),
       path.join(repoRoot, 'dist/main.js'), '--kubeconfig', kubeconfig, '--namespace', namespaces.join(','), '--operator-namespace', operatorNamespace,
       '--metrics-bind-address', `127.0.0.1:${metricsPort}`, '--health-probe-bind-address', '0', '--verify-bind-address', `127.0.0.1:${await freePort()}`,
       '--concurrency', String(concurrency), '--log-level', 'warn',

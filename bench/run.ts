@@ -21,7 +21,15 @@ const benches: Record<string, () => Promise<object>> = {
   'rollout-10k': async () => ({ ...(await benchRollout(Number(env.BENCH_ROLLOUT_LARGE ?? 10_000), Number(env.BENCH_ROLLOUT_LARGE_RUNS ?? 1), ['floor', 'tokens'])), name: 'rollout-10k' }),
   expiry: () => benchExpiry(Number(env.BENCH_EXPIRY ?? 1000)),
   idle: () => benchIdle(Number(env.BENCH_IDLE ?? 1000), Number(env.BENCH_IDLE_SECONDS ?? 600)),
-  memory: () => benchMemory(Number(env.BENCH_MEMORY ?? 10_000)),
+  // A curve: BENCH_MEMORY=1000,10000,30000 runs each size on its own control plane; the row
+  // of the table reads the 10,000 point (or the largest).
+  memory: async () => {
+    const sizes = (env.BENCH_MEMORY ?? '10000').split(',').map(Number);
+    const points: Record<string, any>[] = []; // eslint-disable-line @typescript-eslint/no-explicit-any
+    for (const n of sizes) points.push(await benchMemory(n));
+    const main = points.find((p) => p.count === 10_000) ?? points.at(-1)!;
+    return { ...main, curve: points.map((p) => ({ count: p.count, rssMiB: p.rssMiB, restart: p.restart, rolloutSeconds: p.rolloutSeconds })) };
+  },
 };
 
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(benches);
