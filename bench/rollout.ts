@@ -98,7 +98,8 @@ async function operatorQuiet(operator: OperatorProcess, quietMs = 3000, timeoutM
       last = now;
       since = performance.now();
     }
-    await new Promise((r) => setTimeout(r, 250));
+    // Each scrape costs the operator CPU (prom-client renders every series): once a second.
+    await new Promise((r) => setTimeout(r, 1000));
   }
 }
 
