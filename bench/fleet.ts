@@ -49,6 +49,31 @@ const operatorWritten = new Set(['serviceusers', 'rolebindings', 'roles', 'secre
  * resources the operator writes, by verb. Nothing else writes to them during a measurement.
  */
 export async function apiServerWrites(kc: KubeConfig): Promise<Record<string, number>> {
+  const metrics = await apiServerMetrics(kc);
+  const out: Record<string, number> = {};
+  for (const verb of mutatingHttpVerbs) {
+    out[verb] = sumOf(metrics, 'apiserver_request_total', (l) => l.verb === verb && operatorWritten.has(l.resource ?? ''));
+  }
+  return out;
+}
+
+const mutatingHttpVerbs = ['POST', 'PUT', 'PATCH', 'APPLY', 'DELETE', 'DELETECOLLECTION'];
+
+/** Every mutating request the API server has served, as `VERB resource[/subresource]` → count. */
+export async function apiServerMutations(kc: KubeConfig): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const [series, value] of await apiServerMetrics(kc)) {
+    if (!series.startsWith('apiserver_request_total{')) continue;
+    const labels = Object.fromEntries([...series.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
+    if (!mutatingHttpVerbs.includes(labels.verb ?? '')) continue;
+    const key = `${labels.verb} ${labels.resource}${labels.subresource ? `/${labels.subresource}` : ''}`;
+    out[key] = (out[key] ?? 0) + value;
+  }
+  return out;
+}
+
+/** The API server's own /metrics. */
+export async function apiServerMetrics(kc: KubeConfig): Promise<Map<string, number>> {
   const opts: RequestOptions = {};
   await kc.applyToHTTPSOptions(opts);
   const url = new URL('/metrics', kc.getCurrentCluster()!.server);
@@ -61,12 +86,7 @@ export async function apiServerWrites(kc: KubeConfig): Promise<Record<string, nu
     req.on('error', reject);
     req.end();
   });
-  const metrics = parseMetrics(text);
-  const out: Record<string, number> = {};
-  for (const verb of ['POST', 'PUT', 'PATCH', 'APPLY', 'DELETE', 'DELETECOLLECTION']) {
-    out[verb] = sumOf(metrics, 'apiserver_request_total', (l) => l.verb === verb && operatorWritten.has(l.resource ?? ''));
-  }
-  return out;
+  return parseMetrics(text);
 }
 
 export const difference = (after: Record<string, number>, before: Record<string, number>): Record<string, number> =>

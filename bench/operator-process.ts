@@ -8,10 +8,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { repoRoot } from '../test/cluster/controlplane.ts';
 import { freePort } from '../test/net.ts';
+import { cpuSecondsOf } from './cpu.ts';
 
 export interface OperatorProcess {
   /** The verification service's port (HTTPS on 127.0.0.1: /v1/crl, /v1/ca.crt…). */
   verifyPort: number;
+  pid: number;
+  /** CPU seconds the process has used (user + system), from /proc. */
+  cpuSeconds(): number;
   /** Resident set size now, and its peak (VmHWM), in bytes, from /proc. */
   memory(): { rss: number; peak: number };
   /** The operator's own /metrics, as name{labels} → value. */
@@ -38,6 +42,8 @@ export async function startOperatorProcess(kubeconfig: string, namespaces: strin
     process.execPath,
     [
       '--heapsnapshot-signal=SIGUSR2',
+      // BENCH_CPU_PROF=DIR: a V8 CPU profile of the operator, written when it stops.
+      ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.BENCH_CPU_PROF)}`] : []),
       path.join(repoRoot, 'dist/main.js'), '--kubeconfig', kubeconfig, '--namespace', namespaces.join(','), '--operator-namespace', operatorNamespace,
       '--metrics-bind-address', `127.0.0.1:${metricsPort}`, '--health-probe-bind-address', '0', '--verify-bind-address', `127.0.0.1:${verifyPort}`,
       '--concurrency', String(concurrency), '--log-level', 'warn',
@@ -56,6 +62,8 @@ export async function startOperatorProcess(kubeconfig: string, namespaces: strin
   const status = (field: string) => Number(/(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(field)) ?? '')?.[1] ?? NaN) * 1024;
   return {
     verifyPort,
+    pid: child.pid!,
+    cpuSeconds: () => cpuSecondsOf(child.pid!),
     memory: () => ({ rss: status('VmRSS:'), peak: status('VmHWM:') }),
     metrics,
     async liveHeap() {

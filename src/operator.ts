@@ -204,6 +204,7 @@ export function startOperator(options: OperatorOptions): Operator {
       'serviceuser',
       gated(serviceUserReconciler({
         ...shared,
+        secrets,
         log: log.child({ controller: 'serviceuser' }),
         metrics,
         issue: options.issue ?? issueToken,
@@ -431,6 +432,8 @@ export function startOperator(options: OperatorOptions): Operator {
       await elector?.stop();
       openGate();
       await Promise.all(Object.values(controllers).map((c) => c.shutdown()));
+      // Events queued by the last reconciles are written before the connection closes.
+      await events.flush();
       await Promise.all(all.map((s) => s.stop()));
       authority.ledger?.stop();
       await verificationReady.catch(() => undefined);

@@ -10,6 +10,8 @@ import { serviceUser } from '../api/serviceuser.ts';
 import { setConditions, type Condition } from '../controller/conditions.ts';
 import type { InformerSet } from '../controller/informer.ts';
 import { resourcePath, type KubeClient } from '../controller/kube.ts';
+import { OwnWrites } from '../controller/expectations.ts';
+import { withoutManagedFields } from '../controller/informer.ts';
 import { stableJson } from '../controller/stable-json.ts';
 import type { EventRecorder } from '../observability/events.ts';
 import { admitsFromCaches } from '../account/reconcile.ts';
@@ -28,8 +30,11 @@ export interface BindingDeps {
 }
 
 export function roleBindingReconciler(deps: BindingDeps) {
+  // Our last status write per binding until the cache shows it: a reconcile woken at once
+  // (by a subject's status write) would otherwise announce the same verdict twice.
+  const own = new OwnWrites();
   return async function reconcile(key: string): Promise<void> {
-    const raw = deps.roleBindings.get(key);
+    const raw = own.view(key, deps.roleBindings.get(key));
     if (!raw || raw.metadata.deletionTimestamp) return;
     const ns = raw.metadata.namespace!;
     const previous = (raw.status as { conditions?: Condition[] } | undefined)?.conditions;
@@ -70,17 +75,19 @@ export function roleBindingReconciler(deps: BindingDeps) {
       ),
     };
     if (stableJson(status) === stableJson(raw.status ?? {})) return;
-    const before = previous?.find((c) => c.type === 'Ready');
-    if (ready.status === 'False' && (before?.status !== 'False' || before.message !== ready.message)) {
-      await deps.events.record(raw, { type: 'Warning', reason: ready.reason, message: ready.message });
-    } else if (ready.status === 'True' && before?.status !== 'True') {
-      await deps.events.record(raw, { type: 'Normal', reason: 'Granted', message: ready.message });
-    }
-    await deps.client.apply(
+    const written = await deps.client.apply(
       resourcePath(resources.roleBindings, ns, raw.metadata.name, 'status'),
       { apiVersion, kind: 'RoleBinding', metadata: { name: raw.metadata.name, namespace: ns }, status },
       deps.fieldManager,
     );
+    own.wrote(key, withoutManagedFields(written), raw.metadata.resourceVersion);
+    // Announced once the verdict is recorded; the recorder sends it off this path.
+    const before = previous?.find((c) => c.type === 'Ready');
+    if (ready.status === 'False' && (before?.status !== 'False' || before.message !== ready.message)) {
+      void deps.events.record(raw, { type: 'Warning', reason: ready.reason, message: ready.message });
+    } else if (ready.status === 'True' && before?.status !== 'True') {
+      void deps.events.record(raw, { type: 'Normal', reason: 'Granted', message: ready.message });
+    }
   };
 }
 

@@ -21,7 +21,8 @@ import { parseAll } from '../api/parse.ts';
 import { role } from '../api/role.ts';
 import { roleBinding } from '../api/rolebinding.ts';
 import { stableJson } from '../controller/stable-json.ts';
-import { withoutManagedFields } from '../controller/informer.ts';
+import { objectKey, withoutManagedFields } from '../controller/informer.ts';
+import { OwnWrites } from '../controller/expectations.ts';
 import { byFriendlyName, bySubject, inNamespace } from '../api/indexes.ts';
 import type { RevocationLedger } from '../authority/revocations.ts';
 import type { Ca } from '../credentials/ca.ts';
@@ -44,6 +45,8 @@ export interface ServiceUserDeps {
   /** Accounts and the namespaces' labels: which accounts admit the ServiceUser. */
   accounts: InformerSet;
   namespaces: InformerSet;
+  /** Our Secrets, metadata only: whether one changed since we wrote it. */
+  secrets?: InformerSet;
   events: EventRecorder;
   log: Logger;
   metrics: Metrics;
@@ -106,21 +109,53 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     }
   }
 
+  // What our writes to each ServiceUser returned, until the cache shows them: a reconcile
+  // that follows at once (woken by our own Secret write) must not decide on the object from
+  // before them, or it redoes the work and tells `kubectl describe` a crash happened.
+  const own = new OwnWrites();
+  // The Secret as our last apply left it: the reconciles our own writes wake use it instead
+  // of reading it back. Any other version of it the Secret watch delivers (a change by
+  // someone else, a deletion) drops it before that event's reconcile runs, which then reads
+  // the Secret live; a reconcile that changes nothing once the watch has shown our version
+  // drops it too, so it is held only while the user is being worked on.
+  const ownSecrets = new Map<string, { secret: KubeObject; seen: boolean }>();
+  deps.secrets?.onChange((type, s) => {
+    const owner = s.metadata.labels?.[labels.name];
+    const key = `${s.metadata.namespace}/${owner}`;
+    const mine = owner && ownSecrets.get(key);
+    if (!mine || mine.secret.metadata.name !== s.metadata.name) return;
+    if (type !== 'DELETED' && s.metadata.resourceVersion === mine.secret.metadata.resourceVersion) mine.seen = true;
+    else ownSecrets.delete(key);
+  });
+  async function currentSecret(key: string, ns: string, name: string): Promise<KubeObject | undefined> {
+    const mine = ownSecrets.get(key);
+    if (mine?.secret.metadata.name === name) {
+      if (deps.secrets?.get(`${ns}/${name}`)?.metadata.resourceVersion === mine.secret.metadata.resourceVersion) mine.seen = true;
+      return mine.secret;
+    }
+    ownSecrets.delete(key);
+    return readSecret(ns, name);
+  }
+  const remember = (su: KubeObject, written: KubeObject) => {
+    own.wrote(objectKey(su), withoutManagedFields(written), su.metadata.resourceVersion);
+    return written;
+  };
+
   async function applyStatus(su: KubeObject, status: unknown): Promise<KubeObject> {
-    return client.apply(
+    return remember(su, await client.apply(
       suPath(su.metadata.namespace!, su.metadata.name, 'status'),
       { apiVersion, kind: 'ServiceUser', metadata: { name: su.metadata.name, namespace: su.metadata.namespace }, status },
       fieldManager,
-    );
+    ));
   }
 
   async function setFinalizer(su: KubeObject, present: boolean): Promise<KubeObject> {
     // Our own apply configuration holds only the finalizer: applying without it releases it.
-    return client.apply(
+    return remember(su, await client.apply(
       suPath(su.metadata.namespace!, su.metadata.name),
       { apiVersion, kind: 'ServiceUser', metadata: { name: su.metadata.name, namespace: su.metadata.namespace, ...(present ? { finalizers: [finalizer] } : {}) } },
       fieldManager,
-    );
+    ));
   }
 
   /**
@@ -128,7 +163,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
    * by the ServiceUser: an apply would merge into — and adopt — a Secret someone else created
    * after our read. Only a Secret we own is then applied.
    */
-  async function applySecret(su: ServiceUser, want: DesiredSecret, exists: boolean): Promise<void> {
+  async function applySecret(su: ServiceUser, want: DesiredSecret, exists: boolean): Promise<KubeObject> {
     const ns = su.metadata.namespace!;
     const ownerReferences = [{ apiVersion, kind: 'ServiceUser', name: su.metadata.name, uid: su.metadata.uid!, controller: true, blockOwnerDeletion: true }];
     if (!exists) {
@@ -163,7 +198,8 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     // A credential key someone else took ownership of (kubectl edit) survives our apply
     // without it; remove it explicitly.
     const left = credentialKeys.filter((k) => !(k in want.data) && k in ((applied.data as object | undefined) ?? {}));
-    if (left.length) await client.mergePatch(secretPath(ns, want.name), { data: Object.fromEntries(left.map((k) => [k, null])) });
+    if (left.length) return client.mergePatch(secretPath(ns, want.name), { data: Object.fromEntries(left.map((k) => [k, null])) });
+    return applied;
   }
 
   /**
@@ -213,10 +249,6 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     log.info('credentials revoked; finalizer removed');
   }
 
-  // Our own last write per key, with the resourceVersion it was made over. Until the cache
-  // moves past that version it still shows the object from before our write; reading the
-  // write instead keeps a reconcile that follows at once from redoing (and re-announcing) it.
-  const written = new Map<string, { baseRv: string | undefined; object: KubeObject }>();
   // The serviceuser_info series per key, to drop the old one when phase or name changes.
   const infoLabels = new Map<string, { namespace: string; name: string; phase: string; friendly_name: string }>();
   const setInfo = (key: string, labels: { namespace: string; name: string; phase: string; friendly_name: string } | undefined) => {
@@ -286,18 +318,14 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
   }
 
   return async function reconcile(key: string): Promise<Result | void> {
-    let raw = deps.serviceUsers.get(key);
-    const mine = written.get(key);
-    if (raw && mine && raw.metadata.resourceVersion === mine.baseRv) raw = mine.object;
-    else written.delete(key);
+    let raw = own.view(key, deps.serviceUsers.get(key));
     if (!raw) return;
-    const baseRv = raw.metadata.resourceVersion;
-    const remember = (object: KubeObject) => written.set(key, { baseRv, object: withoutManagedFields(object) });
     const ns = raw.metadata.namespace!;
     const log = deps.log.child({ serviceUser: key });
     const parsed = serviceUser.safeParse(raw);
 
     if (raw.metadata.deletionTimestamp) {
+      ownSecrets.delete(key);
       if (raw.metadata.finalizers?.includes(finalizer)) await finalize(raw, parsed.success ? parsed.data : undefined);
       return;
     }
@@ -322,7 +350,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
       return;
     }
     const su = parsed.data;
-    if (!raw.metadata.finalizers?.includes(finalizer)) remember(await setFinalizer(raw, true));
+    if (!raw.metadata.finalizers?.includes(finalizer)) raw = await setFinalizer(raw, true);
 
     // Only what bears on this user: those sharing its friendly name, the bindings naming it
     // and their roles (index lookups: a reconcile costs the same at 10 or 10,000 users).
@@ -332,7 +360,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     const admits = admitsFromCaches(deps.accounts, deps.namespaces);
     const accounts = judgeAccounts(su.spec.accounts, ns, admits);
     const permissions = resolve([su], bindings, roles, admits).permissionsOf(ns, su.metadata.name);
-    const secret = observeSecret(await readSecret(ns, secretNameOf(su)));
+    const secret = observeSecret(await currentSecret(key, ns, secretNameOf(su)));
     const now = deps.now();
     const { placed: certificate, problem: certificateProblem } = blocker(su, { peers: users, secret }) ? {} : await placeCertificate(su, secret, now);
     const trust = { ...deps.trust, ring: deps.trust.ring! };
@@ -341,8 +369,10 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
       return deps.issue();
     });
 
+    let wrote = false;
     if (plan.secret && !upToDate(secret, plan.secret, su.metadata.uid!)) {
-      await applySecret(su, plan.secret, !!secret);
+      ownSecrets.set(key, { secret: await applySecret(su, plan.secret, !!secret), seen: false });
+      wrote = true;
       log.info({ secret: plan.secret.name, tokenId: plan.secret.data['token-id'], certificate: plan.status.certificate?.serialNumber }, 'Secret applied');
       if (deps.crashAfterSecretWrite) {
         log.fatal('test fault: exiting between the Secret write and the status write');
@@ -350,19 +380,22 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
       }
     }
     if (stableJson(plan.status) !== stableJson(raw.status ?? {})) {
-      let applied = await applyStatus(raw, plan.status);
+      const applied = await applyStatus(raw, plan.status);
       // Apply keeps list entries another field manager added (kubectl patch --subresource=status):
       // a record the operator did not write is replaced, not left beside ours.
       const tokens = (applied.status as { tokens?: unknown } | undefined)?.tokens;
       if (stableJson(tokens ?? []) !== stableJson(plan.status.tokens ?? [])) {
-        applied = await client.mergePatch(suPath(ns, su.metadata.name, 'status'), { status: { tokens: plan.status.tokens ?? [] } });
+        remember(raw, await client.mergePatch(suPath(ns, su.metadata.name, 'status'), { status: { tokens: plan.status.tokens ?? [] } }));
       }
-      remember(applied);
+      wrote = true;
     }
+    if (!wrote && ownSecrets.get(key)?.seen) ownSecrets.delete(key);
     for (const e of plan.events) {
       if (e.reason === 'TokenRevoked') deps.metrics.tokensRevoked.inc({ reason: e.message.split(': ').at(-1) ?? 'unknown' });
       log.info({ reason: e.reason, type: e.type }, e.message);
-      // Best effort and not on the reconcile's path: the recorder logs its own failures.
+      // Not on the reconcile's path (unless the recorder's backlog is full): it writes and
+      // aggregates them, and logs its own failures.
+      await deps.events.whenRoom();
       void deps.events.record(raw, e);
     }
     setInfo(key, { namespace: ns, name: su.metadata.name, phase: plan.status.phase ?? 'Pending', friendly_name: plan.status.friendlyName ?? su.metadata.name });

@@ -87,6 +87,8 @@ export interface ControlPlane {
   kubeconfig: string;
   server: string;
   version: string;
+  /** The control plane's process (API server, etcd and controller manager in one), for CPU figures. */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -131,7 +133,7 @@ export async function startControlPlane(options: StartOptions): Promise<ControlP
     lines.on('line', (line) => {
       const match = readyLine.exec(line);
       if (match) {
-        resolve({ server: match[1]!, version: match[2]!, kubeconfig: match[3]!, stop: () => stopProcess(child, exited) });
+        resolve({ server: match[1]!, version: match[2]!, kubeconfig: match[3]!, pid: child.pid!, stop: () => stopProcess(child, exited) });
       }
     });
     void exited.then((code) => reject(new Error(`control plane exited with ${code} before it was ready:\n${stderr}`)));
