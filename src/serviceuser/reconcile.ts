@@ -28,6 +28,7 @@ import { issueFromCa, observeCertificate, withPkcs12 } from './issuance.ts';
 import { hadCertManagerCertificate, placeFromCertManager, removeCertManagerCertificate, type CertificateProblem } from './cert-manager.ts';
 import { credentialKeys } from './secret.ts';
 import { expiresAt, warnAt } from './expiry.ts';
+import { planRestarts } from './restarts.ts';
 
 export const finalizer = 'serviceusers.dev/revoke';
 
@@ -264,7 +265,11 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
         process.exit(137);
       }
     }
+    // Workloads to roll out: judged before the status write (their condition), annotated after it.
+    const restarts = plan.secret ? await planRestarts(client, fieldManager, su, plan.secret, now) : undefined;
+    if (restarts) plan.status.conditions = [...(plan.status.conditions ?? []), restarts.condition];
     if (stableJson(plan.status) !== stableJson(raw.status ?? {})) remember(await applyStatus(raw, plan.status));
+    if (restarts) plan.events.push(...restarts.events, ...(await restarts.apply()));
     for (const e of plan.events) {
       if (e.reason === 'TokenRevoked') deps.metrics.tokensRevoked.inc({ reason: e.message.split(': ').at(-1) ?? 'unknown' });
       log.info({ reason: e.reason, type: e.type }, e.message);
