@@ -109,6 +109,11 @@ export const tokenSpec = rule(
     allowedCIDRs: set(cidr, 'allowedCIDRs', { max: 64 })
       .optional()
       .describe('Networks the token may be used from; empty or absent means anywhere.'),
+    rotationRequest: z
+      .string()
+      .max(64)
+      .optional()
+      .describe('Change this (kubectl service-user rotate sets the current time) to rotate the token now; the previous one stays valid for gracePeriod.'),
   }),
   {
     cel: durationBelow('gracePeriod', 'rotateEvery'),
@@ -154,6 +159,11 @@ export const clientCertificateSpec = rule(
       .describe('Renew this long before the certificate expires.'),
     privateKey: privateKey.prefault({}),
     pkcs12: z.boolean().default(true).describe('Also write a PKCS#12 bundle (client.p12) with a generated password.'),
+    renewalRequest: z
+      .string()
+      .max(64)
+      .optional()
+      .describe('Change this (kubectl service-user rotate --certificate sets the current time) to renew the certificate now; the old one is revoked as superseded.'),
   }),
   {
     cel: durationBelow('renewBefore', 'duration'),
