@@ -11,6 +11,8 @@ import { eventually, useNamespace } from '../kube.ts';
 import { api, useOperator } from '../operator.ts';
 
 const ns = useNamespace('restarts');
+// Another tenant's namespace, with a workload of the same name as a target.
+const other = useNamespace('restarts-other');
 const running = useOperator(ns);
 const k = () => api(running.client, ns.name);
 const c = () => running.client;
@@ -126,6 +128,8 @@ describe('restartTargets', () => {
 
   it('a missing workload, or one that does not read the Secret, is a condition and an event, never a failure', { timeout: 60_000 }, async () => {
     await c().request('POST', apps('statefulsets'), workload('StatefulSet', 'db', undefined));
+    const elsewhere = `/apis/apps/v1/namespaces/${other.name}/deployments`;
+    await c().request('POST', elsewhere, workload('Deployment', 'ghost', 'lonely-credentials'));
     await k().createServiceUser('lonely', {
       email: 'ops@example.com', accounts: ['acme'],
       credentials: { restartTargets: [{ kind: 'Deployment', name: 'ghost' }, { kind: 'StatefulSet', name: 'db' }] },
@@ -148,5 +152,9 @@ describe('restartTargets', () => {
     const first = activeToken(su)!;
     await k().patchServiceUser('lonely', { credentials: { token: { revokedTokenIds: [first] } } });
     await rolledOut('ghost', 'lonely-credentials');
+    // The same name in another namespace was never touched.
+    const foreign = await c().get(`${elsewhere}/ghost`);
+    expect((foreign.spec as { template: Template }).template.metadata?.annotations?.[digestAnnotation]).toBeUndefined();
+    expect(JSON.stringify(foreign.metadata.managedFields)).not.toContain('service-user-operator');
   });
 });
