@@ -83,7 +83,7 @@ async function readSecretOrOwner(s: Session, name: string): Promise<{ secret: Ku
 }
 
 /** Opens a PKCS#12 bundle with its password: integrity MAC, every safe, the shrouded key. */
-async function openPkcs12(der: Buffer, password: string, certSerial: string | undefined): Promise<Check> {
+export async function openPkcs12(der: Buffer, password: string, certSerial: string | undefined): Promise<Check> {
   const pkijs = await import('pkijs');
   const { webcrypto } = await import('node:crypto');
   pkijs.setEngine('node', new pkijs.CryptoEngine({ name: 'node', crypto: webcrypto as unknown as Crypto }));
