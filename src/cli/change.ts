@@ -1,8 +1,9 @@
 // rotate, revoke, disable, enable, extend: each one spec change, made by server-side apply
 // under the field manager "kubectl-service-user" and printed as the fragment it applied, so
 // that whoever keeps ServiceUsers in Git sees what to commit. Without --force-conflicts a
-// field another manager owns (Argo CD, kubectl apply) is a conflict, as with kubectl apply
-// --server-side: the error names the owner.
+// field another manager applies declaratively (Argo CD, Flux, kubectl apply --server-side) is
+// a conflict, as with kubectl apply --server-side: the error names the owner. A field owned
+// only through imperative writes (create, edit, client-side apply) is taken over, and said so.
 import { parseDuration } from '../api/duration.ts';
 import { tokenIdPattern } from '../api/primitives.ts';
 import { endDatePattern, serviceUserSpec } from '../api/serviceuser.ts';
@@ -33,20 +34,33 @@ async function apply(inv: Invocation, s: Session, su: Su, spec: Record<string, u
   if (inv.flags['force-conflicts']) query.set('force', 'true');
   if (dryRun === 'server') query.set('dryRun', 'All');
   let result: KubeObject | undefined;
+  let tookOver = '';
+  const send = (q: URLSearchParams) => s.client.request('PATCH', `${suPath(s.namespace, name)}?${q}`, patch, 'application/apply-patch+yaml');
   if (dryRun !== 'client') {
     try {
-      result = await s.client.request('PATCH', `${suPath(s.namespace, name)}?${query}`, patch, 'application/apply-patch+yaml');
+      result = await send(query);
     } catch (err) {
-      if (err instanceof ApiError && err.status === 409) {
-        const owners = [...new Set([...err.message.matchAll(/conflict with "([^"]+)"/g)].map((m) => m[1]))];
-        throw new UsageError(
-          `${err.message.replace(/^\w+ \S+: \d+ /, '')}\n` +
-            `The field is owned by ${owners.map((o) => `"${o}"`).join(', ') || 'another field manager'}: change it there (in Git, if it is applied from Git), ` +
-            'or pass --force-conflicts to take it over (the next apply by that manager may set it back).',
-        );
+      if (err instanceof ApiError && err.status === 409 && /conflicts? with/.test(err.message)) {
+        const owners = [...new Set([...err.message.matchAll(/conflicts? with "([^"]+)"/g)].map((m) => m[1]!))];
+        const managed = (su.metadata.managedFields ?? []) as { manager?: string; operation?: string }[];
+        const declarative = owners.filter((o) => managed.some((m) => m.manager === o && m.operation === 'Apply'));
+        if (!owners.length || declarative.length) {
+          throw new UsageError(
+            `${err.message.replace(/^\w+ \S+: \d+ /, '')}\n` +
+              `The field is applied declaratively by ${(declarative.length ? declarative : owners).map((o) => `"${o}"`).join(', ') || 'another field manager'} ` +
+              '(Argo CD, Flux, kubectl apply --server-side): change it there (in Git), or pass --force-conflicts to take it over (its next apply may set it back).',
+          );
+        }
+        // Owned only through imperative writes (create, edit, client-side apply): nobody
+        // declares it, so the request is the person's intent — as kubectl edit would be.
+        query.set('force', 'true');
+        result = await send(query);
+        tookOver = `Took the field over from ${owners.map((o) => `"${o}"`).join(', ')} (written imperatively, not by server-side apply).\n`;
+      } else if (err instanceof ApiError && err.status === 422) {
+        throw new UsageError(`the API server refused the change: ${err.message.replace(/^\w+ \S+: \d+ /, '')}`);
+      } else {
+        throw err;
       }
-      if (err instanceof ApiError && err.status === 422) throw new UsageError(`the API server refused the change: ${err.message.replace(/^\w+ \S+: \d+ /, '')}`);
-      throw err;
     }
   }
   if (inv.format === 'json' || inv.format === 'yaml') {
@@ -63,6 +77,7 @@ async function apply(inv: Invocation, s: Session, su: Su, spec: Record<string, u
     `serviceuser.serviceusers.dev/${name} ${what}${suffix}\n` +
       `Server-side apply, field manager "${fieldManager}", namespace ${s.namespace}:\n` +
       indent(serialize({ spec }, 'yaml')) +
+      tookOver +
       (gitops ? 'If this ServiceUser is applied from Git (Argo CD, Flux), commit the same change there: the next sync would undo it.\n' : ''),
   );
 }

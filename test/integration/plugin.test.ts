@@ -279,7 +279,9 @@ describe('kubectl service-user', () => {
     const json = JSON.parse((await inNs('extend', 'signer', '--by', '30d', '-o', 'json')).out) as { spec: { endDate: string } };
     const expected = new Date(Date.parse(`${endIn6Days}T00:00:00Z`) + 30 * day).toISOString().slice(0, 10);
     expect(json.spec.endDate).toBe(expected);
+    // endDate was set by the POST that created signer: taken over from that imperative writer.
     const until = await inNs('extend', 'signer', '--until', '2099-01-12');
+    expect(until.out).toMatch(/Took the field over from "[^"]+" \(written imperatively, not by server-side apply\)/);
     expect(until.out).toContain(`end date moved from ${expected} to 2099-01-12`);
     for (const [args, message] of [
       [['--until', '2099-02-30'], '--until 2099-02-30: must be a date (2027-01-12'],
@@ -304,6 +306,7 @@ describe('kubectl service-user', () => {
     const refused = await inNs('disable', 'gitops');
     expect(refused.code).toBe(1);
     expect(refused.err).toContain('conflict with "argocd-controller"');
+    expect(refused.err).toContain('The field is applied declaratively by "argocd-controller"');
     expect(refused.err).toContain('pass --force-conflicts to take it over');
     expect(((await k().serviceUser('gitops')).spec as { disabled: boolean }).disabled).toBe(false);
     const forced = await inNs('disable', 'gitops', '--force-conflicts');
