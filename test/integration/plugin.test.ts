@@ -276,16 +276,19 @@ describe('kubectl service-user', () => {
     expect((su1.metadata.managedFields as { manager: string; operation: string }[]).some((m) => m.manager === 'kubectl-service-user' && m.operation === 'Apply')).toBe(true);
 
 
-    const json = JSON.parse((await inNs('extend', 'signer', '--by', '30d', '-o', 'json')).out) as { spec: { endDate: string } };
-    const expected = new Date(Date.parse(`${endIn6Days}T00:00:00Z`) + 30 * day).toISOString().slice(0, 10);
-    expect(json.spec.endDate).toBe(expected);
     // endDate was set by the POST that created signer: taken over from that imperative writer.
-    const until = await inNs('extend', 'signer', '--until', '2099-01-12');
-    expect(until.out).toMatch(/Took the field over from "[^"]+" \(written imperatively, not by server-side apply\)/);
-    expect(until.out).toContain(`end date moved from ${expected} to 2099-01-12`);
+    const expected = new Date(Date.parse(`${endIn6Days}T00:00:00Z`) + 30 * day).toISOString().slice(0, 10);
+    const by = await inNs('extend', 'signer', '--by', '30d');
+    expect(by.code).toBe(0);
+    expect(by.out).toContain(`end date moved from ${endIn6Days} to ${expected}`);
+    expect(by.out).toMatch(/Took the field over from "[^"]+" \(written imperatively, not by server-side apply\)/);
+    expect(((await k().serviceUser('signer')).spec as { endDate: string }).endDate).toBe(expected);
+    const json = JSON.parse((await inNs('extend', 'signer', '--until', '2099-01-12', '-o', 'json')).out) as { spec: { endDate: string } };
+    expect(json.spec.endDate).toBe('2099-01-12');
     for (const [args, message] of [
       [['--until', '2099-02-30'], '--until 2099-02-30: must be a date (2027-01-12'],
-      [['--until', '2001-01-01'], 'is before the current end date 2099-01-12'],
+      [['--until', '2098-01-01'], 'is before the current end date 2099-01-12'],
+      [['--until', '2001-01-01'], '--until 2001-01-01 is in the past'],
       [['--by', 'soon'], '--by soon: must be a positive duration such as 30d'],
       [['--by', '1d', '--until', '2099-01-01'], 'give exactly one of --until DATE'],
     ] as const) {
