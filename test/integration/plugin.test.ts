@@ -363,11 +363,21 @@ describe('kubectl service-user', () => {
   });
 
   it("keeps kubectl's habits: --kubeconfig, --context and its namespace, --as", async () => {
-    const config = load(readFileSync(inject('kubeconfig'), 'utf8')) as { contexts: { name: string; context: Record<string, string> }[]; 'current-context': string };
+    const config = load(readFileSync(inject('kubeconfig'), 'utf8')) as {
+      contexts: { name: string; context: Record<string, string> }[];
+      clusters: { name: string; cluster: Record<string, string> }[];
+      'current-context': string;
+    };
     const base = config.contexts.find((c) => c.name === config['current-context'])!;
     config.contexts.push({ name: 'team', context: { ...base.context, namespace: ns.name } });
+    // The CA as a file named relative to the kubeconfig, as kubectl resolves it (not the cwd).
+    const cluster = config.clusters.find((c) => c.name === base.context.cluster)!.cluster;
+    if (cluster['certificate-authority-data']) {
+      writeFileSync(path.join(dir, 'cluster-ca.crt'), Buffer.from(cluster['certificate-authority-data'], 'base64'));
+      delete cluster['certificate-authority-data'];
+      cluster['certificate-authority'] = 'cluster-ca.crt';
+    }
     const file = path.join(dir, 'kubeconfig');
-    // Relative paths and all: written next to the original, so they resolve the same.
     writeFileSync(file, dump(config));
     const viaContext = await ksu(['list', '--kubeconfig', file, '--context', 'team', '-o', 'name'], { env: { KUBECONFIG: '/nonexistent' } });
     expect(viaContext.err).toBe('');
