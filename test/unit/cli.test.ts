@@ -5,6 +5,11 @@ import { parseExtension } from '../../src/cli/change.ts';
 import { relative, table } from '../../src/cli/format.ts';
 import { openPkcs12 } from '../../src/cli/inspect.ts';
 import { run, type Io } from '../../src/cli/main.ts';
+import { target } from '../../src/cli/kubeconfig.ts';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { RequestOptions } from 'node:https';
 import { createCa, loadCa } from '../../src/credentials/ca.ts';
 import { issueClientCertificate } from '../../src/credentials/certificate.ts';
 import { toPkcs12 } from '../../src/credentials/pkcs12.ts';
@@ -71,5 +76,55 @@ describe('kubectl service-user, offline', () => {
     expect(await openPkcs12(p12, 'wrong', cert.serialNumber)).toMatchObject({ ok: false, detail: expect.stringContaining('does not open with its password') });
     expect(await openPkcs12(p12, 'right', 'deadbeef')).toMatchObject({ ok: false, detail: expect.stringContaining('not the certificate of tls.crt') });
     expect(await openPkcs12(Buffer.from('junk'), 'right', cert.serialNumber)).toMatchObject({ ok: false });
+  });
+});
+
+describe('the kubeconfig, as kubectl reads it', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'cli-kubeconfig-'));
+  const first = path.join(dir, 'a.yaml');
+  const second = path.join(dir, 'sub', 'b.yaml');
+  writeFileSync(first, [
+    'apiVersion: v1', 'kind: Config', 'current-context: dev',
+    'contexts:', '- {name: dev, context: {cluster: one, user: u1, namespace: team-a}}',
+    'clusters:', '- {name: one, cluster: {server: "https://one.example:6443", certificate-authority: ca-one.crt}}',
+    'users:', '- {name: u1, user: {token: first-token}}',
+  ].join('\n'));
+  writeFileSync(path.join(dir, 'ca-one.crt'), 'CA ONE');
+
+  const optionsOf = async (t: Awaited<ReturnType<typeof target>>) => {
+    const o: RequestOptions = {};
+    await t.connection.applyToHTTPSOptions(o);
+    return o;
+  };
+
+  it('merges KUBECONFIG files (first wins), resolves paths per file, takes the context\'s namespace', async () => {
+    mkdirSync(path.join(dir, 'sub'), { recursive: true });
+    writeFileSync(second, [
+      'apiVersion: v1', 'kind: Config', 'current-context: prod',
+      'contexts:', '- {name: prod, context: {cluster: two, user: u2}}', '- {name: dev, context: {cluster: two, user: u2}}',
+      'clusters:', '- {name: two, cluster: {server: "https://two.example", certificate-authority: ca-two.crt}}',
+      'users:', '- {name: u2, user: {token: second-token}}',
+    ].join('\n'));
+    writeFileSync(path.join(dir, 'sub', 'ca-two.crt'), 'CA TWO');
+    const old = process.env.KUBECONFIG;
+    process.env.KUBECONFIG = [first, path.join(dir, 'absent.yaml'), second].join(path.delimiter);
+    try {
+      const dev = await target({});
+      expect(dev.context).toBe('dev');
+      expect(dev.namespace).toBe('team-a');
+      expect(dev.connection.getCurrentCluster()?.server).toBe('https://one.example:6443');
+      expect(String((await optionsOf(dev)).ca)).toBe('CA ONE');
+      const prod = await target({ context: 'prod', namespace: 'ops', as: 'jane', asGroups: ['g1', 'g2'] });
+      expect(prod.namespace).toBe('ops');
+      const o = await optionsOf(prod);
+      expect(String(o.ca)).toBe('CA TWO');
+      expect(o.headers).toMatchObject({ authorization: 'Bearer second-token', 'Impersonate-User': 'jane', 'Impersonate-Group': ['g1', 'g2'] });
+      expect((await target({ context: 'prod' })).namespace).toBe('default');
+      await expect(target({ context: 'staging' })).rejects.toThrow(/context "staging" not found .*\(contexts: dev, prod\)/);
+      await expect(target({ kubeconfig: path.join(dir, 'nope.yaml') })).rejects.toThrow('no such file');
+    } finally {
+      if (old === undefined) delete process.env.KUBECONFIG;
+      else process.env.KUBECONFIG = old;
+    }
   });
 });
