@@ -90,7 +90,7 @@ afterAll(async () => {
 });
 
 describe('kubectl service-user', () => {
-  it('is found by kubectl on PATH, prints its help, and refuses what it does not know', async () => {
+  it('is found by kubectl on PATH, prints its help, and refuses what it does not know', { timeout: 120_000 }, async () => {
     const help = await ksu(['--help']);
     expect(help.code).toBe(0);
     for (const command of ['list', 'status', 'inspect secret', 'rotate', 'revoke', 'disable', 'enable', 'extend', 'whoami']) expect(help.out).toContain(command);
@@ -107,7 +107,7 @@ describe('kubectl service-user', () => {
     expect(format.err).toContain('--output xml: must be json or yaml or name');
   });
 
-  it('lists service users with friendly name, phase, expiry as date and "in 6d", tokens and accounts', async () => {
+  it('lists service users with friendly name, phase, expiry as date and "in 6d", tokens and accounts', { timeout: 120_000 }, async () => {
     const signer = await k().serviceUser('signer');
     const r = await inNs('list');
     expect(r.code).toBe(0);
@@ -138,7 +138,7 @@ describe('kubectl service-user', () => {
     expect(empty.err).toContain('No service users found in default namespace');
   });
 
-  it('status shows conditions, tokens, certificate, permissions by account and the latest events', async () => {
+  it('status shows conditions, tokens, certificate, permissions by account and the latest events', { timeout: 120_000 }, async () => {
     const signer = await k().serviceUser('signer');
     const r = await inNs('status', 'signer');
     expect(r.code).toBe(0);
@@ -147,7 +147,9 @@ describe('kubectl service-user', () => {
     expect(r.out).toMatch(/Ready\s+True\s+Active/);
     expect(r.out).toMatch(new RegExp(`${activeToken(signer)}\\s+Active\\s+.*until .*\\(in 6d\\)`));
     expect(r.out).toContain(`Serial:       ${statusOf(signer).certificate!.serialNumber}`);
-    expect(r.out).toMatch(/Renewal:\s+\S+ \(in \d+d\)/);
+    // Its certificate ends with the user (in 6 days): nothing to renew before.
+    expect(r.out).toMatch(/Renewal:\s+-\n/);
+    expect((await inNs('status', 'auditor')).out).toMatch(/Renewal:\s+\S+ \(in \d+d\)/);
     expect(r.out).toMatch(/acme\s+software-trust-manager\/releases:view, software-trust-manager\/signatures:sign|acme\s+software-trust-manager\/signatures:sign, software-trust-manager\/releases:view/);
     expect(r.out).toMatch(/Normal\s+TokenIssued\s+\S+\s+token \w+ issued/);
 
@@ -163,7 +165,7 @@ describe('kubectl service-user', () => {
     expect(noName.err).toContain('NAME is required: kubectl service-user status NAME');
   });
 
-  it('inspect secret checks what the Secret holds and never prints the token unless asked', async () => {
+  it('inspect secret checks what the Secret holds and never prints the token unless asked', { timeout: 120_000 }, async () => {
     const secret = decodeSecret((await k().secret('signer-credentials'))!);
     const id = secret['token-id']!;
     const r = await inNs('inspect', 'secret', 'signer-credentials', '--operator-namespace', ns.name);
@@ -195,7 +197,7 @@ describe('kubectl service-user', () => {
     expect(shown.err).toMatch(/^warning: printing the token of .*: anyone who sees this output can use it until it is revoked \(kubectl service-user revoke signer /);
   });
 
-  it('inspect secret fails (exit 2) on a token with a bad checksum, a key that does not match and a wrong p12 password', async () => {
+  it('inspect secret fails (exit 2) on a token with a bad checksum, a key that does not match and a wrong p12 password', { timeout: 120_000 }, async () => {
     const original = (await k().secret('signer-credentials'))!;
     const data = decodeSecret(original);
     const token = data.token!;
@@ -221,8 +223,9 @@ describe('kubectl service-user', () => {
     expect((await inNs('inspect', 'signer')).err).toContain('kubectl service-user inspect secret NAME');
   });
 
-  it('rotate, revoke, disable, enable and extend are server-side applies under their own field manager, printed as such', async () => {
-    // --dry-run shows the patch and changes nothing.
+  // Each command below starts kubectl and the plugin several times: on a loaded machine that
+  // is seconds per run, hence the explicit timeouts (no step waits on a clock).
+  it('--dry-run shows the patch and changes nothing; --dry-run=server has it validated', { timeout: 120_000 }, async () => {
     const dry = await inNs('rotate', 'signer', '--token', '--dry-run');
     expect(dry.code).toBe(0);
     expect(dry.out).toContain('token rotation requested (dry run: nothing changed)');
@@ -232,8 +235,9 @@ describe('kubectl service-user', () => {
     const serverDry = await inNs('disable', 'signer', '--dry-run=server');
     expect(serverDry.out).toContain('(dry run, validated by the server: nothing changed)');
     expect(((await k().serviceUser('signer')).spec as { disabled: boolean }).disabled).toBe(false);
+  });
 
-    // revoke: bad and unknown ids name what is expected; the active token is revoked and replaced.
+  it('revoke refuses what is not one of the tokens, and revokes and replaces the active one', { timeout: 120_000 }, async () => {
     const bad = await inNs('revoke', 'signer', 'suo_not-an-id');
     expect(bad.code).toBe(1);
     expect(bad.err).toContain('is not a token id: 16 characters of a-z and 2-7');
@@ -251,7 +255,9 @@ describe('kubectl service-user', () => {
       const t = statusOf(o).tokens?.find((x) => x.id === active);
       return t?.state === 'Revoked' && t.reason === 'RevokedBySpec' && !!activeToken(o) && activeToken(o) !== active;
     });
+  });
 
+  it('disable puts the certificate on hold (inspect fails), enable releases it', { timeout: 120_000 }, async () => {
     const disabled = await inNs('disable', 'signer');
     expect(disabled.out).toContain('disabled: verification refuses its credentials until enabled');
     await k().waitFor('signer', 'Disabled', (o) => statusOf(o).phase === 'Disabled');
@@ -259,11 +265,13 @@ describe('kubectl service-user', () => {
     const held = await eventually('the hold on the CRL', async () => {
       const r = await inNs('inspect', 'secret', 'signer-credentials', '--operator-namespace', ns.name);
       return r.code === 2 ? r : undefined;
-    });
+    }, 60_000);
     expect(held.out).toMatch(/CRL\s+FAIL\s+ON THE CRL since .* reason certificateHold \(the ServiceUser is disabled\)/);
     expect((await inNs('enable', 'signer')).code).toBe(0);
     await k().waitFor('signer', 'Active again', (o) => statusOf(o).phase === 'Active');
+  });
 
+  it('rotate sets the request fields to now, by server-side apply under its own field manager', { timeout: 120_000 }, async () => {
     // On demand: the request fields, set to now (the operator rotates and renews on a change).
     const rotated = await inNs('rotate', 'signer');
     expect(rotated.code).toBe(0);
@@ -274,7 +282,9 @@ describe('kubectl service-user', () => {
     expect(Date.now() - Date.parse(creds.token.rotationRequest)).toBeLessThan(120_000);
     expect(creds.clientCertificate.renewalRequest).toBe(creds.token.rotationRequest);
     expect((su1.metadata.managedFields as { manager: string; operation: string }[]).some((m) => m.manager === 'kubectl-service-user' && m.operation === 'Apply')).toBe(true);
+  });
 
+  it('extend moves the end date (taking over a field written imperatively) and refuses what it cannot do', { timeout: 120_000 }, async () => {
 
     // endDate was set by the POST that created signer: taken over from that imperative writer.
     const expected = new Date(Date.parse(`${endIn6Days}T00:00:00Z`) + 30 * day).toISOString().slice(0, 10);
@@ -300,7 +310,7 @@ describe('kubectl service-user', () => {
     expect(noEnd.err).toContain('auditor has no end date (spec.endDate): nothing to extend; set one with --until DATE');
   });
 
-  it('a field another manager owns is a conflict naming it, taken over only with --force-conflicts', async () => {
+  it('a field another manager owns is a conflict naming it, taken over only with --force-conflicts', { timeout: 120_000 }, async () => {
     const manifest = path.join(dir, 'gitops.yaml');
     writeFileSync(manifest, dump({ apiVersion: 'serviceusers.dev/v1alpha1', kind: 'ServiceUser', metadata: { name: 'gitops', namespace: ns.name }, spec: { email: 'ops@example.com', accounts: ['acme'], disabled: false } }));
     await new Promise<void>((resolve, reject) =>
@@ -317,7 +327,7 @@ describe('kubectl service-user', () => {
     expect(((await k().serviceUser('gitops')).spec as { disabled: boolean }).disabled).toBe(true);
   });
 
-  it('whoami asks the verification service who a token is, authenticating with the token itself or falling back to TokenReview', async () => {
+  it('whoami asks the verification service who a token is, authenticating with the token itself or falling back to TokenReview', { timeout: 120_000 }, async () => {
     const auditorToken = await currentToken('auditor');
     const full = await ksu(['whoami', '--verify-url', verifyUrl, '--verify-ca', caFile], { stdin: `${auditorToken}\n` });
     expect(full.err).toBe('');
@@ -362,7 +372,7 @@ describe('kubectl service-user', () => {
     expect(r.err).toMatch(/token \w{16} is not active/);
   });
 
-  it("keeps kubectl's habits: --kubeconfig, --context and its namespace, --as", async () => {
+  it("keeps kubectl's habits: --kubeconfig, --context and its namespace, --as", { timeout: 120_000 }, async () => {
     const config = load(readFileSync(inject('kubeconfig'), 'utf8')) as {
       contexts: { name: string; context: Record<string, string> }[];
       clusters: { name: string; cluster: Record<string, string> }[];
