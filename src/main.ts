@@ -26,6 +26,10 @@ Usage: npm start -- [flags]     (or: node src/main.ts [flags])
                                     start when absent; put your own CA there to use it (default:
                                     service-user-operator-ca)
   --crl-configmap NAME              the revocation ledger and CRL (default: service-user-operator-crl)
+  --ledger-key-secret NAME          the key that MACs token records and status (created on first start
+                                    when absent; default: service-user-operator-ledger-key)
+  --adopt-unsigned-ledger           upgrade only: honour and re-MAC records written before the ledger
+                                    was MAC'd (docs/install.md); turn it off once every ServiceUser is Ready
   --verify-bind-address ADDR        the verification service (HTTPS), HOST:PORT; "0" turns it off (default: :8443)
   --verify-dns-names NAMES          comma-separated DNS names and IPs for its certificate, issued by the
                                     built-in CA (default: localhost, 127.0.0.1 and the in-cluster Service names)
@@ -54,6 +58,8 @@ const { values } = parseArgs({
     'operator-namespace': { type: 'string', default: process.env.POD_NAMESPACE ?? 'service-user-operator' },
     'ca-secret': { type: 'string', default: 'service-user-operator-ca' },
     'crl-configmap': { type: 'string', default: 'service-user-operator-crl' },
+    'ledger-key-secret': { type: 'string', default: 'service-user-operator-ledger-key' },
+    'adopt-unsigned-ledger': { type: 'boolean', default: false },
     'verify-bind-address': { type: 'string', default: ':8443' },
     'verify-dns-names': { type: 'string' },
     'verify-tls-cert': { type: 'string' },
@@ -117,6 +123,8 @@ const operator = startOperator({
     : {}),
   caSecretName: values['ca-secret'],
   crlConfigMapName: values['crl-configmap'],
+  ledgerKeySecretName: values['ledger-key-secret'],
+  ...(values['adopt-unsigned-ledger'] ? { adoptUnsignedLedger: true } : {}),
   ...(values['verify-bind-address'] !== '0'
     ? {
         verification: {

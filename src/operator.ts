@@ -12,6 +12,8 @@ import { requestInfo } from './controller/request-info.ts';
 import { issueToken, type IssuedToken } from './credentials/token.ts';
 import type { Ca } from './credentials/ca.ts';
 import { ensureCa } from './authority/ca-store.ts';
+import { ensureLedgerKey, keyRingOf, ledgerKeyLabels } from './authority/ledger-key.ts';
+import type { LedgerTrust } from './serviceuser/ledger-macs.ts';
 import { RevocationLedger } from './authority/revocations.ts';
 import type { Server } from 'node:https';
 import { issueServingCertificate } from './credentials/certificate.ts';
@@ -54,6 +56,10 @@ export interface OperatorOptions {
   operatorNamespace: string;
   caSecretName?: string;
   crlConfigMapName?: string;
+  /** The Secret holding the ledger key (in operatorNamespace). */
+  ledgerKeySecretName?: string;
+  /** Upgrade from an operator that did not MAC its ledger: honour and re-MAC unsigned records. */
+  adoptUnsignedLedger?: boolean;
 }
 
 export interface Operator {
@@ -107,12 +113,16 @@ export function startOperator(options: OperatorOptions): Operator {
   let stopping = false;
   // The built-in CA and its CRL, loaded (or created) before the first reconcile.
   const authority = {} as { ca: Ca; ledger: RevocationLedger };
+  // The ledger key, shared by the reconcile (which MACs) and the directory (which verifies).
+  const trust: LedgerTrust = { ring: undefined, ...(options.adoptUnsignedLedger ? { adoptUnsigned: true } : {}) };
+  const ledgerKeyName = options.ledgerKeySecretName ?? 'service-user-operator-ledger-key';
   const authorityReady = (async () => {
     // API trouble (the namespace not there yet, a restarting server) is waited out; CA
     // material that cannot work is not, and stops the start with its reason.
     for (let attempt = 1; ; attempt++) {
       try {
         authority.ca = await ensureCa(client, options.operatorNamespace, options.caSecretName ?? 'service-user-operator-ca', log);
+        trust.ring = await ensureLedgerKey(client, options.operatorNamespace, ledgerKeyName, log);
         break;
       } catch (err) {
         if (!(err instanceof ApiError) || stopping) throw err;
@@ -152,6 +162,7 @@ export function startOperator(options: OperatorOptions): Operator {
         metrics,
         issue: options.issue ?? issueToken,
         authority,
+        trust,
         ...(options.crashAfterSecretWrite ? { crashAfterSecretWrite: true } : {}),
       })),
       { log, metrics, concurrency: options.concurrency ?? 4 },
@@ -217,14 +228,49 @@ export function startOperator(options: OperatorOptions): Operator {
       () => undefined,
     );
   });
-  const all = [serviceUsers, roleBindings, roles, secrets, crlMaps];
+  // The ledger key Secret, so that every replica follows a rotation: verification judges
+  // again, and the leader re-MACs every ServiceUser's records under the new current key.
+  const ledgerKeys = new InformerSet([
+    new Informer(client, {
+      resource: resources.secrets,
+      namespace: options.operatorNamespace,
+      labelSelector: Object.entries(ledgerKeyLabels).map(([k, v]) => `${k}=${v}`).join(','),
+      onError: (err, retryInMs) => log.warn({ resource: 'secrets', err: String(err), retryInMs }, 'list/watch failed; restarting'),
+    }),
+  ]);
+  ledgerKeys.onChange((type, secret) => {
+    if (type === 'DELETED' || secret.metadata.name !== ledgerKeyName) return;
+    void authorityReady.then(
+      () => {
+        let ring;
+        try {
+          ring = keyRingOf(secret);
+        } catch (err) {
+          // Keep verifying with the key in use: a bad edit must not stop verification.
+          log.error({ err: err instanceof Error ? err.message : String(err) }, 'ledger key Secret changed and cannot be used; keeping the previous key');
+          return;
+        }
+        const before = trust.ring;
+        const same = before && before.current.id === ring.current.id && before.keys.map((k) => `${k.id}:${k.secret.toString('hex')}`).join() === ring.keys.map((k) => `${k.id}:${k.secret.toString('hex')}`).join();
+        if (same) return;
+        trust.ring = ring;
+        log.info({ current: ring.current.id, keys: ring.keys.map((k) => k.id) }, 'ledger key changed; records are judged again and re-MACed');
+        directory.rejudge(serviceUsers.list());
+        for (const su of serviceUsers.list()) controllers.serviceUsers.enqueue(objectKey(su));
+      },
+      () => undefined,
+    );
+  });
+  const all = [serviceUsers, roleBindings, roles, secrets, crlMaps, ledgerKeys];
   for (const set of all) set.start();
   let synced = false;
   // Verification answers from memory: the directory follows the ServiceUser informer.
-  const directory = new Directory();
+  const directory = new Directory(trust);
   serviceUsers.onChange((type, su) => directory.observe(type, su));
   let verification: Server | undefined;
   const verificationReady = authorityReady.then(async () => {
+    // What the directory saw before the ledger key was loaded was judged without it.
+    directory.rejudge(serviceUsers.list());
     const v = options.verification;
     if (!v || stopping) return;
     const namespace = options.operatorNamespace;

@@ -94,6 +94,14 @@ function keyedMap(what: string, valueMax: number, value?: RegExp) {
   return map;
 }
 
+/** An on-demand request: an opaque value whose change asks for the action once. */
+const request = (what: string) =>
+  z
+    .string()
+    .min(1, { message: `${what} must not be empty: remove it, or set any new value (e.g. the current time) to ask again` })
+    .max(64, { message: `${what} must be at most 64 characters (e.g. the current RFC 3339 time)` })
+    .optional();
+
 export const tokenSpec = rule(
   z.object({
     enabled: z.boolean().default(true).describe('Issue an API token into the Secret.'),
@@ -109,11 +117,9 @@ export const tokenSpec = rule(
     allowedCIDRs: set(cidr, 'allowedCIDRs', { max: 64 })
       .optional()
       .describe('Networks the token may be used from; empty or absent means anywhere.'),
-    rotationRequest: z
-      .string()
-      .max(64)
-      .optional()
-      .describe('Change this (kubectl service-user rotate sets the current time) to rotate the token now; the previous one stays valid for gracePeriod.'),
+    rotationRequest: request('rotationRequest').describe(
+      'Rotate the token now: any new value (the kubectl plugin writes the current time) issues a new token; the previous one stays valid for gracePeriod. Re-applying the same value does nothing; a value present at creation is recorded without a rotation.',
+    ),
   }),
   {
     cel: durationBelow('gracePeriod', 'rotateEvery'),
@@ -159,11 +165,9 @@ export const clientCertificateSpec = rule(
       .describe('Renew this long before the certificate expires.'),
     privateKey: privateKey.prefault({}),
     pkcs12: z.boolean().default(true).describe('Also write a PKCS#12 bundle (client.p12) with a generated password.'),
-    renewalRequest: z
-      .string()
-      .max(64)
-      .optional()
-      .describe('Change this (kubectl service-user rotate --certificate sets the current time) to renew the certificate now; the old one is revoked as superseded.'),
+    renewalRequest: request('renewalRequest').describe(
+      'Renew the certificate now: any new value issues a new certificate and revokes the previous one as superseded. Re-applying the same value does nothing; a value present at creation is recorded without a renewal.',
+    ),
   }),
   {
     cel: durationBelow('renewBefore', 'duration'),
@@ -255,6 +259,7 @@ export const tokenStatus = z.object({
   validUntil: z.string().max(64).optional(),
   revokedAt: z.string().max(64).optional(),
   reason: z.string().max(1024).optional(),
+  mac: z.string().max(128).optional().describe('The operator\'s MAC over this record; a record without a valid one is never honoured.'),
 });
 
 export const certificateStatus = z.object({
@@ -286,6 +291,9 @@ export const serviceUserStatus = z.object({
     .optional(),
   certificate: certificateStatus.optional(),
   permissions: z.array(permissionStatus).max(4096).optional(),
+  seal: z.string().max(128).optional().describe('The operator\'s MAC over permissions and accounts; without a valid one neither is honoured.'),
+  lastRotationRequest: z.string().max(64).optional().describe('The last spec.credentials.token.rotationRequest handled.'),
+  lastRenewalRequest: z.string().max(64).optional().describe('The last spec.credentials.clientCertificate.renewalRequest handled.'),
   observedGeneration: z.number().int().min(0).optional(),
   conditions: conditions.optional(),
 });

@@ -44,7 +44,7 @@ export interface CertificateRevocation {
 export type CertificateDecision =
   | { kind: 'none' }
   | { kind: 'keep'; certificate: ObservedCertificate; renewalTime: number | undefined }
-  | { kind: 'issue'; reason: 'Missing' | 'Renewal' | 'SpecChanged' | 'Replaced'; notBefore: number; notAfter: number };
+  | { kind: 'issue'; reason: 'Missing' | 'Renewal' | 'RenewalRequested' | 'SpecChanged' | 'Replaced'; notBefore: number; notAfter: number };
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -86,9 +86,12 @@ export function decideCertificate(
   if (observed?.trusted && observed.matchesSpec) {
     const renewalTime = renewalTimeOf(observed.notAfter, spec.renewBefore, endDate);
     revokeRecorded('superseded');
-    if (now >= observed.notAfter || (renewalTime !== undefined && now >= renewalTime)) {
+    // A new renewalRequest renews once: not when the Secret already holds another certificate
+    // than status records (a crash after the renewal), nor for the first certificate.
+    const requested = spec.renewalRequest !== undefined && spec.renewalRequest !== su.status?.lastRenewalRequest && recorded?.serialNumber === observed.serialNumber;
+    if (requested || now >= observed.notAfter || (renewalTime !== undefined && now >= renewalTime)) {
       revokeObserved('superseded');
-      return issue('Renewal');
+      return issue(requested ? 'RenewalRequested' : 'Renewal');
     }
     return { decision: { kind: 'keep', certificate: observed, renewalTime }, revoke };
   }

@@ -29,6 +29,7 @@ import { hadCertManagerCertificate, placeFromCertManager, removeCertManagerCerti
 import { credentialKeys } from './secret.ts';
 import { expiresAt, warnAt } from './expiry.ts';
 import { planRestarts } from './restarts.ts';
+import { signToken, tokenHonoured, type LedgerTrust } from './ledger-macs.ts';
 
 export const finalizer = 'serviceusers.dev/revoke';
 
@@ -45,6 +46,8 @@ export interface ServiceUserDeps {
   issue: () => IssuedToken;
   /** The built-in CA and its revocation ledger. */
   authority: { ca: Ca; ledger: RevocationLedger };
+  /** The ledger key (loaded before the first reconcile; replaced when it rotates). */
+  trust: LedgerTrust;
   /** Test fault: exit the process right after the Secret write, before status records it. */
   crashAfterSecretWrite?: boolean;
 }
@@ -135,10 +138,11 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     const log = deps.log.child({ serviceUser: `${ns}/${raw.metadata.name}` });
     if (su) {
       const now = deps.now();
-      const tokens = (su.status?.tokens ?? []).map(({ validUntil: _, ...t }) =>
-        t.state === 'Revoked' ? t : { ...t, state: 'Revoked' as const, revokedAt: new Date(now).toISOString(), reason: 'Deleted' },
-      );
-      const live = (su.status?.tokens ?? []).filter((t) => t.state !== 'Revoked');
+      const uid = raw.metadata.uid ?? '';
+      const ring = deps.trust.ring!;
+      const honoured = (su.status?.tokens ?? []).filter((t) => tokenHonoured(deps.trust, uid, t));
+      const tokens = honoured.map(({ validUntil: _, ...t }) => signToken(ring, uid, t.state === 'Revoked' ? t : { ...t, state: 'Revoked' as const, revokedAt: new Date(now).toISOString(), reason: 'Deleted' }));
+      const live = honoured.filter((t) => t.state !== 'Revoked');
       await applyStatus(raw, { ...su.status, tokens });
       const owner = `${ns}/${raw.metadata.name}`;
       const cert = su.status?.certificate;
@@ -252,7 +256,8 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     const secret = observeSecret(await readSecret(ns, secretNameOf(su)));
     const now = deps.now();
     const { placed: certificate, problem: certificateProblem } = blocker(su, { peers: users, secret }) ? {} : await placeCertificate(su, secret, now);
-    const plan = desired(su, { now, secret, peers: users, permissions, certificate, certificateProblem }, () => {
+    const trust = { ...deps.trust, ring: deps.trust.ring! };
+    const plan = desired(su, { now, secret, peers: users, permissions, certificate, certificateProblem, trust }, () => {
       deps.metrics.tokensIssued.inc();
       return deps.issue();
     });
@@ -268,7 +273,16 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     // Workloads to roll out: judged before the status write (their condition), annotated after it.
     const restarts = plan.secret ? await planRestarts(client, fieldManager, su, plan.secret, now) : undefined;
     if (restarts) plan.status.conditions = [...(plan.status.conditions ?? []), restarts.condition];
-    if (stableJson(plan.status) !== stableJson(raw.status ?? {})) remember(await applyStatus(raw, plan.status));
+    if (stableJson(plan.status) !== stableJson(raw.status ?? {})) {
+      let applied = await applyStatus(raw, plan.status);
+      // Apply keeps list entries another field manager added (kubectl patch --subresource=status):
+      // a record the operator did not write is replaced, not left beside ours.
+      const tokens = (applied.status as { tokens?: unknown } | undefined)?.tokens;
+      if (stableJson(tokens ?? []) !== stableJson(plan.status.tokens ?? [])) {
+        applied = await client.mergePatch(suPath(ns, su.metadata.name, 'status'), { status: { tokens: plan.status.tokens ?? [] } });
+      }
+      remember(applied);
+    }
     if (restarts) plan.events.push(...restarts.events, ...(await restarts.apply()));
     for (const e of plan.events) {
       if (e.reason === 'TokenRevoked') deps.metrics.tokensRevoked.inc({ reason: e.message.split(': ').at(-1) ?? 'unknown' });

@@ -2,7 +2,7 @@
 // HTTP layer (server.ts) serialises. A refusal carries a reason for the log; callers of
 // introspection get only `active: false`, as RFC 7662 asks.
 import type { Verifiable } from './directory.ts';
-import { parseToken } from '../credentials/token.ts';
+import { parseToken, tokenSha256 } from '../credentials/token.ts';
 import { friendlyNameOf, identityOf } from '../serviceuser/desired.ts';
 import { expiresAt } from '../serviceuser/expiry.ts';
 import type { Directory } from './directory.ts';
@@ -11,7 +11,7 @@ import { userActive, verifyToken, type Verdict } from './verdict.ts';
 export function verifyPresented(directory: Directory, token: string, now: number, clientAddress?: string): { verdict: Verdict; su?: Verifiable } {
   const parsed = parseToken(token);
   if (!parsed.ok) return { verdict: { active: false, reason: parsed.reason } };
-  const su = directory.byTokenId(parsed.id);
+  const su = directory.byTokenId(parsed.id, tokenSha256(token));
   return { verdict: verifyToken(su, token, now, clientAddress), ...(su ? { su } : {}) };
 }
 
@@ -83,9 +83,13 @@ export function authorize(
     : { allowed: false, reason: `no RoleBinding grants ${request.permission} in account ${request.account}`, identity: identityOf(su!) };
 }
 
-/** A caller's client certificate from the built-in CA: valid while its ServiceUser is, and current. */
-export function certificateCaller(directory: Directory, serialNumber: string, now: number): { su?: Verifiable; reason: string } {
-  const su = directory.bySerialNumber(serialNumber);
+/**
+ * A caller's client certificate from the built-in CA (`issuer`: its subject; `identity`: the
+ * certificate's CN): valid while its ServiceUser is, and current.
+ */
+export function certificateCaller(directory: Directory, caller: { serialNumber: string; issuer: string; identity: string }, now: number): { su?: Verifiable; reason: string } {
+  const { serialNumber } = caller;
+  const su = directory.bySerialNumber(caller.issuer, serialNumber).find((c) => identityOf(c) === caller.identity);
   const active = userActive(su, now);
   if (!active.active) return { reason: active.reason };
   if (su!.status?.certificate?.serialNumber.toLowerCase() !== serialNumber.toLowerCase()) return { reason: 'certificate superseded' };

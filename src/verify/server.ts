@@ -26,6 +26,7 @@ import { authorize, certificateCaller, introspect, mayCall, tokenReview, verifyP
 import type { Directory } from './directory.ts';
 import { RateLimiter } from './ratelimit.ts';
 import { splitAddress } from '../observability/http.ts';
+import { x509 } from '../credentials/x509.ts';
 
 export interface VerificationOptions {
   address: string;
@@ -61,6 +62,8 @@ export async function startVerificationServer(options: VerificationOptions): Pro
   const limiter = options.limiter ?? new RateLimiter();
   const log = options.log.child({ component: 'verification' });
   const builtInCa = new X509Certificate(options.caPem);
+  // The issuer as status records it (x509.ts's form), for the directory's issuer+serial index.
+  const builtInIssuer = new x509.X509Certificate(options.caPem).subject;
 
   const server = createServer(
     {
@@ -212,7 +215,8 @@ export async function startVerificationServer(options: VerificationOptions): Pro
     const peer = socket.getPeerCertificate?.();
     if (!peer || !peer.serialNumber || !socket.authorized) return undefined;
     if (new X509Certificate(peer.raw).verify(builtInCa.publicKey)) {
-      const { su } = certificateCaller(options.directory, peer.serialNumber, now());
+      const identity = typeof peer.subject?.CN === 'string' ? peer.subject.CN : '';
+      const { su } = certificateCaller(options.directory, { serialNumber: peer.serialNumber, issuer: builtInIssuer, identity }, now());
       return su ? { kind: 'serviceuser', su } : undefined;
     }
     return { kind: 'trusted-certificate', subject: typeof peer.subject?.CN === 'string' ? peer.subject.CN : 'client certificate' };

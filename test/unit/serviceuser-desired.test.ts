@@ -6,7 +6,12 @@ import { issueToken, parseToken, tokenSha256 } from '../../src/credentials/token
 import { desired, type Desired, type ObservedSecret, type PlacedCertificate } from '../../src/serviceuser/desired.ts';
 import { verifyToken } from '../../src/verify/verdict.ts';
 import { expiresAt, isExpired } from '../../src/serviceuser/expiry.ts';
+import { newLedgerKey, type KeyRing } from '../../src/credentials/mac.ts';
+import { tokenWithId } from '../forge.ts';
+import { decideCertificate } from '../../src/serviceuser/certificate.ts';
 
+const key = newLedgerKey();
+const ring: KeyRing = { current: key, keys: [key] };
 const t0 = Date.parse('2027-01-01T00:00:00Z');
 const hour = 3_600_000;
 
@@ -30,8 +35,9 @@ class World {
   }
   /** The certificate the reconcile would place (its issuance is tested with the CA). */
   certificate: PlacedCertificate | undefined = { material: { certPem: 'CERT', keyPem: 'KEY', caPem: 'CA' }, serialNumber: 'ab01', notBefore: 0, notAfter: Date.parse('2030-01-01'), issuer: 'CN=ca', renewalTime: undefined };
+  ring = ring;
   plan(now: number, peers: ServiceUser[] = []): Desired {
-    return desired(this.su, { now, secret: this.secret, peers, permissions: [], certificate: this.su.spec.credentials.clientCertificate.enabled && !isExpired(expiresAt(this.su.spec.endDate), now) ? this.certificate : undefined }, () => {
+    return desired(this.su, { now, secret: this.secret, peers, permissions: [], trust: { ring: this.ring }, certificate: this.su.spec.credentials.clientCertificate.enabled && !isExpired(expiresAt(this.su.spec.endDate), now) ? this.certificate : undefined }, () => {
       const t = issueToken();
       this.issued.push(t.token);
       return t;
@@ -66,7 +72,7 @@ describe('issuing', () => {
     const token = w.token!;
     expect(parseToken(token)).toEqual({ ok: true, id: w.secret!.data['token-id'] });
     expect(w.secret!.data).toMatchObject({ identity: 'serviceuser:team:ci', 'expires-at': '2027-03-01T23:59:59Z' });
-    expect(plan.status.tokens).toEqual([{ id: w.secret!.data['token-id'], sha256: tokenSha256(token), createdAt: '2027-01-01T00:00:00Z', state: 'Active' }]);
+    expect(plan.status.tokens).toEqual([{ id: w.secret!.data['token-id'], sha256: tokenSha256(token), createdAt: '2027-01-01T00:00:00Z', state: 'Active', mac: expect.stringMatching(/^v1\.k1\./) }]);
     expect(JSON.stringify(plan.status)).not.toContain(token);
     expect(plan.status.phase).toBe('Active');
     expect(plan.events.map((e) => e.reason)).toEqual(['TokenIssued']);
@@ -283,5 +289,192 @@ describe('friendly names', () => {
     const newcomer = user({ friendlyName: 'Deployer' }, { metadata: { name: 'alpha', namespace: 'team', uid: 'uid-a', generation: 1, creationTimestamp: '2026-12-01T00:00:00Z' } });
     expect(new World(newcomer).plan(t0, [holder.su, newcomer]).status.conditions!.find((c) => c.type === 'Stalled')).toMatchObject({ status: 'True', message: expect.stringContaining('ServiceUser zeta') });
     expect(holder.plan(t0 + 1000, [holder.su, newcomer]).status.phase).toBe('Active');
+  });
+});
+
+describe('the ledger cannot be forged', () => {
+  const condition = (plan: Desired, type: string) => plan.status.conditions!.find((c) => c.type === type);
+
+  it('a record injected into status (attack 5) is dropped, reported and never honoured', () => {
+    const w = new World(user());
+    w.step(t0);
+    const mine = issueToken();
+    const injected = { id: mine.id, sha256: mine.sha256, createdAt: '2027-01-01T00:00:00Z', state: 'Active' as const };
+    w.su = { ...w.su, status: { ...w.su.status!, tokens: [...w.su.status!.tokens!, injected] } };
+    const plan = w.step(t0 + 1000);
+    expect(plan.status.tokens!.map((t) => t.id)).not.toContain(mine.id);
+    expect(plan.events).toContainEqual(expect.objectContaining({ type: 'Warning', reason: 'RecordForged', message: expect.stringContaining(mine.id) }));
+    expect(condition(plan, 'LedgerIntact')).toMatchObject({ status: 'False', reason: 'RecordForged' });
+    // The genuine token is untouched, and the condition stays False until the spec changes.
+    expect(w.issued).toHaveLength(1);
+    expect(condition(w.step(t0 + 2000), 'LedgerIntact')).toMatchObject({ status: 'False' });
+  });
+
+  it('a record whose fields were changed (Revoked back to Active) no longer verifies and is dropped', () => {
+    const w = new World(user());
+    w.step(t0);
+    const first = w.token!;
+    w.edit({ credentials: { token: { revokedTokenIds: [first.split('_')[1]!] } } });
+    w.step(t0 + hour);
+    w.edit({ credentials: { token: {} } });
+    const revived = w.su.status!.tokens!.map((t) => (t.state === 'Revoked' ? { ...t, state: 'Active' as const, reason: undefined, revokedAt: undefined } : t));
+    w.su = { ...w.su, status: { ...w.su.status!, tokens: revived } };
+    const plan = w.step(t0 + 2 * hour);
+    expect(plan.status.tokens!.map((t) => t.id)).not.toContain(first.split('_')[1]);
+    expect(condition(plan, 'LedgerIntact')).toMatchObject({ status: 'False', reason: 'RecordForged' });
+  });
+
+  it('a record MACed for another ServiceUser (same fields, other uid) is not honoured', () => {
+    const victim = new World(user());
+    victim.step(t0);
+    const other = new World(user({}, { metadata: { name: 'ci', namespace: 'team', uid: 'uid-2', generation: 1 } }));
+    other.su = { ...other.su, status: victim.su.status };
+    const plan = other.step(t0 + 1000);
+    expect(plan.status.tokens!.map((t) => t.sha256)).not.toContain(victim.su.status!.tokens![0]!.sha256);
+    expect(plan.events.map((e) => e.reason)).toContain('RecordForged');
+  });
+
+  it("a token planted in one's own Secret under another's id, claiming to replace (attack 6), is not recorded", () => {
+    const w = new World(user());
+    w.step(t0);
+    const own = w.secret!.data['token-id']!;
+    const victimId = issueToken().id;
+    const text = tokenWithId(victimId).token;
+    expect(parseToken(text)).toEqual({ ok: true, id: victimId });
+    w.secret = { ...w.secret!, data: { ...w.secret!.data, token: text }, annotations: { ...w.secret!.annotations, 'serviceusers.dev/token-replaces': `${own}:Rotated`, 'serviceusers.dev/token-created-at': '2027-01-01T00:00:00Z' } };
+    const plan = w.step(t0 + 1000);
+    expect(plan.status.tokens!.map((t) => t.id)).not.toContain(victimId);
+    expect(plan.events).toContainEqual(expect.objectContaining({ reason: 'RecordForged', message: expect.stringContaining('token-mac') }));
+    // Treated as any edit of the Secret: the planted token is replaced.
+    expect(w.token).not.toBe(text);
+  });
+
+  it('the Secret self-description MACed for this user still completes a crash mid-rotation; copied to another user it does not', () => {
+    const w = new World(user({ credentials: { token: { rotateEvery: '24h', gracePeriod: '2h' } } }));
+    w.step(t0);
+    w.writeSecret(w.plan(t0 + 24 * hour));
+    const other = new World(user({ credentials: { token: { rotateEvery: '24h', gracePeriod: '2h' } } }, { metadata: { name: 'ci', namespace: 'team', uid: 'uid-9', generation: 1 } }));
+    other.step(t0);
+    other.secret = { ...w.secret!, ownerUids: ['uid-9'] };
+    other.step(t0 + 24 * hour + 1000);
+    expect(other.su.status!.tokens!.map((t) => t.sha256)).not.toContain(tokenSha256(w.token!));
+    w.step(t0 + 24 * hour + 5000);
+    expect(Object.values(states(w))).toEqual(['Grace', 'Active']);
+  });
+
+  it('permissions without a valid seal are reported; the seal is remade over what the operator computed', () => {
+    const w = new World(user());
+    w.step(t0);
+    w.su = { ...w.su, status: { ...w.su.status!, permissions: [{ account: 'acme', manager: 'x', permission: 'signatures:sign' }] } };
+    const plan = w.step(t0 + 1000);
+    expect(plan.status.permissions).toEqual([]);
+    expect(plan.events).toContainEqual(expect.objectContaining({ reason: 'RecordForged', message: expect.stringContaining('status.seal') }));
+  });
+
+  it('a rotated key: records under the old key are honoured and re-MACed under the new one', () => {
+    const w = new World(user());
+    w.step(t0);
+    const k2 = newLedgerKey('k2');
+    w.ring = { current: k2, keys: [k2, key] };
+    const plan = w.step(t0 + 1000);
+    expect(plan.status.tokens!.every((t) => t.mac!.startsWith('v1.k2.'))).toBe(true);
+    expect(plan.secret!.annotations['serviceusers.dev/token-mac']).toMatch(/^v1\.k2\./);
+    expect(plan.events.map((e) => e.reason)).toEqual([]);
+    expect(w.issued).toHaveLength(1);
+    // The old key removed: everything already carries the new one.
+    w.ring = { current: k2, keys: [k2] };
+    expect(w.step(t0 + 2000).events).toEqual([]);
+  });
+
+  it('unsigned records are adopted only when the upgrade flag says so', () => {
+    const w = new World(user());
+    w.step(t0);
+    const strip = () => {
+      w.su = { ...w.su, status: { ...w.su.status!, tokens: w.su.status!.tokens!.map(({ mac: _, ...t }) => t), seal: undefined } };
+      const { 'serviceusers.dev/token-mac': _, ...annotations } = w.secret!.annotations;
+      w.secret = { ...w.secret!, annotations };
+    };
+    strip();
+    const adopted = desired(w.su, { now: t0 + 1000, secret: w.secret, peers: [], permissions: [], trust: { ring, adoptUnsigned: true }, certificate: w.certificate }, () => issueToken());
+    expect(adopted.events).toEqual([]);
+    expect(adopted.status.tokens![0]!.mac).toMatch(/^v1\.k1\./);
+    const refused = w.step(t0 + 1000);
+    expect(refused.events.map((e) => e.reason)).toContain('RecordForged');
+    expect(w.issued).toHaveLength(2);
+  });
+});
+
+
+describe('rotation and renewal on demand', () => {
+  it('a new rotationRequest rotates now with the grace period; the same value again does nothing', () => {
+    const w = new World(user({ credentials: { token: { gracePeriod: '2h' } } }));
+    w.step(t0);
+    const first = w.token!;
+    w.edit({ credentials: { token: { gracePeriod: '2h', rotationRequest: '2027-01-01T05:00:00Z' } } });
+    const rotated = w.step(t0 + 5 * hour);
+    expect(w.token).not.toBe(first);
+    expect(rotated.events).toContainEqual(expect.objectContaining({ reason: 'TokenRotated', message: expect.stringContaining('rotation requested') }));
+    expect(rotated.status.lastRotationRequest).toBe('2027-01-01T05:00:00Z');
+    expect(verifyToken(w.su, first, t0 + 6 * hour)).toMatchObject({ active: true });
+    expect(verifyToken(w.su, first, t0 + 7 * hour)).toEqual({ active: false, reason: 'grace period over' });
+    const again = w.step(t0 + 5 * hour + 1000);
+    expect(again.events).toEqual([]);
+    expect(w.issued).toHaveLength(2);
+  });
+
+  it('a value present at creation is recorded without a rotation', () => {
+    const w = new World(user({ credentials: { token: { rotationRequest: 'at-creation' } } }));
+    const plan = w.step(t0);
+    expect(plan.status.lastRotationRequest).toBe('at-creation');
+    expect(w.issued).toHaveLength(1);
+    expect(w.step(t0 + hour).events).toEqual([]);
+  });
+
+  it('a crash after the requested rotation wrote the Secret: completed, and not rotated twice', () => {
+    const w = new World(user());
+    w.step(t0);
+    const first = w.secret!.data['token-id']!;
+    w.edit({ credentials: { token: { rotationRequest: 'now' } } });
+    w.writeSecret(w.plan(t0 + hour)); // status lost
+    const second = w.secret!.data['token-id']!;
+    const recovered = w.step(t0 + hour + 5000);
+    expect(w.issued).toHaveLength(2);
+    expect(states(w)).toEqual({ [first]: 'Grace', [second]: 'Active' });
+    expect(recovered.status.lastRotationRequest).toBe('now');
+  });
+
+  it('a new renewalRequest renews the certificate once; the old serial is revoked as superseded', () => {
+    const su = user({ credentials: { clientCertificate: { renewalRequest: 'r1' } } }, { status: { lastRenewalRequest: 'r0', certificate: { serialNumber: 'ab01', notBefore: 'x', notAfter: '2030-01-01T00:00:00Z', issuer: 'CN=ca' } } });
+    const observed = { material: { certPem: '', keyPem: '', caPem: '' }, serialNumber: 'ab01', notBefore: 0, notAfter: Date.parse('2030-01-01'), issuer: 'CN=ca', trusted: true, matchesSpec: true };
+    const renewed = decideCertificate(su, observed, su.status!.certificate, t0, undefined);
+    expect(renewed.decision).toMatchObject({ kind: 'issue', reason: 'RenewalRequested' });
+    expect(renewed.revoke).toEqual([{ serialNumber: 'ab01', reason: 'superseded', notAfter: '2030-01-01T00:00:00.000Z' }]);
+    // Handled: the same value does nothing.
+    const handled = user({ credentials: { clientCertificate: { renewalRequest: 'r1' } } }, { status: { ...su.status, lastRenewalRequest: 'r1' } });
+    expect(decideCertificate(handled, observed, su.status!.certificate, t0, undefined).decision.kind).toBe('keep');
+    // A crash after the renewal: the Secret holds another certificate than status records.
+    expect(decideCertificate(su, { ...observed, serialNumber: 'cd02' }, su.status!.certificate, t0, undefined).decision.kind).toBe('keep');
+    // At creation there is nothing to renew; desired records the value as handled.
+    expect(decideCertificate(su, undefined, undefined, t0, undefined).decision).toMatchObject({ kind: 'issue', reason: 'Missing' });
+    const w = new World(user({ credentials: { clientCertificate: { renewalRequest: 'r1' } } }));
+    expect(w.step(t0).status.lastRenewalRequest).toBe('r1');
+  });
+});
+
+describe('replaying an old record of the same user', () => {
+  it('an old Active record (genuinely MACed, since rotated out) put back is revoked on the next reconcile', () => {
+    const w = new World(user({ credentials: { token: { rotateEvery: '24h', gracePeriod: '1h' } } }));
+    w.step(t0);
+    const first = w.token!;
+    const snapshot = w.su.status!.tokens![0]!;
+    w.step(t0 + 24 * hour);
+    w.step(t0 + 26 * hour);
+    expect(verifyToken(w.su, first, t0 + 26 * hour)).toEqual({ active: false, reason: 'token revoked' });
+    w.su = { ...w.su, status: { ...w.su.status!, tokens: w.su.status!.tokens!.map((t) => (t.id === snapshot.id ? snapshot : t)) } };
+    const plan = w.step(t0 + 26 * hour + 1000);
+    expect(states(w)[snapshot.id]).toBe('Revoked:NotCurrent');
+    expect(plan.events).toContainEqual(expect.objectContaining({ reason: 'TokenRevoked', message: expect.stringContaining('NotCurrent') }));
+    expect(verifyToken(w.su, first, t0 + 26 * hour + 1000)).toEqual({ active: false, reason: 'token revoked' });
+    expect(w.issued).toHaveLength(2);
   });
 });

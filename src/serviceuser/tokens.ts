@@ -1,0 +1,256 @@
+// The token ledger of one ServiceUser: which tokens status records and in which state, which
+// token the Secret holds, and how the Secret describes it. Pure: the clock, the Secret and a
+// token issuer are handed in, so every rule is testable without a cluster.
+//
+// Crash safety. The Secret is written before the status, and the Secret describes itself:
+// its token, when it was created and which token it replaced and why. Whatever point a
+// crash interrupts, the next reconcile finishes the same transition from the Secret:
+//   - a token in the Secret that status does not know, replacing the Active one: the
+//     replacement is completed (the old one to Grace or Revoked, as the Secret says);
+//   - a token in the Secret with no Active token in status (first issue, status lost): it is
+//     recorded;
+//   - any other unknown token (someone edited the Secret): it is never honoured; the
+//     recorded tokens whose plaintext is gone are revoked and a new one is issued.
+// Verification honours only tokens recorded Active or Grace in status, so a token written
+// to the Secret but not yet recorded is never valid.
+//
+// Integrity. Every record and the Secret's self-description carry the operator's MAC
+// (ledger-macs.ts). A record without a valid one is dropped and reported, never re-applied;
+// a token in the Secret whose self-description has no valid one is never recorded (a tenant
+// who may write their own Secret cannot plant a token under someone else's id).
+import { parseDuration } from '../api/duration.ts';
+import type { ServiceUserSpec, TokenStatus } from '../api/serviceuser.ts';
+import { parseToken, tokenSha256, type IssuedToken } from '../credentials/token.ts';
+import type { EventRecord, ObservedSecret } from './desired.ts';
+import { describeSecretToken, rotationRequestAnnotation, secretTokenHonoured, signToken, tokenHonoured, tokenMacAnnotation, type LedgerTrust } from './ledger-macs.ts';
+
+export const tokenAnnotations = {
+  tokenCreatedAt: 'serviceusers.dev/token-created-at',
+  tokenReplaces: 'serviceusers.dev/token-replaces',
+  tokenRotationRequest: rotationRequestAnnotation,
+  tokenMac: tokenMacAnnotation,
+} as const;
+
+export type RevocationReason = 'Rotated' | 'GracePeriodEnded' | 'RevokedBySpec' | 'Expired' | 'SecretDeleted' | 'SecretTampered' | 'TokenDisabled' | 'Deleted' | 'NotCurrent';
+
+export const iso = (ms: number) => new Date(ms).toISOString().replace(/\.000Z$/, 'Z');
+
+/** How many revoked records status keeps (the latest), beside every live one. */
+const keptRevoked = 20;
+
+export interface TokenLedgerInput {
+  now: number;
+  spec: ServiceUserSpec['credentials']['token'];
+  /** The end date passed: every live token is revoked and none issued. */
+  expired: boolean;
+  expires: number | undefined;
+  /** The records status holds. */
+  recorded: TokenStatus[];
+  secret: ObservedSecret | undefined;
+  secretName: string;
+  issue: () => IssuedToken;
+  /** The ServiceUser's uid, which every MAC is bound to. */
+  uid: string;
+  trust: LedgerTrust & { ring: NonNullable<LedgerTrust['ring']> };
+  /** The last rotation request handled (status). */
+  lastRotationRequest: string | undefined;
+}
+
+export interface TokenLedger {
+  tokens: TokenStatus[];
+  /** The token the Secret is to hold, if any. */
+  current: { text: string; id: string; createdAt: number } | undefined;
+  /** The Secret's self-description of `current` (empty without one). */
+  annotations: Record<string, string>;
+  events: EventRecord[];
+  /** The next instant the ledger changes by itself: a scheduled rotation, a grace period's end. */
+  nextChange: number | undefined;
+  /** The rotation request now handled. */
+  lastRotationRequest: string | undefined;
+  /** What was read without a valid MAC and not honoured, said for a person; undefined when nothing. */
+  forged: string | undefined;
+}
+
+/** The Secret's token and its self-description, as far as they parse. */
+/**
+ * The Secret's token and its self-description, as far as they parse. `honoured`: the
+ * description carries the operator's MAC for this ServiceUser; only then does the reconcile
+ * act on it.
+ */
+export function readSecretToken(secret: ObservedSecret | undefined, trust: LedgerTrust, uid: string | undefined) {
+  if (!secret) return undefined;
+  const text = secret.data.token ?? secret.data.SM_API_KEY;
+  if (!text) return undefined;
+  const parsed = parseToken(text);
+  const a = secret.annotations;
+  const replaces = /^([a-z2-7]{16}):(\w+)$/.exec(a[tokenAnnotations.tokenReplaces] ?? '');
+  const createdAt = Date.parse(a[tokenAnnotations.tokenCreatedAt] ?? '');
+  const sha256 = tokenSha256(text);
+  const honoured =
+    parsed.ok &&
+    secretTokenHonoured(
+      trust,
+      uid,
+      { id: parsed.id, sha256, createdAt: a[tokenAnnotations.tokenCreatedAt], replaces: a[tokenAnnotations.tokenReplaces], rotationRequest: a[tokenAnnotations.tokenRotationRequest] },
+      a[tokenAnnotations.tokenMac],
+    );
+  return {
+    text,
+    valid: parsed.ok,
+    id: parsed.ok ? parsed.id : undefined,
+    sha256,
+    honoured,
+    createdAt: Number.isNaN(createdAt) ? undefined : createdAt,
+    replaces: replaces ? { id: replaces[1]!, reason: replaces[2] as RevocationReason } : undefined,
+    rotationRequest: a[tokenAnnotations.tokenRotationRequest],
+  };
+}
+
+/** The records status holds that carry a valid MAC, and those that do not. */
+export function honouredRecords(recorded: TokenStatus[], trust: LedgerTrust, uid: string | undefined) {
+  const honoured: TokenStatus[] = [];
+  const forged: TokenStatus[] = [];
+  for (const t of recorded) (tokenHonoured(trust, uid, t) ? honoured : forged).push(t);
+  return { honoured, forged };
+}
+
+export function tokenLedger(input: TokenLedgerInput): TokenLedger {
+  const { now, spec, expired, expires, secret, secretName } = input;
+  const grace = parseDuration(spec.gracePeriod) ?? 0;
+  const events: EventRecord[] = [];
+  const { uid, trust } = input;
+  // 0. Only what the operator MAC'd is the ledger; anything else is reported and dropped.
+  const { honoured, forged } = honouredRecords(input.recorded, trust, uid);
+  const problems: string[] = [];
+  if (forged.length) problems.push(`status.tokens held ${forged.map((t) => `${t.id} (${t.state})`).join(', ')} without a valid MAC`);
+  let tokens: TokenStatus[] = honoured.map(({ mac: _, ...t }) => ({ ...t }));
+  const revoke = (t: TokenStatus, reason: RevocationReason, at: number) => {
+    t.state = 'Revoked';
+    t.revokedAt = iso(at);
+    t.reason = reason;
+    delete t.validUntil;
+    events.push({ type: reason === 'Rotated' || reason === 'GracePeriodEnded' ? 'Normal' : 'Warning', reason: 'TokenRevoked', message: `token ${t.id} revoked: ${reason}` });
+  };
+  const live = () => tokens.filter((t) => t.state === 'Active' || t.state === 'Grace');
+
+  // 1. Grace periods that ended, tokens revoked by spec, and the end date.
+  for (const t of tokens) {
+    if (t.state === 'Grace' && t.validUntil && Date.parse(t.validUntil) <= now) revoke(t, 'GracePeriodEnded', Date.parse(t.validUntil));
+  }
+  const revokedIds = new Set(spec.revokedTokenIds ?? []);
+  for (const t of live()) if (revokedIds.has(t.id)) revoke(t, 'RevokedBySpec', now);
+  if (expired) for (const t of live()) revoke(t, 'Expired', expires!);
+  if (!spec.enabled) for (const t of live()) revoke(t, 'TokenDisabled', now);
+
+  // 2. The Secret's token against the record.
+  let current: TokenLedger['current'];
+  let replaces: { id: string; reason: RevocationReason } | undefined;
+  const inSecret = readSecretToken(secret, trust, uid);
+  if (!expired && spec.enabled) {
+    const recorded = inSecret && tokens.find((t) => t.sha256 === inSecret.sha256);
+    if (inSecret?.valid && recorded?.state === 'Active') {
+      current = { text: inSecret.text, id: recorded.id, createdAt: Date.parse(recorded.createdAt) };
+    } else if (inSecret?.valid && !recorded && !inSecret.honoured) {
+      problems.push(`Secret ${secretName} holds token ${inSecret.id}, which status does not record, without a valid serviceusers.dev/token-mac`);
+    } else if (inSecret?.valid && !recorded) {
+      const replaced = inSecret.replaces && tokens.find((t) => t.id === inSecret.replaces!.id && t.state === 'Active');
+      const createdAt = inSecret.createdAt ?? now;
+      if (replaced || live().every((t) => t.state !== 'Active')) {
+        // Finish what a crash interrupted, or record what a lost status forgot.
+        if (replaced) {
+          if (inSecret.replaces!.reason === 'Rotated') {
+            replaced.state = 'Grace';
+            replaced.validUntil = iso(createdAt + grace);
+          } else {
+            revoke(replaced, inSecret.replaces!.reason, createdAt);
+          }
+        }
+        tokens.push({ id: inSecret.id!, sha256: inSecret.sha256, createdAt: iso(createdAt), state: 'Active' });
+        current = { text: inSecret.text, id: inSecret.id!, createdAt };
+        events.push({ type: 'Normal', reason: 'TokenRecorded', message: `token ${inSecret.id} found in Secret ${secretName} and recorded` });
+      }
+    }
+    if (!current) {
+      // The Active tokens' plaintext is gone from the Secret: nobody should hold them.
+      const reason: RevocationReason = !secret || !inSecret ? 'SecretDeleted' : 'SecretTampered';
+      const lost = live().filter((t) => t.state === 'Active');
+      for (const t of lost) revoke(t, reason, now);
+      if (lost.length) events.push({ type: 'Warning', reason: reason === 'SecretDeleted' ? 'SecretRepaired' : 'SecretTampered', message: `Secret ${secretName} no longer holds token ${lost.map((t) => t.id).join(', ')}; revoked and replaced` });
+      if (lost[0]) replaces = { id: lost[0].id, reason };
+    }
+  }
+
+  // One token is Active: the one the Secret holds. Another Active record can only be an old
+  // one of this user put back into status (its MAC is genuine, but it was superseded).
+  for (const t of live()) if (t.state === 'Active' && t.id !== current?.id) revoke(t, 'NotCurrent', now);
+
+  // 3. Rotation: on schedule, or asked for by a new spec.rotationRequest. A request is
+  // handled once: status records it, and so does the Secret's self-description of the token
+  // it caused (a crash before status is written does not rotate twice). A request already
+  // there when the first token is issued is recorded without a rotation.
+  const requested = spec.rotationRequest;
+  let handled = input.lastRotationRequest;
+  if (current && inSecret?.honoured && inSecret.id === current.id && requested !== undefined && inSecret.rotationRequest === requested) handled = requested;
+  const every = spec.rotateEvery ? parseDuration(spec.rotateEvery) : undefined;
+  const due = current && every !== undefined && current.createdAt + every <= now;
+  const asked = requested !== undefined && requested !== handled;
+  let answered: string | undefined;
+  if (current && (due || asked)) {
+    const old = tokens.find((t) => t.id === current!.id)!;
+    old.state = 'Grace';
+    old.validUntil = iso(now + grace);
+    replaces = { id: old.id, reason: 'Rotated' };
+    const why = asked ? `rotation requested (rotationRequest ${JSON.stringify(requested)})` : 'rotated on schedule';
+    events.push({ type: 'Normal', reason: 'TokenRotated', message: `token ${old.id} ${why}; it stays valid until ${old.validUntil}` });
+    current = undefined;
+    if (asked) answered = requested;
+  }
+  if (asked) handled = requested;
+
+  // 4. Issue when needed.
+  if (!current && !expired && spec.enabled) {
+    const fresh = input.issue();
+    tokens.push({ id: fresh.id, sha256: fresh.sha256, createdAt: iso(now), state: 'Active' });
+    current = { text: fresh.token, id: fresh.id, createdAt: now };
+    events.push({ type: 'Normal', reason: 'TokenIssued', message: `token ${fresh.id} issued into Secret ${secretName}` });
+  }
+
+  // 5. Keep the ledger bounded: live tokens and the latest revocations.
+  const revoked = tokens.filter((t) => t.state === 'Revoked').sort((a, b) => (b.revokedAt ?? '').localeCompare(a.revokedAt ?? ''));
+  const keep = new Set([...live(), ...revoked.slice(0, keptRevoked)]);
+  tokens = tokens.filter((t) => keep.has(t));
+
+  // The Secret's self-description, so that a crash before status is written can be finished;
+  // MAC'd, so that only the operator can write one the reconcile acts on.
+  const annotations: Record<string, string> = {};
+  if (current) {
+    const same = inSecret?.honoured && inSecret.id === current.id;
+    const carried = replaces ?? (same ? inSecret.replaces : undefined);
+    const request = answered ?? (same && !replaces ? inSecret.rotationRequest : undefined);
+    const description = {
+      id: current.id,
+      sha256: tokenSha256(current.text),
+      createdAt: iso(current.createdAt),
+      replaces: carried ? `${carried.id}:${carried.reason}` : undefined,
+      rotationRequest: request,
+    };
+    annotations[tokenAnnotations.tokenCreatedAt] = description.createdAt;
+    if (description.replaces) annotations[tokenAnnotations.tokenReplaces] = description.replaces;
+    if (request !== undefined) annotations[tokenAnnotations.tokenRotationRequest] = request;
+    annotations[tokenAnnotations.tokenMac] = describeSecretToken(trust.ring, uid, description);
+  }
+
+  const upcoming = [
+    current && every !== undefined ? current.createdAt + every : undefined,
+    ...tokens.filter((t) => t.state === 'Grace' && t.validUntil).map((t) => Date.parse(t.validUntil!)),
+  ].filter((t): t is number => t !== undefined && t > now);
+  return {
+    tokens: tokens.map((t) => signToken(trust.ring, uid, t)),
+    current,
+    annotations,
+    events,
+    nextChange: upcoming.length ? Math.min(...upcoming) : undefined,
+    lastRotationRequest: handled,
+    forged: problems.length ? problems.join('; ') : undefined,
+  };
+}
