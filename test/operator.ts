@@ -8,7 +8,7 @@ import { KubeClient, resourcePath, type KubeObject } from '../src/controller/kub
 import { resources } from '../src/api/resources.ts';
 import { recordLog, testLogger } from './logs.ts';
 import { createMetrics } from '../src/observability/metrics.ts';
-import { startOperator, type Operator } from '../src/operator.ts';
+import { startOperator, type Operator, type OperatorOptions } from '../src/operator.ts';
 import { eventually, kubeConfig } from './kube.ts';
 
 export interface RunningOperator {
@@ -19,7 +19,7 @@ export interface RunningOperator {
   client: KubeClient;
 }
 
-export function useOperator(ns: { name: string }): RunningOperator {
+export function useOperator(ns: { name: string }, extra: Partial<OperatorOptions> = {}): RunningOperator {
   const logs: string[] = [];
   const running = { logs, clock: { offsetMs: 0 }, client: new KubeClient(kubeConfig()) } as RunningOperator;
   beforeAll(async () => {
@@ -30,6 +30,7 @@ export function useOperator(ns: { name: string }): RunningOperator {
       namespaces: [ns.name],
       operatorNamespace: ns.name,
       now: () => Date.now() + running.clock.offsetMs,
+      ...extra,
     });
     await running.operator.ready;
   });

@@ -177,6 +177,20 @@ export const clientCertificateSpec = rule(
 
 export const profiles = ['standard', 'digicert-smctl'] as const;
 
+export const restartKinds = ['Deployment', 'StatefulSet', 'DaemonSet'] as const;
+
+/** Workloads in the same namespace rolled out when the credentials change (restarts.ts). */
+export const restartTargets = z
+  .array(
+    z.object({
+      kind: z.enum(restartKinds).describe('Deployment, StatefulSet or DaemonSet (apps/v1).'),
+      name: objectName('Deployment, StatefulSet or DaemonSet in the same namespace'),
+    }),
+  )
+  .max(16, 'restartTargets must list at most 16 workloads')
+  .refine((list) => new Set(list.map((t) => `${t.kind}/${t.name}`)).size === list.length, { message: 'restartTargets must not name the same workload twice' })
+  .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['kind', 'name'] });
+
 export const credentialsSpec = rule(
   rule(
     z.object({
@@ -191,6 +205,11 @@ export const credentialsSpec = rule(
       profile: z.enum(profiles).default('standard').describe('Key layout of the Secret.'),
       token: tokenSpec.prefault({}),
       clientCertificate: clientCertificateSpec.prefault({}),
+      restartTargets: restartTargets
+        .optional()
+        .describe(
+          'Workloads in this namespace whose pod template gets the annotation serviceusers.dev/credentials-digest whenever the credentials in the Secret change, so they roll out. Each must reference the Secret in its pod template.',
+        ),
     }),
     {
       // has(): the API server also checks this rule against the schema default `{}`,

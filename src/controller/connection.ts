@@ -57,7 +57,7 @@ export function inCluster(dir = serviceAccountDir): Connection | undefined {
 }
 
 type Named<T> = { name: string } & T;
-interface KubeconfigFile {
+export interface KubeconfigFile {
   'current-context'?: string;
   contexts?: Named<{ context: { cluster: string; user: string } }>[];
   clusters?: Named<{ cluster: Record<string, unknown> }>[];
@@ -72,13 +72,16 @@ const userKeys = new Set(['client-certificate', 'client-certificate-data', 'clie
  * needs client-node (exec, auth-provider, basic auth, proxy-url, tls-server-name…).
  */
 export function simpleKubeconfig(file: string): Connection | undefined {
-  const config = load(readFileSync(file, 'utf8')) as KubeconfigFile;
-  const context = config.contexts?.find((c) => c.name === config['current-context'])?.context;
+  return simpleConnection(load(readFileSync(file, 'utf8')) as KubeconfigFile, path.dirname(file));
+}
+
+/** As simpleKubeconfig, for a parsed kubeconfig whose relative paths are relative to `dir`; `contextName` overrides current-context. */
+export function simpleConnection(config: KubeconfigFile, dir: string, contextName = config['current-context']): Connection | undefined {
+  const context = config.contexts?.find((c) => c.name === contextName)?.context;
   const cluster = config.clusters?.find((c) => c.name === context?.cluster)?.cluster;
   const user = config.users?.find((u) => u.name === context?.user)?.user ?? {};
   if (!context || !cluster || typeof cluster.server !== 'string') return undefined;
   if (Object.keys(cluster).some((k) => !clusterKeys.has(k)) || Object.keys(user).some((k) => !userKeys.has(k))) return undefined;
-  const dir = path.dirname(file);
   const bytes = (data: unknown, ref: unknown) =>
     typeof data === 'string' ? Buffer.from(data, 'base64') : typeof ref === 'string' ? readFileSync(path.resolve(dir, ref)) : undefined;
   const material: Material = { server: cluster.server };

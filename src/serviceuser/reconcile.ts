@@ -33,6 +33,7 @@ import { hadCertManagerCertificate, placeFromCertManager, removeCertManagerCerti
 import { credentialKeys } from './secret.ts';
 import { createUnlessPresent, isOwnedBy, ownerOf } from './ownership.ts';
 import { expiresAt, warnAt } from './expiry.ts';
+import { planRestarts } from './restarts.ts';
 import { signToken, tokenHonoured, type LedgerTrust } from './ledger-macs.ts';
 
 export const finalizer = 'serviceusers.dev/revoke';
@@ -379,6 +380,9 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
         process.exit(137);
       }
     }
+    // Workloads to roll out: judged before the status write (their condition), annotated after it.
+    const restarts = plan.secret ? await planRestarts(client, fieldManager, su, plan.secret, now) : undefined;
+    if (restarts) plan.status.conditions = [...(plan.status.conditions ?? []), restarts.condition];
     if (stableJson(plan.status) !== stableJson(raw.status ?? {})) {
       const applied = await applyStatus(raw, plan.status);
       // Apply keeps list entries another field manager added (kubectl patch --subresource=status):
@@ -390,6 +394,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
       wrote = true;
     }
     if (!wrote && ownSecrets.get(key)?.seen) ownSecrets.delete(key);
+    if (restarts) plan.events.push(...restarts.events, ...(await restarts.apply()));
     for (const e of plan.events) {
       if (e.reason === 'TokenRevoked') deps.metrics.tokensRevoked.inc({ reason: e.message.split(': ').at(-1) ?? 'unknown' });
       log.info({ reason: e.reason, type: e.type }, e.message);

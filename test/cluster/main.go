@@ -44,13 +44,17 @@ import (
 )
 
 // Controllers the operator depends on; the rest of kube-controller-manager is not needed
-// without nodes and pods.
+// without nodes.
 var controllers = []string{
 	"garbage-collector-controller",
 	"namespace-controller",
 	"serviceaccount-controller",
 	"serviceaccount-token-controller",
 	"clusterrole-aggregation-controller",
+	// restartTargets: a changed pod template makes a new ReplicaSet, which makes pods (they
+	// stay Pending: there are no nodes).
+	"deployment-controller",
+	"replicaset-controller",
 }
 
 func main() {

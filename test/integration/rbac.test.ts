@@ -1,7 +1,7 @@
 // The chart's least-privilege RBAC is enough, and no more: the operator runs as the chart's
 // ServiceAccount, with exactly the rendered (Cluster)Roles, through a whole lifecycle —
 // leader election, CA and CRL, issuing, roles, accounts and namespace labels, cert-manager
-// mode, disable, deletion — is
+// mode, restart targets, disable, deletion — is
 // never refused, and every verb the chart grants is one it was seen to use (counted by its
 // own API request metric, in the authorizer's terms).
 import { execFile } from 'node:child_process';
@@ -97,7 +97,17 @@ it('runs a whole lifecycle under the chart\'s RBAC without a single refusal', { 
       spec: { namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: [watched.name] }] } },
     });
     clusterScoped.push(resourcePath(resources.accounts, undefined, release));
-    await k.createServiceUser('worker', { email: 'ops@example.com', accounts: [release] });
+    // restartTargets: one workload of each kind, reading the Secret; the operator reads each
+    // and annotates its pod template (get, patch on apps).
+    const template = { metadata: { labels: { app: 'worker' } }, spec: { containers: [{ name: 'app', image: 'registry.example/app:1', envFrom: [{ secretRef: { name: 'worker-credentials' } }] }] } };
+    const workloads = { Deployment: 'deployments', StatefulSet: 'statefulsets', DaemonSet: 'daemonsets' } as const;
+    for (const [kind, plural] of Object.entries(workloads)) {
+      await admin.request('POST', `/apis/apps/v1/namespaces/${watched.name}/${plural}`, {
+        apiVersion: 'apps/v1', kind, metadata: { name: 'worker' },
+        spec: { selector: { matchLabels: { app: 'worker' } }, template, ...(kind === 'StatefulSet' ? { serviceName: 'worker' } : {}) },
+      });
+    }
+    await k.createServiceUser('worker', { email: 'ops@example.com', accounts: [release], credentials: { restartTargets: Object.keys(workloads).map((kind) => ({ kind, name: 'worker' })) } });
     await admin.request('POST', resourcePath(resources.roleBindings, watched.name), {
       apiVersion: 'serviceusers.dev/v1alpha1', kind: 'RoleBinding', metadata: { name: 'worker-signs' },
       spec: { roleRef: { name: `${release}.signer` }, subjects: [{ kind: 'ServiceUser', name: 'worker' }] },
@@ -106,6 +116,10 @@ it('runs a whole lifecycle under the chart\'s RBAC without a single refusal', { 
       const s = o.status as { phase?: string; permissions?: unknown[]; certificate?: unknown } | undefined;
       return s?.phase === 'Active' && !!s.certificate && (s.permissions ?? []).length === 1;
     });
+    for (const plural of Object.values(workloads)) {
+      await eventually(`the ${plural} annotated`, async () =>
+        ((await admin.get(`/apis/apps/v1/namespaces/${watched.name}/${plural}/worker`)).spec as { template: { metadata: { annotations?: Record<string, string> } } }).template.metadata.annotations?.['serviceusers.dev/credentials-digest'] ? true : undefined);
+    }
     await eventually('the Role status', async () => ((await admin.get(resourcePath(resources.roles, undefined, `${release}.signer`))).status ? true : undefined));
     // cert-manager mode: the Certificate written, the Issuer and then a ClusterIssuer looked
     // up (neither exists), and the Certificate removed when the built-in CA is chosen again.

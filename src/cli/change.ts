@@ -1,0 +1,181 @@
+// rotate, revoke, disable, enable, extend: each one spec change, made by server-side apply
+// under the field manager "kubectl-service-user" and printed as the fragment it applied, so
+// that whoever keeps ServiceUsers in Git sees what to commit. Without --force-conflicts a
+// field another manager applies declaratively (Argo CD, Flux, kubectl apply --server-side) is
+// a conflict, as with kubectl apply --server-side: the error names the owner. A field owned
+// only through imperative writes (create, edit, client-side apply) is taken over, and said so.
+import { parseDuration } from '../api/duration.ts';
+import { tokenIdPattern } from '../api/primitives.ts';
+import { endDatePattern, serviceUserSpec } from '../api/serviceuser.ts';
+import { ApiError, type KubeObject } from '../controller/kube.ts';
+import { expiresAt } from '../serviceuser/expiry.ts';
+import { needName, readServiceUser, suPath, withCluster, type Session } from './cluster.ts';
+import { UsageError } from './errors.ts';
+import { indent, serialize } from './format.ts';
+import type { Invocation } from './main.ts';
+
+export const fieldManager = 'kubectl-service-user';
+
+type Spec = {
+  disabled?: boolean;
+  endDate?: string;
+  credentials?: { token?: { enabled?: boolean; revokedTokenIds?: string[] }; clientCertificate?: { enabled?: boolean }; secretName?: string };
+};
+type Su = KubeObject & { spec?: Spec; status?: { tokens?: { id: string; state: string }[]; expiresAt?: string; secretName?: string } };
+
+/** RFC 3339 in UTC to the second: what the rotation fields and end dates carry. */
+const rfc3339 = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+async function apply(inv: Invocation, s: Session, su: Su, spec: Record<string, unknown>, what: string, gitops: boolean): Promise<void> {
+  const name = su.metadata.name;
+  const patch = { apiVersion: 'serviceusers.dev/v1alpha1', kind: 'ServiceUser', metadata: { name, namespace: s.namespace }, spec };
+  const dryRun = inv.flags['dry-run'];
+  const query = new URLSearchParams({ fieldManager });
+  if (inv.flags['force-conflicts']) query.set('force', 'true');
+  if (dryRun === 'server') query.set('dryRun', 'All');
+  let result: KubeObject | undefined;
+  let tookOver = '';
+  const send = (q: URLSearchParams) => s.client.request('PATCH', `${suPath(s.namespace, name)}?${q}`, patch, 'application/apply-patch+yaml');
+  if (dryRun !== 'client') {
+    try {
+      result = await send(query);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 409 && /conflicts? with/.test(err.message)) {
+        const owners = [...new Set([...err.message.matchAll(/conflicts? with "([^"]+)"/g)].map((m) => m[1]!))];
+        const managed = (su.metadata.managedFields ?? []) as { manager?: string; operation?: string }[];
+        const declarative = owners.filter((o) => managed.some((m) => m.manager === o && m.operation === 'Apply'));
+        if (!owners.length || declarative.length) {
+          throw new UsageError(
+            `${err.message.replace(/^\w+ \S+: \d+ /, '')}\n` +
+              `The field is applied declaratively by ${(declarative.length ? declarative : owners).map((o) => `"${o}"`).join(', ') || 'another field manager'} ` +
+              '(Argo CD, Flux, kubectl apply --server-side): change it there (in Git), or pass --force-conflicts to take it over (its next apply may set it back).',
+          );
+        }
+        // Owned only through imperative writes (create, edit, client-side apply): nobody
+        // declares it, so the request is the person's intent — as kubectl edit would be.
+        query.set('force', 'true');
+        result = await send(query);
+        tookOver = `Took the field over from ${owners.map((o) => `"${o}"`).join(', ')} (written imperatively, not by server-side apply).\n`;
+      } else if (err instanceof ApiError && err.status === 422) {
+        throw new UsageError(`the API server refused the change: ${err.message.replace(/^\w+ \S+: \d+ /, '')}`);
+      } else {
+        throw err;
+      }
+    }
+  }
+  if (inv.format === 'json' || inv.format === 'yaml') {
+    if (result) {
+      const { managedFields: _, ...metadata } = result.metadata;
+      inv.io.out(serialize({ ...result, metadata }, inv.format));
+    } else {
+      inv.io.out(serialize(patch, inv.format));
+    }
+    return;
+  }
+  const suffix = dryRun ? ` (dry run${dryRun === 'server' ? ', validated by the server' : ''}: nothing changed)` : '';
+  inv.io.out(
+    `serviceuser.serviceusers.dev/${name} ${what}${suffix}\n` +
+      `Server-side apply, field manager "${fieldManager}", namespace ${s.namespace}:\n` +
+      indent(serialize({ spec }, 'yaml')) +
+      tookOver +
+      (gitops ? 'If this ServiceUser is applied from Git (Argo CD, Flux), commit the same change there: the next sync would undo it.\n' : ''),
+  );
+}
+
+export async function rotate(inv: Invocation): Promise<void> {
+  const name = needName(inv);
+  if (inv.args.length > 1) throw new UsageError(`rotate takes one NAME (got ${inv.args.join(' ')})`);
+  const both = !inv.flags.token && !inv.flags.certificate;
+  await withCluster(inv, async (s) => {
+    const su = (await readServiceUser(s, name)) as Su;
+    const creds = su.spec?.credentials ?? {};
+    const token = (both || inv.flags.token) && creds.token?.enabled !== false;
+    const certificate = (both || inv.flags.certificate) && creds.clientCertificate?.enabled !== false;
+    if (inv.flags.token && !token) throw new UsageError(`${name} has no token to rotate: spec.credentials.token.enabled is false`);
+    if (inv.flags.certificate && !certificate) throw new UsageError(`${name} has no certificate to renew: spec.credentials.clientCertificate.enabled is false`);
+    const at = rfc3339(inv.io.now());
+    const credentials: Record<string, unknown> = {};
+    if (token) credentials.token = { rotationRequest: at };
+    if (certificate) credentials.clientCertificate = { renewalRequest: at };
+    const what = [token ? 'token rotation' : undefined, certificate ? 'certificate renewal' : undefined].filter(Boolean).join(' and ');
+    // A request, not a state to keep: Git need not carry it.
+    await apply(inv, s, su, { credentials }, `${what} requested`, false);
+  });
+}
+
+export async function revoke(inv: Invocation): Promise<void> {
+  const name = needName(inv);
+  const id = inv.args[1];
+  if (!id) throw new UsageError(`TOKEN-ID is required: kubectl service-user revoke ${name} TOKEN-ID (the ids are in kubectl service-user status ${name})`);
+  if (inv.args.length > 2) throw new UsageError(`revoke takes NAME and one TOKEN-ID (got ${inv.args.join(' ')})`);
+  if (!tokenIdPattern.test(id)) {
+    throw new UsageError(`"${id}" is not a token id: 16 characters of a-z and 2-7, as kubectl service-user status ${name} shows (never the token itself)`);
+  }
+  await withCluster(inv, async (s) => {
+    const su = (await readServiceUser(s, name)) as Su;
+    const tokens = su.status?.tokens ?? [];
+    const token = tokens.find((t) => t.id === id);
+    if (!token) {
+      throw new UsageError(`token ${id} is not one of ${name}'s tokens (${tokens.map((t) => `${t.id} ${t.state}`).join(', ') || 'none recorded'}); see kubectl service-user status ${name}`);
+    }
+    const listed = su.spec?.credentials?.token?.revokedTokenIds ?? [];
+    // The whole list: an apply configuration without the ids this manager applied before
+    // would drop them (revoked stays revoked, whoever listed it).
+    const revokedTokenIds = listed.includes(id) ? listed : [...listed, id];
+    const note = token.state === 'Active' ? `token ${id} revoked; it was the active token, so a new one is issued into Secret ${su.status?.secretName ?? '(its Secret)'}` : `token ${id} revoked`;
+    await apply(inv, s, su, { credentials: { token: { revokedTokenIds } } }, token.state === 'Revoked' ? `token ${id} already revoked (${listed.includes(id) ? 'listed' : 'by the operator'})` : note, true);
+  });
+}
+
+export async function setDisabled(inv: Invocation, disabled: boolean): Promise<void> {
+  const name = needName(inv);
+  if (inv.args.length > 1) throw new UsageError(`${inv.command} takes one NAME (got ${inv.args.join(' ')})`);
+  await withCluster(inv, async (s) => {
+    const su = (await readServiceUser(s, name)) as Su;
+    await apply(inv, s, su, { disabled }, disabled ? 'disabled: verification refuses its credentials until enabled' : 'enabled', true);
+  });
+}
+
+/** "30d", "2w" as well as Go durations ("720h"). */
+export function parseExtension(text: string): number | undefined {
+  const days = /^([0-9]{1,5})(d|w)$/.exec(text);
+  if (days) return Number(days[1]) * (days[2] === 'w' ? 7 : 1) * 86_400_000;
+  return parseDuration(text);
+}
+
+export async function extend(inv: Invocation): Promise<void> {
+  const name = needName(inv);
+  if (inv.args.length > 1) throw new UsageError(`extend takes one NAME (got ${inv.args.join(' ')})`);
+  const { until, by } = inv.flags;
+  if ((until === undefined) === (by === undefined)) throw new UsageError('give exactly one of --until DATE (2027-01-12 or 2027-01-12T18:00:00Z) or --by DURATION (30d, 2w, 720h)');
+  if (until !== undefined) {
+    const checked = serviceUserSpec.shape.endDate.safeParse(until);
+    if (!endDatePattern.test(until) || !checked.success) {
+      throw new UsageError(`--until ${until}: must be a date (2027-01-12, which ends at 23:59:59 UTC) or an RFC 3339 time (2027-01-12T18:00:00Z)`);
+    }
+  }
+  const byMs = by === undefined ? undefined : parseExtension(by);
+  if (by !== undefined && !byMs) throw new UsageError(`--by ${by}: must be a positive duration such as 30d, 2w or 720h`);
+  await withCluster(inv, async (s) => {
+    const su = (await readServiceUser(s, name)) as Su;
+    const now = inv.io.now();
+    const current = expiresAt(su.spec?.endDate);
+    let endDate: string;
+    if (until !== undefined) {
+      endDate = until;
+    } else {
+      if (current === undefined) throw new UsageError(`${name} has no end date (spec.endDate): nothing to extend; set one with --until DATE`);
+      // From the end date, or from now when it has passed (extending after expiry issues new credentials).
+      const base = Math.max(current, now);
+      const next = base + byMs!;
+      const wholeDays = byMs! % 86_400_000 === 0 && /^\d{4}-\d{2}-\d{2}$/.test(su.spec!.endDate!) && base === current;
+      endDate = wholeDays ? rfc3339(next).slice(0, 10) : rfc3339(next);
+    }
+    const at = expiresAt(endDate)!;
+    if (at <= now) throw new UsageError(`--until ${endDate} is in the past: the service user would expire at once`);
+    if (current !== undefined && at < current) {
+      throw new UsageError(`${endDate} is before the current end date ${su.spec!.endDate}: extend only moves it later (to shorten, edit spec.endDate)`);
+    }
+    await apply(inv, s, su, { endDate }, `end date ${current === undefined ? 'set' : `moved from ${su.spec!.endDate}`} to ${endDate}`, true);
+  });
+}

@@ -1,0 +1,180 @@
+// whoami: who a token is, asked of the verification service (--verify-url or
+// $SERVICE_USER_VERIFY_URL, over TLS checked against --verify-ca or the system roots).
+//
+// /v1/introspect needs an authenticated caller. With --cert/--key the plugin presents that
+// certificate (a CA trusted for callers, or a service user's granted verification:introspect).
+// Without, the token authenticates itself as the Bearer caller: that works when its own
+// service user holds verification:introspect. When it does not (403), the plugin asks the
+// TokenReview endpoint — the one a kube-apiserver calls, open by design — who the token is,
+// and reads the end date and permissions from the ServiceUser through the kubeconfig.
+// The token is checked offline first (form, checksum) and never printed.
+import { readFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { parseToken } from '../credentials/token.ts';
+import { readServiceUser, withCluster } from './cluster.ts';
+import { CheckFailed, UsageError } from './errors.ts';
+import { serialize, when } from './format.ts';
+import type { Invocation } from './main.ts';
+
+interface Answer {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+function post(url: string, body: unknown, options: { ca?: string; cert?: string; key?: string; bearer?: string }): Promise<Answer> {
+  const payload = JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      {
+        method: 'POST',
+        timeout: 10_000,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), ...(options.bearer ? { authorization: `Bearer ${options.bearer}` } : {}) },
+        ...(options.ca ? { ca: options.ca } : {}),
+        ...(options.cert ? { cert: options.cert, key: options.key } : {}),
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => {
+          let parsed: Record<string, unknown>;
+          try {
+            parsed = JSON.parse(text) as Record<string, unknown>;
+          } catch {
+            parsed = { message: text.slice(0, 200) };
+          }
+          resolve({ status: res.statusCode ?? 0, body: parsed });
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('no answer in 10s')));
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+interface Who {
+  active: true;
+  identity: string;
+  friendlyName?: string;
+  tokenId: string;
+  expiresAt?: string;
+  accounts: string[];
+  permissions?: { account: string; manager: string; permission: string }[];
+  /** Where the answer came from. */
+  source: string;
+}
+
+async function readToken(inv: Invocation): Promise<string> {
+  const file = inv.flags['token-file'];
+  if (file) {
+    try {
+      return readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      throw new UsageError(`--token-file ${file}: ${(err as Error).message}`);
+    }
+  }
+  if (inv.io.stdinIsTty) throw new UsageError('pipe the token in (… | kubectl service-user whoami) or pass --token-file FILE: it is never taken as an argument, where shell history would keep it');
+  return (await inv.io.stdin()).trim();
+}
+
+export async function whoami(inv: Invocation): Promise<void> {
+  if (inv.args.length) throw new UsageError('whoami takes no arguments: the token comes from stdin or --token-file, never the command line');
+  const url = (inv.flags['verify-url'] ?? process.env.SERVICE_USER_VERIFY_URL)?.replace(/\/$/, '');
+  if (!url) {
+    throw new UsageError(
+      'where is the verification service? pass --verify-url https://HOST:PORT or set SERVICE_USER_VERIFY_URL ' +
+        '(e.g. kubectl port-forward -n service-user-operator svc/service-user-operator 8443:443, then --verify-url https://localhost:8443)',
+    );
+  }
+  if (!/^https:\/\//.test(url)) throw new UsageError(`--verify-url ${url}: must be https:// (the token is sent to it)`);
+  const caFile = inv.flags['verify-ca'] ?? process.env.SERVICE_USER_VERIFY_CA;
+  const ca = caFile ? readFileSync(caFile, 'utf8') : undefined;
+  if (!!inv.flags.cert !== !!inv.flags.key) throw new UsageError('--cert and --key go together');
+  const cert = inv.flags.cert ? readFileSync(inv.flags.cert, 'utf8') : undefined;
+  const key = inv.flags.key ? readFileSync(inv.flags.key, 'utf8') : undefined;
+  const token = await readToken(inv);
+  if (!token) throw new UsageError('no token on stdin');
+  const parsed = parseToken(token);
+  if (!parsed.ok) throw new CheckFailed(`${parsed.reason}: checked offline, nothing was sent`);
+
+  const tls = { ...(ca ? { ca } : {}), ...(cert ? { cert, key: key! } : {}) };
+  const call = async (path: string, body: unknown, bearer?: string) => {
+    try {
+      return await post(`${url}${path}`, body, { ...tls, ...(bearer ? { bearer } : {}) });
+    } catch (err) {
+      const m = (err as Error).message;
+      const hint = /certificate|self[- ]signed|issuer/i.test(m) ? ': pass --verify-ca FILE, the CA of the verification service (its /v1/ca.crt, or ca.crt in any credentials Secret of the built-in CA)' : '';
+      throw new UsageError(`cannot reach the verification service at ${url}: ${m}${hint}`);
+    }
+  };
+
+  let who: Who | undefined;
+  const answer = await call('/v1/introspect', { token }, cert ? undefined : token);
+  if (answer.status === 200) {
+    const b = answer.body as { active?: boolean; sub?: string; friendly_name?: string; token_id?: string; exp?: number; accounts?: string[]; permissions?: Who['permissions'] };
+    if (!b.active) throw new CheckFailed(`token ${parsed.id} is not active: revoked, expired, disabled, outside its allowed networks, or unknown`);
+    who = {
+      active: true,
+      identity: b.sub!,
+      ...(b.friendly_name ? { friendlyName: b.friendly_name } : {}),
+      tokenId: b.token_id ?? parsed.id,
+      ...(b.exp ? { expiresAt: new Date(b.exp * 1000).toISOString().replace(/\.000Z$/, 'Z') } : {}),
+      accounts: b.accounts ?? [],
+      ...(b.permissions ? { permissions: b.permissions } : {}),
+      source: `${url}/v1/introspect`,
+    };
+  } else if (answer.status === 401 && !cert) {
+    // The token could not even authenticate itself: it is not active.
+    throw new CheckFailed(`token ${parsed.id} is not active: revoked, expired, disabled, outside its allowed networks, or unknown`);
+  } else if (answer.status === 401 || (answer.status === 403 && cert)) {
+    throw new UsageError(`the verification service refused the caller certificate (${answer.status}): ${String(answer.body.message ?? '')}`);
+  } else if (answer.status === 403) {
+    // Active, but not allowed to introspect: ask the TokenReview endpoint, then the ServiceUser.
+    const review = await call('/apis/authentication.k8s.io/v1/tokenreviews', { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token } });
+    const st = (review.body as { status?: { authenticated?: boolean; user?: { username?: string; extra?: Record<string, string[]> } } }).status;
+    if (review.status !== 200 || !st?.authenticated || !st.user?.username) throw new CheckFailed(`token ${parsed.id} is not active`);
+    const [, ns, name] = st.user.username.split(':');
+    who = {
+      active: true,
+      identity: st.user.username,
+      ...(st.user.extra?.['serviceusers.dev/friendly-name']?.[0] ? { friendlyName: st.user.extra['serviceusers.dev/friendly-name'][0] } : {}),
+      tokenId: parsed.id,
+      accounts: st.user.extra?.['serviceusers.dev/accounts'] ?? [],
+      source: `${url} TokenReview (the token may not introspect: grant its service user verification:introspect, or pass --cert/--key)`,
+    };
+    try {
+      await withCluster({ ...inv, flags: { ...inv.flags, namespace: ns } }, async (s) => {
+        const su = await readServiceUser(s, name!);
+        const status = su.status as { expiresAt?: string; permissions?: Who['permissions'] } | undefined;
+        if (status?.expiresAt) who!.expiresAt = status.expiresAt;
+        who!.permissions = (status?.permissions ?? []).map(({ account, manager, permission }) => ({ account, manager, permission }));
+        who!.source += `; end date and permissions from ServiceUser ${ns}/${name}`;
+      });
+    } catch (err) {
+      who.source += `; end date and permissions unknown (${(err as Error).message.split('\n')[0]})`;
+    }
+  } else {
+    throw new UsageError(`the verification service answered ${answer.status}: ${String(answer.body.message ?? '')}`);
+  }
+
+  if (inv.format === 'json' || inv.format === 'yaml') {
+    inv.io.out(serialize(who, inv.format));
+    return;
+  }
+  const now = inv.io.now();
+  const byAccount = new Map<string, string[]>();
+  for (const p of who.permissions ?? []) byAccount.set(p.account, [...(byAccount.get(p.account) ?? []), `${p.manager}/${p.permission}`]);
+  const lines = [
+    `Identity:       ${who.identity}`,
+    `Friendly name:  ${who.friendlyName ?? '-'}`,
+    `Token id:       ${who.tokenId}`,
+    `Valid until:    ${who.expiresAt ? when(who.expiresAt, now) : 'no end date'}`,
+    `Accounts:       ${who.accounts.join(', ') || '-'}`,
+    `Permissions:    ${who.permissions === undefined ? 'unknown' : byAccount.size ? '' : 'none'}`,
+    ...[...byAccount].map(([a, ps]) => `  ${a}: ${ps.join(', ')}`),
+    `Source:         ${who.source}`,
+  ];
+  inv.io.out(`${lines.join('\n')}\n`);
+}
