@@ -12,6 +12,12 @@ export function createMetrics() {
       labelNames: ['namespace', 'name'],
       registers: [registry],
     }),
+    expiryWarning: new Gauge({
+      name: 'serviceuser_expiry_warning_timestamp_seconds',
+      help: 'When the service user enters its expiryWarning window (end date minus expiryWarning), as a Unix timestamp; absent without an end date. Alerts compare it with time(), so they fire on time even when no replica is reconciling.',
+      labelNames: ['namespace', 'name'],
+      registers: [registry],
+    }),
     expiringSoon: new Gauge({
       name: 'serviceuser_expiring_soon',
       help: '1 while the service user is within its expiryWarning of its end date.',

@@ -245,6 +245,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     if (live.length) await deps.events.record(raw, { type: 'Normal', reason: 'TokenRevoked', message: `ServiceUser deleted: tokens ${live.map((t) => t.id).join(', ')} revoked` });
     await setFinalizer(raw, false);
     deps.metrics.expiration.remove({ namespace: ns, name: raw.metadata.name });
+    deps.metrics.expiryWarning.remove({ namespace: ns, name: raw.metadata.name });
     deps.metrics.expiringSoon.remove({ namespace: ns, name: raw.metadata.name });
     setInfo(`${ns}/${raw.metadata.name}`, undefined);
     log.info('credentials revoked; finalizer removed');
@@ -408,9 +409,11 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     if (end !== undefined) {
       deps.metrics.expiration.set({ namespace: ns, name: su.metadata.name }, end / 1000);
       const warn = warnAt(end, su.spec.expiryWarning)!;
+      deps.metrics.expiryWarning.set({ namespace: ns, name: su.metadata.name }, warn / 1000);
       deps.metrics.expiringSoon.set({ namespace: ns, name: su.metadata.name }, now >= warn && now < end ? 1 : 0);
     } else {
       deps.metrics.expiration.remove({ namespace: ns, name: su.metadata.name });
+      deps.metrics.expiryWarning.remove({ namespace: ns, name: su.metadata.name });
       deps.metrics.expiringSoon.remove({ namespace: ns, name: su.metadata.name });
     }
     return plan.requeueAfterMs === undefined ? {} : { requeueAfterMs: plan.requeueAfterMs };

@@ -13,6 +13,7 @@ import { kubernetesVersion, startControlPlane, type ControlPlane } from '../clus
 import { installCrds } from '../crds.ts';
 import { buildCertManager } from '../certmanager/certmanager.ts';
 import { helmBinary } from '../helm/helm.ts';
+import { promtoolBinary } from '../promtool/promtool.ts';
 import { findSecrets } from '../logs.ts';
 import { KubeClient } from '../../src/controller/kube.ts';
 
@@ -31,6 +32,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   // test's timeout: a cold build takes minutes on two cores.
   buildCertManager();
   helmBinary();
+  promtoolBinary();
 
   let kubeconfig: string;
   let source: string;
