@@ -4,7 +4,7 @@
 // under one field manager, records events and returns when to look again.
 import { apiVersion } from '../api/primitives.ts';
 import { resources } from '../api/resources.ts';
-import { serviceUser, type ServiceUser } from '../api/serviceuser.ts';
+import { serviceUser, type NoticeStatus, type ServiceUser } from '../api/serviceuser.ts';
 import { setConditions, type Condition } from '../controller/conditions.ts';
 import type { InformerSet } from '../controller/informer.ts';
 import { isNotFound, resourcePath, type KubeClient, type KubeObject } from '../controller/kube.ts';
@@ -28,6 +28,7 @@ import { issueFromCa, observeCertificate, withPkcs12 } from './issuance.ts';
 import { hadCertManagerCertificate, placeFromCertManager, removeCertManagerCertificate, type CertificateProblem } from './cert-manager.ts';
 import { credentialKeys } from './secret.ts';
 import { expiresAt, warnAt } from './expiry.ts';
+import { markSent, noticesDue, withNotices } from './notices.ts';
 
 export const finalizer = 'serviceusers.dev/revoke';
 
@@ -44,6 +45,8 @@ export interface ServiceUserDeps {
   issue: () => IssuedToken;
   /** The built-in CA and its revocation ledger. */
   authority: { ca: Ca; ledger: RevocationLedger };
+  /** Sends pending notices to spec.email (notify.ts); absent: email notices are off. */
+  deliverNotices?: (su: ServiceUser, pending: NoticeStatus[]) => Promise<{ sent: string[]; retryInMs?: number }>;
   /** Test fault: exit the process right after the Secret write, before status records it. */
   crashAfterSecretWrite?: boolean;
 }
@@ -264,7 +267,19 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
         process.exit(137);
       }
     }
+    // Notices owed to spec.email go into status with it (the outbox), then out by SMTP.
+    const previousNotices = (raw.status as { notices?: NoticeStatus[] } | undefined)?.notices;
+    const notify = deps.deliverNotices && su.spec.notifications.email;
+    const notices = notify ? withNotices(previousNotices, noticesDue(su.status, plan.status, su.metadata.generation, now)) : previousNotices?.filter((n) => n.sentAt);
+    if (notices?.length) plan.status.notices = notices;
     if (stableJson(plan.status) !== stableJson(raw.status ?? {})) remember(await applyStatus(raw, plan.status));
+    let noticeRetryMs: number | undefined;
+    const pending = notify ? (plan.status.notices ?? []).filter((n) => !n.sentAt) : [];
+    if (pending.length) {
+      const { sent, retryInMs } = await deps.deliverNotices!(su, pending);
+      if (sent.length) remember(await applyStatus(raw, { ...plan.status, notices: markSent(plan.status.notices!, sent, deps.now()) }));
+      noticeRetryMs = retryInMs;
+    }
     for (const e of plan.events) {
       if (e.reason === 'TokenRevoked') deps.metrics.tokensRevoked.inc({ reason: e.message.split(': ').at(-1) ?? 'unknown' });
       log.info({ reason: e.reason, type: e.type }, e.message);
@@ -281,6 +296,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
       deps.metrics.expiration.remove({ namespace: ns, name: su.metadata.name });
       deps.metrics.expiringSoon.remove({ namespace: ns, name: su.metadata.name });
     }
-    return plan.requeueAfterMs === undefined ? {} : { requeueAfterMs: plan.requeueAfterMs };
+    const requeueAfterMs = Math.min(plan.requeueAfterMs ?? Infinity, noticeRetryMs ?? Infinity);
+    return requeueAfterMs === Infinity ? {} : { requeueAfterMs };
   };
 }

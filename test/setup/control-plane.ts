@@ -13,6 +13,7 @@ import { kubernetesVersion, startControlPlane, type ControlPlane } from '../clus
 import { installCrds } from '../crds.ts';
 import { buildCertManager } from '../certmanager/certmanager.ts';
 import { helmBinary } from '../helm/helm.ts';
+import { buildMailpit } from '../mailpit/mailpit.ts';
 import { findSecrets } from '../logs.ts';
 
 declare module 'vitest' {
@@ -30,6 +31,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   // test's timeout: a cold build takes minutes on two cores.
   buildCertManager();
   helmBinary();
+  buildMailpit();
 
   let kubeconfig: string;
   let source: string;
