@@ -185,5 +185,11 @@ describe('SMTP with STARTTLS and credentials', () => {
       s.close();
     }
     expect((await secure.messages()).length).toBe(1);
+    // A server (or a man in the middle) that offers no STARTTLS gets nothing in plain text.
+    const before = (await mailpit.messages()).length;
+    const downgraded = new EmailSender({ host: '127.0.0.1', port: mailpit.smtpPort, from: 'operator@example.com', timeoutMs: 5_000, security: 'starttls' });
+    await expect(downgraded.send(message)).rejects.toThrow();
+    downgraded.close();
+    expect((await mailpit.messages()).length).toBe(before);
   });
 });
