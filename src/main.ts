@@ -11,6 +11,7 @@ import { createMetrics } from './observability/metrics.ts';
 import { startOperator } from './operator.ts';
 import { parseTrustedHops } from './verify/forwarded.ts';
 import { certificatesIn } from './verify/server.ts';
+import { EmailSender } from './notify/email.ts';
 
 const help = `service-user-operator: service users as Kubernetes resources, their credentials in Secrets.
 
@@ -47,6 +48,18 @@ Usage: npm start -- [flags]     (or: node src/main.ts [flags])
   --trusted-proxy-hops N            proxies in front of the gateway whose X-Forwarded-For entries /v1/check
                                     trusts, as Envoy's xff_num_trusted_hops: 0 takes the entry the gateway
                                     appended, N the entry N+1 from the right (default: 0)
+  --smtp-host HOST                  send notices to each ServiceUser's spec.email through this SMTP server
+                                    (expiry warning, expired, disabled/enabled, token rotated/revoked,
+                                    certificate renewed/refused); without it no mail is sent
+  --smtp-port PORT                  default: 587 (465 with --smtp-security tls)
+  --smtp-security MODE              starttls (required, never downgraded; default), tls (implicit), or
+                                    none (plain: a relay on loopback only)
+  --smtp-from ADDRESS               the From address (default: service-user-operator@localhost)
+  --smtp-ca PATH                    a CA to trust for the SMTP server's certificate (repeatable)
+                                    Credentials, if the server needs them: $SMTP_USERNAME and
+                                    $SMTP_PASSWORD (from a Secret; the chart wires them)
+  --email-notices on|off            the global switch (default: on when --smtp-host is set); a
+                                    ServiceUser opts out with spec.notifications.email: false
   --leader-elect                    reconcile only while holding the Lease service-user-operator in the
                                     operator namespace (run several replicas; all serve verification)
   --leader-election-id ID           this replica's identity (default: $HOSTNAME plus a random suffix)
@@ -78,6 +91,12 @@ const { values } = parseArgs({
     'tokenreview-client-ca': { type: 'string', multiple: true },
     'tokenreview-allow-anonymous': { type: 'boolean', default: false },
     'trusted-proxy-hops': { type: 'string', default: '0' },
+    'smtp-host': { type: 'string' },
+    'smtp-port': { type: 'string' },
+    'smtp-security': { type: 'string', default: 'starttls' },
+    'smtp-from': { type: 'string', default: 'service-user-operator@localhost' },
+    'smtp-ca': { type: 'string', multiple: true },
+    'email-notices': { type: 'string', default: 'on' },
     'leader-elect': { type: 'boolean', default: false },
     'leader-election-id': { type: 'string' },
     help: { type: 'boolean', default: false },
@@ -126,6 +145,35 @@ try {
   log.fatal(err instanceof Error ? err.message : String(err));
   process.exit(2);
 }
+const security = values['smtp-security'];
+if (security !== 'starttls' && security !== 'tls' && security !== 'none') {
+  log.fatal(`--smtp-security must be starttls, tls or none, got "${security}"`);
+  process.exit(2);
+}
+if (values['email-notices'] !== 'on' && values['email-notices'] !== 'off') {
+  log.fatal(`--email-notices must be on or off, got "${values['email-notices']}"`);
+  process.exit(2);
+}
+const smtpPort = Number(values['smtp-port'] ?? (security === 'tls' ? 465 : 587));
+if (!Number.isInteger(smtpPort) || smtpPort < 1 || smtpPort > 65535) {
+  log.fatal(`--smtp-port must be a port number, got "${values['smtp-port']}"`);
+  process.exit(2);
+}
+if (!!process.env.SMTP_USERNAME !== !!process.env.SMTP_PASSWORD) {
+  log.fatal('SMTP_USERNAME and SMTP_PASSWORD go together');
+  process.exit(2);
+}
+const emailSender =
+  values['smtp-host'] && values['email-notices'] === 'on'
+    ? new EmailSender({
+        host: values['smtp-host'],
+        port: smtpPort,
+        security,
+        from: values['smtp-from'],
+        auth: process.env.SMTP_USERNAME ? { user: process.env.SMTP_USERNAME, pass: process.env.SMTP_PASSWORD ?? '' } : undefined,
+        caPems: values['smtp-ca']?.map((f) => readPem('--smtp-ca', f)),
+      })
+    : undefined;
 const kubeConfig = await loadConnection(values.kubeconfig).catch((err: unknown) => {
   log.fatal(`cannot load the Kubernetes connection: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(2);
@@ -152,6 +200,7 @@ const operator = startOperator({
         },
       }
     : {}),
+  ...(emailSender ? { notices: { sender: emailSender } } : {}),
   caSecretName: values['ca-secret'],
   crlConfigMapName: values['crl-configmap'],
   ledgerKeySecretName: values['ledger-key-secret'],
@@ -189,6 +238,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     log.info({ signal }, 'stopping');
     void operator.stop().then(() => {
       for (const s of servers) s.close();
+      emailSender?.close();
       log.info('stopped');
       process.exit(0);
     });

@@ -41,6 +41,7 @@ import type { Metrics } from './observability/metrics.ts';
 import { roleBindingReconciler, roleReconciler } from './rolebinding/reconcile.ts';
 import { labels } from './serviceuser/desired.ts';
 import { serviceUserReconciler } from './serviceuser/reconcile.ts';
+import { noticeDelivery, type NoticeSender } from './serviceuser/notify.ts';
 
 export const fieldManager = 'service-user-operator';
 
@@ -80,6 +81,8 @@ export interface OperatorOptions {
   };
   /** Run only while holding this Lease (in operatorNamespace); absent: always reconcile. */
   leaderElection?: { identity: string; leaseName?: string; onLost: () => void; leaseDurationMs?: number; renewDeadlineMs?: number; retryPeriodMs?: number };
+  /** Email notices to spec.email (SMTP); absent: none are sent or recorded. */
+  notices?: { sender: NoticeSender };
   /** Where the built-in CA Secret and the CRL ConfigMap live. */
   operatorNamespace: string;
   caSecretName?: string;
@@ -211,6 +214,7 @@ export function startOperator(options: OperatorOptions): Operator {
         authority,
         trust,
         ...(options.crashAfterSecretWrite ? { crashAfterSecretWrite: true } : {}),
+        ...(options.notices ? { deliverNotices: noticeDelivery({ sender: options.notices.sender, metrics, log: log.child({ component: 'notices' }), now }) } : {}),
       })),
       { log, metrics, concurrency: options.concurrency ?? 4 },
     ),

@@ -237,7 +237,7 @@ export const serviceUserSpec = z.object({
     .optional()
     .describe('Unique in the namespace; audit logs and the verified identity carry it. Default: metadata.name.'),
   description: z.string().max(1024).optional(),
-  email: email.describe('The person who manages this credential. No mail is sent.'),
+  email: email.describe('The person who manages this credential; notices go here (see spec.notifications).'),
   endDate: endDate.optional().describe('A date means 23:59:59 UTC that day; an RFC 3339 time is exact. Absent: no end.'),
   disabled: z.boolean().default(false).describe('Suspend without destroying: verification refuses, certificate on hold.'),
   accounts: accounts('accounts').describe('Accounts this service user may act in; RoleBindings grant permissions within them.'),
@@ -245,6 +245,12 @@ export const serviceUserSpec = z.object({
     .default('168h')
     .describe('Raise ExpiringSoon (condition, Warning event, metric) this long before the end date.'),
   credentials: credentialsSpec.prefault({}),
+  notifications: z
+    .object({
+      email: z.boolean().default(true).describe('Send notices (expiry warning, expired, disabled, rotated, revoked, renewed) to spec.email, when the operator has SMTP set up.'),
+    })
+    .prefault({})
+    .describe('What the person named in spec.email is told.'),
 });
 
 export const phases = ['Pending', 'Active', 'Disabled', 'Expired', 'Failed'] as const;
@@ -267,6 +273,17 @@ export const certificateStatus = z.object({
   renewalTime: z.string().max(64).optional(),
   issuer: z.string().max(1024),
   sha256: z.string().max(64).optional(),
+});
+
+export const noticeKinds = ['ExpiryWarning', 'Expired', 'Disabled', 'Enabled', 'TokenRotated', 'TokenRevoked', 'CertificateRenewed', 'CertificateRefused'] as const;
+
+/** A notice owed to spec.email: recorded when due, marked when sent (an outbox in status). */
+export const noticeStatus = z.object({
+  key: z.string().max(256).describe('What the notice is about, unique per occurrence: it is sent once.'),
+  kind: z.enum(noticeKinds),
+  detail: z.string().max(1024).optional().describe('What happened, for the message.'),
+  dueAt: z.string().max(64),
+  sentAt: z.string().max(64).optional(),
 });
 
 export const permissionStatus = z.object({
@@ -297,6 +314,11 @@ export const serviceUserStatus = z.object({
   seal: z.string().max(128).optional().describe('The operator\'s MAC over permissions, accounts and certificate; without a valid one none of them is honoured.'),
   lastRotationRequest: z.string().max(64).optional().describe('The last spec.credentials.token.rotationRequest handled.'),
   lastRenewalRequest: z.string().max(64).optional().describe('The last spec.credentials.clientCertificate.renewalRequest handled.'),
+  notices: z
+    .array(noticeStatus)
+    .max(32)
+    .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['key'] })
+    .optional(),
   observedGeneration: z.number().int().min(0).optional(),
   conditions: conditions.optional(),
 });
@@ -321,3 +343,5 @@ export type ServiceUser = z.output<typeof serviceUser>;
 export type ServiceUserSpec = z.output<typeof serviceUserSpec>;
 export type ServiceUserStatus = z.output<typeof serviceUserStatus>;
 export type TokenStatus = z.output<typeof tokenStatus>;
+export type NoticeStatus = z.output<typeof noticeStatus>;
+export type NoticeKind = (typeof noticeKinds)[number];

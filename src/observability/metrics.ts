@@ -71,6 +71,12 @@ export function createMetrics() {
       labelNames: ['verb', 'group', 'resource', 'code'],
       registers: [registry],
     }),
+    notices: new Counter({
+      name: 'serviceuser_notices_total',
+      help: 'Email notices to spec.email by kind and result (sent, failed: retried with backoff).',
+      labelNames: ['kind', 'result'],
+      registers: [registry],
+    }),
     tokensRevoked: new Counter({
       name: 'serviceuser_tokens_revoked_total',
       help: 'API tokens revoked, by reason.',

@@ -5,7 +5,7 @@
 import type { z } from 'zod';
 import { apiVersion } from '../api/primitives.ts';
 import { resources } from '../api/resources.ts';
-import { certificateStatus, serviceUser, tokenStatus, type ServiceUser, type TokenStatus } from '../api/serviceuser.ts';
+import { certificateStatus, serviceUser, tokenStatus, type NoticeStatus, type ServiceUser, type TokenStatus } from '../api/serviceuser.ts';
 import { setConditions, type Condition } from '../controller/conditions.ts';
 import type { InformerSet } from '../controller/informer.ts';
 import { isNotFound, resourcePath, type KubeClient, type KubeObject } from '../controller/kube.ts';
@@ -35,6 +35,7 @@ import { createUnlessPresent, isOwnedBy, ownerOf } from './ownership.ts';
 import { expiresAt, warnAt } from './expiry.ts';
 import { planRestarts } from './restarts.ts';
 import { signToken, tokenHonoured, type LedgerTrust } from './ledger-macs.ts';
+import { markSent, noticesDue, withNotices } from './notices.ts';
 
 export const finalizer = 'serviceusers.dev/revoke';
 
@@ -58,6 +59,8 @@ export interface ServiceUserDeps {
   authority: { ca: Ca; ledger: RevocationLedger };
   /** The ledger key (loaded before the first reconcile; replaced when it rotates). */
   trust: LedgerTrust;
+  /** Sends pending notices to spec.email (notify.ts); absent: email notices are off. */
+  deliverNotices?: (su: ServiceUser, pending: NoticeStatus[]) => Promise<{ sent: string[]; retryInMs?: number }>;
   /** Test fault: exit the process right after the Secret write, before status records it. */
   crashAfterSecretWrite?: boolean;
 }
@@ -384,6 +387,11 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     // Workloads to roll out: judged before the status write (their condition), annotated after it.
     const restarts = plan.secret ? await planRestarts(client, fieldManager, su, plan.secret, now) : undefined;
     if (restarts) plan.status.conditions = [...(plan.status.conditions ?? []), restarts.condition];
+    // Notices owed to spec.email go into status with it (the outbox), then out by SMTP.
+    const previousNotices = (raw.status as { notices?: NoticeStatus[] } | undefined)?.notices;
+    const notify = deps.deliverNotices && su.spec.notifications.email;
+    const notices = notify ? withNotices(previousNotices, noticesDue(su.status, plan.status, su.metadata.generation, now)) : previousNotices?.filter((n) => n.sentAt);
+    if (notices?.length) plan.status.notices = notices;
     if (stableJson(plan.status) !== stableJson(raw.status ?? {})) {
       const applied = await applyStatus(raw, plan.status);
       // Apply keeps list entries another field manager added (kubectl patch --subresource=status):
@@ -396,6 +404,13 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     }
     if (!wrote && ownSecrets.get(key)?.seen) ownSecrets.delete(key);
     if (restarts) plan.events.push(...restarts.events, ...(await restarts.apply()));
+    let noticeRetryMs: number | undefined;
+    const pending = notify ? (plan.status.notices ?? []).filter((n) => !n.sentAt) : [];
+    if (pending.length) {
+      const { sent, retryInMs } = await deps.deliverNotices!(su, pending);
+      if (sent.length) remember(raw, await applyStatus(raw, { ...plan.status, notices: markSent(plan.status.notices!, sent, deps.now()) }));
+      noticeRetryMs = retryInMs;
+    }
     for (const e of plan.events) {
       if (e.reason === 'TokenRevoked') deps.metrics.tokensRevoked.inc({ reason: e.message.split(': ').at(-1) ?? 'unknown' });
       log.info({ reason: e.reason, type: e.type }, e.message);
@@ -416,6 +431,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
       deps.metrics.expiryWarning.remove({ namespace: ns, name: su.metadata.name });
       deps.metrics.expiringSoon.remove({ namespace: ns, name: su.metadata.name });
     }
-    return plan.requeueAfterMs === undefined ? {} : { requeueAfterMs: plan.requeueAfterMs };
+    const requeueAfterMs = Math.min(plan.requeueAfterMs ?? Infinity, noticeRetryMs ?? Infinity);
+    return requeueAfterMs === Infinity ? {} : { requeueAfterMs };
   };
 }

@@ -14,6 +14,7 @@ import { installCrds } from '../crds.ts';
 import { buildCertManager } from '../certmanager/certmanager.ts';
 import { helmBinary } from '../helm/helm.ts';
 import { promtoolBinary } from '../promtool/promtool.ts';
+import { buildMailpit } from '../mailpit/mailpit.ts';
 import { findSecrets } from '../logs.ts';
 import { KubeClient } from '../../src/controller/kube.ts';
 
@@ -33,6 +34,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   buildCertManager();
   helmBinary();
   promtoolBinary();
+  buildMailpit();
 
   let kubeconfig: string;
   let source: string;
