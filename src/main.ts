@@ -6,7 +6,7 @@ import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { loadConnection } from './controller/connection.ts';
 import { serve, metricsRoutes, probeRoutes } from './observability/http.ts';
-import { createLogger } from './observability/logger.ts';
+import { createLogger, logFormats, type LogFormat } from './observability/logger.ts';
 import { createMetrics } from './observability/metrics.ts';
 import { startOperator } from './operator.ts';
 import { parseTrustedHops } from './verify/forwarded.ts';
@@ -20,6 +20,8 @@ Usage: npm start -- [flags]     (or: node src/main.ts [flags])
   --kubeconfig PATH                 kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, or in-cluster)
   --namespace NS                    watch only this namespace; repeat or comma-separate for several (default: all)
   --log-level LEVEL                 trace, debug, info, warn, error (default: info)
+  --log-format FORMAT               text (a line a person reads) or json (one object a line), the same
+                                    fields (default: text when stdout is a terminal, else json)
   --metrics-bind-address ADDR       Prometheus /metrics, HOST:PORT; "0" turns it off (default: :8080)
   --health-probe-bind-address ADDR  /healthz and /readyz, HOST:PORT; "0" turns it off (default: :8081)
   --concurrency N                   ServiceUsers reconciled in parallel (default: 4)
@@ -75,6 +77,7 @@ const { values } = parseArgs({
     kubeconfig: { type: 'string' },
     namespace: { type: 'string', multiple: true },
     'log-level': { type: 'string', default: 'info' },
+    'log-format': { type: 'string', default: process.stdout.isTTY ? 'text' : 'json' },
     'metrics-bind-address': { type: 'string', default: ':8080' },
     'health-probe-bind-address': { type: 'string', default: ':8081' },
     concurrency: { type: 'string', default: '4' },
@@ -109,7 +112,16 @@ if (values.help) {
   process.exit(0);
 }
 
-const log = createLogger(values['log-level']);
+if (!(logFormats as readonly string[]).includes(values['log-format'])) {
+  process.stderr.write(`--log-format must be ${logFormats.join(' or ')}, got "${values['log-format']}"\n`);
+  process.exit(2);
+}
+const levels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+if (!levels.includes(values['log-level'])) {
+  process.stderr.write(`--log-level must be one of ${levels.join(', ')}, got "${values['log-level']}"\n`);
+  process.exit(2);
+}
+const log = createLogger(values['log-level'], process.stdout, values['log-format'] as LogFormat);
 const concurrency = Number(values.concurrency);
 if (!Number.isInteger(concurrency) || concurrency < 1) {
   log.fatal(`--concurrency must be a positive integer, got "${values.concurrency}"`);

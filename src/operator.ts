@@ -45,6 +45,17 @@ import { noticeDelivery, type NoticeSender } from './serviceuser/notify.ts';
 
 export const fieldManager = 'service-user-operator';
 
+/** Why the CA Secret cannot be read or created, and what to do, in one line. */
+export function caTrouble(err: ApiError, namespace: string, secretName: string): string {
+  if (err.status === 404 && /namespaces? "[^"]*" not found/.test(err.message)) {
+    return `namespace ${namespace} does not exist: create it with "kubectl create namespace ${namespace}", or pass --operator-namespace`;
+  }
+  if (err.status === 403) {
+    return `not allowed to read or create Secret ${secretName} in namespace ${namespace}: grant the operator get and create on secrets there (config/rbac), or pass --operator-namespace`;
+  }
+  return `cannot read or create the CA Secret ${namespace}/${secretName}: ${err.message}`;
+}
+
 export interface OperatorOptions {
   /** A client-node KubeConfig, or a connection from loadConnection(). */
   kubeConfig: Connection;
@@ -160,36 +171,55 @@ export function startOperator(options: OperatorOptions): Operator {
   const now = options.now ?? Date.now;
   const shared = { client, serviceUsers, roleBindings, roles, accounts, namespaces: namespaceInformers, events, fieldManager, now };
   let stopping = false;
-  // The built-in CA and its CRL, loaded (or created) before the first reconcile.
+  let lostLease = false;
+  // The built-in CA and its CRL. Tokens do not need them: reconciling starts without them,
+  // and only what needs the CA (a certificate to issue, keep, revoke or hold, a deletion,
+  // the verification service) waits. Both fields are set together, once the CRL is loaded.
   const authority = {} as { ca: Ca; ledger: RevocationLedger };
+  let authorityWait: string | undefined;
+  const authorityState = () => (authority.ledger ? { ready: true as const } : { ready: false as const, reason: authorityWait ?? 'the built-in CA is loading' });
+  // Reconciling waits for the first attempt only: when the CA loads at once, nothing runs
+  // without it (and nothing needs a second look); when it does not, tokens go ahead.
+  let firstAttempt!: () => void;
+  const authorityTried = new Promise<void>((resolve) => (firstAttempt = resolve));
   // The ledger key, shared by the reconcile (which MACs) and the directory (which verifies).
   const trust: LedgerTrust = { ring: undefined, ...(options.adoptUnsignedLedger ? { adoptUnsigned: true } : {}) };
   const ledgerKeyName = options.ledgerKeySecretName ?? 'service-user-operator-ledger-key';
   const authorityReady = (async () => {
     // API trouble (the namespace not there yet, a restarting server) is waited out; CA
     // material that cannot work is not, and stops the start with its reason.
+    const ns = options.operatorNamespace;
+    const secretName = options.caSecretName ?? 'service-user-operator-ca';
+    let ca: Ca;
     for (let attempt = 1; ; attempt++) {
       try {
-        authority.ca = await ensureCa(client, options.operatorNamespace, options.caSecretName ?? 'service-user-operator-ca', log);
-        trust.ring = await ensureLedgerKey(client, options.operatorNamespace, ledgerKeyName, log);
+        // The ledger key first: tokens need it (their records are MACed), not the CA.
+        trust.ring = await ensureLedgerKey(client, ns, ledgerKeyName, log);
+        ca = await ensureCa(client, ns, secretName, log);
         break;
       } catch (err) {
         if (!(err instanceof ApiError) || stopping) throw err;
-        const delay = Math.min(30_000, 500 * 2 ** attempt);
-        log.warn({ err: err.message, retryInMs: delay }, `cannot read or create the CA Secret in namespace ${options.operatorNamespace}; retrying`);
+        const reason = caTrouble(err, ns, secretName);
+        const delay = Math.min(10_000, 500 * 2 ** attempt);
+        // Said once, in one line a person can act on; the retries that follow are quiet.
+        if (reason !== authorityWait) log.warn({ retryInMs: delay }, `${reason}; meanwhile tokens are issued, client certificates and the verification service wait`);
+        else log.debug({ err: err.message, retryInMs: delay }, 'still waiting for the built-in CA');
+        authorityWait = reason;
+        firstAttempt();
         await new Promise((r) => setTimeout(r, delay));
       }
     }
-    authority.ledger = new RevocationLedger({
-      client,
-      ca: authority.ca,
-      namespace: options.operatorNamespace,
-      name: options.crlConfigMapName ?? 'service-user-operator-crl',
-      log,
-      now,
-    });
-    await authority.ledger.start();
+    const ledger = new RevocationLedger({ client, ca, namespace: ns, name: options.crlConfigMapName ?? 'service-user-operator-crl', log, now });
+    await ledger.start();
+    authority.ca = ca;
+    authority.ledger = ledger;
+    firstAttempt();
+    const waited = authorityWait !== undefined;
+    if (waited) log.info({ secret: `${ns}/${secretName}` }, 'the built-in CA is available: issuing the client certificates that waited');
+    authorityWait = undefined;
+    return waited;
   })();
+  authorityReady.catch(() => firstAttempt());
   // No reconcile before every cache is complete: a half-filled cache would hide a
   // friendly-name holder or a binding and the reconcile would act on a partial world.
   let openGate!: () => void;
@@ -198,7 +228,8 @@ export function startOperator(options: OperatorOptions): Operator {
     (reconcile: (key: string) => Promise<object | void>) =>
     async (key: string) => {
       await gate;
-      if (stopping) return undefined;
+      // A replica that lost the Lease acts no more, even before its process exits.
+      if (stopping || lostLease) return undefined;
       return (await reconcile(key)) ?? undefined;
     };
 
@@ -212,6 +243,7 @@ export function startOperator(options: OperatorOptions): Operator {
         metrics,
         issue: options.issue ?? issueToken,
         authority,
+        authorityState,
         trust,
         ...(options.crashAfterSecretWrite ? { crashAfterSecretWrite: true } : {}),
         ...(options.notices ? { deliverNotices: noticeDelivery({ sender: options.notices.sender, metrics, log: log.child({ component: 'notices' }), now }) } : {}),
@@ -224,6 +256,14 @@ export function startOperator(options: OperatorOptions): Operator {
       ? { accounts: new Controller('account', gated(accountReconciler(shared)), { log, metrics, concurrency: 1 }) }
       : {}),
   };
+
+  // Whoever waited for the CA (a certificate, a deletion) is looked at again once it is there.
+  authorityReady.then(
+    (waited) => {
+      if (waited) for (const su of serviceUsers.list()) controllers.serviceUsers.enqueue(objectKey(su));
+    },
+    () => undefined,
+  );
 
   // Handlers only map an object to the keys it may affect.
   const friendlyNames = new Map<string, string>();
@@ -382,7 +422,7 @@ export function startOperator(options: OperatorOptions): Operator {
     log.info({ address: verification.address() }, 'verification service listening');
   });
 
-  // Reconciling waits for the caches, the authority and — with leader election — the lease.
+  // Reconciling waits for the caches and — with leader election — the lease.
   let elector: LeaderElector | undefined;
   const leading = new Promise<void>((resolve) => {
     const le = options.leaderElection;
@@ -402,6 +442,7 @@ export function startOperator(options: OperatorOptions): Operator {
         resolve();
       },
       onStoppedLeading: () => {
+        lostLease = true;
         metrics.leader.set(0);
         le.onLost();
       },
@@ -410,15 +451,19 @@ export function startOperator(options: OperatorOptions): Operator {
   });
   if (!options.leaderElection) metrics.leader.set(1);
 
-  const ready = Promise.all([...all.map((s) => s.synced), authorityReady, verificationReady]).then(() => {
-    synced = true;
-    void leading.then(() => {
+  // Reconciling starts once the caches are complete (and the Lease held); readiness (the
+  // probe) also waits for the CA and the verification service it serves.
+  const cachesSynced = Promise.all(all.map((s) => s.synced)).then(() => {
+    log.info({ namespaces: options.namespaces?.length ? options.namespaces : 'all' }, 'caches synced');
+    void Promise.all([leading, authorityTried]).then(() => {
       if (!stopping) {
         log.info('reconciling');
         openGate();
       }
     });
-    log.info({ namespaces: options.namespaces?.length ? options.namespaces : 'all' }, 'caches synced');
+  });
+  const ready = Promise.all([cachesSynced, authorityReady, verificationReady]).then(() => {
+    synced = true;
   });
 
   // Callers that never await `ready` must not crash the process when it fails.

@@ -286,11 +286,15 @@ export const noticeStatus = z.object({
   sentAt: z.string().max(64).optional(),
 });
 
+/** How many permissions status records, and how many roles each names: past these, status is cut (desired.ts). */
+export const maxPermissions = 4096;
+export const maxRolesPerPermission = 64;
+
 export const permissionStatus = z.object({
   account: z.string().max(128),
   manager: z.string().max(63),
   permission: z.string().max(128),
-  roles: z.array(z.string().max(253)).max(64).optional(),
+  roles: z.array(z.string().max(253)).max(maxRolesPerPermission).optional(),
 });
 
 export const serviceUserStatus = z.object({
@@ -305,7 +309,7 @@ export const serviceUserStatus = z.object({
     .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['id'] })
     .optional(),
   certificate: certificateStatus.optional(),
-  permissions: z.array(permissionStatus).max(4096).optional(),
+  permissions: z.array(permissionStatus).max(maxPermissions).optional(),
   accounts: z
     .array(z.string().max(128))
     .max(64)

@@ -96,11 +96,18 @@ export class KubeClient {
     };
   }
 
-  /** One request; resolves to the parsed JSON body, rejects with ApiError on HTTP errors. */
-  async request<T = KubeObject>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<T> {
+  /**
+   * One request; resolves to the parsed JSON body, rejects with ApiError on HTTP errors.
+   * `signal` aborts it (the socket is destroyed, so a stalled server cannot hold it).
+   */
+  async request<T = KubeObject>(method: string, path: string, body?: unknown, contentType = 'application/json', signal?: AbortSignal): Promise<T> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
+    signal?.throwIfAborted();
     const opts = await this.options(method, path, payload === undefined ? {} : { 'content-type': contentType });
     const res = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      if (signal?.aborted) return reject(new Error(`${method} ${path}: aborted: ${String(signal.reason)}`));
+      const onAbort = () => req.destroy(new Error(`${method} ${path}: aborted: ${signal?.reason instanceof Error ? signal.reason.message : String(signal?.reason)}`));
+      signal?.addEventListener('abort', onAbort, { once: true });
       const req = request(opts, (r) => {
         let text = '';
         r.setEncoding('utf8');
@@ -110,6 +117,7 @@ export class KubeClient {
       });
       req.setTimeout(30_000, () => req.destroy(new Error(`${method} ${path}: no answer in 30s`)));
       req.on('error', reject);
+      req.on('close', () => signal?.removeEventListener('abort', onAbort));
       req.end(payload);
     }).catch((err: unknown) => {
       this.observe(method, path, 0);
@@ -131,8 +139,8 @@ export class KubeClient {
     return (res.text ? JSON.parse(res.text) : undefined) as T;
   }
 
-  get<T = KubeObject>(path: string): Promise<T> {
-    return this.request<T>('GET', path);
+  get<T = KubeObject>(path: string, signal?: AbortSignal): Promise<T> {
+    return this.request<T>('GET', path, undefined, undefined, signal);
   }
 
   /**

@@ -3,6 +3,13 @@
 // lease counts as expired by local time since we last saw it change (clocks of different
 // machines are never compared); writes use optimistic concurrency, so two candidates
 // cannot both win. Only the leader reconciles; every replica serves verification.
+//
+// Bounded, as client-go bounds it: every attempt (its GET and PUT) is aborted at the renew
+// deadline, counted from the start of the last successful renewal — the moment the renewal
+// we got through could have been written at the earliest — so a stalled API server cannot
+// hold a leader past renewDeadline, which is shorter than leaseDuration: it has stopped
+// (onStoppedLeading; the process exits) before any other replica can take the Lease, since
+// one takes it only leaseDuration after it saw that renewal.
 import { isConflict, isNotFound, type KubeClient } from './kube.ts';
 import type { Logger } from '../observability/logger.ts';
 
@@ -42,6 +49,9 @@ export class LeaderElector {
 
   constructor(options: LeaderElectionOptions) {
     this.o = { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000, ...options };
+    // client-go's own checks: without them a leader could still act once another has taken over.
+    if (!(this.o.leaseDurationMs > this.o.renewDeadlineMs)) throw new Error(`leader election: leaseDuration (${this.o.leaseDurationMs} ms) must be greater than renewDeadline (${this.o.renewDeadlineMs} ms)`);
+    if (!(this.o.renewDeadlineMs > 1.2 * this.o.retryPeriodMs)) throw new Error(`leader election: renewDeadline (${this.o.renewDeadlineMs} ms) must be greater than 1.2 × retryPeriod (${this.o.retryPeriodMs} ms)`);
   }
 
   private get path(): string {
@@ -58,56 +68,79 @@ export class LeaderElector {
     clearTimeout(this.timer);
     if (!this.leading) return;
     this.leading = false;
+    // Bounded too: a stalled API server must not hold the shutdown.
+    const signal = AbortSignal.timeout(this.o.renewDeadlineMs);
     try {
-      const lease = await this.o.client.get<Lease>(this.path);
+      const lease = await this.o.client.get<Lease>(this.path, signal);
       if (lease.spec.holderIdentity === this.o.identity) {
-        await this.o.client.request('PUT', this.path, { ...lease, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: microTime(Date.now()) } });
+        await this.o.client.request('PUT', this.path, { ...lease, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: microTime(Date.now()) } }, undefined, signal);
       }
     } catch (err) {
       this.o.log.warn({ err: String(err) }, 'could not release the leader lease');
     }
   }
 
+  /** When the last successful renewal started (local clock). */
   private lastRenewal = 0;
+  /** When another holder's lease runs out by our observation, if one holds it. */
+  private othersExpire: number | undefined;
+
+  private lose(): void {
+    this.leading = false;
+    this.stopped = true;
+    this.o.log.error({ identity: this.o.identity, renewDeadlineMs: this.o.renewDeadlineMs }, 'lost leadership (lease not renewed within the deadline)');
+    this.o.onStoppedLeading();
+  }
 
   private async tick(): Promise<void> {
     if (this.stopped) return;
+    const started = Date.now();
+    if (this.leading && started >= this.lastRenewal + this.o.renewDeadlineMs) return this.lose();
+    // The attempt ends by the deadline whatever the network does: a leader's is the renew
+    // deadline; a candidate's, renewDeadline from now.
+    const deadline = this.leading ? this.lastRenewal + this.o.renewDeadlineMs : started + this.o.renewDeadlineMs;
+    const attempt = new AbortController();
+    const timer = setTimeout(() => attempt.abort(new Error(`no answer within the renew deadline (${this.o.renewDeadlineMs} ms)`)), deadline - started);
     let ok = false;
     try {
-      ok = await this.tryAcquireOrRenew();
+      ok = await this.tryAcquireOrRenew(started, attempt.signal);
     } catch (err) {
       this.o.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'leader election: lease request failed');
+    } finally {
+      clearTimeout(timer);
     }
     if (this.stopped) return;
     const now = Date.now();
-    if (ok) {
-      this.lastRenewal = now;
+    if (ok && !attempt.signal.aborted) {
+      this.lastRenewal = started;
       if (!this.leading) {
         this.leading = true;
         this.o.log.info({ identity: this.o.identity, lease: `${this.o.namespace}/${this.o.name}` }, 'became the leader');
         this.o.onStartedLeading();
       }
-    } else if (this.leading && now - this.lastRenewal > this.o.renewDeadlineMs) {
-      this.leading = false;
-      this.stopped = true;
-      this.o.log.error({ identity: this.o.identity }, 'lost leadership (lease not renewed within the deadline)');
-      this.o.onStoppedLeading();
-      return;
+    } else if (this.leading && now >= this.lastRenewal + this.o.renewDeadlineMs) {
+      return this.lose();
     }
-    // Jitter the candidates' retries (client-go's JitterFactor 1.2 on the retry period).
-    const delay = this.leading ? this.o.retryPeriodMs : this.o.retryPeriodMs * (1 + Math.random() * 0.2);
+    // Jitter the candidates' retries (client-go's JitterFactor 1.2 on the retry period), and
+    // try again right when another's lease runs out rather than up to a period later; a
+    // leader that failed retries no later than its deadline, where it gives up.
+    const delay = this.leading
+      ? Math.min(this.o.retryPeriodMs, Math.max(0, this.lastRenewal + this.o.renewDeadlineMs - now))
+      : Math.min(this.o.retryPeriodMs * (1 + Math.random() * 0.2), Math.max(0, (this.othersExpire ?? Infinity) - now + 10));
     this.timer = setTimeout(() => void this.tick(), delay);
   }
 
   /** One round: take the lease if free or expired, renew it if ours. */
-  private async tryAcquireOrRenew(): Promise<boolean> {
-    const now = Date.now();
+  private async tryAcquireOrRenew(now: number, signal: AbortSignal): Promise<boolean> {
     let lease: Lease | undefined;
     try {
-      lease = await this.o.client.get<Lease>(this.path);
+      lease = await this.o.client.get<Lease>(this.path, signal);
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
+    // A change is seen when its answer arrives, not when we asked: counting from the ask
+    // would let a slow GET make another's lease look older than it is.
+    const seenAt = Date.now();
     const spec = {
       holderIdentity: this.o.identity,
       leaseDurationSeconds: Math.round(this.o.leaseDurationMs / 1000),
@@ -120,18 +153,19 @@ export class LeaderElector {
           kind: 'Lease',
           metadata: { name: this.o.name, namespace: this.o.namespace },
           spec: { ...spec, acquireTime: microTime(now), leaseTransitions: 0 },
-        });
+        }, undefined, signal);
         return true;
       } catch (err) {
         if (isConflict(err)) return false;
         throw err;
       }
     }
-    if (lease.metadata.resourceVersion !== this.observed.resourceVersion) this.observed = { resourceVersion: lease.metadata.resourceVersion, at: now };
+    if (lease.metadata.resourceVersion !== this.observed.resourceVersion) this.observed = { resourceVersion: lease.metadata.resourceVersion, at: seenAt };
     const holder = lease.spec.holderIdentity ?? '';
     const mine = holder === this.o.identity;
     const duration = (lease.spec.leaseDurationSeconds ?? 15) * 1000;
-    if (!mine && holder && now < this.observed.at + duration) return false;
+    this.othersExpire = !mine && holder ? this.observed.at + duration : undefined;
+    if (!mine && holder && seenAt < this.observed.at + duration) return false;
     try {
       await this.o.client.request('PUT', this.path, {
         ...lease,
@@ -140,7 +174,7 @@ export class LeaderElector {
           ...spec,
           ...(mine ? {} : { acquireTime: microTime(now), leaseTransitions: (lease.spec.leaseTransitions ?? 0) + 1 }),
         },
-      });
+      }, undefined, signal);
       return true;
     } catch (err) {
       if (isConflict(err)) return false;

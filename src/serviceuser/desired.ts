@@ -6,8 +6,8 @@
 //   certificate.ts  keep, issue or renew the client certificate (decided before, placed here)
 //   phase.ts        phase, conditions and the events their changes announce
 //   and what it holds itself: the rules that stop everything (blocker) and the Secret's layout.
-import type { ServiceUser, ServiceUserStatus } from '../api/serviceuser.ts';
-import { setConditions, type Condition } from '../controller/conditions.ts';
+import { maxPermissions, maxRolesPerPermission, type ServiceUser, type ServiceUserStatus } from '../api/serviceuser.ts';
+import { setConditions, type Condition, type ConditionInput } from '../controller/conditions.ts';
 import type { IssuedToken } from '../credentials/token.ts';
 import type { Grant } from '../rolebinding/resolve.ts';
 import { accountsAdmission, type AccountsVerdict } from '../account/admission.ts';
@@ -86,6 +86,27 @@ export interface Desired {
 }
 
 
+/** The JSON size status.permissions may take: with the tokens and conditions, far below etcd's object limit. */
+export const maxPermissionsBytes = 512 * 1024;
+
+/**
+ * What of the effective permissions status can record: the first ones in their sorted order
+ * (account, manager, permission), at most maxPermissions and maxPermissionsBytes, each naming
+ * at most maxRolesPerPermission roles. Status is what verification grants from, so what is cut
+ * is refused — never granted unrecorded — and the status write never fails on its size.
+ */
+export function recordablePermissions(grants: Grant[]): { recorded: Grant[]; cut: number } {
+  const recorded: Grant[] = [];
+  let bytes = 2;
+  for (const g of grants) {
+    const grant = g.roles.length > maxRolesPerPermission ? { ...g, roles: g.roles.slice(0, maxRolesPerPermission) } : g;
+    bytes += JSON.stringify(grant).length + 1;
+    if (recorded.length >= maxPermissions || bytes > maxPermissionsBytes) break;
+    recorded.push(grant);
+  }
+  return { recorded, cut: grants.length - recorded.length };
+}
+
 export const identityOf = (su: Pick<ServiceUser, 'metadata'>) => `serviceuser:${su.metadata.namespace}:${su.metadata.name}`;
 export const friendlyNameOf = (su: Pick<ServiceUser, 'metadata'> & { spec: Pick<ServiceUser['spec'], 'friendlyName'> }) => su.spec.friendlyName ?? su.metadata.name;
 export const secretNameOf = (su: ServiceUser) => su.spec.credentials.secretName ?? `${su.metadata.name}-credentials`;
@@ -135,13 +156,16 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
   const prevConditions = previous.conditions as Condition[] | undefined;
   const uid = su.metadata.uid ?? '';
   const { trust } = observed;
+  const wasTrue = (type: string) => prevConditions?.some((c) => c.type === type && c.status === 'True') ?? false;
+  const ours = (secret: ObservedSecret | undefined) => !!secret && !!su.metadata.uid && secret.ownerUids.includes(su.metadata.uid);
 
+  const permissions = recordablePermissions(observed.permissions);
   const base: ServiceUserStatus = {
     identity,
     friendlyName: friendlyNameOf(su),
     secretName,
     ...(expires !== undefined ? { expiresAt: iso(expires) } : {}),
-    permissions: observed.permissions,
+    permissions: permissions.recorded,
     accounts: observed.accounts?.admitted ?? [],
     observedGeneration: su.metadata.generation,
   };
@@ -150,29 +174,68 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
   // one MAC, over the status as finally written.
   const sealed = (status: ServiceUserStatus): ServiceUserStatus => ({ ...status, seal: sealOf(trust.ring, uid, status) });
 
-  // Rules only the operator can judge stop everything else, and never destroy anything.
+  // Rules only the operator can judge stop everything else, and never destroy anything —
+  // except what the end date promises: a stalled user expires like any other. Its tokens are
+  // revoked, its certificate too (the reconcile puts the recorded serial on the CRL before
+  // this runs) and its Secret's credentials wiped, when the Secret is ours: a Secret another
+  // owner holds (SecretNotOwned) is never written.
   const blocked = blocker(su, observed);
   if (blocked) {
     const { reason, message } = blocked;
     const stalledBefore = prevConditions?.find((c) => c.type === 'Stalled');
     if (!(stalledBefore?.status === 'True' && stalledBefore.reason === reason)) events.push({ type: 'Warning', reason, message });
+    // Nothing is issued while stalled, and nothing unsigned is kept either.
+    const tokens = honouredRecords(previous.tokens ?? [], trust, uid).honoured.map((t) => ({ ...t }));
+    let secret: DesiredSecret | undefined;
+    if (expired) {
+      for (const t of tokens.filter((t) => t.state === 'Active' || t.state === 'Grace')) {
+        t.state = 'Revoked';
+        t.revokedAt = iso(expires!);
+        t.reason = 'Expired';
+        delete t.validUntil;
+        events.push({ type: 'Warning', reason: 'TokenRevoked', message: `token ${t.id} revoked: Expired` });
+      }
+      if (!wasTrue('Expired')) events.push({ type: 'Warning', reason: 'Expired', message: `end date ${iso(expires!)} passed: credentials revoked${ours(observed.secret) ? ` and removed from Secret ${secretName}` : ''}` });
+      if (ours(observed.secret)) {
+        secret = {
+          name: secretName,
+          labels: { ...(spec.credentials.secretTemplate?.labels ?? {}), [labels.managedBy]: managedBy, [labels.name]: su.metadata.name },
+          annotations: { ...(spec.credentials.secretTemplate?.annotations ?? {}) },
+          data: secretKeys(spec.credentials.profile as Profile, { identity, expiresAt: iso(expires!), token: undefined }),
+        };
+      }
+    }
+    const endMessage = expires === undefined ? 'no end date' : `end date ${iso(expires)}`;
     return {
-      secret: undefined,
+      secret,
       events,
-      requeueAfterMs: undefined,
+      // The end date is a timer for a stalled user too.
+      requeueAfterMs: !expired && expires !== undefined ? expires - now : undefined,
       status: {
         ...sealed(base),
         ...(previous.lastRotationRequest !== undefined ? { lastRotationRequest: previous.lastRotationRequest } : {}),
         ...(previous.lastRenewalRequest !== undefined ? { lastRenewalRequest: previous.lastRenewalRequest } : {}),
-        phase: 'Failed',
-        // Nothing is issued or revoked while stalled, and nothing unsigned is kept either.
-        tokens: honouredRecords(previous.tokens ?? [], trust, uid).honoured.map((t) => signToken(trust.ring, uid, t)),
+        phase: expired ? 'Expired' : 'Failed',
+        tokens: tokens.map((t) => signToken(trust.ring, uid, t)),
+        // Kept while stalled, so that the end date, a deletion or the fix can still revoke it.
+        ...(previous.certificate && !expired ? { certificate: previous.certificate } : {}),
         conditions: setConditions(
           prevConditions,
           [
-            { type: 'Ready', status: 'False', reason, message },
+            {
+              type: 'Ready',
+              status: 'False',
+              reason: expired ? 'Expired' : reason,
+              message: expired ? `expired at ${iso(expires!)}; credentials revoked. Still stalled: ${message}` : message,
+            },
             { type: 'Reconciling', status: 'False', reason, message: 'waiting for the spec to change' },
             { type: 'Stalled', status: 'True', reason, message },
+            ...(expired
+              ? [
+                  { type: 'CredentialsIssued', status: 'False' as const, reason: 'Expired', message: 'no live credential' },
+                  { type: 'Expired', status: 'True' as const, reason: 'EndDatePassed', message: endMessage },
+                ]
+              : []),
           ],
           su.metadata.generation,
           now,
@@ -219,6 +282,18 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
   // is handled. cert-manager renews its own certificates (cmctl renew): not recorded there.
   const certificateSpec = spec.credentials.clientCertificate;
   const lastRenewalRequest = certificateSpec.issuerRef ? previous.lastRenewalRequest : (certificateSpec.renewalRequest ?? previous.lastRenewalRequest);
+  const truncated = permissions.cut > 0;
+  const truncatedMessage = `RoleBindings grant ${observed.permissions.length} permissions; status records ${permissions.recorded.length} (at most ${maxPermissions}, the first by account, manager and permission) and verification grants only those: the other ${permissions.cut} are refused. Bind fewer roles or accounts, or split this service user`;
+  const previousTruncated = prevConditions?.find((c) => c.type === 'PermissionsTruncated');
+  if (truncated && !(previousTruncated?.status === 'True' && previousTruncated.message === truncatedMessage)) {
+    events.push({ type: 'Warning', reason: 'PermissionsTruncated', message: truncatedMessage });
+  }
+  const permissionsCondition: ConditionInput = {
+    type: 'PermissionsTruncated',
+    status: truncated ? 'True' : 'False',
+    reason: truncated ? 'TooManyPermissions' : 'AllRecorded',
+    message: truncated ? truncatedMessage : `${permissions.recorded.length} permissions recorded (at most ${maxPermissions})`,
+  };
 
   const warnAt = warnOf(expires, spec.expiryWarning);
   const problem = observed.certificateProblem;
@@ -236,7 +311,8 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
     certificate && !expired ? certificate.notAfter : undefined,
   ].filter((t): t is number => t !== undefined && t > now);
   // An external issuer that is behind is looked at again soon: its progress does not wake us.
-  if (problem && !expired) upcoming.push(now + (problem.reason === 'CertManagerMissing' ? 30_000 : 3_000));
+  // The built-in CA wakes its waiters itself when it loads; 30 s is only a fallback.
+  if (problem && !expired) upcoming.push(now + (problem.reason === 'CertManagerMissing' || problem.reason === 'CAUnavailable' ? 30_000 : 3_000));
   const next = upcoming.length ? Math.min(...upcoming) : undefined;
 
   return {
@@ -261,7 +337,7 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
             },
           }
         : {}),
-      conditions: setConditions(prevConditions, [...state.conditions, accounts.condition], su.metadata.generation, now),
+      conditions: setConditions(prevConditions, [...state.conditions, accounts.condition, permissionsCondition], su.metadata.generation, now),
     }),
   };
 }

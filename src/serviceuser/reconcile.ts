@@ -32,7 +32,7 @@ import { builtInCertificateIn, issueFromCa, observeCertificate, withPkcs12 } fro
 import { hadCertManagerCertificate, placeFromCertManager, removeCertManagerCertificate, type CertificateProblem } from './cert-manager.ts';
 import { credentialKeys } from './secret.ts';
 import { createUnlessPresent, isOwnedBy, ownerOf } from './ownership.ts';
-import { expiresAt, warnAt } from './expiry.ts';
+import { expiresAt, isExpired, warnAt } from './expiry.ts';
 import { planRestarts } from './restarts.ts';
 import { signToken, tokenHonoured, type LedgerTrust } from './ledger-macs.ts';
 import { markSent, noticesDue, withNotices } from './notices.ts';
@@ -57,6 +57,8 @@ export interface ServiceUserDeps {
   issue: () => IssuedToken;
   /** The built-in CA and its revocation ledger. */
   authority: { ca: Ca; ledger: RevocationLedger };
+  /** Whether they are loaded yet, and if not why (operator.ts); absent: always loaded. */
+  authorityState?: () => { ready: true } | { ready: false; reason: string };
   /** The ledger key (loaded before the first reconcile; replaced when it rotates). */
   trust: LedgerTrust;
   /** Sends pending notices to spec.email (notify.ts); absent: email notices are off. */
@@ -322,6 +324,24 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     return placed ? { placed } : {};
   }
 
+  /**
+   * The certificate while the built-in CA is not loaded: a cert-manager issuer does not need
+   * it; a user with no certificate anywhere is issued its token and told its certificate waits;
+   * one with a certificate recorded or in its Secret waits whole ('wait'), since only the CA
+   * can judge that certificate, and wiping or keeping it blind could destroy a working one.
+   */
+  function withoutCa(su: ServiceUser, secret: ObservedSecret | undefined, now: number, reason: string, blocked: boolean): 'wait' | Promise<{ placed?: PlacedCertificate; problem?: { reason: string; message: string } }> {
+    const end = expiresAt(su.spec.endDate);
+    const spec = su.spec.credentials.clientCertificate;
+    const expired = isExpired(end, now);
+    if (spec.enabled && spec.issuerRef && !expired && !blocked) return placeFromCertManager(deps, su, secret?.raw, now, end);
+    if (su.status?.certificate || secret?.raw?.['tls.crt']) return 'wait';
+    if (!spec.enabled || spec.issuerRef || expired || blocked) return Promise.resolve({});
+    return Promise.resolve({
+      problem: { reason: 'CAUnavailable', message: `the client certificate waits for the built-in CA: ${reason}. The token is issued meanwhile` },
+    });
+  }
+
   return async function reconcile(key: string): Promise<Result | void> {
     let raw = own.view(key, deps.serviceUsers.get(key));
     if (!raw) return;
@@ -329,8 +349,14 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     const log = deps.log.child({ serviceUser: key });
     const parsed = serviceUser.safeParse(raw);
 
+    const authority = deps.authorityState?.() ?? { ready: true as const };
+    // Every record is MACed with the ledger key: without it nothing can be written (operator.ts
+    // loads it with the CA, and enqueues every user once it is there).
+    if (!deps.trust.ring) return void log.debug('waits for the ledger key');
     if (raw.metadata.deletionTimestamp) {
       ownSecrets.delete(key);
+      // Revoking needs the CA (the CRL); the operator enqueues every user once it is loaded.
+      if (!authority.ready) return void log.debug('deletion waits for the built-in CA');
       if (raw.metadata.finalizers?.includes(finalizer)) await finalize(raw, parsed.success ? parsed.data : undefined);
       return;
     }
@@ -367,7 +393,20 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     const permissions = resolve([su], bindings, roles, admits).permissionsOf(ns, su.metadata.name);
     const secret = observeSecret(await currentSecret(key, ns, secretNameOf(su)));
     const now = deps.now();
-    const { placed: certificate, problem: certificateProblem } = blocker(su, { peers: users, secret }) ? {} : await placeCertificate(su, secret, now);
+    const blocked = blocker(su, { peers: users, secret });
+    let placement: { placed?: PlacedCertificate; problem?: { reason: string; message: string } };
+    if (!authority.ready) {
+      const waiting = withoutCa(su, blocked?.reason === 'SecretNotOwned' ? undefined : secret, now, authority.reason, !!blocked);
+      if (waiting === 'wait') return void log.debug('waits for the built-in CA: it has a certificate to keep, renew, revoke or hold');
+      placement = await waiting;
+    } else if (!blocked) {
+      placement = await placeCertificate(su, secret, now);
+    } else {
+      // A stalled user issues nothing, but its end date still revokes: placing the certificate
+      // of an expired user only revokes (what status recorded, and what our own Secret holds).
+      placement = isExpired(expiresAt(su.spec.endDate), now) ? await placeCertificate(su, blocked.reason === 'SecretNotOwned' ? undefined : secret, now) : {};
+    }
+    const { placed: certificate, problem: certificateProblem } = placement;
     const trust = { ...deps.trust, ring: deps.trust.ring! };
     const plan = desired(su, { now, secret, peers: users, permissions, accounts, certificate, certificateProblem, trust }, () => {
       deps.metrics.tokensIssued.inc();

@@ -66,8 +66,30 @@ describe('the operator process', () => {
     expect(exitCode).toBe(0);
 
     const log = output.join('');
+    // Not a terminal: JSON by default, one object a line.
+    for (const line of log.split('\n').filter(Boolean)) expect(() => JSON.parse(line), line).not.toThrow();
     expect(log).toContain('test fault: exiting between the Secret write and the status write');
     expect(log).not.toContain(token);
     expect(findSecrets(log)).toEqual([]);
+  });
+
+  it('--log-format text prints a line a person reads, with the same fields; a bad value is refused naming the flag', async () => {
+    const lines: string[] = [];
+    const child = processes.start(['--log-format', 'text', '--metrics-bind-address', '0', '--health-probe-bind-address', '0', '--verify-bind-address', '0'], { output: lines });
+    await eventually('caches synced', async () => (lines.join('').includes('caches synced') ? true : undefined), 30_000);
+    child.kill('SIGTERM');
+    const [code] = (await once(child, 'exit')) as [number];
+    expect(code).toBe(0);
+    const text = lines.join('').split('\n').filter(Boolean);
+    expect(text.length).toBeGreaterThan(2);
+    for (const line of text) expect(line).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z (TRACE|DEBUG|INFO |WARN |ERROR|FATAL) \S/);
+    expect(text.find((l) => l.includes('service-user-operator started'))).toMatch(/ INFO {2}service-user-operator started server=https:\/\/127\.0\.0\.1:\d+ node=v24\./);
+    expect(text.find((l) => l.includes('caches synced'))).toContain(`namespaces=["${ns.name}"]`);
+
+    const refused: string[] = [];
+    const bad = processes.start(['--log-format', 'yaml'], { output: refused });
+    const [badCode] = (await once(bad, 'exit')) as [number];
+    expect(badCode).toBe(2);
+    expect(refused.join('')).toBe('--log-format must be text or json, got "yaml"\n');
   });
 });

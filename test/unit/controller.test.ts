@@ -1,6 +1,7 @@
 // The controller runtime on its own: the work queue, and the informer against an HTTPS
 // server that produces the faults a real API server will not on demand (failed lists,
-// silent watches, expired resource versions).
+// silent watches, expired resource versions); and leader election against a Lease endpoint
+// that stops answering.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
@@ -11,6 +12,8 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Informer } from '../../src/controller/informer.ts';
 import { KubeClient } from '../../src/controller/kube.ts';
+import { LeaderElector } from '../../src/controller/leader.ts';
+import { createLogger } from '../../src/observability/logger.ts';
 import { WorkQueue } from '../../src/controller/queue.ts';
 import { requestInfo } from '../../src/controller/request-info.ts';
 
@@ -275,5 +278,101 @@ describe('requestInfo', () => {
   });
   it('a server-side apply that created its object was authorized as patch and create', () => {
     expect(requestInfo('PATCH', '/api/v1/namespaces/a/secrets/x?fieldManager=f', 201).verbs).toEqual(['patch', 'create']);
+  });
+});
+
+describe('LeaderElector', () => {
+  // One Lease, served by two HTTPS endpoints (one per replica) with optimistic concurrency;
+  // replica A's endpoint can stop answering, as a stalled connection does.
+  const lease: { body?: { metadata: Record<string, unknown>; spec: Record<string, unknown> }; rv: number } = { rv: 0 };
+  const servers: Server[] = [];
+  const clients: KubeClient[] = [];
+  const puts: { holder: string; at: number }[] = [];
+  let stallA = false;
+  let heldAborted = 0;
+
+  async function endpoint(name: string, stalled: () => boolean): Promise<KubeClient> {
+    const dir = mkdtempSync(path.join(tmpdir(), 'leader-'));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
+      '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
+    const server = createServer({ key: readFileSync(path.join(dir, 'key.pem')), cert: readFileSync(path.join(dir, 'cert.pem')) }, (req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        if (stalled()) {
+          res.on('close', () => heldAborted++);
+          return; // never answered
+        }
+        const send = (status: number, object: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(object));
+        if (req.method === 'GET') return lease.body ? send(200, lease.body) : send(404, { kind: 'Status', code: 404, reason: 'NotFound', message: 'not found' });
+        const object = JSON.parse(body) as { metadata: Record<string, unknown>; spec: Record<string, unknown> };
+        if (req.method === 'POST' && lease.body) return send(409, { kind: 'Status', code: 409, reason: 'AlreadyExists', message: 'exists' });
+        if (req.method === 'PUT' && object.metadata.resourceVersion !== String(lease.rv)) return send(409, { kind: 'Status', code: 409, reason: 'Conflict', message: 'conflict' });
+        lease.rv++;
+        lease.body = { ...object, metadata: { ...object.metadata, resourceVersion: String(lease.rv) } };
+        puts.push({ holder: String(object.spec.holderIdentity), at: Date.now() });
+        send(200, lease.body);
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    servers.push(server);
+    const kc = new KubeConfig();
+    kc.loadFromClusterAndUser(
+      { name, server: `https://127.0.0.1:${(server.address() as { port: number }).port}`, caData: readFileSync(path.join(dir, 'cert.pem')).toString('base64'), skipTLSVerify: false },
+      { name: 'u', token: 'test' },
+    );
+    const client = new KubeClient(kc);
+    clients.push(client);
+    return client;
+  }
+  afterAll(() => {
+    for (const c of clients) c.close();
+    for (const s of servers) {
+      s.closeAllConnections();
+      s.close();
+    }
+  });
+
+  it('a leader whose requests hang gives up at the renew deadline, before the other replica can take the Lease', { timeout: 15_000 }, async () => {
+    const timings = { leaseDurationMs: 1500, renewDeadlineMs: 1000, retryPeriodMs: 200 };
+    const log = createLogger('silent');
+    const events: { who: string; what: string; at: number }[] = [];
+    const elector = (who: string, client: KubeClient) =>
+      new LeaderElector({
+        client, namespace: 'ns', name: 'lease', identity: who, ...timings, log,
+        onStartedLeading: () => events.push({ who, what: 'started', at: Date.now() }),
+        onStoppedLeading: () => events.push({ who, what: 'stopped', at: Date.now() }),
+      });
+    const a = elector('a', await endpoint('a', () => stallA));
+    a.start();
+    await until('a to lead', () => a.leading);
+    const b = elector('b', await endpoint('b', () => false));
+    b.start();
+    await sleep(500);
+    expect(b.leading).toBe(false);
+
+    stallA = true;
+    const stalledAt = Date.now();
+    const lastRenewal = puts.filter((p) => p.holder === 'a').at(-1)!.at;
+    await until('a to give up', () => events.some((e) => e.who === 'a' && e.what === 'stopped'), 5000);
+    await until('b to lead', () => b.leading, 5000);
+    const stopped = events.find((e) => e.who === 'a' && e.what === 'stopped')!.at;
+    const taken = puts.find((p) => p.holder === 'b')!.at;
+    // a stopped within the renew deadline of its last renewal (give or take a timer tick),
+    // well before the lease ran out; b took the Lease only after a had stopped.
+    expect(stopped - lastRenewal).toBeLessThan(timings.renewDeadlineMs + 150);
+    expect(stopped).toBeLessThan(lastRenewal + timings.leaseDurationMs);
+    expect(taken).toBeGreaterThan(stopped);
+    expect(a.leading).toBe(false);
+    // The hanging requests were aborted, not left to the 30 s socket timeout.
+    expect(heldAborted).toBeGreaterThan(0);
+    expect(stopped - stalledAt).toBeLessThan(timings.renewDeadlineMs + 150);
+    await b.stop();
+  });
+
+  it('refuses timings where a leader could outlive its lease', () => {
+    const base = { client: clients[0]!, namespace: 'ns', name: 'lease', identity: 'x', log: createLogger('silent'), onStartedLeading: () => undefined, onStoppedLeading: () => undefined };
+    expect(() => new LeaderElector({ ...base, leaseDurationMs: 10_000, renewDeadlineMs: 10_000 })).toThrow(/leaseDuration \(10000 ms\) must be greater than renewDeadline/);
+    expect(() => new LeaderElector({ ...base, renewDeadlineMs: 2_000, retryPeriodMs: 2_000 })).toThrow(/renewDeadline \(2000 ms\) must be greater than 1.2 × retryPeriod/);
   });
 });

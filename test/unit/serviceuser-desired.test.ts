@@ -1,9 +1,9 @@
 // The ServiceUser's desired state without a cluster: every lifecycle rule, and recovery
 // from a crash at each point between the Secret write and the status write.
 import { describe, expect, it } from 'vitest';
-import { serviceUser, type ServiceUser } from '../../src/api/serviceuser.ts';
+import { serviceUser, serviceUserStatus, type ServiceUser } from '../../src/api/serviceuser.ts';
 import { issueToken, parseToken, tokenSha256 } from '../../src/credentials/token.ts';
-import { desired, type Desired, type ObservedSecret, type PlacedCertificate } from '../../src/serviceuser/desired.ts';
+import { desired, maxPermissionsBytes, recordablePermissions, type Desired, type ObservedSecret, type PlacedCertificate } from '../../src/serviceuser/desired.ts';
 import { verifyToken } from '../../src/verify/verdict.ts';
 import { expiresAt, isExpired } from '../../src/serviceuser/expiry.ts';
 import { newLedgerKey, type KeyRing } from '../../src/credentials/mac.ts';
@@ -488,5 +488,113 @@ describe('rotation requests and a stale status', () => {
     expect(w.issued).toHaveLength(1);
     expect(plan.events.map((e) => e.reason)).toEqual(['TokenRecorded']);
     expect(plan.status.lastRotationRequest).toBe('at-creation');
+  });
+});
+
+describe('a stalled user at its end date (issue 12 item 7)', () => {
+  const end = Date.parse('2027-01-10T23:59:59Z');
+  /** An Active user with a token and a certificate, then stalled: its friendly name is another's. */
+  function stalledByName() {
+    const w = new World(user({ endDate: '2027-01-10' }));
+    w.step(t0);
+    const token = w.token!;
+    const holder = new World(user({ friendlyName: 'Deployer' }, { metadata: { name: 'other', namespace: 'team', uid: 'uid-o', generation: 1, creationTimestamp: '2026-11-01T00:00:00Z' } }));
+    holder.step(t0);
+    w.edit({ friendlyName: 'Deployer' });
+    const stalled = w.plan(t0 + hour, [holder.su, w.su]);
+    w.writeStatus(stalled);
+    return { w, token, holder, stalled };
+  }
+
+  it('stays Stalled until then, keeps its records, and wakes at the end date', () => {
+    const { w, token, stalled } = stalledByName();
+    expect(stalled.status.phase).toBe('Failed');
+    expect(stalled.secret).toBeUndefined();
+    expect(stalled.status.certificate?.serialNumber).toBe('ab01');
+    expect(states(w)).toEqual({ [w.secret!.data['token-id']!]: 'Active' });
+    expect(stalled.requeueAfterMs).toBe(end - (t0 + hour));
+    expect(verifyToken(w.su, token, t0 + hour)).toMatchObject({ active: true });
+  });
+
+  it('at the end date: tokens revoked, our Secret wiped, phase Expired, still Stalled', () => {
+    const { w, token, holder } = stalledByName();
+    const plan = w.plan(end, [holder.su, w.su]);
+    w.writeSecret(plan);
+    w.writeStatus(plan);
+    expect(plan.status.phase).toBe('Expired');
+    expect(plan.status.tokens!.map((t) => `${t.state}:${t.reason}`)).toEqual(['Revoked:Expired']);
+    expect(plan.status.certificate).toBeUndefined();
+    expect(Object.keys(plan.secret!.data).sort()).toEqual(['expires-at', 'identity']);
+    expect(plan.events.map((e) => e.reason)).toEqual(['TokenRevoked', 'Expired']);
+    expect(plan.status.conditions!.find((c) => c.type === 'Stalled')).toMatchObject({ status: 'True', reason: 'FriendlyNameConflict' });
+    expect(plan.status.conditions!.find((c) => c.type === 'Expired')).toMatchObject({ status: 'True' });
+    expect(plan.status.conditions!.find((c) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'Expired' });
+    expect(verifyToken(w.su, token, end + 1)).toMatchObject({ active: false });
+    // Idempotent: nothing more to announce, and nothing to wake for.
+    const again = w.plan(end + hour, [holder.su, w.su]);
+    expect(again.events).toEqual([]);
+    expect(again.requeueAfterMs).toBeUndefined();
+    expect(again.status.tokens).toEqual(plan.status.tokens);
+  });
+
+  it('a Secret that is not ours is never written, even at the end date; the tokens are revoked all the same', () => {
+    const w = new World(user({ endDate: '2027-01-10' }));
+    w.step(t0);
+    const token = w.token!;
+    // Someone took the Secret over (the ownerReference removed): SecretNotOwned.
+    w.secret = { ...w.secret!, ownerUids: ['someone-else'] };
+    const stalled = w.plan(t0 + hour);
+    w.writeStatus(stalled);
+    expect(stalled.status.conditions!.find((c) => c.type === 'Stalled')).toMatchObject({ status: 'True', reason: 'SecretNotOwned' });
+    const plan = w.plan(end);
+    expect(plan.secret).toBeUndefined();
+    expect(plan.status.phase).toBe('Expired');
+    expect(plan.status.tokens!.map((t) => `${t.state}:${t.reason}`)).toEqual(['Revoked:Expired']);
+    expect(plan.events.find((e) => e.reason === 'Expired')?.message).not.toContain('removed from Secret');
+    w.writeStatus(plan);
+    expect(verifyToken(w.su, token, end)).toMatchObject({ active: false });
+  });
+});
+
+describe('permissions past the status cap (issue 12 item 8)', () => {
+  const grants = (n: number, roles = ['r']) =>
+    Array.from({ length: n }, (_, i) => ({ account: `acct-${String(Math.floor(i / 256)).padStart(2, '0')}`, manager: 'm', permission: `p-${String(i % 256).padStart(3, '0')}:use`, roles }));
+
+  it('records the first 4,096 in order, says so in a condition and one event, and the status passes its own schema', () => {
+    const all = grants(4352);
+    const w = new World(user());
+    const plan = desired(w.su, { now: t0, secret: undefined, peers: [], permissions: all, certificate: w.certificate, trust: { ring } }, issueToken);
+    expect(plan.status.permissions).toHaveLength(4096);
+    expect(plan.status.permissions).toEqual(all.slice(0, 4096));
+    expect(serviceUserStatus.safeParse(plan.status).success).toBe(true);
+    const condition = plan.status.conditions!.find((c) => c.type === 'PermissionsTruncated');
+    expect(condition).toMatchObject({ status: 'True', reason: 'TooManyPermissions' });
+    expect(condition!.message).toContain('grant 4352 permissions');
+    expect(condition!.message).toContain('at most 4096');
+    expect(condition!.message).toContain('the other 256 are refused');
+    expect(plan.events.filter((e) => e.reason === 'PermissionsTruncated')).toHaveLength(1);
+    // The token is issued and recorded all the same, and the user is Active.
+    expect(plan.status.phase).toBe('Active');
+    expect(plan.status.tokens).toHaveLength(1);
+    // Said once: the next pass over the same world announces nothing.
+    const again = desired({ ...w.su, status: plan.status }, { now: t0 + 1000, secret: { data: plan.secret!.data as Record<string, string>, labels: plan.secret!.labels, annotations: plan.secret!.annotations, ownerUids: ['uid-1'] }, peers: [], permissions: all, certificate: w.certificate, trust: { ring } }, issueToken);
+    expect(again.events).toEqual([]);
+  });
+
+  it('also stays within a byte budget, and names at most 64 roles a permission', () => {
+    const manyRoles = Array.from({ length: 100 }, (_, i) => `${'r'.repeat(240)}-${i}`);
+    const { recorded, cut } = recordablePermissions(grants(4000, manyRoles));
+    expect(recorded.length + cut).toBe(4000);
+    expect(cut).toBeGreaterThan(0);
+    expect(JSON.stringify(recorded).length).toBeLessThanOrEqual(maxPermissionsBytes);
+    expect(recorded.every((g) => g.roles.length === 64)).toBe(true);
+    expect(serviceUserStatus.safeParse({ permissions: recorded }).success).toBe(true);
+  });
+
+  it('within the cap: everything recorded, the condition False', () => {
+    const plan = desired(user(), { now: t0, secret: undefined, peers: [], permissions: grants(10), certificate: undefined, trust: { ring } }, issueToken);
+    expect(plan.status.permissions).toHaveLength(10);
+    expect(plan.status.conditions!.find((c) => c.type === 'PermissionsTruncated')).toMatchObject({ status: 'False', reason: 'AllRecorded' });
+    expect(plan.events.map((e) => e.reason)).not.toContain('PermissionsTruncated');
   });
 });
