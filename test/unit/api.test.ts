@@ -76,6 +76,7 @@ describe('ServiceUser schema', () => {
       accounts: ['acme'],
       disabled: false,
       expiryWarning: '168h',
+      notifications: { email: true },
       credentials: {
         profile: 'standard',
         token: { enabled: true, gracePeriod: '24h' },

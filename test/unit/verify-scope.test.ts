@@ -20,9 +20,9 @@ function serviceUser(namespace: string, name: string, accounts: string[], permis
   const token = issueToken();
   const uid = `uid-${name}`;
   const record: TokenStatus = { id: token.id, sha256: token.sha256, createdAt: '2026-12-01T00:00:00Z', state: 'Active' };
-  // Sealed as the operator seals them. (status.accounts is left out: the schema on this branch
-  // does not carry it yet, so the directory reports spec.accounts through reportedAccounts.)
+  // Sealed as the operator seals them; every named account admitted (status.accounts).
   const sealed = {
+    accounts,
     permissions: permissions.map((p) => ({ ...p, manager: p.permission.split(':')[0] === 'verification' ? 'service-user-operator' : 'software-trust-manager', roles: ['r'] })),
   };
   const raw = {
@@ -104,15 +104,15 @@ describe('a verifier scoped by account', () => {
 });
 
 describe('reported accounts', () => {
-  // status.accounts (what the operator admitted) wins over spec.accounts once recorded.
+  // status.accounts (what the operator admitted and sealed), never spec.accounts.
   const base: Verifiable = {
     metadata: { name: 'x', namespace: 'team-a' },
     spec: { accounts: ['acme', 'beta'], disabled: false, credentials: { token: { enabled: true } } } as Verifiable['spec'],
   };
   const admitted: Verifiable = { ...base, status: { accounts: ['acme'], permissions: [{ account: 'acme', manager: 'service-user-operator', permission: 'verification:introspect' }, { account: 'beta', manager: 'service-user-operator', permission: 'verification:introspect' }] } };
 
-  it('are status.accounts when recorded, else spec.accounts', () => {
-    expect(reportedAccounts(base)).toEqual(['acme', 'beta']);
+  it('are status.accounts when recorded, else none: spec.accounts is what anyone who edits the ServiceUser writes', () => {
+    expect(reportedAccounts(base)).toEqual([]);
     expect(reportedAccounts(admitted)).toEqual(['acme']);
   });
 
