@@ -33,6 +33,8 @@ Usage: npm start -- [flags]     (or: node src/main.ts [flags])
   --crl-configmap NAME              the revocation ledger's head ConfigMap; shards NAME-00…NAME-3f (default: service-user-operator-crl)
   --ledger-key-secret NAME          the key that MACs token records and status (created on first start
                                     when absent; default: service-user-operator-ledger-key)
+  --[no-]create-operator-namespace  create the operator namespace when it does not exist (default: on
+                                    outside a cluster, for a local run; off in one)
   --adopt-unsigned-ledger           upgrade only: honour and re-MAC records written before the ledger
                                     was MAC'd (docs/install.md); turn it off once every ServiceUser is Ready
   --verify-bind-address ADDR        the verification service (HTTPS), HOST:PORT; "0" turns it off (default: :8443)
@@ -86,6 +88,7 @@ const { values } = parseArgs({
     'crl-configmap': { type: 'string', default: 'service-user-operator-crl' },
     'ledger-key-secret': { type: 'string', default: 'service-user-operator-ledger-key' },
     'adopt-unsigned-ledger': { type: 'boolean', default: false },
+    'create-operator-namespace': { type: 'boolean' },
     'verify-bind-address': { type: 'string', default: ':8443' },
     'verify-dns-names': { type: 'string' },
     'verify-tls-cert': { type: 'string' },
@@ -105,6 +108,7 @@ const { values } = parseArgs({
     help: { type: 'boolean', default: false },
   },
   strict: true,
+  allowNegative: true,
 });
 
 if (values.help) {
@@ -217,6 +221,9 @@ const operator = startOperator({
   crlConfigMapName: values['crl-configmap'],
   ledgerKeySecretName: values['ledger-key-secret'],
   ...(values['adopt-unsigned-ledger'] ? { adoptUnsignedLedger: true } : {}),
+  // Out of a cluster (npm start on a laptop) a missing operator namespace is created; in one,
+  // the operator runs in it, so it exists.
+  createOperatorNamespace: values['create-operator-namespace'] ?? !process.env.KUBERNETES_SERVICE_HOST,
   ...(values['verify-bind-address'] !== '0'
     ? {
         verification: {

@@ -102,6 +102,12 @@ export interface OperatorOptions {
   ledgerKeySecretName?: string;
   /** Upgrade from an operator that did not MAC its ledger: honour and re-MAC unsigned records. */
   adoptUnsignedLedger?: boolean;
+  /**
+   * Create the operator namespace when it does not exist (a local run: in a cluster the
+   * operator's own namespace always exists). The CA and the ledger key live there, and
+   * token records are MACed with that key, so without the namespace nothing can be issued.
+   */
+  createOperatorNamespace?: boolean;
 }
 
 export interface Operator {
@@ -199,10 +205,19 @@ export function startOperator(options: OperatorOptions): Operator {
         break;
       } catch (err) {
         if (!(err instanceof ApiError) || stopping) throw err;
+        if (options.createOperatorNamespace && err.status === 404 && /namespaces? "[^"]*" not found/.test(err.message)) {
+          const created = await client
+            .request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { 'app.kubernetes.io/managed-by': 'service-user-operator' } } })
+            .then(
+              () => (log.info(`namespace ${ns} did not exist: created it for the built-in CA, the ledger key and the CRL (a local run; --no-create-operator-namespace turns this off)`), true),
+              (createErr: unknown) => (log.debug({ err: String(createErr) }, 'could not create the operator namespace'), false),
+            );
+          if (created) continue;
+        }
         const reason = caTrouble(err, ns, secretName);
         const delay = Math.min(10_000, 500 * 2 ** attempt);
         // Said once, in one line a person can act on; the retries that follow are quiet.
-        if (reason !== authorityWait) log.warn({ retryInMs: delay }, `${reason}; meanwhile tokens are issued, client certificates and the verification service wait`);
+        if (reason !== authorityWait) log.warn({ retryInMs: delay }, `${reason}; meanwhile nothing is issued: the ledger key that signs token records lives there too`);
         else log.debug({ err: err.message, retryInMs: delay }, 'still waiting for the built-in CA');
         authorityWait = reason;
         firstAttempt();
