@@ -62,7 +62,7 @@ afterAll(async () => {
 describe('email notices', () => {
   it('warn the person in spec.email when the warning window opens, naming the user and what to do, with no credential', async () => {
     const end = new Date(Date.now() + 3_600_000).toISOString().replace(/\.\d+Z$/, 'Z');
-    await k().createServiceUser('expiring', { email: to('expiring'), friendlyName: 'Expiring job', endDate: end, expiryWarning: '2h', credentials: { clientCertificate: { enabled: false } } });
+    await k().createServiceUser('expiring', { accounts: ['acme'], email: to('expiring'), friendlyName: 'Expiring job', endDate: end, expiryWarning: '2h', credentials: { clientCertificate: { enabled: false } } });
     const [mail] = await waitForMail('expiring', /expiring: expires soon/);
     const raw = await mailpit.raw(mail!.ID);
     expect(mail!.Subject).toBe(`[service-user-operator] ${ns.name}/expiring: expires soon`);
@@ -82,7 +82,7 @@ describe('email notices', () => {
   });
 
   it('tell of disable and enable, revocation and rotation, and nothing at creation', async () => {
-    await k().createServiceUser('pipeline', { email: to('pipeline'), credentials: { clientCertificate: { enabled: false } } });
+    await k().createServiceUser('pipeline', { accounts: ['acme'], email: to('pipeline'), credentials: { clientCertificate: { enabled: false } } });
     const created = await k().waitFor('pipeline', 'Active', (o) => o.status?.phase === 'Active');
     await k().patchServiceUser('pipeline', { disabled: true });
     await waitForMail('pipeline', /pipeline: was disabled$/);
@@ -98,19 +98,19 @@ describe('email notices', () => {
 
   it('tell of expiry at the end date', async () => {
     const end = new Date(Date.now() + 4_000).toISOString().replace(/\.\d+Z$/, 'Z');
-    await k().createServiceUser('short', { email: to('short'), endDate: end, expiryWarning: '1s', credentials: { clientCertificate: { enabled: false } } });
+    await k().createServiceUser('short', { accounts: ['acme'], email: to('short'), endDate: end, expiryWarning: '1s', credentials: { clientCertificate: { enabled: false } } });
     await k().waitFor('short', 'Active', (o) => o.status?.phase === 'Active');
     const [mail] = await waitForMail('short', /short: has expired/);
     expect(await mailpit.raw(mail!.ID)).toContain('its credentials were revoked and removed from Secret short-credentials');
   });
 
   it('are not sent to a user who opted out', async () => {
-    await k().createServiceUser('quiet', { email: to('quiet'), notifications: { email: false }, credentials: { clientCertificate: { enabled: false } } });
+    await k().createServiceUser('quiet', { accounts: ['acme'], email: to('quiet'), notifications: { email: false }, credentials: { clientCertificate: { enabled: false } } });
     await k().waitFor('quiet', 'Active', (o) => o.status?.phase === 'Active');
     await k().patchServiceUser('quiet', { disabled: true });
     await k().waitFor('quiet', 'Disabled', (o) => o.status?.phase === 'Disabled');
     // A user who did not opt out, changed after, is told: the opted-out one had its chance.
-    await k().createServiceUser('loud', { email: to('loud'), credentials: { clientCertificate: { enabled: false } } });
+    await k().createServiceUser('loud', { accounts: ['acme'], email: to('loud'), credentials: { clientCertificate: { enabled: false } } });
     await k().waitFor('loud', 'Active', (o) => o.status?.phase === 'Active');
     await k().patchServiceUser('loud', { disabled: true });
     await waitForMail('loud', /was disabled/);
@@ -133,7 +133,7 @@ describe('email notices', () => {
 
   it('wait out an SMTP outage with backoff, then deliver once', async () => {
     await mailpit.stop();
-    await k().createServiceUser('outage', { email: to('outage'), credentials: { clientCertificate: { enabled: false } } });
+    await k().createServiceUser('outage', { accounts: ['acme'], email: to('outage'), credentials: { clientCertificate: { enabled: false } } });
     await k().waitFor('outage', 'Active', (o) => o.status?.phase === 'Active');
     await k().patchServiceUser('outage', { disabled: true });
     const pending = await k().waitFor('outage', 'a pending notice', (o) => ((o.status?.notices as { sentAt?: string }[] | undefined) ?? []).some((n) => !n.sentAt));
