@@ -39,7 +39,7 @@ interface RuleGroup {
 }
 
 async function render(...set: string[]): Promise<Doc[]> {
-  const r = await run(helm, ['template', 'suo', chart, '--namespace', 'service-user-operator', ...set.flatMap((s) => ['--set', s])]);
+  const r = await run(helm, ['template', 'suo', chart, '--namespace', 'service-user-operator', '--kube-version', '1.34.4', ...set.flatMap((s) => ['--set', s])]);
   expect(r.err).toBe('');
   expect(r.ok).toBe(true);
   return (loadAll(r.out) as (Doc | null)[]).filter((d): d is Doc => !!d?.kind);

@@ -107,9 +107,9 @@ const getIfPresent = (p: string) => running.client.get(p).catch((err: unknown) =
 const certificatePath = (name: string) => `/apis/cert-manager.io/v1/namespaces/${ns.name}/certificates/${name}`;
 const secretPath = (name: string) => `/api/v1/namespaces/${ns.name}/secrets/${name}`;
 const crlText = async () => {
-  const cm = await running.client.get(`/api/v1/namespaces/${ns.name}/configmaps/service-user-operator-crl`);
+  // The CRL the operator publishes (at /v1/crl): every replica signs it from the ledger.
   const file = path.join(dir, `crl-${Date.now()}-${Math.random()}.pem`);
-  writeFileSync(file, (cm.data as Record<string, string>)['ca.crl']!);
+  writeFileSync(file, running.operator.authority.ledger.crlPem);
   return run('openssl', ['crl', '-in', file, '-noout', '-text']).out;
 };
 /** The CRL's entry for a serial (its lines up to the next entry), or undefined. */

@@ -12,10 +12,11 @@ import { resources } from '../../src/api/resources.ts';
 import { resourcePath, type KubeObject } from '../../src/controller/kube.ts';
 import { repoRoot } from '../cluster/controlplane.ts';
 import { eventually, useNamespace } from '../kube.ts';
-import { api, decodeSecret, useOperator } from '../operator.ts';
+import { api, decodeSecret, useAccounts, useOperator } from '../operator.ts';
 
 const ns = useNamespace('plugin');
 const running = useOperator(ns, { verification: { address: '127.0.0.1:0' } });
+useAccounts(['acme']);
 const k = () => api(running.client, ns.name);
 const dir = mkdtempSync(path.join(tmpdir(), 'plugin-'));
 const role = `plugin-${randomBytes(3).toString('hex')}`;

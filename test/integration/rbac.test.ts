@@ -134,6 +134,12 @@ it('runs a whole lifecycle under the chart\'s RBAC without a single refusal', { 
       admin.get(`/apis/cert-manager.io/v1/namespaces/${watched.name}/certificates`).then((l) => ((l as unknown as { items: unknown[] }).items.length === 0 ? true : undefined)));
     await k.patchServiceUser('worker', { disabled: true });
     await k.waitFor('worker', 'Disabled', (o) => (o.status as { phase?: string } | undefined)?.phase === 'Disabled');
+    // Disabled, enabled and disabled again: the same event twice is aggregated (patch on events).
+    await k.patchServiceUser('worker', { disabled: false });
+    await k.waitFor('worker', 'Active again', (o) => (o.status as { phase?: string } | undefined)?.phase === 'Active');
+    await k.patchServiceUser('worker', { disabled: true });
+    await k.waitFor('worker', 'Disabled again', (o) => (o.status as { phase?: string } | undefined)?.phase === 'Disabled');
+    await eventually('the repeated event aggregated', async () => (await metrics.apiRequests.get()).values.some((v) => v.labels.resource === 'events' && v.labels.verb === 'patch') || undefined);
     await admin.request('DELETE', resourcePath(resources.serviceUsers, watched.name, 'worker'));
     await eventually('deletion completed by the finalizer', () => k.serviceUser('worker').then(() => undefined, () => true));
     // The leader renews its Lease every 2 s: let one renewal happen whatever the pace above.

@@ -27,6 +27,8 @@ export interface Mailpit {
   messages(): Promise<MailpitMessage[]>;
   /** A message's raw source (headers and body) as delivered. */
   raw(id: string): Promise<string>;
+  /** A message's plain-text body, decoded (the raw source is quoted-printable). */
+  text(id: string): Promise<string>;
   stop(): Promise<void>;
   /** Starts again on the same ports (after stop), keeping nothing. */
   start(): Promise<void>;
@@ -65,6 +67,9 @@ export async function startMailpit(options: MailpitOptions = {}): Promise<Mailpi
     },
     async raw(id) {
       return (await fetch(api(`message/${id}/raw`))).text();
+    },
+    async text(id) {
+      return ((await (await fetch(api(`message/${id}`))).json()) as { Text: string }).Text;
     },
     async stop() {
       if (!child || child.exitCode !== null) return;
