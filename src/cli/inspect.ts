@@ -2,7 +2,7 @@
 // token's form and checksum (and whether status records its hash), the certificate's
 // subject, issuer, validity and key, its chain to the CA (the verification service's
 // /v1/ca.crt with --verify-url, else the Secret's own ca.crt) and the CRL (/v1/crl, else the
-// operator's CRL ConfigMap), and whether client.p12 opens with its password. The token is
+// operator's revocation ledger ConfigMaps), and whether client.p12 opens with its password. The token is
 // printed only with --show-token, and then with a warning on stderr.
 import { createPublicKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -127,14 +127,28 @@ async function crlCheck(inv: Invocation, s: Session, cert: X509Certificate, ca: 
       return { ok: undefined, detail: `unknown: ${(err as Error).message}` };
     }
   } else {
+    // No verification URL: the revocation ledger itself, its shard ConfigMaps in the operator
+    // namespace (every replica signs its CRL from them), read through the kubeconfig.
     const ns = inv.flags['operator-namespace'] ?? 'service-user-operator';
-    source = `ConfigMap ${ns}/service-user-operator-crl`;
+    const head = 'service-user-operator-crl';
+    const where = `the revocation ledger (ConfigMaps ${ns}/${head}-*)`;
     try {
-      const cm = await s.client.get(resourcePath({ group: '', version: 'v1', plural: 'configmaps', namespaced: true }, ns, 'service-user-operator-crl'));
-      pem = (cm.data as Record<string, string> | undefined)?.['ca.crl'] ?? '';
+      const { decodeShard, shardKey } = await import('../authority/ledger-shard.ts');
+      const list = await s.client.get<{ items: KubeObject[] }>(
+        `${resourcePath({ group: '', version: 'v1', plural: 'configmaps', namespaced: true }, ns)}?labelSelector=${encodeURIComponent(`serviceusers.dev/revocation-ledger=${head}`)}`,
+      );
+      if (!list.items.length) return { ok: undefined, detail: `unknown: ${where} not found; pass --verify-url or --operator-namespace` };
+      const serial = cert.serialNumber.toLowerCase().replace(/^0+/, '');
+      for (const cm of list.items) {
+        const data = (cm.binaryData as Record<string, string> | undefined)?.[shardKey];
+        if (!data) continue;
+        const entry = decodeShard(Buffer.from(data, 'base64'), `ConfigMap ${ns}/${cm.metadata.name}`).find((e) => e.serialNumber.replace(/^0+/, '') === serial);
+        if (entry) return { ok: false, detail: `ON THE CRL since ${entry.revokedAt}, reason ${entry.reason}${entry.reason === 'certificateHold' ? ' (the ServiceUser is disabled)' : ''} (from ${where})` };
+      }
+      return { ok: true, detail: `not revoked (from ${where})` };
     } catch (err) {
       const why = err instanceof ApiError ? `${err.status === 403 ? 'forbidden' : err.status === 404 ? 'not found' : err.status}` : (err as Error).message;
-      return { ok: undefined, detail: `unknown: cannot read ${source} (${why}); pass --verify-url or --operator-namespace` };
+      return { ok: undefined, detail: `unknown: cannot read ${where} (${why}); pass --verify-url or --operator-namespace` };
     }
   }
   if (!pem) return { ok: undefined, detail: `unknown: ${source} holds no CRL` };

@@ -4,14 +4,15 @@
 // /v1/introspect needs an authenticated caller. With --cert/--key the plugin presents that
 // certificate (a CA trusted for callers, or a service user's granted verification:introspect).
 // Without, the token authenticates itself as the Bearer caller: that works when its own
-// service user holds verification:introspect. When it does not (403), the plugin asks the
-// TokenReview endpoint — the one a kube-apiserver calls, open by design — who the token is,
-// and reads the end date and permissions from the ServiceUser through the kubeconfig.
+// service user holds verification:introspect. When it does not (403: the token is live, but may
+// not ask), the plugin finds the ServiceUser whose status records this token (id and SHA-256)
+// through the kubeconfig, and reads identity, end date, accounts and permissions there.
 // The token is checked offline first (form, checksum) and never printed.
 import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
-import { parseToken } from '../credentials/token.ts';
-import { readServiceUser, withCluster } from './cluster.ts';
+import { parseToken, tokenSha256 } from '../credentials/token.ts';
+import type { KubeObject } from '../controller/kube.ts';
+import { suPath, withCluster } from './cluster.ts';
 import { CheckFailed, UsageError } from './errors.ts';
 import { serialize, when } from './format.ts';
 import type { Invocation } from './main.ts';
@@ -131,30 +132,26 @@ export async function whoami(inv: Invocation): Promise<void> {
   } else if (answer.status === 401 || (answer.status === 403 && cert)) {
     throw new UsageError(`the verification service refused the caller certificate (${answer.status}): ${String(answer.body.message ?? '')}`);
   } else if (answer.status === 403) {
-    // Active, but not allowed to introspect: ask the TokenReview endpoint, then the ServiceUser.
-    const review = await call('/apis/authentication.k8s.io/v1/tokenreviews', { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token } });
-    const st = (review.body as { status?: { authenticated?: boolean; user?: { username?: string; extra?: Record<string, string[]> } } }).status;
-    if (review.status !== 200 || !st?.authenticated || !st.user?.username) throw new CheckFailed(`token ${parsed.id} is not active`);
-    const [, ns, name] = st.user.username.split(':');
-    who = {
-      active: true,
-      identity: st.user.username,
-      ...(st.user.extra?.['serviceusers.dev/friendly-name']?.[0] ? { friendlyName: st.user.extra['serviceusers.dev/friendly-name'][0] } : {}),
-      tokenId: parsed.id,
-      accounts: st.user.extra?.['serviceusers.dev/accounts'] ?? [],
-      source: `${url} TokenReview (the token may not introspect: grant its service user verification:introspect, or pass --cert/--key)`,
-    };
-    try {
-      await withCluster({ ...inv, flags: { ...inv.flags, namespace: ns } }, async (s) => {
-        const su = await readServiceUser(s, name!);
-        const status = su.status as { expiresAt?: string; permissions?: Who['permissions'] } | undefined;
-        if (status?.expiresAt) who!.expiresAt = status.expiresAt;
-        who!.permissions = (status?.permissions ?? []).map(({ account, manager, permission }) => ({ account, manager, permission }));
-        who!.source += `; end date and permissions from ServiceUser ${ns}/${name}`;
-      });
-    } catch (err) {
-      who.source += `; end date and permissions unknown (${(err as Error).message.split('\n')[0]})`;
-    }
+    // Active (it authenticated as a caller) but not allowed to introspect. TokenReview answers
+    // only authenticated callers now, so find the token's own ServiceUser through the
+    // kubeconfig: the one whose status records this token id with this token's SHA-256.
+    const digest = tokenSha256(token);
+    who = await withCluster(inv, async (s) => {
+      const list = await s.client.get<{ items: KubeObject[] }>(inv.flags.namespace ? suPath(inv.flags.namespace) : '/apis/serviceusers.dev/v1alpha1/serviceusers');
+      const su = list.items.find((o) => ((o.status as { tokens?: { id: string; sha256: string }[] } | undefined)?.tokens ?? []).some((t) => t.id === parsed.id && t.sha256 === digest));
+      if (!su) throw new CheckFailed(`token ${parsed.id} is not recorded by any ServiceUser you can read${inv.flags.namespace ? ` in namespace ${inv.flags.namespace}` : ''}`);
+      const status = su.status as { friendlyName?: string; expiresAt?: string; accounts?: string[]; permissions?: Who['permissions'] } | undefined;
+      return {
+        active: true as const,
+        identity: `serviceuser:${su.metadata.namespace}:${su.metadata.name}`,
+        ...(status?.friendlyName ? { friendlyName: status.friendlyName } : {}),
+        tokenId: parsed.id,
+        ...(status?.expiresAt ? { expiresAt: status.expiresAt } : {}),
+        accounts: status?.accounts ?? [],
+        permissions: (status?.permissions ?? []).map(({ account, manager, permission }) => ({ account, manager, permission })),
+        source: `ServiceUser ${su.metadata.namespace}/${su.metadata.name} read through the kubeconfig (the token may not introspect: grant its service user verification:introspect, or pass --cert/--key)`,
+      };
+    });
   } else {
     throw new UsageError(`the verification service answered ${answer.status}: ${String(answer.body.message ?? '')}`);
   }

@@ -177,7 +177,7 @@ describe('kubectl service-user', () => {
     expect(r.out).toMatch(/status\s+ok\s+recorded in signer's status as Active/);
     expect(r.out).toMatch(/subject\s+CN=serviceuser:/);
     expect(r.out).toMatch(/chain\s+ok\s+signed by .*\(ca.crt in the Secret\)/);
-    expect(r.out).toMatch(/CRL\s+ok\s+not revoked \(CRL from ConfigMap/);
+    expect(r.out).toMatch(/CRL\s+ok\s+not revoked \(from the revocation ledger \(ConfigMaps /);
     expect(r.out).toMatch(/client.p12\s+ok\s+opens with its password/);
     expect(r.out).not.toContain(secret.token);
 
@@ -335,7 +335,7 @@ describe('kubectl service-user', () => {
     expect(((await k().serviceUser('gitops')).spec as { disabled: boolean }).disabled).toBe(true);
   });
 
-  it('whoami asks the verification service who a token is, authenticating with the token itself or falling back to TokenReview', { timeout: 120_000 }, async () => {
+  it('whoami asks the verification service who a token is, authenticating with the token itself or falling back to the ServiceUser that records it', { timeout: 120_000 }, async () => {
     const auditorToken = await currentToken('auditor');
     const full = await ksu(['whoami', '--verify-url', verifyUrl, '--verify-ca', caFile], { stdin: `${auditorToken}\n` });
     expect(full.err).toBe('');
@@ -345,13 +345,13 @@ describe('kubectl service-user', () => {
     expect(full.out).toMatch(/Source:\s+https:\/\/127\.0\.0\.1:\d+\/v1\/introspect/);
     expect(full.out).not.toContain(auditorToken);
 
-    // The signer may not introspect: TokenReview says who, the ServiceUser the rest.
+    // The signer may not introspect: the ServiceUser recording the token says who and the rest.
     const tokenFile = path.join(dir, 'signer.token');
     writeFileSync(tokenFile, await currentToken('signer'));
     const json = JSON.parse((await ksu(['whoami', '--token-file', tokenFile, '--verify-url', verifyUrl, '--verify-ca', caFile, '-o', 'json'])).out) as Record<string, unknown>;
     expect(json).toMatchObject({ active: true, identity: `serviceuser:${ns.name}:signer`, friendlyName: 'Release signer', accounts: ['acme'], expiresAt: '2099-01-12T23:59:59Z' });
     expect(json.permissions).toEqual(expect.arrayContaining([{ account: 'acme', manager: 'software-trust-manager', permission: 'signatures:sign' }]));
-    expect(json.source).toMatch(/TokenReview .*grant its service user verification:introspect.*; end date and permissions from ServiceUser/);
+    expect(json.source).toMatch(/^ServiceUser .*\/signer read through the kubeconfig \(the token may not introspect: grant its service user verification:introspect/);
 
     // A revoked token, a typo, no service, no CA.
     const gone = await ksu(['whoami', '--verify-url', verifyUrl, '--verify-ca', caFile], { stdin: revokedToken });
