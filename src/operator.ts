@@ -41,6 +41,9 @@ import type { Metrics } from './observability/metrics.ts';
 import { roleBindingReconciler, roleReconciler } from './rolebinding/reconcile.ts';
 import { labels } from './serviceuser/desired.ts';
 import { serviceUserReconciler } from './serviceuser/reconcile.ts';
+import { EndDateRevocations } from './serviceuser/end-date-revocations.ts';
+import { expiresAt, isExpired } from './serviceuser/expiry.ts';
+import { serviceUser } from './api/serviceuser.ts';
 import { noticeDelivery, type NoticeSender } from './serviceuser/notify.ts';
 
 export const fieldManager = 'service-user-operator';
@@ -248,6 +251,19 @@ export function startOperator(options: OperatorOptions): Operator {
       return (await reconcile(key)) ?? undefined;
     };
 
+  // Certificates revoked the moment their user's end date comes, batched by the ledger,
+  // whatever the reconcile backlog; the timer's view is confirmed against the cache.
+  const endDates = new EndDateRevocations({
+    revoke: (owner, entries) => authority.ledger.revoke(owner, entries),
+    stillDue: (owner, at) => {
+      if (stopping || lostLease || !authority.ledger) return false;
+      const su = serviceUser.safeParse(serviceUsers.get(owner));
+      return su.success && isExpired(expiresAt(su.data.spec.endDate), at);
+    },
+    log: log.child({ component: 'end-dates' }),
+    now,
+  });
+
   const controllers = {
     serviceUsers: new Controller(
       'serviceuser',
@@ -260,6 +276,7 @@ export function startOperator(options: OperatorOptions): Operator {
         authority,
         authorityState,
         trust,
+        endDates,
         ...(options.crashAfterSecretWrite ? { crashAfterSecretWrite: true } : {}),
         ...(options.notices ? { deliverNotices: noticeDelivery({ sender: options.notices.sender, metrics, log: log.child({ component: 'notices' }), now }) } : {}),
       })),
@@ -495,6 +512,7 @@ export function startOperator(options: OperatorOptions): Operator {
       stopping = true;
       await elector?.stop();
       openGate();
+      endDates.stop();
       await Promise.all(Object.values(controllers).map((c) => c.shutdown()));
       // Events queued by the last reconciles are written before the connection closes.
       await events.flush();

@@ -36,6 +36,7 @@ import { expiresAt, isExpired, warnAt } from './expiry.ts';
 import { planRestarts } from './restarts.ts';
 import { signToken, tokenHonoured, type LedgerTrust } from './ledger-macs.ts';
 import { markSent, noticesDue, withNotices } from './notices.ts';
+import type { EndDateRevocations } from './end-date-revocations.ts';
 
 export const finalizer = 'serviceusers.dev/revoke';
 
@@ -63,6 +64,8 @@ export interface ServiceUserDeps {
   trust: LedgerTrust;
   /** Sends pending notices to spec.email (notify.ts); absent: email notices are off. */
   deliverNotices?: (su: ServiceUser, pending: NoticeStatus[]) => Promise<{ sent: string[]; retryInMs?: number }>;
+  /** Revokes the built-in CA's certificates at their user's end date, ahead of the reconcile (end-date-revocations.ts). */
+  endDates?: EndDateRevocations;
   /** Test fault: exit the process right after the Secret write, before status records it. */
   crashAfterSecretWrite?: boolean;
 }
@@ -226,6 +229,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     const live = honoured.filter((t) => t.state !== 'Revoked');
     await applyStatus(raw, { ...(raw.status as object | undefined), tokens });
     const owner = `${ns}/${raw.metadata.name}`;
+    deps.endDates?.forget(owner);
     const secrets = [];
     for (const name of new Set([su ? secretNameOf(su) : undefined, status.secretName].filter((n): n is string => !!n))) {
       const secret = await readSecret(ns, name);
@@ -302,10 +306,10 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     // pass — they are rare, and cert-manager may have finished a write after the last wipe.
     if (hadCertManagerCertificate(su, builtIn) || spec.issuerRef) await removeCertManagerCertificate(client, su);
     let observed = secret?.raw ? await observeCertificate(secret.raw, ca, su) : undefined;
-    // A certificate the CA issued that the ledger lists as revoked (a Secret restored from a
-    // backup, an old Secret put back) is never kept or recorded again. Asked only when it is
-    // not the certificate status records, so a converged user costs no lookup.
-    if (observed?.trusted && observed.serialNumber !== su.status?.certificate?.serialNumber && (await ledger.isRevoked(observed.serialNumber))) {
+    // A certificate the CA issued that the ledger lists as revoked is never kept or recorded
+    // again: a Secret restored from a backup, an old Secret put back, or the one status records
+    // revoked at an end date that has since moved (end-date-revocations.ts acts on the cache).
+    if (observed?.trusted && (await ledger.isRevoked(observed.serialNumber))) {
       observed = { ...observed, revoked: true };
     }
     // Only the built-in CA's serials go on its CRL: a cert-manager certificate status still records is the issuer's.
@@ -407,6 +411,11 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
       placement = isExpired(expiresAt(su.spec.endDate), now) ? await placeCertificate(su, blocked.reason === 'SecretNotOwned' ? undefined : secret, now) : {};
     }
     const { placed: certificate, problem: certificateProblem } = placement;
+    if (authority.ready) {
+      const end = expiresAt(su.spec.endDate);
+      const builtIn = certificate && certificate.issuer === deps.authority.ca.certificate.subject;
+      deps.endDates?.track(key, isExpired(end, now) ? undefined : end, builtIn ? { serialNumber: certificate.serialNumber, notAfter: new Date(certificate.notAfter).toISOString() } : undefined);
+    }
     const trust = { ...deps.trust, ring: deps.trust.ring! };
     const plan = desired(su, { now, secret, peers: users, permissions, accounts, certificate, certificateProblem, trust }, () => {
       deps.metrics.tokensIssued.inc();

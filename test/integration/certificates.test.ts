@@ -212,6 +212,24 @@ describe('at the edges: no certificate outlives its promise', () => {
     // Never recorded again, and its revocation stands.
     expect(statusOf(await k().serviceUser('restored')).certificate!.serialNumber).not.toBe(old.serialNumber);
   });
+
+  it('the certificate status records, revoked at an end date that moved meanwhile, is replaced rather than kept', async () => {
+    // The end-date timer revokes from the cache; an extension it had not seen yet leaves a
+    // live user holding a revoked certificate unless the reconcile consults the ledger.
+    await k().createServiceUser('moved', { ...base, endDate: new Date(Date.now() + 30 * 86_400_000).toISOString() });
+    const before = await activeSecret('moved');
+    const old = statusOf(await k().serviceUser('moved')).certificate!;
+    await running.operator.authority.ledger.revoke(`${ns.name}/moved`, [{ serialNumber: old.serialNumber, reason: 'cessationOfOperation', notAfter: old.notAfter }]);
+    running.operator.controllers.serviceUsers.enqueue(`${ns.name}/moved`);
+    const su = await k().waitFor('moved', 'a fresh certificate', (o) => ![old.serialNumber, undefined].includes(statusOf(o).certificate?.serialNumber));
+    const data = await eventually('the fresh certificate in the Secret', async () => {
+      const d = decodeSecret((await k().secret('moved-credentials'))!);
+      return d['tls.crt'] !== before.data['tls.crt'] ? d : undefined;
+    });
+    expect(statusOf(su).phase).toBe('Active');
+    expect((await verify(data)).ok).toBe(true);
+    expect((await verify(before.data)).out).toContain('certificate revoked');
+  });
 });
 
 // A reconciler of the operator's own code, run by the test against its own view of one
