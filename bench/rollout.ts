@@ -207,7 +207,7 @@ export function benchRollout(count = 1000, runs = 3, variants: Variant[] = ['flo
 }
 
 /** The operator process is up once its metrics answer and its start-up requests (lists, CA, CRL) are done. */
-async function untilServing(operator: OperatorProcess, timeoutMs = 120_000): Promise<void> {
+export async function untilServing(operator: OperatorProcess, timeoutMs = 120_000): Promise<void> {
   const started = performance.now();
   while (!(await operator.metrics().catch(() => undefined))) {
     if (performance.now() - started > timeoutMs) throw new Error('operator not serving metrics');

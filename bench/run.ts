@@ -11,6 +11,7 @@ import { benchExpiry } from './expiry.ts';
 import { benchIdle } from './idle.ts';
 import { benchMemory } from './memory.ts';
 import { benchLedger } from './ledger.ts';
+import { benchPeer } from './peer.ts';
 import { summaryRows, printSummary } from './summary.ts';
 
 const env = process.env;
@@ -35,6 +36,8 @@ const benches: Record<string, () => Promise<object>> = {
     const users = Number(env.LEDGER_USERS ?? 10_000);
     return benchLedger(users, Number(env.LEDGER_DELETE_USERS ?? Math.round(users / 2)), env.LEDGER_LEAD_SECONDS ? Number(env.LEDGER_LEAD_SECONDS) : undefined);
   },
+  // cert-manager and the operator, each on its own control plane, N client certificates each.
+  peer: () => benchPeer(Number(env.BENCH_PEER ?? 10_000)),
 };
 
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(benches);

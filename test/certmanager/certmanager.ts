@@ -16,6 +16,8 @@ const moduleDir = path.dirname(fileURLToPath(import.meta.url));
 
 export interface CertManager {
   version: string;
+  /** The controller process (the only one: no webhook, no cainjector), for /proc readings. */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -77,6 +79,7 @@ export async function startCertManager(kubeconfig: string): Promise<CertManager>
   await started;
   return {
     version,
+    pid: child.pid!,
     async stop() {
       if (child.exitCode !== null) return;
       child.kill('SIGTERM');
