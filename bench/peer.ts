@@ -60,8 +60,9 @@ function memoryOf(pid: number): Memory {
 function whenAll(client: KubeClient, path: string, count: number, done: (o: KubeObject) => boolean, timeoutMs: number): { at: Promise<number>; stop: () => void } {
   const abort = new AbortController();
   const seen = new Set<string>();
+  let timer: NodeJS.Timeout | undefined;
   const at = new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => (abort.abort(), reject(new Error(`${path}: ${seen.size} of ${count} done after ${timeoutMs / 1000} s`))), timeoutMs);
+    timer = setTimeout(() => (abort.abort(), reject(new Error(`${path}: ${seen.size} of ${count} done after ${timeoutMs / 1000} s`))), timeoutMs);
     void (async () => {
       let rv: string | undefined;
       while (!abort.signal.aborted) {
@@ -87,7 +88,8 @@ function whenAll(client: KubeClient, path: string, count: number, done: (o: Kube
       }
     })();
   });
-  return { at, stop: () => abort.abort() };
+  // Stopped before the end (a create failed): no timer left to fail the run later.
+  return { at, stop: () => (clearTimeout(timer), abort.abort()) };
 }
 
 /**
