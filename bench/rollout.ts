@@ -85,7 +85,7 @@ async function floorWrites(client: KubeClient, ns: string, names: string[]): Pro
 }
 
 /** Waits until the operator has nothing queued and has made no request for `quietMs`. */
-async function operatorQuiet(operator: OperatorProcess, quietMs = 3000, timeoutMs = 300_000): Promise<void> {
+export async function operatorQuiet(operator: OperatorProcess, quietMs = 3000, timeoutMs = 300_000): Promise<void> {
   const started = performance.now();
   const requests = (m: Map<string, number>) => sumOf(m, 'serviceuser_operator_api_requests_total', (l) => l.verb !== 'watch');
   let last = -1;
