@@ -73,11 +73,23 @@ export class WorkQueue {
     const existing = this.timers.get(key);
     if (existing && existing.at <= at) return;
     if (existing) clearTimeout(existing.timer);
-    const timer = setTimeout(() => {
+    this.timers.set(key, { at, timer: this.arm(key, at, delay) });
+  }
+
+  // A timer is measured from the event loop's cached clock, which a busy loop leaves behind the
+  // wall clock: it can fire before `at` by as long as the loop was busy. A key due at an end
+  // date must not run before it (the reconcile would judge the user not yet expired), so an
+  // early timer waits out the rest.
+  private arm(key: string, at: number, delay: number): NodeJS.Timeout {
+    return setTimeout(() => {
+      const early = at - Date.now();
+      if (early > 0 && !this.stopped) {
+        this.timers.set(key, { at, timer: this.arm(key, at, early) });
+        return;
+      }
       this.timers.delete(key);
       this.add(key);
     }, delay);
-    this.timers.set(key, { at, timer });
   }
 
   /** Keys waiting, being processed or timed; for tests and the readiness probe. */

@@ -58,6 +58,7 @@ export type CertificateDecision =
 
 /** Issued certificates start a minute early (clock skew); X.509 times drop the milliseconds. */
 const backdateMs = 60_000;
+const lastMinuteMs = 60_000;
 const encodingSlackMs = 1000;
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -99,6 +100,10 @@ export function decideCertificate(
 
   if (observed?.trusted && observed.revoked) {
     revokeRecorded('superseded');
+    // In the last minute before the end date a revocation is the end date's own (its timer
+    // runs on the wall clock; this reconcile's `now` may be a moment behind): a replacement
+    // would hardly live, so none is issued and the end date wipes what is left.
+    if (endDate !== undefined && endDate - now < lastMinuteMs) return { decision: { kind: 'none' }, revoke };
     return issue('Revoked');
   }
   if (observed?.trusted && observed.matchesSpec) {

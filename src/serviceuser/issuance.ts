@@ -1,7 +1,7 @@
 // The certificate edge of the ServiceUser reconcile: reading the certificate a Secret holds
 // (and whether the CA really issued it to this user), issuing from the built-in CA, and
 // adding or dropping the PKCS#12 bundle as the spec asks.
-import { createPublicKey } from 'node:crypto';
+import { createHash, createPublicKey } from 'node:crypto';
 import type { ServiceUser } from '../api/serviceuser.ts';
 import type { Ca } from '../credentials/ca.ts';
 import { fingerprintOf, issueClientCertificate } from '../credentials/certificate.ts';
@@ -19,18 +19,35 @@ function keyOf(cert: x509.X509Certificate): { algorithm: string; size: number | 
   return { algorithm: 'RSA', size: alg.modulusLength };
 }
 
-/** The certificate in a Secret's data (base64 as stored), judged against the CA and the spec. */
-export async function observeCertificate(raw: Record<string, string>, ca: Ca, su: ServiceUser): Promise<ObservedCertificate | undefined> {
-  const certPem = text(raw, 'tls.crt');
-  const keyPem = text(raw, 'tls.key');
-  if (!certPem || !keyPem) return undefined;
+/** What a certificate and key pair say, whoever holds them: parsing and verifying costs more than the rest of a reconcile. */
+interface Judged {
+  serialNumber: string;
+  notBefore: number;
+  notAfter: number;
+  issuer: string;
+  sha256: string;
+  commonName: string | undefined;
+  key: { algorithm: string; size: number | undefined };
+  signedByCa: boolean;
+  keyMatches: boolean;
+}
+
+// Judgements by SHA-256 of (CA, certificate, key): a converged user's every reconcile (and
+// every echo of its own writes) would otherwise parse and verify the same certificate again.
+// Bounded; the oldest go first. Only the judgement is kept, never the key.
+const judgedMax = 20_000;
+const judged = new Map<string, Judged>();
+
+async function judge(certPem: string, keyPem: string, ca: Ca): Promise<Judged | undefined> {
+  const id = createHash('sha256').update(ca.certPem).update('\0').update(certPem).update('\0').update(keyPem).digest('base64');
+  const known = judged.get(id);
+  if (known) return known;
   let cert: x509.X509Certificate;
   try {
     cert = new x509.X509Certificate(certPem);
   } catch {
     return undefined;
   }
-  const spec = su.spec.credentials.clientCertificate;
   let keyMatches: boolean;
   try {
     const spki = createPublicKey(keyPem).export({ type: 'spki', format: 'der' });
@@ -38,21 +55,42 @@ export async function observeCertificate(raw: Record<string, string>, ca: Ca, su
   } catch {
     keyMatches = false;
   }
-  const signedByCa = cert.issuer === ca.certificate.subject && (await cert.verify({ publicKey: ca.certificate.publicKey, signatureOnly: true }).catch(() => false));
-  const namesUser = cert.subjectName.getField('CN')[0] === identityOf(su);
-  const key = keyOf(cert);
-  const wantSize = spec.privateKey.size ?? { ECDSA: 256, RSA: 2048, Ed25519: undefined }[spec.privateKey.algorithm];
-  const p12 = raw['client.p12'] ? Buffer.from(raw['client.p12'], 'base64') : undefined;
-  const p12Password = text(raw, 'client.p12.password') ?? text(raw, 'SM_CLIENT_CERT_PASSWORD');
-  return {
-    material: { certPem, keyPem, caPem: ca.certPem, ...(p12 && p12Password ? { p12, p12Password } : {}) },
+  const result: Judged = {
     serialNumber: cert.serialNumber.toLowerCase(),
     notBefore: cert.notBefore.getTime(),
     notAfter: cert.notAfter.getTime(),
     issuer: cert.issuer,
     sha256: fingerprintOf(cert),
-    trusted: signedByCa && namesUser && keyMatches,
-    matchesSpec: !spec.issuerRef && key.algorithm === spec.privateKey.algorithm && key.size === wantSize,
+    commonName: cert.subjectName.getField('CN')[0],
+    key: keyOf(cert),
+    signedByCa: cert.issuer === ca.certificate.subject && (await cert.verify({ publicKey: ca.certificate.publicKey, signatureOnly: true }).catch(() => false)),
+    keyMatches,
+  };
+  if (judged.size >= judgedMax) judged.delete(judged.keys().next().value!);
+  judged.set(id, result);
+  return result;
+}
+
+/** The certificate in a Secret's data (base64 as stored), judged against the CA and the spec. */
+export async function observeCertificate(raw: Record<string, string>, ca: Ca, su: ServiceUser): Promise<ObservedCertificate | undefined> {
+  const certPem = text(raw, 'tls.crt');
+  const keyPem = text(raw, 'tls.key');
+  if (!certPem || !keyPem) return undefined;
+  const cert = await judge(certPem, keyPem, ca);
+  if (!cert) return undefined;
+  const spec = su.spec.credentials.clientCertificate;
+  const wantSize = spec.privateKey.size ?? { ECDSA: 256, RSA: 2048, Ed25519: undefined }[spec.privateKey.algorithm];
+  const p12 = raw['client.p12'] ? Buffer.from(raw['client.p12'], 'base64') : undefined;
+  const p12Password = text(raw, 'client.p12.password') ?? text(raw, 'SM_CLIENT_CERT_PASSWORD');
+  return {
+    material: { certPem, keyPem, caPem: ca.certPem, ...(p12 && p12Password ? { p12, p12Password } : {}) },
+    serialNumber: cert.serialNumber,
+    notBefore: cert.notBefore,
+    notAfter: cert.notAfter,
+    issuer: cert.issuer,
+    sha256: cert.sha256,
+    trusted: cert.signedByCa && cert.commonName === identityOf(su) && cert.keyMatches,
+    matchesSpec: !spec.issuerRef && cert.key.algorithm === spec.privateKey.algorithm && cert.key.size === wantSize,
   };
 }
 

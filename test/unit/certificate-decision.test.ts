@@ -75,6 +75,16 @@ describe('a kept certificate never outlives the spec', () => {
     expect(decision).toMatchObject({ kind: 'issue', reason: 'Revoked' });
     expect(revoke).toEqual([{ serialNumber: 'bb02', reason: 'superseded', notAfter: 'x' }]);
   });
+
+  it("revoked in the last minute before the end date (its timer ran ahead of the reconcile's clock): not replaced, none issued", () => {
+    const su = user();
+    const end = t0 + day;
+    const cert = issued(t0, day - 1000, { revoked: true });
+    expect(decideCertificate(su, cert, { serialNumber: 'aa01', notAfter: 'x' }, end - 5, end).decision).toEqual({ kind: 'none' });
+    expect(decideCertificate(su, cert, { serialNumber: 'aa01', notAfter: 'x' }, end - 59_000, end).decision).toEqual({ kind: 'none' });
+    // Earlier, a revoked certificate is replaced as ever.
+    expect(decideCertificate(su, cert, { serialNumber: 'aa01', notAfter: 'x' }, end - 61_000, end).decision).toMatchObject({ kind: 'issue', reason: 'Revoked' });
+  });
 });
 
 describe('what cert-manager is asked for', () => {
