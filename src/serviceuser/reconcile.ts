@@ -34,7 +34,7 @@ import { credentialKeys } from './secret.ts';
 import { createUnlessPresent, isOwnedBy, ownerOf } from './ownership.ts';
 import { expiresAt, isExpired, warnAt } from './expiry.ts';
 import { planRestarts } from './restarts.ts';
-import { signToken, tokenHonoured, type LedgerTrust } from './ledger-macs.ts';
+import { sealHonoured, signToken, tokenHonoured, type LedgerTrust } from './ledger-macs.ts';
 import { markSent, noticesDue, withNotices } from './notices.ts';
 import type { EndDateRevocations } from './end-date-revocations.ts';
 
@@ -221,6 +221,9 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     const log = deps.log.child({ serviceUser: `${ns}/${raw.metadata.name}` });
     const { ca, ledger } = deps.authority;
     const status = recordedStatus(raw.status);
+    // status.certificate is honoured only under a valid seal: a serial claimed by a status
+    // writer (another user's) must not be revoked on this user's behalf.
+    if (!sealHonoured(deps.trust, raw.metadata.uid, (raw.status ?? {}) as Parameters<typeof sealHonoured>[2])) status.certificate = undefined;
     const now = deps.now();
     const uid = raw.metadata.uid ?? '';
     const ring = deps.trust.ring!;
@@ -273,6 +276,9 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     }
   };
 
+  /** status.certificate when the operator sealed it; a serial anyone else wrote there is not this user's to revoke. */
+  const sealedCertificate = (su: ServiceUser) => (su.status && sealHonoured(deps.trust, su.metadata.uid, su.status) ? su.status.certificate : undefined);
+
   /**
    * The certificate to hold: the Secret's own when the CA issued it, it is not revoked and
    * not due, else a new one. Revocations and holds reach the CRL before the Secret changes.
@@ -287,7 +293,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     if (spec.enabled && spec.issuerRef && !expired) {
       // From the built-in CA to cert-manager: what the built-in CA issued is superseded (a
       // revocation replaces any hold), whether status recorded it or only the Secret holds it.
-      const recorded = su.status?.certificate;
+      const recorded = sealedCertificate(su);
       const inSecret = secret?.raw?.['tls.crt'] ? await observeCertificate(secret.raw, ca, su) : undefined;
       const revoke = [
         ...(recorded && recorded.issuer === builtIn ? [{ serialNumber: recorded.serialNumber, reason: 'superseded' as const, notAfter: recorded.notAfter }] : []),
@@ -313,7 +319,8 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
       observed = { ...observed, revoked: true };
     }
     // Only the built-in CA's serials go on its CRL: a cert-manager certificate status still records is the issuer's.
-    const recorded = su.status?.certificate?.issuer === builtIn ? su.status.certificate : undefined;
+    const sealed = sealedCertificate(su);
+    const recorded = sealed?.issuer === builtIn ? sealed : undefined;
     const { decision, revoke } = decideCertificate(su, observed, recorded, now, end);
     await ledger.revoke(owner, revoke);
     let placed: PlacedCertificate | undefined;

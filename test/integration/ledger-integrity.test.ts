@@ -173,6 +173,8 @@ describe('the ledger cannot be forged', () => {
     const patched = await kubectl(['patch', 'serviceuser', 'tenant', '-n', tenantNs.name, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { certificate: { serialNumber: serial.serialNumber, issuer: serial.issuer } } })]);
     expect(patched.err).toBe('');
     await throughout(3000, "the gateway's own certificate keeps authenticating it", introspectByCertificate);
+    // Nor is the claimed serial revoked on the tenant's behalf (the unsealed claim is not the tenant's to revoke).
+    expect(await operator.authority.ledger.isListed(serial.serialNumber)).toBe(false);
   });
 
   it('the ledger key rotates: records are re-MACed under the new key, and verification follows on every replica', async () => {
