@@ -212,13 +212,14 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
       // The end date is a timer for a stalled user too.
       requeueAfterMs: !expired && expires !== undefined ? expires - now : undefined,
       status: {
-        ...sealed(base),
+        // Kept while stalled (sealed with the rest, and only if it was sealed before: a claim
+        // written by someone else is not laundered), so that the end date, a deletion or the
+        // fix can still revoke it.
+        ...sealed({ ...base, ...(previous.certificate && !expired && sealHonoured(trust, uid, previous) ? { certificate: previous.certificate } : {}) }),
         ...(previous.lastRotationRequest !== undefined ? { lastRotationRequest: previous.lastRotationRequest } : {}),
         ...(previous.lastRenewalRequest !== undefined ? { lastRenewalRequest: previous.lastRenewalRequest } : {}),
         phase: expired ? 'Expired' : 'Failed',
         tokens: tokens.map((t) => signToken(trust.ring, uid, t)),
-        // Kept while stalled, so that the end date, a deletion or the fix can still revoke it.
-        ...(previous.certificate && !expired ? { certificate: previous.certificate } : {}),
         conditions: setConditions(
           prevConditions,
           [
