@@ -57,7 +57,7 @@ function memoryOf(pid: number): Memory {
  * satisfying `done` at once. A watch the server ends resumes where it was; one whose version
  * expired starts over (its replay of every object rebuilds the set).
  */
-function whenAll(client: KubeClient, path: string, count: number, done: (o: KubeObject) => boolean, timeoutMs: number): { at: Promise<number>; stop: () => void } {
+export function whenAll(client: KubeClient, path: string, count: number, done: (o: KubeObject) => boolean, timeoutMs: number): { at: Promise<number>; stop: () => void } {
   const abort = new AbortController();
   const seen = new Set<string>();
   let timer: NodeJS.Timeout | undefined;

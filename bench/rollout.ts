@@ -11,11 +11,12 @@
 // ServiceUsers of the operator, the control plane and this client, and the writes and
 // events per ServiceUser the API server counted.
 import type { KubeConfig } from '@kubernetes/client-node';
-import { resourcePath, type KubeClient, type WatchEvent } from '../src/controller/kube.ts';
+import { resourcePath, type KubeClient } from '../src/controller/kube.ts';
 import { resources } from '../src/api/resources.ts';
 import { issueToken } from '../src/credentials/token.ts';
 import { withControlPlane } from './cluster.ts';
 import { cpuSecondsOf, ownCpuSeconds } from './cpu.ts';
+import { whenAll } from './peer.ts';
 import { apiServerMutations } from './fleet.ts';
 import { startOperatorProcess, sumOf, type OperatorProcess } from './operator-process.ts';
 
@@ -37,35 +38,8 @@ const serviceUser = (name: string, certificates: boolean) => ({
 
 /** Resolves with the time (performance.now()) a watch has seen `count` ServiceUsers of `ns` Active. */
 function whenAllActive(client: KubeClient, ns: string, count: number, timeoutMs = 1_800_000): { done: Promise<number>; stop: () => void } {
-  const abort = new AbortController();
-  const active = new Set<string>();
-  const done = new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => (abort.abort(), reject(new Error(`${ns}: ${active.size} of ${count} Active after ${timeoutMs / 1000} s`))), timeoutMs);
-    void (async () => {
-      let rv: string | undefined;
-      // A watch the server ends (its timeout) resumes where it was.
-      while (!abort.signal.aborted) {
-        await client.watch(`${resourcePath(resources.serviceUsers, ns)}?watch=1${rv ? `&resourceVersion=${rv}` : ''}`, (event: WatchEvent) => {
-          if (event.type === 'ERROR' || event.type === 'BOOKMARK') return;
-          rv = event.object.metadata.resourceVersion;
-          const name = event.object.metadata.name;
-          if ((event.object.status as { phase?: string } | undefined)?.phase === 'Active') active.add(name);
-          else active.delete(name);
-          if (active.size >= count) {
-            clearTimeout(timer);
-            resolve(performance.now());
-            abort.abort();
-          }
-        }, abort.signal).catch((err: unknown) => {
-          if (abort.signal.aborted) return;
-          clearTimeout(timer);
-          abort.abort();
-          reject(err);
-        });
-      }
-    })();
-  });
-  return { done, stop: () => abort.abort() };
+  const { at, stop } = whenAll(client, resourcePath(resources.serviceUsers, ns), count, (o) => (o.status as { phase?: string } | undefined)?.phase === 'Active', timeoutMs);
+  return { done: at, stop };
 }
 
 async function floorWrites(client: KubeClient, ns: string, names: string[]): Promise<void> {
