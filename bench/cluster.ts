@@ -1,5 +1,8 @@
-// Each benchmark's own control plane: started in a temporary directory with the CRDs and
-// the namespaces the benchmark names, handed to it, and torn down whatever happens.
+// Each benchmark's own control plane: started in a temporary directory with the CRDs, the
+// namespaces the benchmark names and the Account `bench` its ServiceUsers name (admitting
+// every namespace, as a platform team would set one up: without it every user would be told
+// AccountNotFound, an event the benchmark would count), handed to it, and torn down whatever
+// happens.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -23,6 +26,7 @@ export async function withControlPlane<T>(name: string, namespaces: string[], ru
   try {
     await installCrds(kc);
     for (const ns of namespaces) await client.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+    await client.request('POST', '/apis/serviceusers.dev/v1alpha1/accounts', { apiVersion: 'serviceusers.dev/v1alpha1', kind: 'Account', metadata: { name: 'bench' }, spec: { displayName: 'Benchmarks', namespaceSelector: {} } });
     return await run({ controlPlane, kc, client });
   } finally {
     client.close();
