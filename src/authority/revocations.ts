@@ -5,7 +5,13 @@
 // - shards `<name>-00` … `<name>-3f`: the entries, gzip'd (ledger-shard.ts), a serial in the
 //   shard its hash picks, each shard far under the 1 MiB object limit at 100,000 entries;
 // - the head `<name>`: the shard count. It is written once (and replaces the single-ConfigMap
-//   format of older versions, whose entries are moved into the shards).
+//   format of older versions, whose entries are moved into the shards);
+// - the journal `<name>-journal`: revocations of small batches, gzip'd like a shard. Hashing
+//   spreads a batch of k serials over ~k shards, so thousands of end dates in a minute, arriving
+//   a few at a time, would cost a shard write each; appended to the journal they cost one write
+//   per batch, and are folded into their shards (≤ one write per shard) once the journal holds
+//   `foldAt` entries, or after `foldIdleMs` without a journal write, or at a refresh. An entry
+//   in the journal and in its shard at once (a crash mid-fold) is the same revocation twice.
 //
 // The CRL itself (≈6 MB of DER at 100,000 entries) is stored nowhere: every replica holds the
 // CA key, so each signs it from its own copy of the ledger — kept current by the operator's
@@ -37,6 +43,12 @@ const minSignIntervalMs = 250;
 /** Shard writes in flight at once within a batch. */
 const shardWriteConcurrency = 16;
 const maxAttempts = 10;
+/** Batches with fewer revocations than this go to the journal (larger ones touch most shards anyway). */
+const defaultDirectAt = 256;
+/** Journal entries that trigger a fold into the shards (~40 KB of journal). */
+const defaultFoldAt = 1024;
+/** Quiet time after the last journal write before the journal is folded. */
+const defaultFoldIdleMs = 2_000;
 /** Labels every ledger ConfigMap carries (the operator's watch selects on them). */
 const ledgerLabels = { 'app.kubernetes.io/managed-by': 'service-user-operator', 'app.kubernetes.io/component': 'crl' };
 /** The label naming the ledger a shard belongs to (its head's name). */
@@ -49,8 +61,10 @@ type Change =
   | { kind: 'holds'; owner: string; at: string; want: Map<string, string> }
   /** Entries from the single-ConfigMap format, added where absent. */
   | { kind: 'merge'; entries: LedgerEntry[] }
-  /** Prune expired entries and re-sign the CRL. */
-  | { kind: 'refresh' };
+  /** Prune expired entries and re-sign the CRL (folds the journal too). */
+  | { kind: 'refresh' }
+  /** Move the journal's entries into their shards. */
+  | { kind: 'fold' };
 
 interface Pending {
   change: Change;
@@ -75,6 +89,12 @@ export class RevocationLedger {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private shards: Shard[] = [];
+  /** Revocations not yet folded into their shards (never holds). */
+  private journal: Shard = { resourceVersion: undefined, entries: new Map() };
+  private readonly directAt: number;
+  private readonly foldAt: number;
+  private readonly foldIdleMs: number;
+  private foldTimer: NodeJS.Timeout | undefined;
   /** Serials on hold per owner, so setHolds finds an owner's holds without a scan. */
   private readonly holds = new Map<string, Set<string>>();
   private queue: Pending[] = [];
@@ -94,7 +114,11 @@ export class RevocationLedger {
   /** The last CRL signed, for the verification service. */
   crlPem = '';
 
-  constructor(options: { client: KubeClient; ca: Ca; namespace: string; name: string; log: Logger; now?: () => number; clockCheckMs?: number }) {
+  constructor(options: {
+    client: KubeClient; ca: Ca; namespace: string; name: string; log: Logger; now?: () => number; clockCheckMs?: number;
+    /** The journal's thresholds (tests); `directAt: 0` writes every batch straight to its shards. */
+    journal?: { directAt?: number; foldAt?: number; foldIdleMs?: number };
+  }) {
     this.client = options.client;
     this.ca = options.ca;
     this.namespace = options.namespace;
@@ -102,12 +126,27 @@ export class RevocationLedger {
     this.log = options.log;
     this.now = options.now ?? Date.now;
     this.clockCheckMs = options.clockCheckMs ?? 3_600_000;
+    this.directAt = options.journal?.directAt ?? defaultDirectAt;
+    this.foldAt = options.journal?.foldAt ?? defaultFoldAt;
+    this.foldIdleMs = options.journal?.foldIdleMs ?? defaultFoldIdleMs;
     this.resetShards(defaultShardCount);
   }
 
   /** Entries in the ledger (revoked and on hold, expired ones not yet pruned included). */
   get size(): number {
-    return this.shards.reduce((n, s) => n + s.entries.size, 0);
+    let n = this.shards.reduce((n, s) => n + s.entries.size, 0);
+    for (const serial of this.journal.entries.keys()) if (!this.shards[shardOf(serial, this.shards.length)]!.entries.has(serial)) n++;
+    return n;
+  }
+
+  /** Entries waiting in the journal to be folded into their shards. */
+  get journalSize(): number {
+    return this.journal.entries.size;
+  }
+
+  /** The serial's entry as this replica knows it: the journal's revocation over its shard's entry. */
+  private entry(serial: string): LedgerEntry | undefined {
+    return this.journal.entries.get(serial) ?? this.shards[shardOf(serial, this.shards.length)]!.entries.get(serial);
   }
 
   /** Revokes serials (idempotent). A revocation replaces a hold of the same serial. */
@@ -148,14 +187,12 @@ export class RevocationLedger {
 
   /** Whether the ledger currently lists the serial (revoked or on hold), from memory. */
   isListed(serialNumber: string): Promise<boolean> {
-    const serial = serialNumber.toLowerCase();
-    return Promise.resolve(this.shards[shardOf(serial, this.shards.length)]!.entries.has(serial));
+    return Promise.resolve(this.entry(serialNumber.toLowerCase()) !== undefined);
   }
 
   /** Whether the ledger lists the serial as revoked (a hold does not count: it can be released). */
   isRevoked(serialNumber: string): Promise<boolean> {
-    const serial = serialNumber.toLowerCase();
-    const entry = this.shards[shardOf(serial, this.shards.length)]!.entries.get(serial);
+    const entry = this.entry(serialNumber.toLowerCase());
     return Promise.resolve(entry !== undefined && entry.reason !== 'certificateHold');
   }
 
@@ -182,6 +219,10 @@ export class RevocationLedger {
         `${this.path()}?labelSelector=${encodeURIComponent(`${ledgerLabel}=${this.name}`)}&limit=16${cont ? `&continue=${encodeURIComponent(cont)}` : ''}`,
       );
       for (const item of page.items) {
+        if (item.metadata.name === this.journalName) {
+          this.replaceJournal(this.decodeJournal(item), item.metadata.resourceVersion);
+          continue;
+        }
         const index = this.shardIndex(item.metadata.name);
         // A shard that cannot be read stops the start: writing over it would lose its entries.
         if (index !== undefined) this.replaceShard(index, this.decode(item), item.metadata.resourceVersion);
@@ -196,6 +237,7 @@ export class RevocationLedger {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.foldTimer);
     clearTimeout(this.signTimer);
     this.signTimer = undefined;
     // Whoever waits for a signature is told it will not come.
@@ -213,8 +255,20 @@ export class RevocationLedger {
       }
       return;
     }
+    if (object.metadata.labels?.[ledgerLabel] !== this.name) return;
+    if (name === this.journalName) {
+      if (!newer(object.metadata.resourceVersion, this.journal.resourceVersion)) return;
+      try {
+        this.replaceJournal(this.decodeJournal(object), object.metadata.resourceVersion);
+      } catch (err) {
+        this.log.error({ err: String(err) }, 'revocation ledger journal cannot be read; keeping the last one');
+        return;
+      }
+      this.listed().catch((err: unknown) => this.log.warn({ err: String(err) }, 'could not sign the CRL'));
+      return;
+    }
     const index = this.shardIndex(name);
-    if (index === undefined || object.metadata.labels?.[ledgerLabel] !== this.name) return;
+    if (index === undefined) return;
     if (!newer(object.metadata.resourceVersion, this.shards[index]!.resourceVersion)) return;
     try {
       this.replaceShard(index, this.decode(object), object.metadata.resourceVersion);
@@ -269,29 +323,38 @@ export class RevocationLedger {
   private changes(change: Change): boolean {
     if (change.kind === 'revoke') {
       return change.entries.some((e) => {
-        const existing = this.shards[e.shard]!.entries.get(e.serialNumber);
+        const existing = this.entry(e.serialNumber);
         return !existing || existing.reason === 'certificateHold';
       });
     }
     if (change.kind === 'holds') {
       const held = this.holds.get(change.owner);
       if (held && [...held].some((s) => !change.want.has(s))) return true;
-      return [...change.want.keys()].some((s) => !this.shards[shardOf(s, this.shards.length)]!.entries.has(s));
+      return [...change.want.keys()].some((s) => !this.entry(s));
     }
     return true;
   }
 
-  /** One batch: a write per shard it changes. Whether it asks for a re-signature however recent the last (a refresh). */
+  /**
+   * One batch: revocations of a small batch are one journal write, the rest a write per shard
+   * they change. Whether it asks for a re-signature however recent the last (a refresh).
+   */
   private async write(changes: Change[]): Promise<boolean> {
     const now = this.now();
     const touched = new Set<number>();
     let refresh = false;
+    let fold = false;
+    const revocations = changes.filter((c) => c.kind === 'revoke');
+    const count = revocations.reduce((n, c) => n + c.entries.length, 0);
+    const journaled: Change[] = count > 0 && count < this.directAt ? revocations : [];
     for (const c of changes) {
-      if (c.kind === 'revoke') for (const e of c.entries) touched.add(e.shard);
-      else if (c.kind === 'holds') for (const s of [...(this.holds.get(c.owner) ?? []), ...c.want.keys()]) touched.add(shardOf(s, this.shards.length));
+      if (c.kind === 'revoke') {
+        if (!journaled.includes(c)) for (const e of c.entries) touched.add(e.shard);
+      } else if (c.kind === 'holds') for (const s of [...(this.holds.get(c.owner) ?? []), ...c.want.keys()]) touched.add(shardOf(s, this.shards.length));
       else if (c.kind === 'merge') for (const e of c.entries) touched.add(shardOf(e.serialNumber, this.shards.length));
+      else if (c.kind === 'fold') fold = true;
       else {
-        refresh = true;
+        refresh = fold = true;
         this.shards.forEach((s, i) => {
           for (const e of s.entries.values()) {
             if (!isLive(e, now)) {
@@ -302,8 +365,117 @@ export class RevocationLedger {
         });
       }
     }
-    await this.writeShards([...touched], changes, now);
+    await this.writeShards([...touched], changes.filter((c) => !journaled.includes(c)), now);
+    if (journaled.length) await this.writeJournal(journaled, now);
+    if (fold || this.journal.entries.size >= this.foldAt) await this.fold(now);
+    else if (journaled.length) this.foldWhenQuiet();
     return refresh;
+  }
+
+  private get journalName(): string {
+    return `${this.name}-journal`;
+  }
+
+  /** Adds the batch's revocations to the journal (one write), re-reading it on conflict. */
+  private async writeJournal(changes: Change[], now: number): Promise<void> {
+    await this.rewriteJournal(now, (entries) => {
+      let changed = false;
+      for (const c of changes) {
+        if (c.kind !== 'revoke') continue;
+        for (const e of c.entries) {
+          const existing = entries.get(e.serialNumber) ?? this.shards[e.shard]!.entries.get(e.serialNumber);
+          if (existing && existing.reason !== 'certificateHold') continue;
+          entries.set(e.serialNumber, { serialNumber: e.serialNumber, reason: e.reason, notAfter: e.notAfter, revokedAt: c.at, owner: c.owner, identity: identityOf(c.owner) });
+          changed = true;
+        }
+      }
+      return changed;
+    });
+  }
+
+  /**
+   * Moves the journal's entries into their shards, then drops them from the journal — those
+   * still as they were: another replica may have added some meanwhile. A crash in between
+   * leaves them in both places, which is the same revocation twice.
+   */
+  private async fold(now: number): Promise<void> {
+    clearTimeout(this.foldTimer);
+    this.foldTimer = undefined;
+    const folded = [...this.journal.entries.values()];
+    if (!folded.length) return;
+    const change: Change = { kind: 'merge', entries: folded };
+    await this.writeShards([...new Set(folded.map((e) => shardOf(e.serialNumber, this.shards.length)))], [change], now);
+    await this.rewriteJournal(now, (entries) => {
+      let changed = false;
+      for (const e of folded) {
+        const current = entries.get(e.serialNumber);
+        if (current && current.reason === e.reason && current.revokedAt === e.revokedAt) {
+          entries.delete(e.serialNumber);
+          changed = true;
+        }
+      }
+      return changed;
+    });
+  }
+
+  /** A fold once no journal write has come for `foldIdleMs`: a quiet ledger keeps no journal. */
+  private foldWhenQuiet(): void {
+    clearTimeout(this.foldTimer);
+    if (this.stopped) return;
+    this.foldTimer = setTimeout(() => {
+      this.foldTimer = undefined;
+      this.submit({ kind: 'fold' }).catch((err: unknown) => this.log.warn({ err: String(err) }, 'could not fold the revocation ledger journal into its shards'));
+    }, this.foldIdleMs);
+    this.foldTimer.unref();
+  }
+
+  /** Writes the journal as `edit` changes it (expired entries pruned), with optimistic concurrency. */
+  private async rewriteJournal(now: number, edit: (entries: Map<string, LedgerEntry>) => boolean): Promise<void> {
+    const name = this.journalName;
+    for (let attempt = 1; ; attempt++) {
+      const entries = new Map(this.journal.entries);
+      let changed = edit(entries);
+      for (const [serial, e] of entries) {
+        if (!isLive(e, now)) {
+          entries.delete(serial);
+          changed = true;
+        }
+      }
+      if (!changed) return;
+      const encoded = encodeShard(entries.values());
+      if (encoded.length > maxShardBytes) {
+        throw new Error(`revocation ledger journal ${this.where(name)} would hold ${entries.size} entries in ${encoded.length} bytes, over its ${maxShardBytes}-byte limit`);
+      }
+      const rv = this.journal.resourceVersion;
+      const body = {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name, namespace: this.namespace, labels: { ...ledgerLabels, [ledgerLabel]: this.name }, ...(rv ? { resourceVersion: rv } : {}) },
+        data: { entries: String(entries.size) },
+        binaryData: { [shardKey]: encoded.toString('base64') },
+      };
+      try {
+        const written = rv ? await this.client.request('PUT', this.path(name), body) : await this.client.request('POST', this.path(), body);
+        this.replaceJournal(entries, written.metadata.resourceVersion);
+        return;
+      } catch (err) {
+        if (!(isConflict(err) || isNotFound(err)) || attempt >= maxAttempts) throw err;
+        this.log.debug({ journal: name, attempt }, 'revocation ledger journal changed under us; re-reading');
+        await this.rereadJournal();
+      }
+    }
+  }
+
+  private async rereadJournal(): Promise<void> {
+    const known = this.journal.entries;
+    try {
+      const object = await this.client.get(this.path(this.journalName));
+      this.journal = { resourceVersion: undefined, entries: known };
+      this.replaceJournal(this.decodeJournal(object), object.metadata.resourceVersion);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      this.journal = { resourceVersion: undefined, entries: known };
+    }
   }
 
   private async writeShards(indexes: number[], changes: Change[], now: number): Promise<void> {
@@ -453,7 +625,9 @@ export class RevocationLedger {
       if (this.signed && this.signed.version === this.version && !due && this.signed.nextUpdate - now >= resignBeforeMs) return;
       const version = this.version;
       const entries: LedgerEntry[] = [];
-      for (const s of this.shards) for (const e of s.entries.values()) if (isLive(e, now)) entries.push(e);
+      const journal = this.journal.entries;
+      for (const s of this.shards) for (const e of s.entries.values()) if (isLive(e, now) && !journal.has(e.serialNumber)) entries.push(e);
+      for (const e of journal.values()) if (isLive(e, now)) entries.push(e);
       entries.sort((a, b) => (a.serialNumber < b.serialNumber ? -1 : 1));
       const number = Math.max(now, (this.signed?.number ?? 0) + 1);
       this.crlPem = await buildCrl(this.ca, entries, { number, now: new Date(now), validity: crlValidityMs });
@@ -542,6 +716,23 @@ export class RevocationLedger {
     for (const [owner, set] of this.holds) if (!set.size) this.holds.delete(owner);
     this.shards[index] = { resourceVersion, entries: map };
     this.version++;
+  }
+
+  private replaceJournal(entries: Map<string, LedgerEntry> | LedgerEntry[], resourceVersion: string | undefined): void {
+    if (!newer(resourceVersion, this.journal.resourceVersion)) return;
+    this.journal = { resourceVersion, entries: entries instanceof Map ? entries : new Map(entries.map((e) => [e.serialNumber, e])) };
+    this.version++;
+  }
+
+  /** The journal's entries: revocations only (a hold there would mask a revocation in its shard). */
+  private decodeJournal(object: KubeObject): LedgerEntry[] {
+    const data = (object.binaryData as Record<string, string> | undefined)?.[shardKey];
+    const where = this.where(object.metadata.name);
+    if (data === undefined) throw new Error(`revocation ledger journal ${where}: binaryData.${shardKey} is missing`);
+    const entries = decodeShard(Buffer.from(data, 'base64'), `revocation ledger journal ${where}`);
+    const held = entries.find((e) => e.reason === 'certificateHold');
+    if (held) throw new Error(`revocation ledger journal ${where}: serial ${held.serialNumber} is a certificateHold; the journal holds revocations only`);
+    return entries;
   }
 
   private decode(object: KubeObject): LedgerEntry[] {

@@ -140,12 +140,14 @@ async function crlCheck(inv: Invocation, s: Session, cert: X509Certificate, ca: 
       // The head is written on the operator's first start; shards only once something is revoked.
       if (!list.items.length) await s.client.get(resourcePath({ group: '', version: 'v1', plural: 'configmaps', namespaced: true }, ns, head));
       const serial = cert.serialNumber.toLowerCase().replace(/^0+/, '');
-      for (const cm of list.items) {
+      // The shards and the journal (revocations not yet folded into their shard): a revocation
+      // in the journal outranks a hold in the shard.
+      const found = list.items.flatMap((cm) => {
         const data = (cm.binaryData as Record<string, string> | undefined)?.[shardKey];
-        if (!data) continue;
-        const entry = decodeShard(Buffer.from(data, 'base64'), `ConfigMap ${ns}/${cm.metadata.name}`).find((e) => e.serialNumber.replace(/^0+/, '') === serial);
-        if (entry) return { ok: false, detail: `ON THE CRL since ${entry.revokedAt}, reason ${entry.reason}${entry.reason === 'certificateHold' ? ' (the ServiceUser is disabled)' : ''} (from ${where})` };
-      }
+        return data ? decodeShard(Buffer.from(data, 'base64'), `ConfigMap ${ns}/${cm.metadata.name}`).filter((e) => e.serialNumber.replace(/^0+/, '') === serial) : [];
+      });
+      const entry = found.find((e) => e.reason !== 'certificateHold') ?? found[0];
+      if (entry) return { ok: false, detail: `ON THE CRL since ${entry.revokedAt}, reason ${entry.reason}${entry.reason === 'certificateHold' ? ' (the ServiceUser is disabled)' : ''} (from ${where})` };
       return { ok: true, detail: `not revoked (from ${where})` };
     } catch (err) {
       const why = err instanceof ApiError ? `${err.status === 403 ? 'forbidden' : err.status === 404 ? 'not found' : err.status}` : (err as Error).message;

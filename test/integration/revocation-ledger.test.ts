@@ -59,9 +59,9 @@ function readCrl(pem: string): { number: number; serials: Set<string>; text: str
   };
 }
 
-function ledger(name: string, options: { now?: () => number; ca?: Ca; log?: string[]; clockCheckMs?: number } = {}): RevocationLedger {
+function ledger(name: string, options: { now?: () => number; ca?: Ca; log?: string[]; clockCheckMs?: number; journal?: { directAt?: number; foldAt?: number; foldIdleMs?: number } } = {}): RevocationLedger {
   const l = new RevocationLedger({
-    client, ca: options.ca ?? ca, namespace: ns.name, name, log: testLogger(options.log),
+    client, ca: options.ca ?? ca, namespace: ns.name, name, log: testLogger(options.log), ...(options.journal ? { journal: options.journal } : {}),
     ...(options.now ? { now: options.now } : {}), ...(options.clockCheckMs ? { clockCheckMs: options.clockCheckMs } : {}),
   });
   started.push(l);
@@ -189,6 +189,126 @@ describe('batching', () => {
   });
 });
 
+describe('the journal', () => {
+  // Earlier tests' ledgers would fold their journals into this namespace meanwhile: stopped.
+  beforeAll(() => {
+    for (const l of started.splice(0)) l.stop();
+  });
+  const revokeOne = (l: RevocationLedger, owner: string, serialNumber: string) => l.revoke(owner, [{ serialNumber, reason: 'cessationOfOperation', notAfter: inAWeek() }]);
+  const journalWrites = (since: number, name: string) => writes(since, name).filter((r) => r.path.endsWith(`/${name}-journal`) || (r.method === 'POST' && r.path.endsWith('/configmaps')));
+  const shardsOf = async (name: string) => (await listed(name)).filter((m) => m.metadata.name !== `${name}-journal`);
+
+  it('small batches are one journal write each, listed when they resolve, read by other replicas, and folded into their shards when it is quiet', async () => {
+    const l = ledger('jrnl', { journal: { foldIdleMs: 2_000 } });
+    await l.start();
+    const follower = ledger('jrnl');
+    await follower.start();
+    await follow(follower);
+    const serials = Array.from({ length: 20 }, () => randomSerial());
+    const since = requests.length;
+    // One after another, with nothing between them that could leave the journal quiet for 2 s.
+    const crls: string[] = [];
+    for (const [i, s] of serials.entries()) {
+      await revokeOne(l, `j/u-${i}`, s);
+      crls.push(l.crlPem);
+    }
+    // Twenty serials hashed into ~twenty shards would have been a shard write each: here one
+    // journal write each (the first creates it), no shard.
+    const whileRevoking = writes(since, 'jrnl');
+    expect(l.journalSize).toBe(20);
+    expect(whileRevoking, JSON.stringify(whileRevoking)).toHaveLength(20);
+    expect(journalWrites(since, 'jrnl')).toHaveLength(20);
+    // Each durable and on this replica's CRL when its promise resolved.
+    serials.forEach((s, i) => expect(readCrl(crls[i]!).serials.has(s)).toBe(true));
+    const fresh = ledger('jrnl');
+    await fresh.start();
+    expect(fresh.size).toBe(20);
+    for (const s of serials) expect(await fresh.isRevoked(s)).toBe(true);
+    await eventually('the other replica’s CRL lists them', async () => (serials.every((s) => readCrl(follower.crlPem).serials.has(s)) ? true : undefined));
+
+    // Quiet for two seconds: folded, one write per shard touched and one for the journal.
+    await eventually('the journal folded', async () => (l.journalSize === 0 ? true : undefined));
+    const touched = new Set(serials.map((s) => shardOf(s, 64))).size;
+    expect(writes(since, 'jrnl')).toHaveLength(20 + touched + 1);
+    expect(await shardsOf('jrnl')).toHaveLength(touched);
+    const afterFold = ledger('jrnl');
+    await afterFold.start();
+    expect(afterFold.size).toBe(20);
+    expect(afterFold.journalSize).toBe(0);
+    expect(readCrl(afterFold.crlPem).serials).toEqual(new Set(serials));
+    await eventually('the other replica still lists them all', async () => (follower.journalSize === 0 && readCrl(follower.crlPem).serials.size === 20 ? true : undefined));
+  });
+
+  it('is folded once it holds foldAt entries, whatever the pace', async () => {
+    const l = ledger('jfold', { journal: { foldAt: 10, foldIdleMs: 3_600_000 } });
+    await l.start();
+    const serials = Array.from({ length: 25 }, () => randomSerial());
+    for (const [i, s] of serials.entries()) await revokeOne(l, `f/u-${i}`, s);
+    expect(l.journalSize).toBe(5);
+    expect(l.size).toBe(25);
+    const fresh = ledger('jfold');
+    await fresh.start();
+    expect(fresh.journalSize).toBe(5);
+    for (const s of serials) expect(await fresh.isRevoked(s)).toBe(true);
+  });
+
+  it('a revocation in the journal replaces a hold in its shard, and survives the hold’s release and the fold', async () => {
+    const l = ledger('jhold', { journal: { foldIdleMs: 500 } });
+    await l.start();
+    const serial = randomSerial();
+    await l.setHolds('h/a', [{ serialNumber: serial, notAfter: inAWeek() }]);
+    await revokeOne(l, 'h/a', serial);
+    expect(l.journalSize).toBe(1);
+    expect(await l.isRevoked(serial)).toBe(true);
+    await l.setHolds('h/a', []);
+    expect(await l.isRevoked(serial)).toBe(true);
+    await eventually('the journal folded', async () => (l.journalSize === 0 ? true : undefined));
+    const fresh = ledger('jhold');
+    await fresh.start();
+    const crl = readCrl(fresh.crlPem);
+    expect(crl.serials).toEqual(new Set([serial]));
+    expect(crl.text).toContain('Cessation Of Operation');
+    expect(crl.text).not.toContain('Certificate Hold');
+  });
+
+  it('two replicas writing small batches into the journal at once lose none of each other’s entries', { timeout: 300_000 }, async () => {
+    const a = ledger('jshared', { journal: { foldAt: 40, foldIdleMs: 3_600_000 } });
+    const b = ledger('jshared', { journal: { foldAt: 40, foldIdleMs: 3_600_000 } });
+    await a.start();
+    await b.start();
+    const mine = Array.from({ length: 100 }, () => randomSerial());
+    const theirs = Array.from({ length: 100 }, () => randomSerial());
+    // Four callers each side, one serial at a time: small batches racing for the journal (and folds).
+    const revokeAll = (l: RevocationLedger, list: string[], who: string) =>
+      Promise.all(Array.from({ length: 4 }, async (_, i) => {
+        for (let k = i; k < list.length; k += 4) await revokeOne(l, `${who}/u-${k}`, list[k]!);
+      }));
+    await Promise.all([revokeAll(a, mine, 'a'), revokeAll(b, theirs, 'b')]);
+    expect(requests.some((r) => r.status === 409 && r.path.endsWith('/configmaps/jshared-journal'))).toBe(true);
+    const c = ledger('jshared');
+    await c.start();
+    expect(c.size).toBe(200);
+    const crl = readCrl(c.crlPem);
+    for (const s of [...mine, ...theirs]) expect(crl.serials.has(s)).toBe(true);
+  });
+
+  it('a journal edited by hand to hold a hold is refused at start, naming it; a running replica keeps what it had', async () => {
+    const log: string[] = [];
+    const a = ledger('jedited', { log, journal: { foldIdleMs: 3_600_000 } });
+    await a.start();
+    await follow(a);
+    const serial = randomSerial();
+    await revokeOne(a, 'e/a', serial);
+    const journal = await admin.get(`/api/v1/namespaces/${ns.name}/configmaps/jedited-journal`);
+    const { encodeShard } = await import('../../src/authority/ledger-shard.ts');
+    const hold = encodeShard([{ serialNumber: serial, reason: 'certificateHold', notAfter: inAWeek(), revokedAt: new Date().toISOString(), owner: 'e/a', identity: 'serviceuser:e:a' }]);
+    await admin.request('PUT', `/api/v1/namespaces/${ns.name}/configmaps/jedited-journal`, { ...journal, binaryData: { 'revocations.tsv.gz': hold.toString('base64') } });
+    await eventually('the running replica’s complaint', async () => (log.some((l) => l.includes('revocation ledger journal cannot be read')) ? true : undefined));
+    expect(await a.isRevoked(serial)).toBe(true);
+    await expect(ledger('jedited').start()).rejects.toThrow(`revocation ledger journal ConfigMap ${ns.name}/jedited-journal: serial ${serial} is a certificateHold; the journal holds revocations only`);
+  });
+});
+
 describe('replicas', () => {
   it('two replicas revoking into the same shards at once lose none of each other’s entries', { timeout: 300_000 }, async () => {
     const a = ledger('shared');
@@ -298,7 +418,8 @@ describe('the CRL’s lifetime', () => {
 describe('ConfigMaps edited by hand', () => {
   it('a shard that cannot be read stops a start, naming the ConfigMap and the line; a running replica keeps what it had', async () => {
     const log: string[] = [];
-    const a = ledger('edited', { log });
+    // Every batch straight to its shards: these are about the shards.
+    const a = ledger('edited', { log, journal: { directAt: 0 } });
     await a.start();
     await follow(a);
     const serial = randomSerial();
@@ -311,7 +432,7 @@ describe('ConfigMaps edited by hand', () => {
   });
 
   it('a shard holding a serial that belongs in another shard is refused', async () => {
-    const a = ledger('misplaced');
+    const a = ledger('misplaced', { journal: { directAt: 0 } });
     await a.start();
     const serial = randomSerial();
     await a.revoke('m/a', [{ serialNumber: serial, reason: 'superseded', notAfter: inAWeek() }]);
@@ -323,7 +444,7 @@ describe('ConfigMaps edited by hand', () => {
   });
 
   it('a deleted shard is written again from what the replica knows', async () => {
-    const a = ledger('deleted');
+    const a = ledger('deleted', { journal: { directAt: 0 } });
     await a.start();
     const [one, two] = [randomSerial(), randomSerial()];
     await a.revoke('d/a', [{ serialNumber: one, reason: 'superseded', notAfter: inAWeek() }]);
