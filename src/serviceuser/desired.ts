@@ -14,8 +14,8 @@ import { accountsAdmission, type AccountsVerdict } from '../account/admission.ts
 import { expiresAt as endOf, isExpired, warnAt as warnOf } from './expiry.ts';
 import type { CertificateMaterial } from './certificate.ts';
 import { secretKeys, type Profile } from './secret.ts';
-import { phaseOf } from './phase.ts';
-import { honouredRecords, iso, tokenAnnotations, tokenLedger } from './tokens.ts';
+import { expiryEvents, phaseOf } from './phase.ts';
+import { honouredRecords, iso, tokenAnnotations, tokenLedger, type RevocationReason } from './tokens.ts';
 import { sealHonoured, sealOf, signToken, type LedgerTrust } from './ledger-macs.ts';
 import type { KeyRing } from '../credentials/mac.ts';
 
@@ -82,6 +82,8 @@ export interface Desired {
   secret: DesiredSecret | undefined;
   status: ServiceUserStatus;
   events: EventRecord[];
+  /** Tokens revoked by this pass, and why (the tokens-revoked metric). */
+  revocations: { id: string; reason: RevocationReason }[];
   requeueAfterMs: number | undefined;
 }
 
@@ -187,15 +189,16 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
     // Nothing is issued while stalled, and nothing unsigned is kept either.
     const tokens = honouredRecords(previous.tokens ?? [], trust, uid).honoured.map((t) => ({ ...t }));
     let secret: DesiredSecret | undefined;
+    const revocations: Desired['revocations'] = [];
     if (expired) {
       for (const t of tokens.filter((t) => t.state === 'Active' || t.state === 'Grace')) {
         t.state = 'Revoked';
         t.revokedAt = iso(expires!);
         t.reason = 'Expired';
         delete t.validUntil;
-        events.push({ type: 'Warning', reason: 'TokenRevoked', message: `token ${t.id} revoked: Expired` });
+        revocations.push({ id: t.id, reason: 'Expired' });
       }
-      if (!wasTrue('Expired')) events.push({ type: 'Warning', reason: 'Expired', message: `end date ${iso(expires!)} passed: credentials revoked${ours(observed.secret) ? ` and removed from Secret ${secretName}` : ''}` });
+      events.push(...expiryEvents(expires!, wasTrue('Expired'), revocations.map((r) => r.id), ours(observed.secret) ? secretName : undefined));
       if (ours(observed.secret)) {
         secret = {
           name: secretName,
@@ -209,6 +212,7 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
     return {
       secret,
       events,
+      revocations,
       // The end date is a timer for a stalled user too.
       requeueAfterMs: !expired && expires !== undefined ? expires - now : undefined,
       status: {
@@ -298,7 +302,8 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
 
   const warnAt = warnOf(expires, spec.expiryWarning);
   const problem = observed.certificateProblem;
-  const state = phaseOf({ su, now, expires, warnAt, tokenId: ledger.current?.id, certificate, certificateProblem: problem, secretName, previous: prevConditions, forged: forged || undefined });
+  const expiredTokens = ledger.revocations.filter((r) => r.reason === 'Expired').map((r) => r.id);
+  const state = phaseOf({ su, now, expires, warnAt, tokenId: ledger.current?.id, certificate, certificateProblem: problem, secretName, previous: prevConditions, forged: forged || undefined, expiredTokens });
   events.push(...state.events);
   const accounts = accountsAdmission(observed.accounts, spec.accounts, prevConditions);
   events.push(...accounts.events);
@@ -319,6 +324,7 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
   return {
     secret,
     events,
+    revocations: ledger.revocations,
     requeueAfterMs: next === undefined ? undefined : next - now,
     status: sealed({
       ...base,

@@ -19,6 +19,19 @@ export interface PhaseInput {
   previous: Condition[] | undefined;
   /** What this reconcile found without a valid MAC, if anything. */
   forged: string | undefined;
+  /** Tokens the end date revoked in this pass (named by the Expired event). */
+  expiredTokens?: string[];
+}
+
+/**
+ * What the end date says, once: one Expired event naming the tokens it revoked — an expiry is
+ * one event, not one per token beside it (at thousands of end dates in a minute, every
+ * request counts). Tokens revoked by an end date already announced get their own event.
+ */
+export function expiryEvents(expires: number, wasExpired: boolean, expiredTokens: string[], secretName: string | undefined): EventRecord[] {
+  if (wasExpired) return expiredTokens.map((id) => ({ type: 'Warning' as const, reason: 'TokenRevoked', message: `token ${id} revoked: Expired` }));
+  const tokens = expiredTokens.length ? ` (token${expiredTokens.length > 1 ? 's' : ''} ${expiredTokens.join(', ')})` : '';
+  return [{ type: 'Warning', reason: 'Expired', message: `end date ${iso(expires)} passed: credentials revoked${tokens}${secretName ? ` and removed from Secret ${secretName}` : ''}` }];
 }
 
 export interface PhaseOutcome {
@@ -40,7 +53,7 @@ export function phaseOf(input: PhaseInput): PhaseOutcome {
   const certificateEnabled = spec.credentials.clientCertificate.enabled;
   const complete = (tokenEnabled ? !!tokenId : true) && (certificateEnabled ? !!certificate : true) && (tokenEnabled || certificateEnabled);
   const phase = expired ? 'Expired' : disabled ? 'Disabled' : complete ? 'Active' : 'Pending';
-  if (expired && !wasTrue('Expired')) events.push({ type: 'Warning', reason: 'Expired', message: `end date ${iso(expires!)} passed: credentials revoked and removed from Secret ${secretName}` });
+  if (expired) events.push(...expiryEvents(expires, wasTrue('Expired'), input.expiredTokens ?? [], secretName));
   if (expiringSoon && !wasTrue('ExpiringSoon')) events.push({ type: 'Warning', reason: 'ExpiringSoon', message: `credentials expire at ${iso(expires!)}; extend spec.endDate or plan the replacement` });
   if (disabled && !wasTrue('Disabled')) events.push({ type: 'Normal', reason: 'Disabled', message: 'disabled: verification refuses its credentials until enabled' });
   if (!disabled && wasTrue('Disabled')) events.push({ type: 'Normal', reason: 'Enabled', message: 'enabled: its credentials are accepted again' });

@@ -63,6 +63,8 @@ export interface TokenLedger {
   /** The Secret's self-description of `current` (empty without one). */
   annotations: Record<string, string>;
   events: EventRecord[];
+  /** Every token revoked in this pass, and why (the metric). Those revoked by the end date have no event of their own: the Expired event names them. */
+  revocations: { id: string; reason: RevocationReason }[];
   /** The next instant the ledger changes by itself: a scheduled rotation, a grace period's end. */
   nextChange: number | undefined;
   /** The rotation request now handled. */
@@ -124,12 +126,15 @@ export function tokenLedger(input: TokenLedgerInput): TokenLedger {
   const problems: string[] = [];
   if (forged.length) problems.push(`status.tokens held ${forged.map((t) => `${t.id} (${t.state})`).join(', ')} without a valid MAC`);
   let tokens: TokenStatus[] = honoured.map(({ mac: _, ...t }) => ({ ...t }));
+  const revocations: TokenLedger['revocations'] = [];
   const revoke = (t: TokenStatus, reason: RevocationReason, at: number) => {
     t.state = 'Revoked';
     t.revokedAt = iso(at);
     t.reason = reason;
     delete t.validUntil;
-    events.push({ type: reason === 'Rotated' || reason === 'GracePeriodEnded' ? 'Normal' : 'Warning', reason: 'TokenRevoked', message: `token ${t.id} revoked: ${reason}` });
+    revocations.push({ id: t.id, reason });
+    // The end date's revocations are told by one Expired event (phase.ts), not one each.
+    if (reason !== 'Expired') events.push({ type: reason === 'Rotated' || reason === 'GracePeriodEnded' ? 'Normal' : 'Warning', reason: 'TokenRevoked', message: `token ${t.id} revoked: ${reason}` });
   };
   const live = () => tokens.filter((t) => t.state === 'Active' || t.state === 'Grace');
 
@@ -250,6 +255,7 @@ export function tokenLedger(input: TokenLedgerInput): TokenLedger {
     current,
     annotations,
     events,
+    revocations,
     nextChange: upcoming.length ? Math.min(...upcoming) : undefined,
     lastRotationRequest: handled,
     forged: problems.length ? problems.join('; ') : undefined,

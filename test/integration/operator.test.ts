@@ -10,9 +10,12 @@ import { verifyToken } from '../../src/verify/verdict.ts';
 import { eventually, useNamespace } from '../kube.ts';
 import { api, decodeSecret, useAccounts, useOperator } from '../operator.ts';
 import { findSecrets } from '../logs.ts';
+import { createMetrics } from '../../src/observability/metrics.ts';
 
 const ns = useNamespace('operator');
-const running = useOperator(ns);
+const metrics = createMetrics();
+const running = useOperator(ns, { metrics });
+const revokedTotal = async (reason: string) => (await metrics.registry.getSingleMetric('serviceuser_tokens_revoked_total')!.get()).values.filter((v) => v.labels.reason === reason).reduce((a, v) => a + v.value, 0);
 useAccounts(['acme-prod', 'acme-dev']);
 const seenTokens = new Set<string>();
 
@@ -89,6 +92,7 @@ describe('end dates', () => {
     const endDate = end.toISOString();
     await k().createServiceUser('short-lived', { ...base, endDate });
     const { token } = await activeToken('short-lived');
+    const revokedBefore = await revokedTotal('Expired');
     let wipedAt = 0;
     await eventually(
       'the token to be wiped from the Secret',
@@ -106,7 +110,14 @@ describe('end dates', () => {
     expect(statusOf(su).tokens).toEqual([expect.objectContaining({ state: 'Revoked', reason: 'Expired' })]);
     expect(condition(su, 'Expired')).toMatchObject({ status: 'True' });
     expect(await valid('short-lived', token)).toBe(false);
-    await eventually('Expired event', async () => ((await k().events('short-lived')).some((e) => e.reason === 'Expired' && e.type === 'Warning') ? true : undefined));
+    const events = await eventually('Expired event', async () => {
+      const list = await k().events('short-lived');
+      return list.some((e) => e.reason === 'Expired' && e.type === 'Warning') ? list : undefined;
+    });
+    // One event tells the expiry and names the token; the metric still counts the revocation.
+    expect(events.find((e) => e.reason === 'Expired')!.message).toContain(`(token ${statusOf(su).tokens![0]!.id})`);
+    expect(events.some((e) => e.reason === 'TokenRevoked')).toBe(false);
+    expect(await revokedTotal('Expired')).toBe(revokedBefore + 1);
   });
 
   it('extending after expiry issues a new token; the old one stays revoked', async () => {

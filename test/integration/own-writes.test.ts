@@ -11,8 +11,11 @@ import { createMetrics, type Metrics } from '../../src/observability/metrics.ts'
 import { startOperator, type Operator } from '../../src/operator.ts';
 import { testLogger } from '../logs.ts';
 import { eventually, kubeConfig, useNamespace } from '../kube.ts';
+import { useAccounts } from '../operator.ts';
 
 const ns = useNamespace('own-writes');
+// The Account its users name (admitting the test namespaces): without it each would be told AccountNotFound.
+useAccounts(['acme-prod']);
 const client = new KubeClient(kubeConfig());
 const logs: string[] = [];
 let metrics: Metrics;
@@ -74,6 +77,50 @@ describe('own writes', () => {
     expect(await requests('patch', 'serviceusers') - patches, 'finalizer applies').toBe(names.length);
     expect(await requests('patch', 'serviceusers/status') - statusPatches, 'status applies').toBe(names.length);
     expect(await requests('patch', 'secrets') - secretPatches, 'Secret applies').toBe(names.length);
+  });
+
+  it('at the end date, a Secret as the operator last wrote it is wiped without being read back; one someone else changed since is read live', async () => {
+    const names = ['ending-0', 'ending-1'];
+    const end = new Date(Date.now() + 15_000);
+    for (const name of names) {
+      await client.request('POST', resourcePath(resources.serviceUsers, ns.name), {
+        apiVersion: 'serviceusers.dev/v1alpha1', kind: 'ServiceUser', metadata: { name },
+        // Token only: a certificate ending in 15 s would be renewed within them (a live read of its own).
+        spec: { email: 'ops@example.com', accounts: ['acme-prod'], endDate: end.toISOString(), credentials: { clientCertificate: { enabled: false } } },
+      });
+    }
+    await settled(names);
+    // Someone else touches one Secret: its version is no longer the one the operator wrote.
+    const readsBefore = await requests('get', 'secrets');
+    await client.mergePatch(resourcePath(resources.secrets, ns.name, 'ending-1-credentials'), { metadata: { labels: { 'touched-by': 'someone-else' } } });
+    await eventually('the edit reconciled (a live read)', async () => ((await requests('get', 'secrets')) > readsBefore ? true : undefined));
+    await settled(names);
+    expect(Date.now()).toBeLessThan(end.getTime());
+    const [gets, secretPatches, statusPatches] = [await requests('get', 'secrets'), await requests('patch', 'secrets'), await requests('patch', 'serviceusers/status')];
+    await eventually('both expired and wiped', async () => {
+      const list = await client.get<{ items: KubeObject[] }>(resourcePath(resources.serviceUsers, ns.name));
+      if (!names.every((n) => list.items.some((o) => o.metadata.name === n && phase(o) === 'Expired'))) return undefined;
+      const secrets = await Promise.all(names.map((n) => client.get(resourcePath(resources.secrets, ns.name, `${n}-credentials`))));
+      return secrets.every((s) => Object.keys((s.data as object | undefined) ?? {}).sort().join() === 'expires-at,identity') ? true : undefined;
+    }, 30_000);
+    let quietSince = Date.now();
+    await eventually('queue idle for 2 s', async () => {
+      const { pending, processing } = operator.controllers.serviceUsers.queue.size;
+      if (pending || processing) quietSince = Date.now();
+      return Date.now() - quietSince > 2000 ? true : undefined;
+    }, 60_000);
+    // The untouched Secret was known by the version the operator wrote: no read. The touched one was read.
+    expect(await requests('get', 'secrets') - gets, 'live Secret reads at the end date').toBe(1);
+    expect(await requests('patch', 'secrets') - secretPatches, 'Secret writes (the wipes)').toBe(2);
+    expect(await requests('patch', 'serviceusers/status') - statusPatches, 'status writes').toBe(2);
+    const all = await eventually('the Expired events', async () => {
+      const list = await events();
+      return names.every((n) => list.some((e) => e.involvedObject.name === n && e.reason === 'Expired')) ? list : undefined;
+    });
+    for (const name of names) {
+      const atEnd = all.filter((e) => e.involvedObject.name === name && !['TokenIssued', 'CertificateIssued', 'ExpiringSoon'].includes(e.reason));
+      expect(atEnd.map((e) => `${e.reason}×${e.count ?? 1}`), name).toEqual(['Expired×1']);
+    }
   });
 
   it('a RoleBinding\'s verdict is announced once, though its subjects\' status writes wake it again', async () => {

@@ -191,7 +191,9 @@ describe('end dates', () => {
     expect(w.secret!.data).toEqual({ identity: 'serviceuser:team:ci', 'expires-at': '2027-01-01T23:59:59Z' });
     expect(plan.status.phase).toBe('Expired');
     expect(Object.values(states(w))).toEqual(['Revoked:Expired']);
-    expect(plan.events.map((e) => e.reason)).toContain('Expired');
+    // One event per expiry (thousands of end dates in a minute are thousands of requests each).
+    expect(plan.events).toEqual([{ type: 'Warning', reason: 'Expired', message: `end date 2027-01-01T23:59:59Z passed: credentials revoked (token ${plan.status.tokens![0]!.id}) and removed from Secret ci-credentials` }]);
+    expect(plan.revocations).toEqual([{ id: plan.status.tokens![0]!.id, reason: 'Expired' }]);
     expect(plan.requeueAfterMs).toBeUndefined();
   });
 
@@ -525,7 +527,10 @@ describe('a stalled user at its end date (issue 12 item 7)', () => {
     expect(plan.status.tokens!.map((t) => `${t.state}:${t.reason}`)).toEqual(['Revoked:Expired']);
     expect(plan.status.certificate).toBeUndefined();
     expect(Object.keys(plan.secret!.data).sort()).toEqual(['expires-at', 'identity']);
-    expect(plan.events.map((e) => e.reason)).toEqual(['TokenRevoked', 'Expired']);
+    // One event for the expiry, naming the token it revoked (not one per token beside it).
+    expect(plan.events.map((e) => e.reason)).toEqual(['Expired']);
+    expect(plan.events[0]!.message).toContain(`(token ${plan.status.tokens![0]!.id})`);
+    expect(plan.revocations).toEqual([{ id: plan.status.tokens![0]!.id, reason: 'Expired' }]);
     expect(plan.status.conditions!.find((c) => c.type === 'Stalled')).toMatchObject({ status: 'True', reason: 'FriendlyNameConflict' });
     expect(plan.status.conditions!.find((c) => c.type === 'Expired')).toMatchObject({ status: 'True' });
     expect(plan.status.conditions!.find((c) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'Expired' });
