@@ -42,6 +42,9 @@ export async function startOperatorProcess(kubeconfig: string, namespaces: strin
     process.execPath,
     [
       '--heapsnapshot-signal=SIGUSR2',
+      // BENCH_OPERATOR_NODE_FLAGS: Node flags as a container's memory limit would set them
+      // (e.g. --max-old-space-size=160); the image itself passes none.
+      ...(process.env.BENCH_OPERATOR_NODE_FLAGS?.split(' ').filter(Boolean) ?? []),
       // BENCH_CPU_PROF=DIR: a V8 CPU profile of the operator, written when it stops.
       ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.BENCH_CPU_PROF)}`] : []),
       path.join(repoRoot, 'dist/main.js'), '--kubeconfig', kubeconfig, '--namespace', namespaces.join(','), '--operator-namespace', operatorNamespace,

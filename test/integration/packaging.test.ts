@@ -99,7 +99,7 @@ describe('the Helm chart', () => {
     expect(deployment.spec!.replicas).toBe(2);
     expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
     expect(pod.containers[0]!.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
-    expect(pod.containers[0]!.resources).toMatchObject({ requests: { cpu: '50m', memory: '128Mi' } });
+    expect(pod.containers[0]!.resources).toMatchObject({ requests: { cpu: '50m', memory: '512Mi' }, limits: { memory: '1Gi' } });
     expect(pod.containers[0]!.args).toContain('--leader-elect');
     expect(r.out).not.toMatch(/verbs: \[[^\]]*\*/);
   });
