@@ -218,15 +218,8 @@ export class RevocationLedger {
       const page = await this.client.get<{ items: KubeObject[]; metadata: { continue?: string } }>(
         `${this.path()}?labelSelector=${encodeURIComponent(`${ledgerLabel}=${this.name}`)}&limit=16${cont ? `&continue=${encodeURIComponent(cont)}` : ''}`,
       );
-      for (const item of page.items) {
-        if (item.metadata.name === this.journalName) {
-          this.replaceJournal(this.decodeJournal(item), item.metadata.resourceVersion);
-          continue;
-        }
-        const index = this.shardIndex(item.metadata.name);
-        // A shard that cannot be read stops the start: writing over it would lose its entries.
-        if (index !== undefined) this.replaceShard(index, this.decode(item), item.metadata.resourceVersion);
-      }
+      // A shard or journal that cannot be read stops the start: writing over it would lose its entries.
+      for (const item of page.items) this.take(item);
       cont = page.metadata.continue || undefined;
     } while (cont);
     if (!head || data.shards === undefined || data['revocations.json'] !== undefined) await this.writeHead(head);
@@ -256,24 +249,10 @@ export class RevocationLedger {
       return;
     }
     if (object.metadata.labels?.[ledgerLabel] !== this.name) return;
-    if (name === this.journalName) {
-      if (!newer(object.metadata.resourceVersion, this.journal.resourceVersion)) return;
-      try {
-        this.replaceJournal(this.decodeJournal(object), object.metadata.resourceVersion);
-      } catch (err) {
-        this.log.error({ err: String(err) }, 'revocation ledger journal cannot be read; keeping the last one');
-        return;
-      }
-      this.listed().catch((err: unknown) => this.log.warn({ err: String(err) }, 'could not sign the CRL'));
-      return;
-    }
-    const index = this.shardIndex(name);
-    if (index === undefined) return;
-    if (!newer(object.metadata.resourceVersion, this.shards[index]!.resourceVersion)) return;
     try {
-      this.replaceShard(index, this.decode(object), object.metadata.resourceVersion);
+      if (!this.take(object)) return;
     } catch (err) {
-      this.log.error({ err: String(err) }, 'revocation ledger shard cannot be read; keeping the last one');
+      this.log.error({ err: String(err) }, `revocation ledger ${name === this.journalName ? 'journal' : 'shard'} cannot be read; keeping the last one`);
       return;
     }
     this.listed().catch((err: unknown) => this.log.warn({ err: String(err) }, 'could not sign the CRL'));
@@ -385,7 +364,7 @@ export class RevocationLedger {
         for (const e of c.entries) {
           const existing = entries.get(e.serialNumber) ?? this.shards[e.shard]!.entries.get(e.serialNumber);
           if (existing && existing.reason !== 'certificateHold') continue;
-          entries.set(e.serialNumber, { serialNumber: e.serialNumber, reason: e.reason, notAfter: e.notAfter, revokedAt: c.at, owner: c.owner, identity: identityOf(c.owner) });
+          entries.set(e.serialNumber, revocationOf(c, e));
           changed = true;
         }
       }
@@ -442,39 +421,46 @@ export class RevocationLedger {
         }
       }
       if (!changed) return;
-      const encoded = encodeShard(entries.values());
-      if (encoded.length > maxShardBytes) {
-        throw new Error(`revocation ledger journal ${this.where(name)} would hold ${entries.size} entries in ${encoded.length} bytes, over its ${maxShardBytes}-byte limit`);
-      }
-      const rv = this.journal.resourceVersion;
-      const body = {
-        apiVersion: 'v1',
-        kind: 'ConfigMap',
-        metadata: { name, namespace: this.namespace, labels: { ...ledgerLabels, [ledgerLabel]: this.name }, ...(rv ? { resourceVersion: rv } : {}) },
-        data: { entries: String(entries.size) },
-        binaryData: { [shardKey]: encoded.toString('base64') },
-      };
       try {
-        const written = rv ? await this.client.request('PUT', this.path(name), body) : await this.client.request('POST', this.path(), body);
-        this.replaceJournal(entries, written.metadata.resourceVersion);
+        this.replaceJournal(entries, await this.put('journal', name, entries, this.journal.resourceVersion));
         return;
       } catch (err) {
         if (!(isConflict(err) || isNotFound(err)) || attempt >= maxAttempts) throw err;
         this.log.debug({ journal: name, attempt }, 'revocation ledger journal changed under us; re-reading');
-        await this.rereadJournal();
+        const object = await this.fetch(name);
+        this.journal = { resourceVersion: undefined, entries: this.journal.entries };
+        if (object) this.replaceJournal(this.decodeJournal(object), object.metadata.resourceVersion);
       }
     }
   }
 
-  private async rereadJournal(): Promise<void> {
-    const known = this.journal.entries;
+  /**
+   * Writes a shard or the journal holding `entries`: a PUT at the version this replica knows
+   * (a conflict is the caller's to resolve), or a POST when it knows none. Returns the new version.
+   */
+  private async put(what: 'shard' | 'journal', name: string, entries: Map<string, LedgerEntry>, resourceVersion: string | undefined): Promise<string | undefined> {
+    const encoded = encodeShard(entries.values());
+    if (encoded.length > maxShardBytes) {
+      throw new Error(`revocation ledger ${what} ${this.where(name)} would hold ${entries.size} entries in ${encoded.length} bytes, over its ${maxShardBytes}-byte limit`);
+    }
+    const body = {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name, namespace: this.namespace, labels: { ...ledgerLabels, [ledgerLabel]: this.name }, ...(resourceVersion ? { resourceVersion } : {}) },
+      data: { entries: String(entries.size) },
+      binaryData: { [shardKey]: encoded.toString('base64') },
+    };
+    const written = resourceVersion ? await this.client.request('PUT', this.path(name), body) : await this.client.request('POST', this.path(), body);
+    return written.metadata.resourceVersion;
+  }
+
+  /** A ledger ConfigMap as the API server has it now; undefined when deleted. */
+  private async fetch(name: string): Promise<KubeObject | undefined> {
     try {
-      const object = await this.client.get(this.path(this.journalName));
-      this.journal = { resourceVersion: undefined, entries: known };
-      this.replaceJournal(this.decodeJournal(object), object.metadata.resourceVersion);
+      return await this.client.get(this.path(name));
     } catch (err) {
       if (!isNotFound(err)) throw err;
-      this.journal = { resourceVersion: undefined, entries: known };
+      return undefined;
     }
   }
 
@@ -494,25 +480,8 @@ export class RevocationLedger {
       const shard = this.shards[index]!;
       const entries = new Map(shard.entries);
       if (!this.apply(index, entries, changes, now)) return;
-      const encoded = encodeShard(entries.values());
-      if (encoded.length > maxShardBytes) {
-        throw new Error(`revocation ledger shard ${this.where(name)} would hold ${entries.size} entries in ${encoded.length} bytes, over its ${maxShardBytes}-byte limit`);
-      }
-      const body = {
-        apiVersion: 'v1',
-        kind: 'ConfigMap',
-        metadata: {
-          name,
-          namespace: this.namespace,
-          labels: { ...ledgerLabels, [ledgerLabel]: this.name },
-          ...(shard.resourceVersion ? { resourceVersion: shard.resourceVersion } : {}),
-        },
-        data: { entries: String(entries.size) },
-        binaryData: { [shardKey]: encoded.toString('base64') },
-      };
       try {
-        const written = shard.resourceVersion ? await this.client.request('PUT', this.path(name), body) : await this.client.request('POST', this.path(), body);
-        this.replaceShard(index, entries, written.metadata.resourceVersion);
+        this.replaceShard(index, entries, await this.put('shard', name, entries, shard.resourceVersion));
         return;
       } catch (err) {
         // Changed or created by another replica (409), or deleted by hand (404: re-created
@@ -539,7 +508,7 @@ export class RevocationLedger {
           if (e.shard !== index) continue;
           const existing = entries.get(e.serialNumber);
           if (existing && existing.reason !== 'certificateHold') continue;
-          entries.set(e.serialNumber, { serialNumber: e.serialNumber, reason: e.reason, notAfter: e.notAfter, revokedAt: c.at, owner: c.owner, identity: identityOf(c.owner) });
+          entries.set(e.serialNumber, revocationOf(c, e));
           changed = true;
         }
       } else if (c.kind === 'holds') {
@@ -600,17 +569,11 @@ export class RevocationLedger {
     }
   }
 
+  /** Shard `index` as the API server has it now; deleted: what this replica knows, written again by POST. */
   private async reread(index: number): Promise<void> {
-    const name = shardName(this.name, index);
-    const known = this.shards[index]!.entries;
-    try {
-      const object = await this.client.get(this.path(name));
-      this.shards[index] = { resourceVersion: undefined, entries: known };
-      this.replaceShard(index, this.decode(object), object.metadata.resourceVersion);
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-      this.shards[index] = { resourceVersion: undefined, entries: known };
-    }
+    const object = await this.fetch(shardName(this.name, index));
+    this.shards[index] = { resourceVersion: undefined, entries: this.shards[index]!.entries };
+    if (object) this.replaceShard(index, this.decode(object), object.metadata.resourceVersion);
   }
 
   // --- the CRL ----------------------------------------------------------------------------
@@ -718,6 +681,23 @@ export class RevocationLedger {
     this.version++;
   }
 
+  /**
+   * A shard or the journal as read from the API server, taken if newer than this replica's
+   * copy; false for any other ConfigMap or an older version. Throws when it cannot be read.
+   */
+  private take(object: KubeObject): boolean {
+    const { name, resourceVersion } = object.metadata;
+    if (name === this.journalName) {
+      if (!newer(resourceVersion, this.journal.resourceVersion)) return false;
+      this.replaceJournal(this.decodeJournal(object), resourceVersion);
+      return true;
+    }
+    const index = this.shardIndex(name);
+    if (index === undefined || !newer(resourceVersion, this.shards[index]!.resourceVersion)) return false;
+    this.replaceShard(index, this.decode(object), resourceVersion);
+    return true;
+  }
+
   private replaceJournal(entries: Map<string, LedgerEntry> | LedgerEntry[], resourceVersion: string | undefined): void {
     if (!newer(resourceVersion, this.journal.resourceVersion)) return;
     this.journal = { resourceVersion, entries: entries instanceof Map ? entries : new Map(entries.map((e) => [e.serialNumber, e])) };
@@ -726,26 +706,30 @@ export class RevocationLedger {
 
   /** The journal's entries: revocations only (a hold there would mask a revocation in its shard). */
   private decodeJournal(object: KubeObject): LedgerEntry[] {
-    const data = (object.binaryData as Record<string, string> | undefined)?.[shardKey];
     const where = this.where(object.metadata.name);
-    if (data === undefined) throw new Error(`revocation ledger journal ${where}: binaryData.${shardKey} is missing`);
-    const entries = decodeShard(Buffer.from(data, 'base64'), `revocation ledger journal ${where}`);
+    const entries = this.entriesOf('journal', object);
     const held = entries.find((e) => e.reason === 'certificateHold');
     if (held) throw new Error(`revocation ledger journal ${where}: serial ${held.serialNumber} is a certificateHold; the journal holds revocations only`);
     return entries;
   }
 
   private decode(object: KubeObject): LedgerEntry[] {
-    const data = (object.binaryData as Record<string, string> | undefined)?.[shardKey];
     const where = this.where(object.metadata.name);
-    if (data === undefined) throw new Error(`revocation ledger shard ${where}: binaryData.${shardKey} is missing`);
-    const entries = decodeShard(Buffer.from(data, 'base64'), `revocation ledger shard ${where}`);
+    const entries = this.entriesOf('shard', object);
     const index = this.shardIndex(object.metadata.name)!;
     for (const e of entries) {
       const belongs = shardOf(e.serialNumber, this.shards.length);
       if (belongs !== index) throw new Error(`revocation ledger shard ${where}: serial ${e.serialNumber} belongs in shard ${shardName(this.name, belongs)}`);
     }
     return entries;
+  }
+
+  /** The entries a shard or the journal holds; `what` names it in errors. */
+  private entriesOf(what: 'shard' | 'journal', object: KubeObject): LedgerEntry[] {
+    const data = (object.binaryData as Record<string, string> | undefined)?.[shardKey];
+    const where = `revocation ledger ${what} ${this.where(object.metadata.name)}`;
+    if (data === undefined) throw new Error(`${where}: binaryData.${shardKey} is missing`);
+    return decodeShard(Buffer.from(data, 'base64'), where);
   }
 
   private shardIndex(name: string): number | undefined {
@@ -762,6 +746,11 @@ export class RevocationLedger {
   private where(name: string): string {
     return `ConfigMap ${this.namespace}/${name}`;
   }
+}
+
+/** The ledger entry a revoke change makes of one of its serials. */
+function revocationOf(change: { owner: string; at: string }, e: RevokeEntry): LedgerEntry {
+  return { serialNumber: e.serialNumber, reason: e.reason, notAfter: e.notAfter, revokedAt: change.at, owner: change.owner, identity: identityOf(change.owner) };
 }
 
 /** The entries of the single-ConfigMap format (`revocations.json`); unreadable ones are named. */
