@@ -40,6 +40,7 @@ import type { Logger } from './observability/logger.ts';
 import type { Metrics } from './observability/metrics.ts';
 import { roleBindingReconciler, roleReconciler } from './rolebinding/reconcile.ts';
 import { labels } from './serviceuser/desired.ts';
+import { FirstList } from './controller/first-list.ts';
 import { serviceUserReconciler } from './serviceuser/reconcile.ts';
 import { EndDateRevocations } from './serviceuser/end-date-revocations.ts';
 import { expiresAt, isExpired } from './serviceuser/expiry.ts';
@@ -175,7 +176,17 @@ export function startOperator(options: OperatorOptions): Operator {
   // Our Secrets, and cert-manager's for our Certificates: both carry the owner's name label.
   // Only their changes matter (they wake the owner, whose reconcile reads the Secret
   // live), so the cache keeps metadata alone: credentials are not held twice in memory.
-  const secrets = informers(resources.secrets, { labelSelector: labels.name, transform: (s) => ({ metadata: withoutManagedFields(s).metadata }) });
+  // Their data in the first list is kept until each owner's first reconcile takes it: a
+  // restart decides from the list it made, not a GET a user (first-list.ts).
+  const listedSecrets = new FirstList();
+  const secrets = informers(resources.secrets, {
+    labelSelector: labels.name,
+    transform: (s) => {
+      listedSecrets.offer(s);
+      return { metadata: withoutManagedFields(s).metadata };
+    },
+  });
+  void secrets.synced.then(() => listedSecrets.synced());
   const events = new EventRecorder(client, log);
   const now = options.now ?? Date.now;
   const shared = { client, serviceUsers, roleBindings, roles, accounts, namespaces: namespaceInformers, events, fieldManager, now };
@@ -270,6 +281,7 @@ export function startOperator(options: OperatorOptions): Operator {
       gated(serviceUserReconciler({
         ...shared,
         secrets,
+        listedSecrets,
         log: log.child({ controller: 'serviceuser' }),
         metrics,
         issue: options.issue ?? issueToken,
@@ -288,6 +300,20 @@ export function startOperator(options: OperatorOptions): Operator {
       ? { accounts: new Controller('account', gated(accountReconciler(shared)), { log, metrics, concurrency: 1 }) }
       : {}),
   };
+
+  // The restart's first passes are done when, the CA loaded, the ServiceUser queue has stood
+  // empty for two seconds: the Secret data the first list carried is let go.
+  void Promise.all([secrets.synced, authorityReady.catch(() => undefined)]).then(() => {
+    let idle = 0;
+    const timer = setInterval(() => {
+      const { pending, processing } = controllers.serviceUsers.queue.size;
+      idle = pending || processing ? 0 : idle + 1;
+      if (idle < 2 && !stopping) return;
+      listedSecrets.release();
+      clearInterval(timer);
+    }, 1000);
+    timer.unref();
+  });
 
   // Whoever waited for the CA (a certificate, a deletion) is looked at again once it is there.
   authorityReady.then(

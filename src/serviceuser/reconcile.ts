@@ -1,14 +1,15 @@
 // The ServiceUser reconcile: the edge between desired.ts and the API server. It reads the
 // caches (and the Secret itself, uncached, because a stale Secret would look like a
-// deleted or edited one — unless it is the version our own last write left: see
-// currentSecret), applies the Secret, then the status, both by server-side apply
-// under one field manager, records events and returns when to look again.
-import { createHash } from 'node:crypto';
+// deleted or edited one — unless it is a version whose data it already holds: our own last
+// write, the restart's first list, see currentSecret), writes the Secret (secret-write.ts),
+// then the status by server-side apply under one field manager, records events and
+// returns when to look again.
 import type { z } from 'zod';
 import { apiVersion } from '../api/primitives.ts';
 import { resources } from '../api/resources.ts';
 import { certificateStatus, serviceUser, tokenStatus, type NoticeStatus, type ServiceUser, type TokenStatus } from '../api/serviceuser.ts';
 import { setConditions, type Condition } from '../controller/conditions.ts';
+import type { FirstList } from '../controller/first-list.ts';
 import type { InformerSet } from '../controller/informer.ts';
 import { isNotFound, resourcePath, type KubeClient, type KubeObject } from '../controller/kube.ts';
 import type { Result } from '../controller/queue.ts';
@@ -29,11 +30,11 @@ import { byFriendlyName, bySubject, inNamespace } from '../api/indexes.ts';
 import type { RevocationLedger } from '../authority/revocations.ts';
 import type { Ca } from '../credentials/ca.ts';
 import { decideCertificate, renewalTimeOf } from './certificate.ts';
-import { annotations as ann, blocker, desired, friendlyNameOf, labels, secretNameOf, type DesiredSecret, type ObservedSecret, type PlacedCertificate } from './desired.ts';
+import { blocker, desired, friendlyNameOf, labels, secretNameOf, type ObservedSecret, type PlacedCertificate } from './desired.ts';
 import { builtInCertificateIn, issueFromCa, observeCertificate, withPkcs12 } from './issuance.ts';
 import { hadCertManagerCertificate, placeFromCertManager, removeCertManagerCertificate, type CertificateProblem } from './cert-manager.ts';
 import { credentialKeys } from './secret.ts';
-import { createUnlessPresent, isOwnedBy, ownerOf } from './ownership.ts';
+import { digestOf, observeSecret, secretWriter, SecretTaken, upToDate, type SeenSecret } from './secret-write.ts';
 import { expiresAt, isExpired, warnAt } from './expiry.ts';
 import { planRestarts } from './restarts.ts';
 import { sealHonoured, signToken, tokenHonoured, type LedgerTrust } from './ledger-macs.ts';
@@ -52,6 +53,8 @@ export interface ServiceUserDeps {
   namespaces: InformerSet;
   /** Our Secrets, metadata only: whether one changed since we wrote it. */
   secrets?: InformerSet;
+  /** Their data as the Secret informer's first list carried it, each taken once (first-list.ts). */
+  listedSecrets?: FirstList;
   events: EventRecorder;
   log: Logger;
   metrics: Metrics;
@@ -72,48 +75,12 @@ export interface ServiceUserDeps {
   crashAfterSecretWrite?: boolean;
 }
 
-const decode = (data: Record<string, string> | undefined) =>
-  Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
-const encode = (data: Record<string, string | Buffer>) =>
-  Object.fromEntries(Object.entries(data).map(([k, v]) => [k, (typeof v === 'string' ? Buffer.from(v, 'utf8') : v).toString('base64')]));
-
-/**
- * The Secret as a reconcile sees it. `rawDigest`: its data is known only by digest (what our
- * last write left, which the metadata cache shows unchanged) — read as empty by everything
- * but upToDate. Only an expiring user is observed so (see knownSecret).
- */
-type SeenSecret = ObservedSecret & { rawDigest?: string };
-
-const digestOf = (data: Record<string, string> | undefined) => createHash('sha256').update(stableJson(data ?? {})).digest('base64');
-
-function observeSecret(secret: KubeObject | undefined, rawDigest?: string): SeenSecret | undefined {
-  if (!secret) return undefined;
-  return {
-    ...(rawDigest !== undefined ? { rawDigest } : {}),
-    data: decode(secret.data as Record<string, string> | undefined),
-    raw: (secret.data as Record<string, string> | undefined) ?? {},
-    labels: secret.metadata.labels ?? {},
-    annotations: secret.metadata.annotations ?? {},
-    ownerUids: (secret.metadata.ownerReferences ?? []).map((o) => o.uid),
-    owner: ownerOf(secret),
-  };
-}
-
 /** What status recorded, field by field: a part that does not parse is read as absent, never as a reason to skip the rest. */
 function recordedStatus(status: unknown): { tokens: TokenStatus[]; certificate: z.output<typeof certificateStatus> | undefined; secretName: string | undefined } {
   const s = (status ?? {}) as Record<string, unknown>;
   const tokens = Array.isArray(s.tokens) ? s.tokens.flatMap((t) => { const p = tokenStatus.safeParse(t); return p.success ? [p.data] : []; }) : [];
   const certificate = certificateStatus.safeParse(s.certificate);
   return { tokens, certificate: certificate.success ? certificate.data : undefined, secretName: typeof s.secretName === 'string' ? s.secretName : undefined };
-}
-
-/** True when the observed Secret already is what we would apply. */
-function upToDate(observed: SeenSecret | undefined, want: DesiredSecret, uid: string): boolean {
-  if (!observed || !observed.ownerUids.includes(uid)) return false;
-  if (observed.rawDigest !== undefined ? observed.rawDigest !== digestOf(encode(want.data)) : stableJson(observed.raw ?? {}) !== stableJson(encode(want.data))) return false;
-  for (const [k, v] of Object.entries(want.labels)) if (observed.labels[k] !== v) return false;
-  for (const [k, v] of Object.entries(want.annotations)) if (observed.annotations[k] !== v) return false;
-  return !Object.values(ann).some((k) => k in observed.annotations && !(k in want.annotations));
 }
 
 export function serviceUserReconciler(deps: ServiceUserDeps) {
@@ -134,6 +101,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
   // that follows at once (woken by our own Secret write) must not decide on the object from
   // before them, or it redoes the work and tells `kubectl describe` a crash happened.
   const own = new OwnWrites();
+  const secrets = secretWriter(client, fieldManager);
   // The Secret as our last apply left it: the reconciles our own writes wake use it instead
   // of reading it back. Any other version of it the Secret watch delivers (a change by
   // someone else, a deletion) drops it before that event's reconcile runs, which then reads
@@ -153,13 +121,25 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     if (type !== 'DELETED' && s.metadata.resourceVersion === mine.secret.metadata.resourceVersion) mine.seen = true;
     else ownSecrets.delete(key);
   });
-  async function currentSecret(key: string, ns: string, name: string, expiring: boolean): Promise<SeenSecret | undefined> {
+  // Users whose Secret a POST found there when the cache had none: read live at their next pass.
+  // Kept until our write succeeds (or the user goes): a name someone else holds stays read live.
+  const readLive = new Set<string>();
+  let secretsSynced = false;
+  void deps.secrets?.synced.then(() => (secretsSynced = true));
+  async function currentSecret(key: string, ns: string, name: string, expiring: boolean, heldByOthers: boolean): Promise<SeenSecret | undefined> {
     const mine = ownSecrets.get(key);
     if (mine?.secret.metadata.name === name) {
       if (deps.secrets?.get(`${ns}/${name}`)?.metadata.resourceVersion === mine.secret.metadata.resourceVersion) mine.seen = true;
       return observeSecret(mine.secret);
     }
     ownSecrets.delete(key);
+    // A new user's Secret is not there: the cache (every Secret carrying our name label) has
+    // none, and the POST that creates it fails if one appeared meanwhile — then it is read live.
+    const cached = deps.secrets?.get(`${ns}/${name}`);
+    if (secretsSynced && !heldByOthers && !readLive.has(key) && !cached) return undefined;
+    // After a restart: the data the first list carried, at the version the cache still shows.
+    const listed = cached && deps.listedSecrets?.get(`${ns}/${name}`, cached.metadata.resourceVersion);
+    if (listed) return observeSecret({ ...cached, data: listed });
     return (expiring && knownSecret(key, ns, name)) || observeSecret(await readSecret(ns, name));
   }
   /**
@@ -194,50 +174,6 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
       { apiVersion, kind: 'ServiceUser', metadata: { name: su.metadata.name, namespace: su.metadata.namespace, ...(present ? { finalizers: [finalizer] } : {}) } },
       fieldManager,
     ));
-  }
-
-  /**
-   * Writes the Secret. One that does not exist yet is first created by POST, empty and owned
-   * by the ServiceUser: an apply would merge into — and adopt — a Secret someone else created
-   * after our read. Only a Secret we own is then applied.
-   */
-  async function applySecret(su: ServiceUser, want: DesiredSecret, exists: boolean): Promise<KubeObject> {
-    const ns = su.metadata.namespace!;
-    const ownerReferences = [{ apiVersion, kind: 'ServiceUser', name: su.metadata.name, uid: su.metadata.uid!, controller: true, blockOwnerDeletion: true }];
-    if (!exists) {
-      const created = await createUnlessPresent(client, resourcePath(resources.secrets, ns), {
-        apiVersion: 'v1',
-        kind: 'Secret',
-        type: 'Opaque',
-        metadata: { name: want.name, namespace: ns, labels: { [labels.managedBy]: want.labels[labels.managedBy]!, [labels.name]: want.labels[labels.name]! }, ownerReferences },
-      }, fieldManager);
-      if (!isOwnedBy(created, su.metadata.uid)) {
-        // Created by someone else since our read: the next pass reads it and says whose it is.
-        throw new Error(`Secret ${want.name} was created by ${ownerOf(created)} while the operator was about to create it; it is left untouched`);
-      }
-    }
-    const applied = await client.apply(
-      secretPath(ns, want.name),
-      {
-        apiVersion: 'v1',
-        kind: 'Secret',
-        type: 'Opaque',
-        metadata: {
-          name: want.name,
-          namespace: ns,
-          labels: want.labels,
-          annotations: want.annotations,
-          ownerReferences,
-        },
-        data: encode(want.data),
-      },
-      fieldManager,
-    );
-    // A credential key someone else took ownership of (kubectl edit) survives our apply
-    // without it; remove it explicitly.
-    const left = credentialKeys.filter((k) => !(k in want.data) && k in ((applied.data as object | undefined) ?? {}));
-    if (left.length) return client.mergePatch(secretPath(ns, want.name), { data: Object.fromEntries(left.map((k) => [k, null])) });
-    return applied;
   }
 
   /**
@@ -386,6 +322,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     let raw = own.view(key, deps.serviceUsers.get(key));
     if (!raw) {
       written.delete(key);
+      readLive.delete(key);
       return;
     }
     const ns = raw.metadata.namespace!;
@@ -435,7 +372,9 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     const admits = admitsFromCaches(deps.accounts, deps.namespaces);
     const accounts = judgeAccounts(su.spec.accounts, ns, admits);
     const permissions = resolve([su], bindings, roles, admits).permissionsOf(ns, su.metadata.name);
-    const secret = await currentSecret(key, ns, secretNameOf(su), isExpired(expiresAt(su.spec.endDate), deps.now()));
+    // A name someone else's Secret holds (the user is stalled on it) is read live: their Secret is not in our cache.
+    const heldByOthers = !!su.status?.conditions?.some((c) => c.type === 'Stalled' && c.status === 'True' && c.reason === 'SecretNotOwned');
+    const secret = await currentSecret(key, ns, secretNameOf(su), isExpired(expiresAt(su.spec.endDate), deps.now()), heldByOthers);
     const now = deps.now();
     const blocked = blocker(su, { peers: users, secret });
     let placement: { placed?: PlacedCertificate; problem?: { reason: string; message: string } };
@@ -464,7 +403,11 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
 
     let wrote = false;
     if (plan.secret && !upToDate(secret, plan.secret, su.metadata.uid!)) {
-      const applied = await applySecret(su, plan.secret, !!secret);
+      const applied = await secrets.write(su, plan.secret, secret).catch((err: unknown) => {
+        if (err instanceof SecretTaken) readLive.add(key);
+        throw err;
+      });
+      readLive.delete(key);
       ownSecrets.set(key, { secret: applied, seen: false });
       written.set(key, { name: applied.metadata.name, resourceVersion: applied.metadata.resourceVersion!, digest: digestOf(applied.data as Record<string, string> | undefined) });
       wrote = true;
