@@ -69,9 +69,10 @@ describe('issuing', () => {
     expect(su.metadata.finalizers).toContain('serviceusers.dev/revoke');
     expect((su.status as { observedGeneration?: number }).observedGeneration).toBe(su.metadata.generation);
     expect(await valid('signer', token)).toBe(true);
-    const events = await eventually('TokenIssued event', async () => {
+    // CredentialsIssued when the certificate came with it (the CA loaded), else TokenIssued.
+    const events = await eventually('the event announcing the token', async () => {
       const list = await k().events('signer');
-      return list.some((e) => e.reason === 'TokenIssued') ? list : undefined;
+      return list.some((e) => (e.reason === 'TokenIssued' || e.reason === 'CredentialsIssued') && e.message.includes(id)) ? list : undefined;
     });
     expect(JSON.stringify(events)).not.toContain(token);
   });

@@ -152,11 +152,11 @@ describe('kubectl service-user', () => {
     expect(r.out).toMatch(/Renewal:\s+-\n/);
     expect((await inNs('status', 'auditor')).out).toMatch(/Renewal:\s+\S+ \(in \d+d\)/);
     expect(r.out).toMatch(/acme\s+software-trust-manager\/releases:view, software-trust-manager\/signatures:sign|acme\s+software-trust-manager\/signatures:sign, software-trust-manager\/releases:view/);
-    expect(r.out).toMatch(/Normal\s+TokenIssued\s+\S+\s+token \w+ issued/);
+    expect(r.out).toMatch(/Normal\s+CredentialsIssued\s+\S+\s+token \w+ and client certificate \w+ \(valid until \S+\) issued/);
 
     const json = JSON.parse((await inNs('status', 'signer', '-o', 'json')).out) as { serviceUser: KubeObject; events: { reason: string }[] };
     expect(json.serviceUser.metadata.name).toBe('signer');
-    expect(json.events.map((e) => e.reason)).toContain('CertificateIssued');
+    expect(json.events.map((e) => e.reason)).toContain('CredentialsIssued');
 
     const missing = await inNs('status', 'nobody');
     expect(missing.code).toBe(1);

@@ -66,6 +66,19 @@ class World {
 const states = (w: World) => Object.fromEntries((w.su.status?.tokens ?? []).map((t) => [t.id, `${t.state}${t.reason ? `:${t.reason}` : ''}`]));
 
 describe('issuing', () => {
+  it('announces a user\'s first token and certificate in one CredentialsIssued event; later issues each in their own', () => {
+    const w = new World(user({ endDate: '2027-03-01' }));
+    w.certificate = { ...w.certificate!, issued: 'Missing' };
+    const first = w.step(t0);
+    expect(first.events.map((e) => e.reason)).toEqual(['CredentialsIssued']);
+    expect(first.events[0]!.message).toBe(`token ${w.secret!.data['token-id']} and client certificate ab01 (valid until 2030-01-01T00:00:00Z) issued into Secret ci-credentials`);
+    // A certificate issued again later (renewal) is its own event; so is a token alone.
+    w.certificate = { ...w.certificate, serialNumber: 'ab02', issued: 'Renewal' };
+    expect(w.step(t0 + 1000).events.map((e) => e.reason)).toEqual(['CertificateIssued']);
+    const alone = new World(user({ credentials: { clientCertificate: { enabled: false } } }));
+    expect(alone.step(t0).events.map((e) => e.reason)).toEqual(['TokenIssued']);
+  });
+
   it('issues a token into the Secret and records only its SHA-256', () => {
     const w = new World(user({ endDate: '2027-03-01' }));
     const plan = w.step(t0);
