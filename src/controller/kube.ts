@@ -112,7 +112,13 @@ export class KubeClient {
         let text = '';
         r.setEncoding('utf8');
         r.on('data', (c: string) => (text += c));
-        r.on('end', () => resolve({ status: r.statusCode ?? 0, text }));
+        // Handed over and let go: these listeners outlive the request (a keep-alive socket
+        // keeps its last one), and a list's body is megabytes.
+        r.on('end', () => {
+          const body = text;
+          text = '';
+          resolve({ status: r.statusCode ?? 0, text: body });
+        });
         r.on('error', reject);
       });
       req.setTimeout(30_000, () => req.destroy(new Error(`${method} ${path}: no answer in 30s`)));
@@ -123,12 +129,16 @@ export class KubeClient {
       this.observe(method, path, 0);
       throw err;
     });
+    // The settled promise keeps its result for as long as the request's listeners live: the
+    // body is taken out of it.
+    const text = res.text;
+    res.text = '';
     this.observe(method, path, res.status);
     if (res.status >= 300) {
-      let message = res.text;
+      let message = text;
       let reason: string | undefined;
       try {
-        const status = JSON.parse(res.text) as { message?: string; reason?: string };
+        const status = JSON.parse(text) as { message?: string; reason?: string };
         message = status.message ?? message;
         reason = status.reason;
       } catch {
@@ -136,7 +146,7 @@ export class KubeClient {
       }
       throw new ApiError(res.status, `${method} ${path}: ${res.status} ${message}`, reason);
     }
-    return (res.text ? JSON.parse(res.text) : undefined) as T;
+    return (text ? JSON.parse(text) : undefined) as T;
   }
 
   get<T = KubeObject>(path: string, signal?: AbortSignal): Promise<T> {

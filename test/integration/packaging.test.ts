@@ -130,4 +130,16 @@ describe('kustomize', () => {
     expect(rules(kustomizeOut, 'ClusterRole')).toEqual(rules(chartOut, 'ClusterRole'));
     expect(rules(kustomizeOut, 'Role')).toEqual(rules(chartOut, 'Role').filter((r) => !r.includes('"permissions"')));
   });
+
+  it('sizes the operator and its heap as the chart does (it was left at 128Mi/256Mi: OOM-killed at a few thousand users)', async () => {
+    const chart_ = await run(helm, ['template', 'suo', chart, '--namespace', 'service-user-operator', '--kube-version', '1.34.4']);
+    const kustomize = await run('kubectl', ['kustomize', path.join(repoRoot, 'config/default')]);
+    const container = (yaml: string) =>
+      (loadAll(yaml) as { kind?: string; spec?: { template: { spec: { containers: { resources: object; env: { name: string; value?: string }[] }[] } } } }[]).find((d) => d?.kind === 'Deployment')!.spec!.template.spec.containers[0]!;
+    expect(container(kustomize.out).resources).toEqual(container(chart_.out).resources);
+    // And the heap within it: V8's default under 1Gi (a quarter) thrashes at 10,000 users.
+    const heap = (yaml: string) => container(yaml).env.find((e) => e.name === 'NODE_OPTIONS')?.value;
+    expect(heap(chart_.out)).toBe('--max-old-space-size=512');
+    expect(heap(kustomize.out)).toBe(heap(chart_.out));
+  });
 });
