@@ -176,8 +176,8 @@ export function startOperator(options: OperatorOptions): Operator {
   // Our Secrets, and cert-manager's for our Certificates: both carry the owner's name label.
   // Only their changes matter (they wake the owner, whose reconcile reads the Secret
   // live), so the cache keeps metadata alone: credentials are not held twice in memory.
-  // Their data in the first list is kept until each owner's first reconcile takes it: a
-  // restart decides from the list it made, not a GET a user (first-list.ts).
+  // Their data in the first list is kept for the restart's first passes: a restart decides
+  // from the list it made, not a GET a user (first-list.ts; released below).
   const listedSecrets = new FirstList();
   const secrets = informers(resources.secrets, {
     labelSelector: labels.name,

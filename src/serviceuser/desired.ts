@@ -271,16 +271,15 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
   if (forged) events.push({ type: 'Warning', reason: 'RecordForged', message: `${forged}: not honoured, dropped and rebuilt from what the operator signed` });
   // The Secret: credentials while not expired; identity and end date always.
   const certificate = observed.certificate;
-  const certificateIssued = certificate?.issued ? `client certificate ${certificate.serialNumber} issued into Secret ${secretName} (${certificate.issued}), valid until ${iso(certificate.notAfter)}` : undefined;
   // A user's first credentials are one event, not one each: the story a person reads, and an
   // Event object less a user for the API server (thousands in a rollout).
-  const firstToken = !(previous.tokens?.length) && certificate?.issued === 'Missing' ? ledger.events.findIndex((e) => e.reason === 'TokenIssued') : -1;
-  if (firstToken >= 0 && ledger.current) {
+  const firstToken = !previous.tokens?.length && certificate?.issued === 'Missing' ? ledger.events.findIndex((e) => e.reason === 'TokenIssued') : -1;
+  if (certificate && firstToken >= 0 && ledger.current) {
     events.push(...ledger.events.filter((_, i) => i !== firstToken));
-    events.push({ type: 'Normal', reason: 'CredentialsIssued', message: `token ${ledger.current.id} and client certificate ${certificate!.serialNumber} (valid until ${iso(certificate!.notAfter)}) issued into Secret ${secretName}` });
+    events.push({ type: 'Normal', reason: 'CredentialsIssued', message: `token ${ledger.current.id} and client certificate ${certificate.serialNumber} (valid until ${iso(certificate.notAfter)}) issued into Secret ${secretName}` });
   } else {
     events.push(...ledger.events);
-    if (certificateIssued) events.push({ type: 'Normal', reason: 'CertificateIssued', message: certificateIssued });
+    if (certificate?.issued) events.push({ type: 'Normal', reason: 'CertificateIssued', message: `client certificate ${certificate.serialNumber} issued into Secret ${secretName} (${certificate.issued}), valid until ${iso(certificate.notAfter)}` });
   }
   const secret: DesiredSecret = {
     name: secretName,

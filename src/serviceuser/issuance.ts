@@ -78,8 +78,7 @@ export function judgeNatively(certPem: string, keyPem: string, ca: Ca): Judged |
   const details = cert.publicKey.asymmetricKeyDetails ?? {};
   const key = type === 'ec' ? { algorithm: 'ECDSA', size: curveSizes[details.namedCurve ?? ''] } : type === 'rsa' ? { algorithm: 'RSA', size: details.modulusLength } : type === 'ed25519' ? { algorithm: 'Ed25519', size: undefined } : undefined;
   if (!key || (type === 'ec' && key.size === undefined)) return undefined;
-  const names = cert.subject.split('\n');
-  const cn = names.find((n) => n.startsWith('CN='));
+  const cn = cert.subject.split('\n').find((n) => n.startsWith('CN='));
   let keyMatches: boolean;
   try {
     keyMatches = cert.checkPrivateKey(createPrivateKey(keyPem));

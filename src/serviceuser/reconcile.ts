@@ -53,7 +53,7 @@ export interface ServiceUserDeps {
   namespaces: InformerSet;
   /** Our Secrets, metadata only: whether one changed since we wrote it. */
   secrets?: InformerSet;
-  /** Their data as the Secret informer's first list carried it, each taken once (first-list.ts). */
+  /** Their data as the Secret informer's first list carried it, until a restart's first passes are done (first-list.ts). */
   listedSecrets?: FirstList;
   events: EventRecorder;
   log: Logger;

@@ -2,8 +2,9 @@
 // plan wants, and the one write that makes it so.
 //
 // A new Secret is created complete by one POST (which fails when the name is taken: the
-// operator never adopts a Secret someone else created, see ownership.ts). An end-date wipe
-// is one merge patch that removes the credential keys whoever owns them. Any other change is
+// operator never adopts a Secret someone else created, see ownership.ts). A plan without
+// credential keys (the end-date wipe) is one merge patch that removes them whoever owns
+// them. Any other change is
 // a server-side apply; fields the creating POST left to its "Update" field-manager entry,
 // and credential keys someone else took over, are then removed explicitly — an apply only
 // removes what its own earlier applies set.
@@ -122,7 +123,7 @@ export function secretWriter(client: KubeClient, fieldManager: string): SecretWr
     const others = entries.filter((m) => !ours(m) && !m.subresource).map(ownedKeys);
     const leftOver = (part: 'data' | 'labels' | 'annotations', wanted: object, present: object | undefined) =>
       [...new Set(created.flatMap((c) => c[part]))].filter((k) => !(k in wanted) && k in (present ?? {}) && !others.some((o) => o[part].includes(k)));
-    const data = [...new Set([...credentialKeys.filter((k) => k in ((applied.data as object | undefined) ?? {})), ...leftOver('data', want.data, applied.data as object)])].filter((k) => !(k in want.data));
+    const data = [...new Set([...credentialKeys.filter((k) => !(k in want.data) && k in ((applied.data as object | undefined) ?? {})), ...leftOver('data', want.data, applied.data as object)])];
     const labels = leftOver('labels', want.labels, applied.metadata.labels);
     const annotations = leftOver('annotations', want.annotations, applied.metadata.annotations);
     if (!data.length && !labels.length && !annotations.length) return applied;
