@@ -20,6 +20,7 @@ import { installCertManagerCrds } from '../certmanager/certmanager.ts';
 import { helmBinary } from '../helm/helm.ts';
 import { eventually, kubeConfig, useNamespace } from '../kube.ts';
 import { api } from '../operator.ts';
+import { certificateClaiming } from '../forge.ts';
 
 // The operator's own namespace (release, CA, CRL, lease) and a separate watched one, as in a
 // real install: a grant that only works because the two coincide would go unnoticed.
@@ -122,10 +123,18 @@ it('runs a whole lifecycle under the chart\'s RBAC without a single refusal', { 
     }
     await eventually('the Role status', async () => ((await admin.get(resourcePath(resources.roles, undefined, `${release}.signer`))).status ? true : undefined));
     // cert-manager mode: the Certificate written, the Issuer and then a ClusterIssuer looked
-    // up (neither exists), and the Certificate removed when the built-in CA is chosen again.
+    // up (neither exists), its requests listed, and the Certificate removed when the built-in
+    // CA is chosen again.
     await k.createServiceUser('external', { email: 'ops@example.com', accounts: [release], credentials: { clientCertificate: { issuerRef: { name: 'absent', kind: 'Issuer' } } } });
     const reason = (o: KubeObject) => (o.status as { conditions?: { type: string; reason: string }[] } | undefined)?.conditions?.find((c) => c.type === 'Ready')?.reason;
     await k.waitFor('external', 'IssuerNotFound', (o) => reason(o) === 'IssuerNotFound');
+    // A certificate in the Secret cert-manager fills that cert-manager did not issue: the
+    // operator looks for the CertificateRequest holding it (list), finds none, and refuses it.
+    const stray = await certificateClaiming({ issuer: 'CN=someone', serialNumber: '1a2b3c', commonName: `serviceuser:${watched.name}:external` });
+    await admin.mergePatch(`/api/v1/namespaces/${watched.name}/secrets/external-client-tls`, { data: { 'tls.crt': Buffer.from(stray.certPem).toString('base64'), 'tls.key': Buffer.from(stray.keyPem).toString('base64') } });
+    await k.waitFor('external', 'CertificateNotIssuedForUser', (o) => reason(o) === 'CertificateNotIssuedForUser');
+    await admin.mergePatch(`/api/v1/namespaces/${watched.name}/secrets/external-client-tls`, { data: { 'tls.crt': '', 'tls.key': '' } });
+    await k.waitFor('external', 'IssuerNotFound once the stray certificate is removed', (o) => reason(o) === 'IssuerNotFound');
     await k.patchServiceUser('external', { credentials: { clientCertificate: { issuerRef: { name: `absent-${release}`, kind: 'ClusterIssuer' } } } });
     await eventually('the ClusterIssuer looked up', async () => (await metrics.apiRequests.get()).values.some((v) => v.labels.resource === 'clusterissuers') || undefined);
     await k.patchServiceUser('external', { credentials: { clientCertificate: { issuerRef: null } } });
