@@ -133,7 +133,7 @@ describe('a CA brought by the user, made by OpenSSL', () => {
       const key = path.join(dir, `${slug}.key`);
       const crt = path.join(dir, `${slug}.crt`);
       const made = run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', crt, '-days', '30',
-        ...args.flatMap((a) => (a === 'printable' ? [config] : [a])), ...(args.includes('-config') ? ['-extensions', 'v3_ca'] : [])]);
+        ...args.flatMap((a) => (a === 'printable' ? [config] : [a])), ...((args as readonly string[]).includes('-config') ? ['-extensions', 'v3_ca'] : [])]);
       expect(made.ok, made.out).toBe(true);
       const byo = await loadCa({ certPem: readFileSync(crt, 'utf8'), keyPem: readFileSync(key, 'utf8') });
       const subject = names(byo.certPem, 'subject');
