@@ -301,10 +301,10 @@ describe('admission checks who asks', () => {
       return r.ok ? r : undefined;
     });
     expect(created.out).toContain('serviceuser.serviceusers.dev/ci created');
-    expect((await create(aliceInTeam, bindingJson('ci-signs', signer, 'ci'))).ok).toBe(true);
+    expect((await create(aliceInTeam, bindingJson('ci-signs', signer, 'ci', [shared]))).ok).toBe(true);
     // Only what was granted: another account, another Role.
     expect((await create(aliceInTeam, serviceUserJson('ci-prod', [shared, prod]), true)).err).toContain(`may not use account ${prod} in`);
-    expect((await create(aliceInTeam, bindingJson('ci-verifies', verifier, 'ci'), true)).err).toContain(`may not bind Role ${verifier}`);
+    expect((await create(aliceInTeam, bindingJson('ci-verifies', verifier, 'ci', [shared]), true)).err).toContain(`may not bind Role ${verifier}`);
     // Each account named anew costs an authorizer check: at most 16 in one write.
     const many = Array.from({ length: 17 }, (_, i) => `${s}-many-${i}`);
     expect((await create(aliceInTeam, serviceUserJson('ci-many', many), true)).err).toContain('names 17 accounts anew; name at most 16 in one write');
@@ -341,5 +341,81 @@ describe('admission checks who asks', () => {
     await eventually('the binding status', async () => (condition(await admin.get(resourcePath(resources.roleBindings, b.name, 'ci-signs')), 'Ready')?.status === 'True' ? true : undefined));
     expect((await kubectl(['delete', 'serviceusers.serviceusers.dev', 'ci', '-n', b.name, '--wait=false', ...alice])).ok).toBe(true);
     await eventually('deletion completed by the finalizer', () => inB().serviceUser('ci').then(() => undefined, () => true));
+  });
+});
+
+describe('a RoleBinding grants only in accounts its author may use', () => {
+  const restricted = `${s}-restricted`;
+  const verifiers = `${s}-verifiers`;
+  // alice (edit in B) may use shared and bind the verifier Role there; restricted admits
+  // namespace B, but she was never let use it.
+  const alice = person('alice', [verifiers]);
+  const introspect = async (caller: string, token: string) => (await verify('/v1/introspect', caller, { token })).body;
+  const permitted = (account: string) => (o: KubeObject) => (statusOf(o).permissions ?? []).some((p) => p.account === account && p.permission === 'verification:introspect');
+
+  beforeAll(async () => {
+    await admin.apply(resourcePath(resources.accounts, undefined, restricted), testAccount(restricted, {}), 'tenancy-test');
+    cleanup.push(resourcePath(resources.accounts, undefined, restricted));
+    await applyClusterObject({
+      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name: verifiers },
+      rules: [
+        { apiGroups: ['serviceusers.dev'], resources: ['accounts'], verbs: ['use'], resourceNames: [shared] },
+        { apiGroups: ['serviceusers.dev'], resources: ['roles'], verbs: ['bind'], resourceNames: [verifier] },
+      ],
+    } as KubeObject);
+    await admin.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${b.name}/rolebindings`, {
+      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: verifiers },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: verifiers }, subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: verifiers }],
+    });
+    // Written by whoever may use restricted: a gateway acting in shared and restricted, the
+    // victim acting in restricted only, and a colleague in shared.
+    await inB().createServiceUser('vault', { email: 'ops@example.com', accounts: [shared, restricted] });
+    await inB().createServiceUser('payroll', { email: 'ops@example.com', accounts: [restricted] });
+    await inB().createServiceUser('colleague', { email: 'ops@example.com', accounts: [shared] });
+  });
+
+  it('attack: an editor binding the verifier Role without spec.accounts to a ServiceUser in a refused account is refused, and its token cannot introspect there', async () => {
+    const refused = await eventually('alice\'s grant in force', async () => {
+      const r = await create(alice, bindingJson('vault-verifies', verifier, 'vault'));
+      return r.ok || r.err.includes('may not bind Role') ? undefined : r;
+    }, 30_000);
+    expect(refused.ok).toBe(false);
+    expect(refused.err).toContain('RoleBinding vault-verifies refused: it has no spec.accounts, so it would grant Role service-user-operator.verifier in every account its subjects name');
+    expect(refused.err).toContain(`alice may not use every account in namespace ${b.name}: name the accounts to grant in with spec.accounts`);
+    // What she may do: bind it in shared, by name.
+    expect((await create(alice, bindingJson('vault-verifies', verifier, 'vault', [shared]))).ok).toBe(true);
+    await inB().waitFor('vault', 'introspect in shared', permitted(shared));
+    const vault = await tokenOf(b.name, 'vault');
+    // The token works as a verifier in shared, and learns nothing in restricted.
+    expect(await introspect(vault, await tokenOf(b.name, 'colleague'))).toMatchObject({ active: true, sub: `serviceuser:${b.name}:colleague` });
+    expect(await introspect(vault, await tokenOf(b.name, 'payroll'))).toEqual({ active: false });
+  });
+
+  it('attack: a binding written without spec.accounts does not follow an account its subject names later', async () => {
+    // Written without spec.accounts before the policy asked (a cluster admin stands in).
+    await inB().createServiceUser('gw', { email: 'ops@example.com', accounts: [shared] });
+    await bind(b.name, 'gw-verifies', verifier, 'gw');
+    const pinned = await eventually('the binding pinned to shared', async () => {
+      const o = await admin.get(resourcePath(resources.roleBindings, b.name, 'gw-verifies'));
+      return (o.status as { pinnedAccounts?: unknown } | undefined)?.pinnedAccounts ? o : undefined;
+    });
+    expect((pinned.status as { pinnedAccounts: unknown }).pinnedAccounts).toEqual([{ subject: 'gw', accounts: [shared] }]);
+    await inB().waitFor('gw', 'introspect in shared', permitted(shared));
+    // Someone who may use restricted lets gw act there: that is not a verifier grant there.
+    await admin.mergePatch(resourcePath(resources.serviceUsers, b.name, 'gw'), { spec: { accounts: [shared, restricted] } });
+    const gw = await inB().waitFor('gw', 'admitted in restricted', (o) => statusOf(o).accounts?.includes(restricted) === true);
+    expect(statusOf(gw).permissions).not.toContainEqual(expect.objectContaining({ account: restricted }));
+    const binding = await eventually('the binding saying so', async () => {
+      const o = await admin.get(resourcePath(resources.roleBindings, b.name, 'gw-verifies'));
+      return condition(o, 'Ready')?.reason === 'AccountsAddedAfterBinding' ? o : undefined;
+    });
+    expect(condition(binding, 'Ready')?.message).toContain(`grants nothing in ${restricted}: ServiceUser gw named it after this binding (without spec.accounts) was first resolved`);
+    const token = await tokenOf(b.name, 'gw');
+    expect(await introspect(token, await tokenOf(b.name, 'colleague'))).toMatchObject({ active: true });
+    expect(await introspect(token, await tokenOf(b.name, 'payroll'))).toEqual({ active: false });
+    // Named in spec.accounts (a write the policy judges), restricted is granted.
+    await admin.mergePatch(resourcePath(resources.roleBindings, b.name, 'gw-verifies'), { spec: { accounts: [shared, restricted] } });
+    await inB().waitFor('gw', 'introspect in restricted', permitted(restricted));
+    expect(await introspect(token, await tokenOf(b.name, 'payroll'))).toMatchObject({ active: true, sub: `serviceuser:${b.name}:payroll` });
   });
 });
