@@ -419,3 +419,59 @@ describe('a RoleBinding grants only in accounts its author may use', () => {
     expect(await introspect(token, await tokenOf(b.name, 'payroll'))).toMatchObject({ active: true, sub: `serviceuser:${b.name}:payroll` });
   });
 });
+
+describe('secretTemplate keys that have other controllers copy the Secret', () => {
+  // mallory may manage ServiceUsers in B (the shipped editor role alone) but not read Secrets.
+  const mallory = person('mallory');
+  const replicateTo = 'replicator.v1.mittwald.de/replicate-to';
+  const template = (annotations: Record<string, string>) => JSON.stringify({ spec: { credentials: { secretTemplate: { annotations } } } });
+  const patchAs = (who: string[], body: string, dryRun = false) =>
+    kubectl(['patch', 'serviceusers.serviceusers.dev', 'replicated', '-n', b.name, '--type', 'merge', '-p', body, ...(dryRun ? ['--dry-run=server'] : []), ...who]);
+  const annotationsOfSecret = async () => (await inB().secret('replicated-credentials'))?.metadata.annotations ?? {};
+
+  beforeAll(async () => {
+    await admin.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${b.name}/rolebindings`, {
+      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'mallory-edits-service-users' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: `${s}-serviceusers.dev-editor` }, subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: 'mallory' }],
+    });
+    await inB().createServiceUser('replicated', { email: 'ops@example.com', accounts: [shared] });
+    await inB().waitFor('replicated', 'Active', (o) => statusOf(o).phase === 'Active');
+  });
+
+  it('attack: a ServiceUser editor who cannot read Secrets asks the replicator to copy one, and admission refuses, naming the field and key', async () => {
+    await eventually('mallory\'s grant in force', async () => ((await patchAs(mallory, template({ 'example.com/owner': 'team-b' }), true)).ok || undefined));
+    expect((await kubectl(['auth', 'can-i', 'get', 'secrets', '-n', b.name, ...mallory])).out.trim()).toBe('no');
+    const refused = await patchAs(mallory, template({ [replicateTo]: 'mallory-playground', 'example.com/owner': 'team-b' }));
+    expect(refused.ok).toBe(false);
+    expect(refused.err).toContain(`ServiceUser replicated refused: spec.credentials.secretTemplate.annotations key ${replicateTo} may not be set on its Secret`);
+    expect(refused.err).toContain('this platform refuses keys starting with replicator.v1.mittwald.de/, reflector.v1.k8s.emberstack.com/, kubed.appscode.com/');
+    const reflected = await patchAs(mallory, JSON.stringify({ spec: { credentials: { secretTemplate: { labels: { 'reflector.v1.k8s.emberstack.com/reflection-allowed': 'true' } } } } }));
+    expect(reflected.err).toContain('spec.credentials.secretTemplate.labels key reflector.v1.k8s.emberstack.com/reflection-allowed may not be set');
+    // A cluster admin is refused as well: the platform allows a prefix with its values.
+    expect((await kubectl(['patch', 'serviceusers.serviceusers.dev', 'replicated', '-n', b.name, '--type', 'merge', '-p', template({ [replicateTo]: 'elsewhere' })])).ok).toBe(false);
+    // Other keys pass.
+    expect((await patchAs(mallory, template({ 'example.com/owner': 'team-b' }))).ok).toBe(true);
+    await eventually('the owner annotation on the Secret', async () => ((await annotationsOfSecret())['example.com/owner'] === 'team-b' || undefined));
+  });
+
+  it('attack: with the policy bypassed, the operator leaves the key off the Secret, says so, and removes it from the Secret', async () => {
+    // The policy switched off (admissionPolicy.enabled: false, or a cluster without it).
+    await admin.request('DELETE', clusterPath('ValidatingAdmissionPolicyBinding', `${s}-serviceusers.dev-secret-template`));
+    await eventually('the policy gone', async () => ((await patchAs(mallory, template({ [replicateTo]: 'mallory-playground' }), true)).ok || undefined), 30_000);
+    expect((await patchAs(mallory, template({ [replicateTo]: 'mallory-playground' }))).ok).toBe(true);
+    const su = await inB().waitFor('replicated', 'SecretTemplateAdmitted False', (o) => condition(o, 'SecretTemplateAdmitted')?.status === 'False');
+    expect(condition(su, 'SecretTemplateAdmitted')).toMatchObject({
+      reason: 'SecretTemplateKeyRefused',
+      message: expect.stringContaining(`not written to the Secret: spec.credentials.secretTemplate.annotations[${replicateTo}] (keys starting with replicator.v1.mittwald.de/ ask another controller to copy the Secret`),
+    });
+    await eventually('the Warning event', async () => ((await inB().events('replicated')).some((e) => e.type === 'Warning' && e.reason === 'SecretTemplateKeyRefused' && e.message.includes(replicateTo)) || undefined));
+    expect(await annotationsOfSecret()).not.toHaveProperty(replicateTo);
+    expect(statusOf(su).phase).toBe('Active');
+    // Put there by other means (an operator before this check wrote it): removed.
+    await admin.mergePatch('/api/v1/namespaces/' + b.name + '/secrets/replicated-credentials', { metadata: { annotations: { [replicateTo]: 'mallory-playground' } } });
+    await eventually('the annotation removed', async () => (!(replicateTo in (await annotationsOfSecret())) || undefined));
+    // The key dropped from the spec, the all-clear.
+    await admin.mergePatch(resourcePath(resources.serviceUsers, b.name, 'replicated'), { spec: { credentials: { secretTemplate: { annotations: { [replicateTo]: null } } } } });
+    await inB().waitFor('replicated', 'SecretTemplateAdmitted True', (o) => condition(o, 'SecretTemplateAdmitted')?.status === 'True');
+  });
+});
