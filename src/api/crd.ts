@@ -238,7 +238,7 @@ export function generatedFiles(roleCatalog: { name: string; text: string }[], po
   const admission = '# Generated from src/api/policy.ts by `npm run generate`. Do not edit.\n' + policyHeader + policyText();
   files.set('config/policy/admission.yaml', admission);
   // The chart's copy renders the secretTemplate prefixes from the values its operator's flags come from.
-  const helmList = (value: string) => `{{ .Values.secretTemplate.${value} | toJson | lower | squote }}`;
+  const helmList = (value: string) => `{{ .Values.secretTemplate.${value} | default list | toJson | lower | squote }}`;
   const chartAdmission = policyText({ refused: '__refused__', allowed: '__allowed__' })
     .replace('expression: __refused__', `expression: ${helmList('refusedKeyPrefixes')}`)
     .replace('expression: __allowed__', `expression: ${helmList('allowedKeyPrefixes')}`);
