@@ -9,6 +9,7 @@ import { serve, metricsRoutes, probeRoutes } from './observability/http.ts';
 import { createLogger, logFormats, type LogFormat } from './observability/logger.ts';
 import { createMetrics } from './observability/metrics.ts';
 import { startOperator } from './operator.ts';
+import { copierKeyPrefixes, parseKeyPrefixes } from './api/secret-template.ts';
 import { parseTrustedHops } from './verify/forwarded.ts';
 import { certificatesIn } from './verify/server.ts';
 import { EmailSender } from './notify/email.ts';
@@ -64,6 +65,15 @@ Usage: npm start -- [flags]     (or: node src/main.ts [flags])
                                     $SMTP_PASSWORD (from a Secret; the chart wires them)
   --email-notices on|off            the global switch (default: on when --smtp-host is set); a
                                     ServiceUser opts out with spec.notifications.email: false
+  --secret-template-refused-prefixes LIST
+                                    comma-separated key prefixes a ServiceUser's secretTemplate labels and
+                                    annotations may not set on its Secret: they ask other controllers to copy
+                                    it (default: ${copierKeyPrefixes.join(',')};
+                                    "" refuses none). Keep in step with the admission policy (chart value
+                                    secretTemplate.refusedKeyPrefixes)
+  --secret-template-allowed-prefixes LIST
+                                    when set, the only key prefixes secretTemplate may set (default: any
+                                    not refused; chart value secretTemplate.allowedKeyPrefixes)
   --leader-elect                    reconcile only while holding the Lease service-user-operator in the
                                     operator namespace (run several replicas; all serve verification)
   --leader-election-id ID           this replica's identity (default: $HOSTNAME plus a random suffix)
@@ -103,6 +113,8 @@ const { values } = parseArgs({
     'smtp-from': { type: 'string', default: 'service-user-operator@localhost' },
     'smtp-ca': { type: 'string', multiple: true },
     'email-notices': { type: 'string', default: 'on' },
+    'secret-template-refused-prefixes': { type: 'string', default: copierKeyPrefixes.join(',') },
+    'secret-template-allowed-prefixes': { type: 'string', default: '' },
     'leader-elect': { type: 'boolean', default: false },
     'leader-election-id': { type: 'string' },
     help: { type: 'boolean', default: false },
@@ -131,6 +143,15 @@ if (!Number.isInteger(concurrency) || concurrency < 1) {
   log.fatal(`--concurrency must be a positive integer, got "${values.concurrency}"`);
   process.exit(2);
 }
+const templatePrefixes = (['refused', 'allowed'] as const).map((which) => {
+  const parsed = parseKeyPrefixes(`--secret-template-${which}-prefixes`, values[`secret-template-${which}-prefixes`]);
+  if (!parsed.ok) {
+    log.fatal(parsed.message);
+    process.exit(2);
+  }
+  return parsed.prefixes;
+});
+const secretTemplateKeys = { refused: templatePrefixes[0]!, allowed: templatePrefixes[1]! };
 if (!!values['verify-tls-cert'] !== !!values['verify-tls-key']) {
   log.fatal('--verify-tls-cert and --verify-tls-key go together');
   process.exit(2);
@@ -221,6 +242,7 @@ const operator = startOperator({
   crlConfigMapName: values['crl-configmap'],
   ledgerKeySecretName: values['ledger-key-secret'],
   ...(values['adopt-unsigned-ledger'] ? { adoptUnsignedLedger: true } : {}),
+  secretTemplateKeys,
   // Out of a cluster (npm start on a laptop) a missing operator namespace is created; in one,
   // the operator runs in it, so it exists.
   createOperatorNamespace: values['create-operator-namespace'] ?? !process.env.KUBERNETES_SERVICE_HOST,

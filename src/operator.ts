@@ -45,6 +45,7 @@ import { serviceUserReconciler } from './serviceuser/reconcile.ts';
 import { EndDateRevocations } from './serviceuser/end-date-revocations.ts';
 import { expiresAt, isExpired } from './serviceuser/expiry.ts';
 import { serviceUser } from './api/serviceuser.ts';
+import type { TemplateKeyPolicy } from './api/secret-template.ts';
 import { noticeDelivery, type NoticeSender } from './serviceuser/notify.ts';
 
 export const fieldManager = 'service-user-operator';
@@ -106,6 +107,8 @@ export interface OperatorOptions {
   ledgerKeySecretName?: string;
   /** Upgrade from an operator that did not MAC its ledger: honour and re-MAC unsigned records. */
   adoptUnsignedLedger?: boolean;
+  /** Which secretTemplate keys reach a Secret (api/secret-template.ts); default: the known copiers' refused. */
+  secretTemplateKeys?: TemplateKeyPolicy;
   /**
    * Create the operator namespace when it does not exist (a local run: in a cluster the
    * operator's own namespace always exists). The CA and the ledger key live there, and
@@ -288,6 +291,7 @@ export function startOperator(options: OperatorOptions): Operator {
         authority,
         authorityState,
         trust,
+        ...(options.secretTemplateKeys ? { templateKeys: options.secretTemplateKeys } : {}),
         endDates,
         ...(options.crashAfterSecretWrite ? { crashAfterSecretWrite: true } : {}),
         ...(options.notices ? { deliverNotices: noticeDelivery({ sender: options.notices.sender, metrics, log: log.child({ component: 'notices' }), now }) } : {}),

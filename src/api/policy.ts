@@ -7,8 +7,11 @@
 // expression may spend 1,000,000, so a single filter over the accounts would fail past two
 // of them. Each validation checks one (the message can then name it exactly: a message may
 // not call the authorizer); whoever may use every account passes with one check; more than
-// `perWrite` accounts named anew in one write needs that, or several writes.
+// `perWrite` accounts named anew in one write needs that, or several writes. A RoleBinding
+// without spec.accounts grants in whatever its subjects name, which no policy can see: only
+// an author who may use every account may write one.
 import { group } from './primitives.ts';
+import { defaultTemplateKeyPolicy } from './secret-template.ts';
 
 export const perWrite = 16;
 
@@ -33,7 +36,46 @@ const policy = (name: string, resources: string[], spec: Record<string, unknown>
   { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicyBinding', metadata: { name }, spec: { policyName: name, validationActions: ['Deny'] } },
 ];
 
-export function admissionPolicies(): object[] {
+/**
+ * The secretTemplate key prefixes, as CEL list literals (JSON is one). The chart passes
+ * Helm expressions rendering its values instead, so that the policy and the operator's
+ * flags come from the same values.
+ */
+export interface TemplatePrefixes {
+  refused: string;
+  allowed: string;
+}
+const defaultPrefixes: TemplatePrefixes = { refused: JSON.stringify(defaultTemplateKeyPolicy.refused), allowed: JSON.stringify(defaultTemplateKeyPolicy.allowed) };
+
+// A ServiceUser's secretTemplate labels or annotations (`field`), new or with a new value,
+// that the platform's prefixes refuse (api/secret-template.ts): judged only when written, so
+// the operator's own writes (finalizers, status) and untouched keys pass.
+function templateVariables(field: 'labels' | 'annotations') {
+  const of = (o: string) => `has(${o}.spec.credentials) && has(${o}.spec.credentials.secretTemplate) && has(${o}.spec.credentials.secretTemplate.${field}) ? ${o}.spec.credentials.secretTemplate.${field} : {}`;
+  return [
+    { name: field, expression: of('object') },
+    { name: `old${field}`, expression: `oldObject != null && ${of('oldObject')}` },
+    {
+      name: `refused${field}`,
+      expression:
+        `variables.${field}.filter(k, !(k in variables.old${field}) || variables.old${field}[k] != variables.${field}[k])` +
+        `.filter(k, variables.refused.exists(p, k.lowerAscii().startsWith(p)) || (size(variables.allowed) > 0 && !variables.allowed.exists(p, k.lowerAscii().startsWith(p))))`,
+    },
+  ];
+}
+
+const templateValidation = (field: 'labels' | 'annotations') => ({
+  expression: `size(variables.refused${field}) == 0`,
+  reason: 'Forbidden',
+  messageExpression:
+    `'ServiceUser ' + object.metadata.name + ' refused: spec.credentials.secretTemplate.${field} key ' + variables.refused${field}[0] + ` +
+    `' may not be set on its Secret: this platform refuses keys starting with ' + variables.refused.join(', ') + ` +
+    `' (they ask other controllers, such as kubernetes-replicator or Reflector, to copy the Secret elsewhere)' + ` +
+    `(size(variables.allowed) > 0 ? ' and allows only keys starting with ' + variables.allowed.join(', ') : '') + ` +
+    `'. Remove the key; a platform admin who wants it allows the prefix (docs/security.md)'`,
+});
+
+export function admissionPolicies(prefixes: TemplatePrefixes = defaultPrefixes): object[] {
   const authz = (resource: string, name: string, verb: string) => `authorizer.group('${group}').resource('${resource}').${where}${name ? `.name(${name})` : ''}.check('${verb}').allowed()`;
   return [
     ...policy(`${group}-bind-roles`, ['rolebindings'], {
@@ -57,8 +99,23 @@ export function admissionPolicies(): object[] {
         { name: 'named', expression: 'has(object.spec.accounts) ? object.spec.accounts.filter(a, !(a in variables.previous)) : []' },
         // May use every account (a cluster admin, a grant without resourceNames): one check for all.
         { name: 'anyAccount', expression: authz('accounts', '', 'use') },
+        // A RoleBinding without spec.accounts, created or respecified, grants in every account
+        // its subjects name: which ones this policy cannot see (it reads no other object), so
+        // its author must be able to use them all. Others name the accounts.
+        {
+          name: 'unnamed',
+          expression: "request.resource.resource == 'rolebindings' && !has(object.spec.accounts) && (oldObject == null || object.spec != oldObject.spec)",
+        },
       ],
       validations: [
+        {
+          expression: '!variables.unnamed || variables.anyAccount',
+          reason: 'Forbidden',
+          messageExpression:
+            `'RoleBinding ' + object.metadata.name + ' refused: it has no spec.accounts, so it would grant Role ' + object.spec.roleRef.name + ` +
+            `' in every account its subjects name, and ' + request.userInfo.username + ' may not use every account in namespace ' + request.namespace + ` +
+            `': name the accounts to grant in with spec.accounts (each needs verb use on accounts.${group} of that name; see docs/tenancy.md)'`,
+        },
         // First: the API server reports the first validation refused.
         {
           expression: `size(variables.named) <= ${perWrite} || variables.anyAccount`,
@@ -73,6 +130,10 @@ export function admissionPolicies(): object[] {
           messageExpression: refusal("request.kind.kind + ' ' + object.metadata.name", 'use', 'accounts', `variables.named[${i}]`),
         })),
       ],
+    }),
+    ...policy(`${group}-secret-template`, ['serviceusers'], {
+      variables: [{ name: 'refused', expression: prefixes.refused }, { name: 'allowed', expression: prefixes.allowed }, ...templateVariables('labels'), ...templateVariables('annotations')],
+      validations: [templateValidation('labels'), templateValidation('annotations')],
     }),
   ];
 }

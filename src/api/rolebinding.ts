@@ -1,6 +1,6 @@
 // RoleBinding: grants a Role to ServiceUsers of the same namespace, in Kubernetes RBAC's shape.
 import { z } from 'zod';
-import { accounts, apiVersion, conditions, group, objectMeta, objectName } from './primitives.ts';
+import { account, accounts, apiVersion, conditions, group, objectMeta, objectName } from './primitives.ts';
 import { immutable, rule } from './rules.ts';
 
 export const roleRef = immutable(
@@ -29,11 +29,28 @@ export const roleBindingSpec = z.object({
   }),
   accounts: accounts('accounts')
     .optional()
-    .describe("Narrow the grant to these accounts; each must be among every subject's accounts. Absent: all of the subject's."),
+    .describe(
+      "Narrow the grant to these accounts; each must be among every subject's accounts. Absent: the accounts each subject named when the operator first resolved the binding (status.pinnedAccounts), never one it names later.",
+    ),
 });
+
+/**
+ * For a binding without spec.accounts: the accounts each subject named when the operator
+ * first resolved it, narrowed as the subject drops accounts. The binding never grants beyond
+ * them, so a ServiceUser naming an account later does not widen a binding whose author was
+ * never asked about that account.
+ */
+export const pinnedAccounts = z
+  .array(z.object({ subject: objectName('ServiceUser', 63), accounts: z.array(account).max(64) }))
+  .max(64)
+  .describe(
+    'Without spec.accounts: the accounts each subject named when the operator first resolved this binding. It grants in no other: to grant in an account a subject names later, name it in spec.accounts.',
+  );
+export type PinnedAccounts = z.output<typeof pinnedAccounts>;
 
 export const roleBindingStatus = z.object({
   subjects: z.string().max(1024).optional().describe('The subjects, comma-separated, for kubectl get.'),
+  pinnedAccounts: pinnedAccounts.optional(),
   observedGeneration: z.number().int().min(0).optional(),
   conditions: conditions.optional(),
 });

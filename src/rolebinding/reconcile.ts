@@ -1,5 +1,6 @@
 // RoleBinding and Role status: whether a binding grants what it says (and if not, why),
-// and a Role's permission count for `kubectl get`. The grants themselves land in each
+// the accounts a binding without spec.accounts is pinned to (resolve.ts), and a Role's
+// permission count for `kubectl get`. The grants themselves land in each
 // ServiceUser's status.permissions, written by the ServiceUser reconcile.
 import { parseAll } from '../api/parse.ts';
 import { apiVersion } from '../api/primitives.ts';
@@ -15,7 +16,7 @@ import { withoutManagedFields } from '../controller/informer.ts';
 import { stableJson } from '../controller/stable-json.ts';
 import type { EventRecorder } from '../observability/events.ts';
 import { admitsFromCaches } from '../account/reconcile.ts';
-import { resolve } from './resolve.ts';
+import { pinAccounts, resolve } from './resolve.ts';
 
 export interface BindingDeps {
   client: KubeClient;
@@ -41,13 +42,19 @@ export function roleBindingReconciler(deps: BindingDeps) {
     const parsed = bindingSchema.safeParse(raw);
     let ready: { status: 'True' | 'False'; reason: string; message: string };
     let subjects = '';
+    let pinned: ReturnType<typeof pinAccounts>;
     if (!parsed.success) {
+      // Kept as it was: a spec that fails to parse for a while must not reset the pin.
+      pinned = (raw.status as { pinnedAccounts?: ReturnType<typeof pinAccounts> } | undefined)?.pinnedAccounts;
       ready = { status: 'False', reason: 'InvalidSpec', message: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') };
     } else {
       subjects = parsed.data.spec.subjects.map((s) => s.name).join(', ');
       const named = parseAll(parsed.data.spec.subjects.map((x) => deps.serviceUsers.get(`${ns}/${x.name}`)), serviceUser);
       const admits = admitsFromCaches(deps.accounts, deps.namespaces);
-      const verdict = resolve(named, [parsed.data], parseAll([deps.roles.get(parsed.data.spec.roleRef.name)], roleSchema), admits).verdictOf(
+      // Recorded before the verdict is: the ServiceUser reconcile reads the pin from here.
+      pinned = pinAccounts(parsed.data, named);
+      const binding = { ...parsed.data, status: { ...parsed.data.status, pinnedAccounts: pinned } };
+      const verdict = resolve(named, [binding], parseAll([deps.roles.get(parsed.data.spec.roleRef.name)], roleSchema), admits).verdictOf(
         ns,
         raw.metadata.name,
       )!;
@@ -61,6 +68,7 @@ export function roleBindingReconciler(deps: BindingDeps) {
     }
     const status = {
       subjects: subjects.slice(0, 1024),
+      ...(pinned ? { pinnedAccounts: pinned } : {}),
       observedGeneration: raw.metadata.generation,
       conditions: setConditions(
         previous,

@@ -2,9 +2,11 @@
 // verdict per binding. Pure: the reconcilers feed it from their caches. A binding or subject
 // that breaks a rule grants nothing; the verdict says why, in words a person can act on.
 // Grants land only in accounts that exist and admit the binding's namespace (admits).
+// A binding without spec.accounts grants in its subjects' accounts as pinned in its status
+// (pinAccounts): never in one a subject names after the binding was first resolved.
 import { judgeAccounts, type Admits } from '../account/admission.ts';
 import type { Role } from '../api/role.ts';
-import type { RoleBinding } from '../api/rolebinding.ts';
+import type { PinnedAccounts, RoleBinding } from '../api/rolebinding.ts';
 import type { ServiceUser } from '../api/serviceuser.ts';
 
 export interface Grant {
@@ -21,6 +23,7 @@ export interface Problem {
     | 'SubjectNotFound'
     | 'SubjectInOtherNamespace'
     | 'AccountsOutsideSubject'
+    | 'AccountsAddedAfterBinding'
     | 'AccountNotFound'
     | 'NamespaceNotAdmitted';
   message: string;
@@ -33,6 +36,36 @@ export interface BindingVerdict {
 }
 
 const key = (namespace: string | undefined, name: string) => `${namespace ?? ''}/${name}`;
+
+/**
+ * The accounts a binding without spec.accounts may grant in, per subject: what the subject
+ * names when first seen, then only less (an account dropped and named again counts as named
+ * later). Kept for subjects not found (a ServiceUser recreated under the name is held to the
+ * old pin); dropped for subjects the binding no longer names. Undefined with spec.accounts:
+ * the admission policy asked about each of those.
+ */
+export function pinAccounts(binding: RoleBinding, users: readonly ServiceUser[]): PinnedAccounts | undefined {
+  if (binding.spec.accounts) return undefined;
+  const ns = binding.metadata.namespace;
+  const pins: PinnedAccounts = [];
+  for (const subject of binding.spec.subjects) {
+    const before = binding.status?.pinnedAccounts?.find((p) => p.subject === subject.name)?.accounts;
+    const user = users.find((u) => u.metadata.namespace === ns && u.metadata.name === subject.name);
+    const named = user?.spec.accounts;
+    const accounts = before && named ? before.filter((a) => named.includes(a)) : (before ?? named);
+    if (accounts) pins.push({ subject: subject.name, accounts });
+  }
+  return pins;
+}
+
+/** The accounts `binding` grants `user` in, and those it refuses as named after its pin. */
+function bindingAccounts(binding: RoleBinding, user: ServiceUser): { accounts: string[]; later: string[] } {
+  if (binding.spec.accounts) return { accounts: binding.spec.accounts, later: [] };
+  const pin = binding.status?.pinnedAccounts?.find((p) => p.subject === user.metadata.name)?.accounts;
+  // Not pinned yet (the binding's first resolve): the subject's accounts, which the pin records.
+  if (!pin) return { accounts: user.spec.accounts, later: [] };
+  return { accounts: user.spec.accounts.filter((a) => pin.includes(a)), later: user.spec.accounts.filter((a) => !pin.includes(a)) };
+}
 
 export function resolve(users: ServiceUser[], bindings: RoleBinding[], roles: Role[], admits: Admits) {
   const usersByKey = new Map(users.map((u) => [key(u.metadata.namespace, u.metadata.name), u]));
@@ -70,7 +103,15 @@ export function resolve(users: ServiceUser[], bindings: RoleBinding[], roles: Ro
         verdict.problems.push({ reason: 'SubjectNotFound', message: `ServiceUser ${subject.name} does not exist in namespace ${ns}` });
         continue;
       }
-      const accounts = binding.spec.accounts ?? user.spec.accounts;
+      const { accounts, later } = bindingAccounts(binding, user);
+      if (later.length) {
+        verdict.problems.push({
+          reason: 'AccountsAddedAfterBinding',
+          message:
+            `grants nothing in ${later.join(', ')}: ServiceUser ${subject.name} named ${later.length > 1 ? 'them' : 'it'} after this binding (without spec.accounts) was first resolved, ` +
+            `and a binding does not follow accounts added later; to grant there, name ${later.length > 1 ? 'them' : 'it'} in spec.accounts (which asks for verb use on each)`,
+        });
+      }
       const outside = accounts.filter((a) => !user.spec.accounts.includes(a));
       if (outside.length) {
         verdict.problems.push({

@@ -5,12 +5,15 @@
 //   tokens.ts       the token ledger and the Secret's self-description (crash safety)
 //   certificate.ts  keep, issue or renew the client certificate (decided before, placed here)
 //   phase.ts        phase, conditions and the events their changes announce
+//   template-keys.ts which secretTemplate keys were left off the Secret, as a condition
 //   and what it holds itself: the rules that stop everything (blocker) and the Secret's layout.
 import { maxPermissions, maxRolesPerPermission, type CertificateSource, type ServiceUser, type ServiceUserStatus } from '../api/serviceuser.ts';
 import { setConditions, type Condition, type ConditionInput } from '../controller/conditions.ts';
 import type { IssuedToken } from '../credentials/token.ts';
 import type { Grant } from '../rolebinding/resolve.ts';
 import { accountsAdmission, type AccountsVerdict } from '../account/admission.ts';
+import { admittedTemplate, defaultTemplateKeyPolicy, type TemplateKeyPolicy } from '../api/secret-template.ts';
+import { templateAdmission } from './template-keys.ts';
 import { expiresAt as endOf, isExpired, warnAt as warnOf } from './expiry.ts';
 import type { CertificateMaterial } from './certificate.ts';
 import { secretKeys, type Profile } from './secret.ts';
@@ -49,6 +52,8 @@ export interface Observed {
   certificateProblem?: { reason: string; message: string } | undefined;
   /** The ledger key: what status and the Secret hold is honoured only with its MAC. */
   trust: LedgerTrust & { ring: KeyRing };
+  /** Which secretTemplate keys may reach the Secret; absent: the default (copiers' keys refused). */
+  templateKeys?: TemplateKeyPolicy;
 }
 
 export interface PlacedCertificate {
@@ -71,6 +76,8 @@ export interface DesiredSecret {
   labels: Record<string, string>;
   annotations: Record<string, string>;
   data: Record<string, string | Buffer>;
+  /** secretTemplate keys refused (api/secret-template.ts): removed from the Secret whoever set them. */
+  withheld?: { labels: string[]; annotations: string[] };
 }
 
 export interface EventRecord {
@@ -164,6 +171,11 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
   const ours = (secret: ObservedSecret | undefined) => !!secret && !!su.metadata.uid && secret.ownerUids.includes(su.metadata.uid);
 
   const permissions = recordablePermissions(observed.permissions);
+  // Keys that would have another controller copy the Secret never reach it, whatever admission let through.
+  const template = admittedTemplate(observed.templateKeys ?? defaultTemplateKeyPolicy, spec.credentials.secretTemplate);
+  const withheld = template.refused.length
+    ? { withheld: { labels: template.refused.filter((r) => r.field === 'labels').map((r) => r.key), annotations: template.refused.filter((r) => r.field === 'annotations').map((r) => r.key) } }
+    : {};
   const base: ServiceUserStatus = {
     identity,
     friendlyName: friendlyNameOf(su),
@@ -204,8 +216,9 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
       if (ours(observed.secret)) {
         secret = {
           name: secretName,
-          labels: { ...(spec.credentials.secretTemplate?.labels ?? {}), [labels.managedBy]: managedBy, [labels.name]: su.metadata.name },
-          annotations: { ...(spec.credentials.secretTemplate?.annotations ?? {}) },
+          labels: { ...template.labels, [labels.managedBy]: managedBy, [labels.name]: su.metadata.name },
+          annotations: { ...template.annotations },
+          ...withheld,
           data: secretKeys(spec.credentials.profile as Profile, { identity, expiresAt: iso(expires!), token: undefined }),
         };
       }
@@ -285,8 +298,9 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
   }
   const secret: DesiredSecret = {
     name: secretName,
-    labels: { ...(spec.credentials.secretTemplate?.labels ?? {}), [labels.managedBy]: managedBy, [labels.name]: su.metadata.name },
-    annotations: { ...(spec.credentials.secretTemplate?.annotations ?? {}), ...ledger.annotations },
+    labels: { ...template.labels, [labels.managedBy]: managedBy, [labels.name]: su.metadata.name },
+    annotations: { ...template.annotations, ...ledger.annotations },
+    ...withheld,
     data: secretKeys(spec.credentials.profile as Profile, { identity, expiresAt: expires !== undefined ? iso(expires) : undefined, token: ledger.current?.text, certificate: certificate?.material }),
   };
 
@@ -314,6 +328,8 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
   events.push(...state.events);
   const accounts = accountsAdmission(observed.accounts, spec.accounts, prevConditions);
   events.push(...accounts.events);
+  const templateKeys = templateAdmission(template.refused, prevConditions);
+  events.push(...templateKeys.events);
 
   // The next instant anything changes by itself.
   const upcoming = [
@@ -352,7 +368,7 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
             },
           }
         : {}),
-      conditions: setConditions(prevConditions, [...state.conditions, accounts.condition, permissionsCondition], su.metadata.generation, now),
+      conditions: setConditions(prevConditions, [...state.conditions, accounts.condition, templateKeys.condition, permissionsCondition], su.metadata.generation, now),
     }),
   };
 }

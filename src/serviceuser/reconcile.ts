@@ -8,6 +8,7 @@ import type { z } from 'zod';
 import { apiVersion } from '../api/primitives.ts';
 import { resources } from '../api/resources.ts';
 import { certificateStatus, serviceUser, tokenStatus, type NoticeStatus, type ServiceUser, type TokenStatus } from '../api/serviceuser.ts';
+import type { TemplateKeyPolicy } from '../api/secret-template.ts';
 import { setConditions, type Condition } from '../controller/conditions.ts';
 import type { FirstList } from '../controller/first-list.ts';
 import type { InformerSet } from '../controller/informer.ts';
@@ -67,6 +68,8 @@ export interface ServiceUserDeps {
   authorityState?: () => { ready: true } | { ready: false; reason: string };
   /** The ledger key (loaded before the first reconcile; replaced when it rotates). */
   trust: LedgerTrust;
+  /** Which secretTemplate keys reach the Secret; absent: the default (api/secret-template.ts). */
+  templateKeys?: TemplateKeyPolicy;
   /** Sends pending notices to spec.email (notify.ts); absent: email notices are off. */
   deliverNotices?: (su: ServiceUser, pending: NoticeStatus[]) => Promise<{ sent: string[]; retryInMs?: number }>;
   /** Revokes the built-in CA's certificates at their user's end date, ahead of the reconcile (end-date-revocations.ts). */
@@ -403,7 +406,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
       deps.endDates?.track(key, isExpired(end, now) ? undefined : end, builtIn ? { serialNumber: certificate.serialNumber, notAfter: new Date(certificate.notAfter).toISOString() } : undefined);
     }
     const trust = { ...deps.trust, ring: deps.trust.ring! };
-    const plan = desired(su, { now, secret, peers: users, permissions, accounts, certificate, certificateProblem, trust }, () => {
+    const plan = desired(su, { now, secret, peers: users, permissions, accounts, certificate, certificateProblem, trust, ...(deps.templateKeys ? { templateKeys: deps.templateKeys } : {}) }, () => {
       deps.metrics.tokensIssued.inc();
       return deps.issue();
     });

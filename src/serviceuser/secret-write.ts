@@ -6,8 +6,8 @@
 // credential keys (the end-date wipe) is one merge patch that removes them whoever owns
 // them. Any other change is
 // a server-side apply; fields the creating POST left to its "Update" field-manager entry,
-// and credential keys someone else took over, are then removed explicitly — an apply only
-// removes what its own earlier applies set.
+// credential keys someone else took over, and secretTemplate keys the platform refuses, are
+// then removed explicitly — an apply only removes what its own earlier applies set.
 import { createHash } from 'node:crypto';
 import { apiVersion } from '../api/primitives.ts';
 import { resources } from '../api/resources.ts';
@@ -52,6 +52,7 @@ export function upToDate(observed: SeenSecret | undefined, want: DesiredSecret, 
   if (observed.rawDigest !== undefined ? observed.rawDigest !== digestOf(encode(want.data)) : stableJson(observed.raw ?? {}) !== stableJson(encode(want.data))) return false;
   for (const [k, v] of Object.entries(want.labels)) if (observed.labels[k] !== v) return false;
   for (const [k, v] of Object.entries(want.annotations)) if (observed.annotations[k] !== v) return false;
+  if (want.withheld?.labels.some((k) => k in observed.labels) || want.withheld?.annotations.some((k) => k in observed.annotations)) return false;
   return !Object.values(ann).some((k) => k in observed.annotations && !(k in want.annotations));
 }
 
@@ -102,7 +103,11 @@ export function secretWriter(client: KubeClient, fieldManager: string): SecretWr
   function wipe(su: ServiceUser, want: DesiredSecret, seen: SeenSecret): Promise<KubeObject> {
     const nulls = (keys: string[], keep: object) => Object.fromEntries(keys.filter((k) => !(k in keep)).map((k) => [k, null]));
     return client.mergePatch(`${path(su.metadata.namespace!, want.name)}?fieldManager=${encodeURIComponent(fieldManager)}`, {
-      metadata: { uid: seen.uid, labels: want.labels, annotations: { ...want.annotations, ...nulls(Object.values(ann), want.annotations) } },
+      metadata: {
+        uid: seen.uid,
+        labels: { ...want.labels, ...nulls(want.withheld?.labels ?? [], want.labels) },
+        annotations: { ...want.annotations, ...nulls([...Object.values(ann), ...(want.withheld?.annotations ?? [])], want.annotations) },
+      },
       data: { ...encode(want.data), ...nulls(credentialKeys, want.data) },
     });
   }
@@ -124,8 +129,10 @@ export function secretWriter(client: KubeClient, fieldManager: string): SecretWr
     const leftOver = (part: 'data' | 'labels' | 'annotations', wanted: object, present: object | undefined) =>
       [...new Set(created.flatMap((c) => c[part]))].filter((k) => !(k in wanted) && k in (present ?? {}) && !others.some((o) => o[part].includes(k)));
     const data = [...new Set([...credentialKeys.filter((k) => !(k in want.data) && k in ((applied.data as object | undefined) ?? {})), ...leftOver('data', want.data, applied.data as object)])];
-    const labels = leftOver('labels', want.labels, applied.metadata.labels);
-    const annotations = leftOver('annotations', want.annotations, applied.metadata.annotations);
+    // A refused secretTemplate key (one that has another controller copy the Secret) goes, whoever set it.
+    const withheld = (keys: string[] | undefined, present: object | undefined) => (keys ?? []).filter((k) => k in (present ?? {}));
+    const labels = [...new Set([...leftOver('labels', want.labels, applied.metadata.labels), ...withheld(want.withheld?.labels, applied.metadata.labels)])];
+    const annotations = [...new Set([...leftOver('annotations', want.annotations, applied.metadata.annotations), ...withheld(want.withheld?.annotations, applied.metadata.annotations)])];
     if (!data.length && !labels.length && !annotations.length) return applied;
     const nulls = (keys: string[]) => (keys.length ? Object.fromEntries(keys.map((k) => [k, null])) : undefined);
     return client.mergePatch(path(ns, want.name), {

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { loadAll } from 'js-yaml';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { KubeClient, resourcePath, type KubeObject } from '../../src/controller/kube.ts';
+import { isNotFound, KubeClient, resourcePath, type KubeObject } from '../../src/controller/kube.ts';
 import { resources } from '../../src/api/resources.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
 import { startOperator, type Operator } from '../../src/operator.ts';
@@ -301,10 +301,10 @@ describe('admission checks who asks', () => {
       return r.ok ? r : undefined;
     });
     expect(created.out).toContain('serviceuser.serviceusers.dev/ci created');
-    expect((await create(aliceInTeam, bindingJson('ci-signs', signer, 'ci'))).ok).toBe(true);
+    expect((await create(aliceInTeam, bindingJson('ci-signs', signer, 'ci', [shared]))).ok).toBe(true);
     // Only what was granted: another account, another Role.
     expect((await create(aliceInTeam, serviceUserJson('ci-prod', [shared, prod]), true)).err).toContain(`may not use account ${prod} in`);
-    expect((await create(aliceInTeam, bindingJson('ci-verifies', verifier, 'ci'), true)).err).toContain(`may not bind Role ${verifier}`);
+    expect((await create(aliceInTeam, bindingJson('ci-verifies', verifier, 'ci', [shared]), true)).err).toContain(`may not bind Role ${verifier}`);
     // Each account named anew costs an authorizer check: at most 16 in one write.
     const many = Array.from({ length: 17 }, (_, i) => `${s}-many-${i}`);
     expect((await create(aliceInTeam, serviceUserJson('ci-many', many), true)).err).toContain('names 17 accounts anew; name at most 16 in one write');
@@ -341,5 +341,146 @@ describe('admission checks who asks', () => {
     await eventually('the binding status', async () => (condition(await admin.get(resourcePath(resources.roleBindings, b.name, 'ci-signs')), 'Ready')?.status === 'True' ? true : undefined));
     expect((await kubectl(['delete', 'serviceusers.serviceusers.dev', 'ci', '-n', b.name, '--wait=false', ...alice])).ok).toBe(true);
     await eventually('deletion completed by the finalizer', () => inB().serviceUser('ci').then(() => undefined, () => true));
+  });
+});
+
+describe('a RoleBinding grants only in accounts its author may use', () => {
+  const restricted = `${s}-restricted`;
+  const verifiers = `${s}-verifiers`;
+  // alice (edit in B) may use shared and bind the verifier Role there; restricted admits
+  // namespace B, but she was never let use it.
+  const alice = person('alice', [verifiers]);
+  const introspect = async (caller: string, token: string) => (await verify('/v1/introspect', caller, { token })).body;
+  const permitted = (account: string) => (o: KubeObject) => (statusOf(o).permissions ?? []).some((p) => p.account === account && p.permission === 'verification:introspect');
+
+  beforeAll(async () => {
+    await admin.apply(resourcePath(resources.accounts, undefined, restricted), testAccount(restricted, {}), 'tenancy-test');
+    cleanup.push(resourcePath(resources.accounts, undefined, restricted));
+    await applyClusterObject({
+      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name: verifiers },
+      rules: [
+        { apiGroups: ['serviceusers.dev'], resources: ['accounts'], verbs: ['use'], resourceNames: [shared] },
+        { apiGroups: ['serviceusers.dev'], resources: ['roles'], verbs: ['bind'], resourceNames: [verifier] },
+      ],
+    } as KubeObject);
+    await admin.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${b.name}/rolebindings`, {
+      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: verifiers },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: verifiers }, subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: verifiers }],
+    });
+    // Written by whoever may use restricted: a gateway acting in shared and restricted, the
+    // victim acting in restricted only, and a colleague in shared.
+    await inB().createServiceUser('vault', { email: 'ops@example.com', accounts: [shared, restricted] });
+    await inB().createServiceUser('payroll', { email: 'ops@example.com', accounts: [restricted] });
+    await inB().createServiceUser('colleague', { email: 'ops@example.com', accounts: [shared] });
+  });
+
+  it('attack: an editor binding the verifier Role without spec.accounts to a ServiceUser in a refused account is refused, and its token cannot introspect there', async () => {
+    await eventually('alice\'s grant in force', async () => ((await create(alice, bindingJson('vault-verifies', verifier, 'vault', [shared]), true)).ok || undefined), 30_000);
+    // The attack: no spec.accounts, so the grant would reach every account vault names.
+    const attack = await create(alice, bindingJson('vault-verifies-all', verifier, 'vault'));
+    // What she may do: bind it in shared, by name.
+    expect((await create(alice, bindingJson('vault-verifies', verifier, 'vault', [shared]))).ok).toBe(true);
+    await inB().waitFor('vault', 'introspect in shared', permitted(shared));
+    const vault = await tokenOf(b.name, 'vault');
+    // The token works as a verifier in shared (so verification has vault's permissions as
+    // recorded)...
+    expect(await introspect(vault, await tokenOf(b.name, 'colleague'))).toMatchObject({ active: true, sub: `serviceuser:${b.name}:colleague` });
+    // ...and learns nothing in restricted.
+    expect(await introspect(vault, await tokenOf(b.name, 'payroll'))).toEqual({ active: false });
+    expect(attack.ok).toBe(false);
+    expect(attack.err).toContain('RoleBinding vault-verifies-all refused: it has no spec.accounts, so it would grant Role service-user-operator.verifier in every account its subjects name');
+    expect(attack.err).toContain(`alice may not use every account in namespace ${b.name}: name the accounts to grant in with spec.accounts`);
+  });
+
+  it('attack: a binding written without spec.accounts does not follow an account its subject names later', async () => {
+    // A platform auditor verifying in restricted: it sees gw once gw acts there.
+    await inB().createServiceUser('auditor', { email: 'ops@example.com', accounts: [restricted] });
+    await bind(b.name, 'auditor-verifies', verifier, 'auditor', [restricted]);
+    await inB().waitFor('auditor', 'introspect in restricted', permitted(restricted));
+    // Written without spec.accounts before the policy asked (a cluster admin stands in).
+    await inB().createServiceUser('gw', { email: 'ops@example.com', accounts: [shared] });
+    await bind(b.name, 'gw-verifies', verifier, 'gw');
+    await eventually('the binding resolved', async () => (condition(await admin.get(resourcePath(resources.roleBindings, b.name, 'gw-verifies')), 'Ready')?.status === 'True' || undefined));
+    await inB().waitFor('gw', 'introspect in shared', permitted(shared));
+    const token = await tokenOf(b.name, 'gw');
+    // Someone who may use restricted lets gw act there: that is not a verifier grant there.
+    await admin.mergePatch(resourcePath(resources.serviceUsers, b.name, 'gw'), { spec: { accounts: [shared, restricted] } });
+    const auditor = await tokenOf(b.name, 'auditor');
+    await eventually('verification to see gw in restricted', async () => ((await introspect(auditor, token)).active === true || undefined));
+    expect(await introspect(token, await tokenOf(b.name, 'colleague'))).toMatchObject({ active: true });
+    expect(await introspect(token, await tokenOf(b.name, 'payroll'))).toEqual({ active: false });
+    const gw = await inB().serviceUser('gw');
+    expect(statusOf(gw).accounts).toEqual([shared, restricted]);
+    expect(statusOf(gw).permissions).not.toContainEqual(expect.objectContaining({ account: restricted }));
+    const binding = await eventually('the binding saying so', async () => {
+      const o = await admin.get(resourcePath(resources.roleBindings, b.name, 'gw-verifies'));
+      return condition(o, 'Ready')?.reason === 'AccountsAddedAfterBinding' ? o : undefined;
+    });
+    expect((binding.status as { pinnedAccounts?: unknown }).pinnedAccounts).toEqual([{ subject: 'gw', accounts: [shared] }]);
+    expect(condition(binding, 'Ready')?.message).toContain(`grants nothing in ${restricted}: ServiceUser gw named it after this binding (without spec.accounts) was first resolved`);
+    // Named in spec.accounts (a write the policy judges), restricted is granted.
+    await admin.mergePatch(resourcePath(resources.roleBindings, b.name, 'gw-verifies'), { spec: { accounts: [shared, restricted] } });
+    await inB().waitFor('gw', 'introspect in restricted', permitted(restricted));
+    await eventually('introspection in restricted', async () => ((await introspect(token, await tokenOf(b.name, 'payroll'))).sub === `serviceuser:${b.name}:payroll` || undefined));
+  });
+});
+
+describe('secretTemplate keys that have other controllers copy the Secret', () => {
+  // mallory may manage ServiceUsers in B (the shipped editor role alone) but not read Secrets.
+  const mallory = person('mallory');
+  const replicateTo = 'replicator.v1.mittwald.de/replicate-to';
+  const template = (annotations: Record<string, string>) => JSON.stringify({ spec: { credentials: { secretTemplate: { annotations } } } });
+  const patchAs = (who: string[], body: string, dryRun = false) =>
+    kubectl(['patch', 'serviceusers.serviceusers.dev', 'replicated', '-n', b.name, '--type', 'merge', '-p', body, ...(dryRun ? ['--dry-run=server'] : []), ...who]);
+  const annotationsOfSecret = async () => (await inB().secret('replicated-credentials'))?.metadata.annotations ?? {};
+
+  beforeAll(async () => {
+    await admin.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${b.name}/rolebindings`, {
+      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'mallory-edits-service-users' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: `${s}-serviceusers.dev-editor` }, subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: 'mallory' }],
+    });
+    await inB().createServiceUser('replicated', { email: 'ops@example.com', accounts: [shared] });
+    await inB().waitFor('replicated', 'Active', (o) => statusOf(o).phase === 'Active');
+  });
+
+  it('attack: a ServiceUser editor who cannot read Secrets asks the replicator to copy one, and admission refuses, naming the field and key', async () => {
+    await eventually('mallory\'s grant in force', async () => ((await patchAs(mallory, template({ 'example.com/owner': 'team-b' }), true)).ok || undefined));
+    expect((await kubectl(['auth', 'can-i', 'get', 'secrets', '-n', b.name, ...mallory])).out.trim()).toBe('no');
+    const refused = await patchAs(mallory, template({ [replicateTo]: 'mallory-playground', 'example.com/owner': 'team-b' }));
+    expect(refused.ok).toBe(false);
+    expect(refused.err).toContain(`ServiceUser replicated refused: spec.credentials.secretTemplate.annotations key ${replicateTo} may not be set on its Secret`);
+    expect(refused.err).toContain('this platform refuses keys starting with replicator.v1.mittwald.de/, reflector.v1.k8s.emberstack.com/, kubed.appscode.com/');
+    const reflected = await patchAs(mallory, JSON.stringify({ spec: { credentials: { secretTemplate: { labels: { 'reflector.v1.k8s.emberstack.com/reflection-allowed': 'true' } } } } }));
+    expect(reflected.err).toContain('spec.credentials.secretTemplate.labels key reflector.v1.k8s.emberstack.com/reflection-allowed may not be set');
+    // A cluster admin is refused as well: the platform allows a prefix with its values.
+    expect((await kubectl(['patch', 'serviceusers.serviceusers.dev', 'replicated', '-n', b.name, '--type', 'merge', '-p', template({ [replicateTo]: 'elsewhere' })])).ok).toBe(false);
+    // Other keys pass.
+    expect((await patchAs(mallory, template({ 'example.com/owner': 'team-b' }))).ok).toBe(true);
+    await eventually('the owner annotation on the Secret', async () => ((await annotationsOfSecret())['example.com/owner'] === 'team-b' || undefined));
+  });
+
+  it('attack: with the policy bypassed, the operator leaves the key off the Secret, says so, and removes it from the Secret', async () => {
+    // The policy switched off (admissionPolicy.enabled: false, or a cluster without it).
+    await admin.request('DELETE', clusterPath('ValidatingAdmissionPolicyBinding', `${s}-serviceusers.dev-secret-template`)).catch((err: unknown) => {
+      if (!isNotFound(err)) throw err; // never installed: off already
+    });
+    await eventually('the policy gone', async () => ((await patchAs(mallory, template({ [replicateTo]: 'mallory-playground' }), true)).ok || undefined), 30_000);
+    expect((await patchAs(mallory, template({ [replicateTo]: 'mallory-playground' }))).ok).toBe(true);
+    // Reconciled (the Secret is written before status records the generation): not on the Secret.
+    await inB().waitFor('replicated', 'the patch reconciled', (o) => (o.status as { observedGeneration?: number } | undefined)?.observedGeneration === o.metadata.generation);
+    expect(await annotationsOfSecret()).not.toHaveProperty(replicateTo);
+    const su = await inB().waitFor('replicated', 'SecretTemplateAdmitted False', (o) => condition(o, 'SecretTemplateAdmitted')?.status === 'False');
+    expect(condition(su, 'SecretTemplateAdmitted')).toMatchObject({
+      reason: 'SecretTemplateKeyRefused',
+      message: expect.stringContaining(`not written to the Secret: spec.credentials.secretTemplate.annotations[${replicateTo}] (keys starting with replicator.v1.mittwald.de/ ask another controller to copy the Secret`),
+    });
+    await eventually('the Warning event', async () => ((await inB().events('replicated')).some((e) => e.type === 'Warning' && e.reason === 'SecretTemplateKeyRefused' && e.message.includes(replicateTo)) || undefined));
+    expect(statusOf(su).phase).toBe('Active');
+    // Put there by other means (an operator before this check wrote it): removed.
+    await admin.mergePatch('/api/v1/namespaces/' + b.name + '/secrets/replicated-credentials', { metadata: { annotations: { [replicateTo]: 'mallory-playground' } } });
+    await eventually('the annotation removed', async () => (!(replicateTo in (await annotationsOfSecret())) || undefined));
+    // The key dropped from the spec, the all-clear.
+    await admin.mergePatch(resourcePath(resources.serviceUsers, b.name, 'replicated'), { spec: { credentials: { secretTemplate: { annotations: { [replicateTo]: null } } } } });
+    await inB().waitFor('replicated', 'SecretTemplateAdmitted True', (o) => condition(o, 'SecretTemplateAdmitted')?.status === 'True');
   });
 });

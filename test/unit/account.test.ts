@@ -8,7 +8,7 @@ import { role } from '../../src/api/role.ts';
 import { roleBinding } from '../../src/api/rolebinding.ts';
 import { serviceUser, type ServiceUser } from '../../src/api/serviceuser.ts';
 import { accountsCondition, admission, judgeAccounts } from '../../src/account/admission.ts';
-import { resolve } from '../../src/rolebinding/resolve.ts';
+import { pinAccounts, resolve } from '../../src/rolebinding/resolve.ts';
 import { desired } from '../../src/serviceuser/desired.ts';
 import { issueToken } from '../../src/credentials/token.ts';
 import { newLedgerKey } from '../../src/credentials/mac.ts';
@@ -147,6 +147,42 @@ describe('grants only in admitted accounts', () => {
     const r = resolve([user], [bind('ci', 'release')], [signer], admits);
     expect(r.permissionsOf('ci', 'release').map((g) => g.account)).toEqual(['acme-dev', 'acme-prod']);
     expect(r.verdictOf('ci', 'release-signs')).toEqual({ granted: ['release'], problems: [] });
+  });
+});
+
+describe('a binding without spec.accounts is pinned to what its subjects named', () => {
+  const pinnedTo = (b: ReturnType<typeof bind>, pins: { subject: string; accounts: string[] }[]) => ({ ...b, status: { pinnedAccounts: pins } });
+
+  it('pins each subject\'s accounts on first resolve; none with spec.accounts', () => {
+    const user = su('ci', 'release', ['acme-prod']);
+    expect(pinAccounts(bind('ci', 'release'), [user])).toEqual([{ subject: 'release', accounts: ['acme-prod'] }]);
+    expect(pinAccounts(bind('ci', 'release', ['acme-prod']), [user])).toBeUndefined();
+    // A subject not found yet is pinned when it appears.
+    expect(pinAccounts(bind('ci', 'release'), [])).toEqual([]);
+  });
+
+  it('attack: an account the ServiceUser names later is not granted by the old binding, and the verdict says how to grant it', () => {
+    const widened = su('ci', 'release', ['acme-prod', 'acme-dev']);
+    const binding = pinnedTo(bind('ci', 'release'), [{ subject: 'release', accounts: ['acme-prod'] }]);
+    const r = resolve([widened], [binding], [signer], admits);
+    expect(r.permissionsOf('ci', 'release').map((g) => g.account)).toEqual(['acme-prod']);
+    expect(r.verdictOf('ci', 'release-signs')).toEqual({
+      granted: ['release'],
+      problems: [{ reason: 'AccountsAddedAfterBinding', message: expect.stringMatching(/^grants nothing in acme-dev: ServiceUser release named it after this binding .* name it in spec\.accounts/) }],
+    });
+    // The pin does not follow the addition; named explicitly, the account is granted.
+    expect(pinAccounts(binding, [widened])).toEqual([{ subject: 'release', accounts: ['acme-prod'] }]);
+    expect(resolve([widened], [bind('ci', 'release', ['acme-prod', 'acme-dev'])], [signer], admits).permissionsOf('ci', 'release').map((g) => g.account)).toEqual(['acme-dev', 'acme-prod']);
+  });
+
+  it('narrows as the ServiceUser drops an account: named again, it counts as named later', () => {
+    const binding = pinnedTo(bind('ci', 'release'), [{ subject: 'release', accounts: ['acme-prod', 'acme-dev'] }]);
+    const dropped = pinAccounts(binding, [su('ci', 'release', ['acme-prod'])]);
+    expect(dropped).toEqual([{ subject: 'release', accounts: ['acme-prod'] }]);
+    const again = resolve([su('ci', 'release', ['acme-prod', 'acme-dev'])], [pinnedTo(binding, dropped!)], [signer], admits);
+    expect(again.permissionsOf('ci', 'release').map((g) => g.account)).toEqual(['acme-prod']);
+    // A subject gone keeps its pin (a ServiceUser recreated under the name is held to it).
+    expect(pinAccounts(binding, [])).toEqual([{ subject: 'release', accounts: ['acme-prod', 'acme-dev'] }]);
   });
 });
 
