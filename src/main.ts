@@ -5,7 +5,8 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { loadConnection } from './controller/connection.ts';
-import { serve, metricsRoutes, probeRoutes } from './observability/http.ts';
+import { serve, probeRoutes } from './observability/http.ts';
+import { metricsBindingProblem } from './observability/metrics-server.ts';
 import { createLogger, logFormats, type LogFormat } from './observability/logger.ts';
 import { createMetrics } from './observability/metrics.ts';
 import { startOperator } from './operator.ts';
@@ -23,6 +24,11 @@ Usage: npm start -- [flags]     (or: node src/main.ts [flags])
   --log-format FORMAT               text (a line a person reads) or json (one object a line), the same
                                     fields (default: text when stdout is a terminal, else json)
   --metrics-bind-address ADDR       Prometheus /metrics, HOST:PORT; "0" turns it off (default: :8080)
+  --[no-]metrics-secure             /metrics over HTTPS (the verification service's certificate), each
+                                    scrape's bearer token authenticated (TokenReview) and authorized
+                                    (SubjectAccessReview, get on the nonResourceURL /metrics) (default:
+                                    on); --no-metrics-secure is plain HTTP without authentication, only
+                                    with a loopback --metrics-bind-address (127.0.0.1:PORT)
   --health-probe-bind-address ADDR  /healthz and /readyz, HOST:PORT; "0" turns it off (default: :8081)
   --concurrency N                   ServiceUsers reconciled in parallel (default: 4)
   --operator-namespace NS           where the CA Secret and the CRL ConfigMap live
@@ -81,6 +87,7 @@ const { values } = parseArgs({
     'log-level': { type: 'string', default: 'info' },
     'log-format': { type: 'string', default: process.stdout.isTTY ? 'text' : 'json' },
     'metrics-bind-address': { type: 'string', default: ':8080' },
+    'metrics-secure': { type: 'boolean', default: true },
     'health-probe-bind-address': { type: 'string', default: ':8081' },
     concurrency: { type: 'string', default: '4' },
     'operator-namespace': { type: 'string', default: process.env.POD_NAMESPACE ?? 'service-user-operator' },
@@ -129,6 +136,11 @@ const log = createLogger(values['log-level'], process.stdout, values['log-format
 const concurrency = Number(values.concurrency);
 if (!Number.isInteger(concurrency) || concurrency < 1) {
   log.fatal(`--concurrency must be a positive integer, got "${values.concurrency}"`);
+  process.exit(2);
+}
+const metricsProblem = values['metrics-bind-address'] === '0' ? undefined : metricsBindingProblem(values['metrics-bind-address'], values['metrics-secure']);
+if (metricsProblem) {
+  log.fatal(metricsProblem);
   process.exit(2);
 }
 if (!!values['verify-tls-cert'] !== !!values['verify-tls-key']) {
@@ -224,6 +236,7 @@ const operator = startOperator({
   // Out of a cluster (npm start on a laptop) a missing operator namespace is created; in one,
   // the operator runs in it, so it exists.
   createOperatorNamespace: values['create-operator-namespace'] ?? !process.env.KUBERNETES_SERVICE_HOST,
+  ...(values['metrics-bind-address'] !== '0' ? { metricsServer: { address: values['metrics-bind-address'], secure: values['metrics-secure'] } } : {}),
   ...(values['verify-bind-address'] !== '0'
     ? {
         verification: {
@@ -245,7 +258,6 @@ operator.ready.catch((err: unknown) => {
   process.exit(1);
 });
 const servers: Server[] = [];
-if (values['metrics-bind-address'] !== '0') servers.push(await serve(values['metrics-bind-address'], metricsRoutes(metrics.registry)));
 if (values['health-probe-bind-address'] !== '0') servers.push(await serve(values['health-probe-bind-address'], probeRoutes(operator.isReady)));
 log.info({ server: kubeConfig.getCurrentCluster()?.server, node: process.version }, 'service-user-operator started');
 
