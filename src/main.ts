@@ -5,7 +5,8 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { loadConnection } from './controller/connection.ts';
-import { serve, metricsRoutes, probeRoutes } from './observability/http.ts';
+import { serve, probeRoutes } from './observability/http.ts';
+import { metricsBindingProblem } from './observability/metrics-server.ts';
 import { createLogger, logFormats, type LogFormat } from './observability/logger.ts';
 import { createMetrics } from './observability/metrics.ts';
 import { startOperator } from './operator.ts';
@@ -24,6 +25,11 @@ Usage: npm start -- [flags]     (or: node src/main.ts [flags])
   --log-format FORMAT               text (a line a person reads) or json (one object a line), the same
                                     fields (default: text when stdout is a terminal, else json)
   --metrics-bind-address ADDR       Prometheus /metrics, HOST:PORT; "0" turns it off (default: :8080)
+  --[no-]metrics-secure             /metrics over HTTPS (the verification service's certificate), each
+                                    scrape's bearer token authenticated (TokenReview) and authorized
+                                    (SubjectAccessReview, get on the nonResourceURL /metrics) (default:
+                                    on); --no-metrics-secure is plain HTTP without authentication, only
+                                    with a loopback --metrics-bind-address (127.0.0.1:PORT)
   --health-probe-bind-address ADDR  /healthz and /readyz, HOST:PORT; "0" turns it off (default: :8081)
   --concurrency N                   ServiceUsers reconciled in parallel (default: 4)
   --operator-namespace NS           where the CA Secret and the CRL ConfigMap live
@@ -91,6 +97,7 @@ const { values } = parseArgs({
     'log-level': { type: 'string', default: 'info' },
     'log-format': { type: 'string', default: process.stdout.isTTY ? 'text' : 'json' },
     'metrics-bind-address': { type: 'string', default: ':8080' },
+    'metrics-secure': { type: 'boolean', default: true },
     'health-probe-bind-address': { type: 'string', default: ':8081' },
     concurrency: { type: 'string', default: '4' },
     'operator-namespace': { type: 'string', default: process.env.POD_NAMESPACE ?? 'service-user-operator' },
@@ -152,6 +159,11 @@ const templatePrefixes = (['refused', 'allowed'] as const).map((which) => {
   return parsed.prefixes;
 });
 const secretTemplateKeys = { refused: templatePrefixes[0]!, allowed: templatePrefixes[1]! };
+const metricsProblem = values['metrics-bind-address'] === '0' ? undefined : metricsBindingProblem(values['metrics-bind-address'], values['metrics-secure']);
+if (metricsProblem) {
+  log.fatal(metricsProblem);
+  process.exit(2);
+}
 if (!!values['verify-tls-cert'] !== !!values['verify-tls-key']) {
   log.fatal('--verify-tls-cert and --verify-tls-key go together');
   process.exit(2);
@@ -246,6 +258,7 @@ const operator = startOperator({
   // Out of a cluster (npm start on a laptop) a missing operator namespace is created; in one,
   // the operator runs in it, so it exists.
   createOperatorNamespace: values['create-operator-namespace'] ?? !process.env.KUBERNETES_SERVICE_HOST,
+  ...(values['metrics-bind-address'] !== '0' ? { metricsServer: { address: values['metrics-bind-address'], secure: values['metrics-secure'] } } : {}),
   ...(values['verify-bind-address'] !== '0'
     ? {
         verification: {
@@ -267,7 +280,6 @@ operator.ready.catch((err: unknown) => {
   process.exit(1);
 });
 const servers: Server[] = [];
-if (values['metrics-bind-address'] !== '0') servers.push(await serve(values['metrics-bind-address'], metricsRoutes(metrics.registry)));
 if (values['health-probe-bind-address'] !== '0') servers.push(await serve(values['health-probe-bind-address'], probeRoutes(operator.isReady)));
 log.info({ server: kubeConfig.getCurrentCluster()?.server, node: process.version }, 'service-user-operator started');
 

@@ -31,10 +31,12 @@ import { ensureLedgerKey, keyRingOf, ledgerKeyLabels } from './authority/ledger-
 import type { LedgerTrust } from './serviceuser/ledger-macs.ts';
 import { RevocationLedger } from './authority/revocations.ts';
 import type { Server } from 'node:https';
+import type { Server as HttpServer } from 'node:http';
 import { issueServingCertificate } from './credentials/certificate.ts';
 import { Directory } from './verify/directory.ts';
 import { LeaderElector } from './controller/leader.ts';
 import { startVerificationServer } from './verify/server.ts';
+import { MetricsAccess, serveMetrics } from './observability/metrics-server.ts';
 import { EventRecorder } from './observability/events.ts';
 import type { Logger } from './observability/logger.ts';
 import type { Metrics } from './observability/metrics.ts';
@@ -95,6 +97,12 @@ export interface OperatorOptions {
     /** Trusted proxies in front of the gateway (X-Forwarded-For), Envoy's xff_num_trusted_hops. */
     trustedProxyHops?: number;
   };
+  /**
+   * Prometheus /metrics (metrics-server.ts); absent: not served. Secure: HTTPS with the
+   * verification service's serving certificate, every scrape's token reviewed (TokenReview and
+   * SubjectAccessReview); served once the CA is loaded. Not secure: plain HTTP, loopback only.
+   */
+  metricsServer?: { address: string; secure: boolean };
   /** Run only while holding this Lease (in operatorNamespace); absent: always reconcile. */
   leaderElection?: { identity: string; leaseName?: string; onLost: () => void; leaseDurationMs?: number; renewDeadlineMs?: number; retryPeriodMs?: number };
   /** Email notices to spec.email (SMTP); absent: none are sent or recorded. */
@@ -460,17 +468,23 @@ export function startOperator(options: OperatorOptions): Operator {
   const directory = new Directory(trust);
   serviceUsers.onChange((type, su) => directory.observe(type, su));
   let verification: Server | undefined;
+  // One serving certificate for verification and metrics, issued once the CA is loaded.
+  let servingTls: Promise<{ certPem: string; keyPem: string }> | undefined;
+  const serving = () => {
+    const v = options.verification;
+    const namespace = options.operatorNamespace;
+    const names = v?.dnsNames?.length ? v.dnsNames : ['localhost', '127.0.0.1', 'service-user-operator', `service-user-operator.${namespace}.svc`, `service-user-operator.${namespace}.svc.cluster.local`];
+    return (servingTls ??= v?.tls ? Promise.resolve(v.tls) : issueServingCertificate(authority.ca, names, new Date(now())));
+  };
   const verificationReady = authorityReady.then(async () => {
     // What the directory saw before the ledger key was loaded was judged without it.
     directory.rejudge(serviceUsers.list());
     const v = options.verification;
     if (!v || stopping) return;
-    const namespace = options.operatorNamespace;
-    const names = v.dnsNames?.length ? v.dnsNames : ['localhost', '127.0.0.1', 'service-user-operator', `service-user-operator.${namespace}.svc`, `service-user-operator.${namespace}.svc.cluster.local`];
     verification = await startVerificationServer({
       address: v.address,
       directory,
-      tls: v.tls ?? (await issueServingCertificate(authority.ca, names, new Date(now()))),
+      tls: await serving(),
       caPem: authority.ca.certPem,
       crl: () => authority.ledger.crlPem,
       onAnswer: (endpoint, result) => metrics.verifications.inc({ endpoint, result }),
@@ -483,6 +497,19 @@ export function startOperator(options: OperatorOptions): Operator {
     });
     log.info({ address: verification.address() }, 'verification service listening');
   });
+
+  // Plain metrics (loopback) from the start; secure ones once the serving certificate exists.
+  let metricsServer: HttpServer | undefined;
+  const m = options.metricsServer;
+  const metricsReady = !m
+    ? Promise.resolve()
+    : (m.secure ? authorityReady : Promise.resolve()).then(async () => {
+        if (stopping) return;
+        const access = m.secure ? { secure: true as const, tls: await serving(), access: new MetricsAccess(client, { log }) } : { secure: false as const };
+        const server = await serveMetrics(m.address, metrics.registry, access, log);
+        metricsServer = server;
+        log.info({ address: server.address(), secure: m.secure }, 'metrics listening');
+      });
 
   // Reconciling waits for the caches and — with leader election — the lease.
   let elector: LeaderElector | undefined;
@@ -524,7 +551,7 @@ export function startOperator(options: OperatorOptions): Operator {
       }
     });
   });
-  const ready = Promise.all([cachesSynced, authorityReady, verificationReady]).then(() => {
+  const ready = Promise.all([cachesSynced, authorityReady, verificationReady, metricsReady]).then(() => {
     synced = true;
   });
 
@@ -552,6 +579,11 @@ export function startOperator(options: OperatorOptions): Operator {
       if (verification) {
         verification.closeAllConnections();
         await new Promise((r) => verification!.close(r));
+      }
+      await metricsReady.catch(() => undefined);
+      if (metricsServer) {
+        metricsServer.closeAllConnections();
+        await new Promise((r) => metricsServer!.close(r));
       }
       client.close();
     },

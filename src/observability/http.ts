@@ -1,7 +1,6 @@
-// The metrics endpoint (/metrics) and the probes (/healthz: the process serves; /readyz:
-// every cache has synced).
+// The probes (/healthz: the process serves; /readyz: every cache has synced), plain HTTP for
+// the kubelet. /metrics is metrics-server.ts's: it needs authentication.
 import { createServer, type Server } from 'node:http';
-import type { Registry } from 'prom-client';
 
 export async function serve(address: string, routes: Record<string, () => Promise<{ status: number; body: string; type?: string }>>): Promise<Server> {
   const [host, port] = splitAddress(address);
@@ -21,10 +20,6 @@ export async function serve(address: string, routes: Record<string, () => Promis
     server.listen(port, host, () => resolve());
   });
   return server;
-}
-
-export function metricsRoutes(registry: Registry) {
-  return { '/metrics': async () => ({ status: 200, body: await registry.metrics(), type: registry.contentType }) };
 }
 
 export function probeRoutes(ready: () => boolean) {

@@ -14,9 +14,10 @@
 // then learn only about identities sharing an account of that grant (scope.ts); or with a
 // client certificate from a CA the platform team trusts for callers — --verify-client-ca for
 // introspect, authorize and check, --tokenreview-client-ca for TokenReview — platform-wide.
-// Failures to authenticate get 401 and are rate-limited per address. Bodies are bounded in
-// size and time; anything malformed gets a 4xx that says what is wrong. Tokens never reach a
-// log line.
+// Failures to authenticate get 401 and are rate-limited per address; only failures count, and
+// callers are authenticated before any throttling, so an authenticated caller is never
+// refused for others' failures from its address. Bodies are bounded in size and time;
+// anything malformed gets a 4xx that says what is wrong. Tokens never reach a log line.
 import { X509Certificate } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -173,13 +174,9 @@ export async function startVerificationServer(options: VerificationOptions): Pro
     }
 
     const what = path === '/v1/introspect' ? 'introspect' : 'authorize';
-    if (limiter.exhausted(clientAddress(req))) {
-      res.setHeader('retry-after', '1');
-      throw new HttpError(429, 'too many failed authentication attempts from this address; slow down');
-    }
     const caller = authenticate(req);
     if (!caller) {
-      limiter.take(clientAddress(req));
+      throttleFailure(req, res);
       res.setHeader('www-authenticate', 'Bearer realm="service-user-operator"');
       throw new HttpError(401, `authenticate with a service user's token (Authorization: Bearer) or client certificate whose roles grant verification:${what}`);
     }
@@ -229,15 +226,25 @@ export async function startVerificationServer(options: VerificationOptions): Pro
     const scope = caller && scopeFor(caller, 'tokenreview', 'introspect');
     if (caller && scope) return { scope, callerName: caller.kind === 'serviceuser' ? identityOf(caller.su) : caller.subject };
     if (caller?.kind === 'serviceuser') throw new HttpError(403, `${caller.su.metadata.namespace}/${caller.su.metadata.name} is not granted verification:introspect`);
-    if (!limiter.take(clientAddress(req))) {
-      res.setHeader('retry-after', '1');
-      throw new HttpError(429, 'too many failed authentication attempts from this address; slow down');
-    }
+    throttleFailure(req, res);
     res.setHeader('www-authenticate', 'Bearer realm="service-user-operator"');
     throw new HttpError(
       401,
       'TokenReview callers authenticate: a client certificate from a CA given with --tokenreview-client-ca, or a service user (certificate or Bearer token) granted verification:introspect',
     );
+  }
+
+  /**
+   * Counts a failure to authenticate against the client's address, and answers 429 once the
+   * address is out of attempts. Called only after authentication failed — never before it:
+   * a gateway or kube-apiserver that authenticates is answered whoever else probes from its
+   * address (a node's SNAT, a shared proxy). Authenticating first costs nothing to throttle:
+   * a certificate's trust is worked out once per connection, a token is judged from memory.
+   */
+  function throttleFailure(req: IncomingMessage, res: ServerResponse): void {
+    if (limiter.take(clientAddress(req))) return;
+    res.setHeader('retry-after', '1');
+    throw new HttpError(429, 'too many failed authentication attempts from this address; slow down');
   }
 
   /** The caller's scope for an endpoint; undefined when it may not call it at all. */
@@ -256,14 +263,10 @@ export async function startVerificationServer(options: VerificationOptions): Pro
    * never one the client wrote.
    */
   async function check(req: IncomingMessage, res: ServerResponse): Promise<Record<string, unknown>> {
-    if (limiter.exhausted(clientAddress(req))) {
-      res.setHeader('retry-after', '1');
-      throw new HttpError(429, 'too many failed authentication attempts from this address; slow down');
-    }
     const caller = certificateAuthenticate(req);
     const scope = caller && scopeFor(caller, 'verify', 'introspect');
     if (!caller || !scope) {
-      limiter.take(clientAddress(req));
+      throttleFailure(req, res);
       throw new HttpError(401, 'the gateway must present a client certificate from a CA trusted for callers (--verify-client-ca), or of a service user granted verification:introspect');
     }
     req.resume();

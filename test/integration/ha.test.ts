@@ -35,7 +35,8 @@ async function replica(id: string) {
       '--leader-election-id', id,
       '--verify-bind-address', `127.0.0.1:${ports.verify}`,
       '--tokenreview-client-ca', path.join(dir, 'webhook-ca.crt'),
-      '--metrics-bind-address', `127.0.0.1:${ports.metrics}`,
+      // Plain HTTP on loopback: the test reads the leader gauge, not the guard (metrics.test.ts).
+      '--metrics-bind-address', `127.0.0.1:${ports.metrics}`, '--no-metrics-secure',
       '--health-probe-bind-address', '0',
     ],
   );

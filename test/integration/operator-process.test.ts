@@ -23,7 +23,8 @@ afterAll(() => client.close());
 
 function operator(env: Record<string, string> = {}, ports = { metrics: 0, health: 0 }): ChildProcess {
   return processes.start(
-    ['--log-level', 'debug', '--metrics-bind-address', `127.0.0.1:${ports.metrics}`, '--health-probe-bind-address', `127.0.0.1:${ports.health}`],
+    // Plain HTTP metrics, allowed on loopback only; the guarded HTTPS endpoint is metrics.test.ts's.
+    ['--log-level', 'debug', '--metrics-bind-address', `127.0.0.1:${ports.metrics}`, '--no-metrics-secure', '--health-probe-bind-address', `127.0.0.1:${ports.health}`],
     { env, output },
   );
 }

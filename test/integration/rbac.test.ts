@@ -1,10 +1,11 @@
 // The chart's least-privilege RBAC is enough, and no more: the operator runs as the chart's
 // ServiceAccount, with exactly the rendered (Cluster)Roles, through a whole lifecycle —
 // leader election, CA and CRL, issuing, roles, accounts and namespace labels, cert-manager
-// mode, restart targets, disable, deletion — is
+// mode, restart targets, disable, deletion, a metrics scrape's token review — is
 // never refused, and every verb the chart grants is one it was seen to use (counted by its
 // own API request metric, in the authorizer's terms).
 import { execFile } from 'node:child_process';
+import { request as httpsRequest } from 'node:https';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -21,6 +22,7 @@ import { helmBinary } from '../helm/helm.ts';
 import { eventually, kubeConfig, useNamespace } from '../kube.ts';
 import { api } from '../operator.ts';
 import { certificateClaiming } from '../forge.ts';
+import { freePort } from '../net.ts';
 
 // The operator's own namespace (release, CA, CRL, lease) and a separate watched one, as in a
 // real install: a grant that only works because the two coincide would go unnoticed.
@@ -76,8 +78,10 @@ it('runs a whole lifecycle under the chart\'s RBAC without a single refusal', { 
   // cert-manager's API (no controller needed) so the operator's cert-manager calls happen.
   await installCertManagerCrds(inject('kubeconfig'));
   const metrics = createMetrics();
+  const metricsPort = await freePort();
   const operator = startOperator({
     kubeConfig: kc, log: testLogger(logs), metrics, namespaces: [watched.name], operatorNamespace: ns.name,
+    metricsServer: { address: `127.0.0.1:${metricsPort}`, secure: true },
     leaderElection: { identity: 'rbac-test', onLost: () => undefined },
   });
   const k = api(admin, watched.name);
@@ -87,6 +91,15 @@ it('runs a whole lifecycle under the chart\'s RBAC without a single refusal', { 
       new Promise((_, reject) => setTimeout(() => reject(new Error(`not ready in 60 s:\n${logs.filter((l) => /403|forbidden/i.test(l)).slice(0, 5).join('')}`)), 60_000)),
     ]);
     await eventually('leadership', async () => (operator.isLeader() ? true : undefined));
+    // A scrape: its token reviewed (TokenReview, SubjectAccessReview). The operator's own
+    // ServiceAccount is not a metrics reader: 403, after both reviews.
+    const scraped = await new Promise<number>((resolve, reject) =>
+      httpsRequest({ host: '127.0.0.1', port: metricsPort, path: '/metrics', ca: operator.authority.ca.certPem, headers: { authorization: `Bearer ${status.token}` } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      }).on('error', reject).end(),
+    );
+    expect(scraped).toBe(403);
     await admin.request('POST', resourcePath(resources.roles), {
       apiVersion: 'serviceusers.dev/v1alpha1', kind: 'Role', metadata: { name: `${release}.signer` },
       spec: { displayName: 'Signer', manager: 'software-trust-manager', permissions: ['signatures:sign'] },

@@ -593,4 +593,35 @@ describe('introspection and authorization', () => {
     expect((await call('/apis/authentication.k8s.io/v1/tokenreviews', { type: 'application/json', body: review })).status).toBe(429);
     expect((await call('/apis/authentication.k8s.io/v1/tokenreviews', { type: 'application/json', body: review, cert: webhookCert })).status).toBe(200);
   });
+
+  // Issue 22: /v1/check, /v1/introspect and /v1/authorize refused everyone from an address
+  // once anonymous requests from it had used up its budget — the platform gateway with a
+  // valid client certificate got 429 from someone else's probing behind the same SNAT.
+  it('attack: anonymous requests from a gateway\'s address do not lock out the gateway, nor authenticated callers of introspect and authorize', async () => {
+    const anonymous = () => call('/v1/check/api', { method: 'GET', bearer: signer.token });
+    const exhaust = async () => {
+      for (let i = 0; i < 500; i++) if ((await anonymous()).status === 429) return true;
+      return false;
+    };
+    expect(await exhaust(), 'anonymous /v1/check from 127.0.0.1 throttled').toBe(true);
+    // Authenticated callers from the same address are answered.
+    // (signer's token is bound to 10.20.0.0/16: the address the gateway appended.)
+    const inside = { 'x-forwarded-for': '10.20.1.1' };
+    const checked = await call('/v1/check/api/sign', { method: 'GET', bearer: signer.token, headers: inside, cert: platformGateway });
+    expect(checked.status).toBe(200);
+    expect(checked.headers['x-serviceuser']).toBe(`serviceuser:${ns}:signer`);
+    expect((await call('/v1/check/api/sign', { method: 'GET', bearer: signer.token, headers: inside, cert: gateway })).status).toBe(200);
+    const introspected = await call('/v1/introspect', { type: 'application/json', bearer: gateway.token, body: JSON.stringify({ token: signer.token, client_address: '10.20.1.1' }) });
+    expect(introspected.status).toBe(200);
+    expect(JSON.parse(introspected.body)).toMatchObject({ active: true });
+    const authorized = await call('/v1/authorize', { type: 'application/json', cert: platformGateway, body: JSON.stringify({ token: signer.token, account: 'acme', permission: 'signatures:sign', client_address: '10.20.1.1' }) });
+    expect({ status: authorized.status, body: JSON.parse(authorized.body) }).toMatchObject({ status: 200, body: { allowed: true } });
+    // A token that does not authenticate is still a failure, and still throttled.
+    const failures: number[] = [];
+    for (let i = 0; i < 500 && !failures.includes(429); i++) failures.push((await call('/v1/introspect', { type: 'application/json', bearer: issueToken().token, body: '{"token":"x"}' })).status);
+    expect(failures).toContain(429);
+    expect(new Set(failures)).toEqual(new Set(failures.includes(401) ? [401, 429] : [429]));
+    // The anonymous gateway without a certificate too.
+    expect(await exhaust()).toBe(true);
+  });
 });
