@@ -1,7 +1,8 @@
 // Wiring: informers feed keys to the controllers (ServiceUser, RoleBinding, Role, Account); the
 // reconcilers read the caches and write through server-side apply under one field manager.
 // Only the leader (with leader election) reconciles; every replica serves verification
-// from the same caches, with the built-in CA and the CRL it follows.
+// from the same caches, with the built-in CA and the CRL it follows — unless started without
+// `verification` (--mode=controller: the verifier process, src/verifier.ts, serves it).
 import type { Connection } from './controller/connection.ts';
 import { resources } from './api/resources.ts';
 import { Controller } from './controller/controller.ts';
