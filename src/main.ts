@@ -138,7 +138,7 @@ const log = createLogger(values['log-level'], process.stdout, values['log-format
 const modes = ['all', 'controller', 'verifier'] as const;
 const mode = modes.find((m) => m === values.mode);
 if (!mode) {
-  log.fatal(`--mode must be ${modes.join(', ')}, got "${values.mode}"`);
+  log.fatal(`--mode must be all, controller or verifier, got "${values.mode}"`);
   process.exit(2);
 }
 if (mode === 'verifier' && values['leader-elect']) {
