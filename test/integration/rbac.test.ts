@@ -30,7 +30,8 @@ import { installCertManagerCrds } from '../certmanager/certmanager.ts';
 import { helmBinary } from '../helm/helm.ts';
 import { callerCa, writeCertificate } from '../callers.ts';
 import { eventually, kubeConfig, useNamespace } from '../kube.ts';
-import { api, decodeSecret } from '../operator.ts';
+import { freePort } from '../net.ts';
+import { api, decodeSecret, useOperatorProcesses } from '../operator.ts';
 
 // The operator's own namespace (release, CA, CRL, lease), a watched one, and one the release
 // does not watch, as in a real install: a grant that only works because two coincide would
@@ -104,6 +105,22 @@ async function connectionAs(name: string): Promise<KubeConfig> {
   return kc;
 }
 
+/** A kubeconfig file for the ServiceAccount `name`, for a process (`node src/main.ts --kubeconfig`). */
+async function kubeconfigFileFor(name: string): Promise<string> {
+  const file = path.join(dir, `${name}.kubeconfig`);
+  writeFileSync(file, (await connectionAs(name)).exportConfig());
+  return file;
+}
+
+/** A TokenReview through curl, as a kube-apiserver's webhook sends it. */
+async function tokenReview(port: number, files: { ca: string; cert: string; key: string }, token: string) {
+  const r = await run('curl', ['-sS', '--fail-with-body', '--cacert', files.ca, '--cert', files.cert, '--key', files.key, '-H', 'content-type: application/json',
+    '--data', JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token } }),
+    `https://localhost:${port}/apis/authentication.k8s.io/v1/tokenreviews`]);
+  if (!r.ok) throw new Error(`curl: ${r.err}${r.out}`);
+  return (JSON.parse(r.out) as { status: { authenticated?: boolean; user?: { username: string } } }).status;
+}
+
 /** Each verb group/resource an identity's own API request metric counted. */
 const used = async (metrics: Metrics) => new Set((await metrics.apiRequests.get()).values.map((v) => `${v.labels.verb} ${v.labels.group}/${v.labels.resource}`));
 
@@ -133,15 +150,7 @@ it('runs a whole lifecycle under the controller\'s RBAC, and verification under 
     ]);
     const caFile = path.join(dir, 'ca.crt');
     writeFileSync(caFile, decodeSecret(await admin.get(`/api/v1/namespaces/${ns.name}/secrets/service-user-operator-ca`))['tls.crt']!);
-    /** A TokenReview through curl, as a kube-apiserver's webhook sends it. */
-    const review = async (token: string) => {
-      const r = await run('curl', ['-sS', '--fail-with-body', '--cacert', caFile, '--cert', webhook.cert, '--key', webhook.key, '-H', 'content-type: application/json',
-        '--data', JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token } }),
-        `https://localhost:${verifier.verificationPort()}/apis/authentication.k8s.io/v1/tokenreviews`]);
-      if (!r.ok) throw new Error(`curl: ${r.err}${r.out}`);
-      return (JSON.parse(r.out) as { status: { authenticated?: boolean; user?: { username: string } } }).status;
-    };
-    await eventually('leadership', async () => (operator.isLeader() ? true : undefined));
+    const review = (token: string) => tokenReview(verifier.verificationPort()!, { ca: caFile, ...webhook }, token);
     await admin.request('POST', resourcePath(resources.roles), {
       apiVersion: 'serviceusers.dev/v1alpha1', kind: 'Role', metadata: { name: `${release}.signer` },
       spec: { displayName: 'Signer', manager: 'software-trust-manager', permissions: ['signatures:sign'] },
@@ -226,6 +235,39 @@ it('runs a whole lifecycle under the controller\'s RBAC, and verification under 
     expect([...granted[who]].filter((g) => !seen.has(g)), `granted to the ${who} by the chart but never used`).toEqual([]);
     expect([...seen].filter((u) => !granted[who].has(u)), `used by the ${who} but not granted`).toEqual([]);
   }
+});
+
+const processes = useOperatorProcesses(watched);
+
+it('a verifier process (--mode=verifier) as its ServiceAccount authenticates the token a controller process (--mode=controller) issued as its own; the controller listens for no verification', { timeout: 180_000 }, async () => {
+  const webhookCa = await callerCa('kube-apiserver webhook CA');
+  const webhook = writeCertificate(dir, 'webhook-process', await webhookCa.issue('kube-apiserver'));
+  const webhookCaFile = path.join(dir, 'webhook-ca.crt');
+  writeFileSync(webhookCaFile, webhookCa.certPem);
+  const [verifyPort, controllerVerifyPort] = [await freePort(), await freePort()];
+  const output: string[] = [];
+  // The later --kubeconfig and --operator-namespace win over the helper's (the run's admin, the watched namespace).
+  const common = ['--operator-namespace', ns.name, '--metrics-bind-address', '0', '--health-probe-bind-address', '0', '--log-format', 'json'];
+  const controller = processes.start(['--mode=controller', '--kubeconfig', await kubeconfigFileFor(identities.controller), ...common, '--leader-elect', '--verify-bind-address', `127.0.0.1:${controllerVerifyPort}`], { output });
+  const verifier = processes.start(['--mode=verifier', '--kubeconfig', await kubeconfigFileFor(identities.verifier), ...common, '--verify-bind-address', `127.0.0.1:${verifyPort}`, '--tokenreview-client-ca', webhookCaFile], { output });
+  const k = api(admin, watched.name);
+  await k.createServiceUser('by-process', { email: 'ops@example.com', accounts: [release] });
+  await k.waitFor('by-process', 'a token', (o) => ((o.status as { tokens?: unknown[] } | undefined)?.tokens ?? []).length > 0, 60_000);
+  const token = decodeSecret(await admin.get(`/api/v1/namespaces/${watched.name}/secrets/by-process-credentials`)).token!;
+  const caFile = path.join(dir, 'ca-process.crt');
+  writeFileSync(caFile, decodeSecret(await admin.get(`/api/v1/namespaces/${ns.name}/secrets/service-user-operator-ca`))['tls.crt']!);
+  const answer = await eventually('the verifier process to authenticate the token', async () => {
+    const status = await tokenReview(verifyPort, { ca: caFile, ...webhook }, token).catch(() => undefined);
+    return status?.authenticated ? status : undefined;
+  }, 60_000);
+  expect(answer.user?.username).toContain('by-process');
+  // Told to, the controller still serves nothing: --mode=controller has no verification listener.
+  const refused = await run('curl', ['-sS', '--max-time', '10', '--cacert', caFile, `https://localhost:${controllerVerifyPort}/v1/ca.crt`]);
+  expect(refused.ok).toBe(false);
+  expect(refused.err).toMatch(/Could not connect|Connection refused|Failed to connect/i);
+  expect(controller.exitCode).toBeNull();
+  expect(verifier.exitCode).toBeNull();
+  expect(output.join('')).not.toMatch(/ 403 |forbidden/i);
 });
 
 /** One row of `kubectl auth can-i --list`: resource (resource.group), resource names, verbs. */
