@@ -80,6 +80,14 @@ describe('the Helm chart', () => {
     expect(r.err).toContain('logLevel');
   });
 
+  it('refuses to run the verifier as the controller\'s ServiceAccount, naming the value', async () => {
+    const same = await run(helm, ['template', 'x', chart, '--kube-version', '1.34.4', '--set', 'serviceAccount.create=false', '--set', 'serviceAccount.name=ops', '--set', 'verifier.serviceAccountName=ops']);
+    expect(same.ok).toBe(false);
+    expect(same.err).toContain('verifier.serviceAccountName');
+    const apart = await run(helm, ['template', 'x', chart, '--kube-version', '1.34.4', '--set', 'serviceAccount.create=false', '--set', 'serviceAccount.name=ops', '--set', 'verifier.serviceAccountName=ops-verifier']);
+    expect(apart.ok, apart.err).toBe(true);
+  });
+
   it.each(Object.keys(valueSets))('renders manifests the API server accepts: %s', async (name) => {
     const args = valueSets[name]!.map((a) => a.replaceAll('NS-', `${ns.name}-`));
     const r = await run(helm, ['template', 'suo', chart, '--namespace', ns.name, '--kube-version', '1.34.4', ...args]);
