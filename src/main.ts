@@ -9,7 +9,8 @@ import { serve, probeRoutes } from './observability/http.ts';
 import { metricsBindingProblem } from './observability/metrics-server.ts';
 import { createLogger, logFormats, type LogFormat } from './observability/logger.ts';
 import { createMetrics } from './observability/metrics.ts';
-import { startOperator } from './operator.ts';
+import { startOperator, type OperatorOptions } from './operator.ts';
+import { startVerifier } from './verifier.ts';
 import { copierKeyPrefixes, parseKeyPrefixes } from './api/secret-template.ts';
 import { parseTrustedHops } from './verify/forwarded.ts';
 import { certificatesIn } from './verify/server.ts';
@@ -19,6 +20,12 @@ const help = `service-user-operator: service users as Kubernetes resources, thei
 
 Usage: npm start -- [flags]     (or: node src/main.ts [flags])
 
+  --mode MODE                       all: reconcile and serve verification in one process (default; a local run);
+                                    controller: reconcile only, no verification listener (the chart's
+                                    and kustomize's controller Deployment); verifier: serve verification
+                                    only — reads ServiceUsers, the CA and ledger key Secrets by name and the
+                                    ledger's ConfigMaps, writes nothing, no leader election (the verifier
+                                    Deployment, under its own ServiceAccount; docs/security.md)
   --kubeconfig PATH                 kubeconfig to use (default: $KUBECONFIG, ~/.kube/config, or in-cluster)
   --namespace NS                    watch only this namespace; repeat or comma-separate for several (default: all)
   --log-level LEVEL                 trace, debug, info, warn, error (default: info)
@@ -81,7 +88,8 @@ Usage: npm start -- [flags]     (or: node src/main.ts [flags])
                                     when set, the only key prefixes secretTemplate may set (default: any
                                     not refused; chart value secretTemplate.allowedKeyPrefixes)
   --leader-elect                    reconcile only while holding the Lease service-user-operator in the
-                                    operator namespace (run several replicas; all serve verification)
+                                    operator namespace (run several replicas; with --mode=all all serve
+                                    verification; not with --mode=verifier, which never reconciles)
   --leader-election-id ID           this replica's identity (default: $HOSTNAME plus a random suffix)
   --help                            this text
 
@@ -92,6 +100,7 @@ in production).
 
 const { values } = parseArgs({
   options: {
+    mode: { type: 'string', default: 'all' },
     kubeconfig: { type: 'string' },
     namespace: { type: 'string', multiple: true },
     'log-level': { type: 'string', default: 'info' },
@@ -145,6 +154,20 @@ if (!levels.includes(values['log-level'])) {
   process.exit(2);
 }
 const log = createLogger(values['log-level'], process.stdout, values['log-format'] as LogFormat);
+const modes = ['all', 'controller', 'verifier'] as const;
+const mode = modes.find((m) => m === values.mode);
+if (!mode) {
+  log.fatal(`--mode must be all, controller or verifier, got "${values.mode}"`);
+  process.exit(2);
+}
+if (mode === 'verifier' && values['leader-elect']) {
+  log.fatal('--leader-elect does not go with --mode=verifier: the verifier never reconciles, every replica serves');
+  process.exit(2);
+}
+if (mode === 'verifier' && values['verify-bind-address'] === '0') {
+  log.fatal('--mode=verifier serves verification: --verify-bind-address cannot be "0"');
+  process.exit(2);
+}
 const concurrency = Number(values.concurrency);
 if (!Number.isInteger(concurrency) || concurrency < 1) {
   log.fatal(`--concurrency must be a positive integer, got "${values.concurrency}"`);
@@ -229,59 +252,75 @@ const kubeConfig = await loadConnection(values.kubeconfig).catch((err: unknown) 
 });
 
 const metrics = createMetrics();
-const operator = startOperator({
-  kubeConfig,
-  log,
-  metrics,
-  namespaces: (values.namespace ?? []).flatMap((n) => n.split(',')).filter(Boolean),
-  concurrency,
-  crashAfterSecretWrite: process.env.SUO_TEST_CRASH_POINT === 'after-secret-write',
-  operatorNamespace: values['operator-namespace'],
-  ...(values['leader-elect']
-    ? {
-        leaderElection: {
-          identity: values['leader-election-id'] ?? `${hostname()}_${randomBytes(4).toString('hex')}`,
-          onLost: () => {
-            // As client-go does: a replica that lost the lease may hold stale decisions; restart.
-            log.fatal('lost the leader lease; exiting so that a fresh start follows');
-            process.exit(1);
-          },
-        },
-      }
-    : {}),
-  ...(emailSender ? { notices: { sender: emailSender } } : {}),
-  caSecretName: values['ca-secret'],
-  crlConfigMapName: values['crl-configmap'],
-  ledgerKeySecretName: values['ledger-key-secret'],
-  ...(values['adopt-unsigned-ledger'] ? { adoptUnsignedLedger: true } : {}),
-  secretTemplateKeys,
-  // Out of a cluster (npm start on a laptop) a missing operator namespace is created; in one,
-  // the operator runs in it, so it exists.
-  createOperatorNamespace: values['create-operator-namespace'] ?? !process.env.KUBERNETES_SERVICE_HOST,
-  ...(values['metrics-bind-address'] !== '0' ? { metricsServer: { address: values['metrics-bind-address'], secure: values['metrics-secure'] } } : {}),
-  ...(values['verify-bind-address'] !== '0'
-    ? {
-        verification: {
-          address: values['verify-bind-address'],
-          ...(values['verify-dns-names'] ? { dnsNames: values['verify-dns-names'].split(',').map((n) => n.trim()).filter(Boolean) } : {}),
-          ...(values['verify-tls-cert'] && values['verify-tls-key']
-            ? { tls: { certPem: readPem('--verify-tls-cert', values['verify-tls-cert']), keyPem: readPem('--verify-tls-key', values['verify-tls-key']) } }
-            : {}),
-          ...(values['verify-client-ca'] ? { callerCaPems: values['verify-client-ca'].map((f) => readCaBundle('--verify-client-ca', f)) } : {}),
-          ...(values['tokenreview-client-ca'] ? { tokenReviewCaPems: values['tokenreview-client-ca'].map((f) => readCaBundle('--tokenreview-client-ca', f)) } : {}),
-          ...(values['tokenreview-allow-anonymous'] ? { allowAnonymousTokenReview: true } : {}),
-          trustedProxyHops,
-        },
-      }
-    : {}),
-});
+// The verification service's settings, served by --mode=all and --mode=verifier.
+const verification: NonNullable<OperatorOptions['verification']> = {
+    address: values['verify-bind-address'],
+    ...(values['verify-dns-names'] ? { dnsNames: values['verify-dns-names'].split(',').map((n) => n.trim()).filter(Boolean) } : {}),
+    ...(values['verify-tls-cert'] && values['verify-tls-key']
+      ? { tls: { certPem: readPem('--verify-tls-cert', values['verify-tls-cert']), keyPem: readPem('--verify-tls-key', values['verify-tls-key']) } }
+      : {}),
+    ...(values['verify-client-ca'] ? { callerCaPems: values['verify-client-ca'].map((f) => readCaBundle('--verify-client-ca', f)) } : {}),
+    ...(values['tokenreview-client-ca'] ? { tokenReviewCaPems: values['tokenreview-client-ca'].map((f) => readCaBundle('--tokenreview-client-ca', f)) } : {}),
+    ...(values['tokenreview-allow-anonymous'] ? { allowAnonymousTokenReview: true } : {}),
+    trustedProxyHops,
+  };
+const metricsServer =
+  values['metrics-bind-address'] !== '0' ? { address: values['metrics-bind-address'], secure: values['metrics-secure'], ...(verification.dnsNames ? { dnsNames: verification.dnsNames } : {}) } : undefined;
+const namespaces = (values.namespace ?? []).flatMap((n) => n.split(',')).filter(Boolean);
+const operator =
+  mode === 'verifier'
+    ? startVerifier({
+        kubeConfig,
+        log,
+        metrics,
+        namespaces,
+        operatorNamespace: values['operator-namespace'],
+        caSecretName: values['ca-secret'],
+        crlConfigMapName: values['crl-configmap'],
+        ledgerKeySecretName: values['ledger-key-secret'],
+        ...(values['adopt-unsigned-ledger'] ? { adoptUnsignedLedger: true } : {}),
+        ...(metricsServer ? { metricsServer } : {}),
+        verification,
+      })
+    : startOperator({
+        kubeConfig,
+        log,
+        metrics,
+        namespaces,
+        concurrency,
+        crashAfterSecretWrite: process.env.SUO_TEST_CRASH_POINT === 'after-secret-write',
+        operatorNamespace: values['operator-namespace'],
+        ...(values['leader-elect']
+          ? {
+              leaderElection: {
+                identity: values['leader-election-id'] ?? `${hostname()}_${randomBytes(4).toString('hex')}`,
+                onLost: () => {
+                  // As client-go does: a replica that lost the lease may hold stale decisions; restart.
+                  log.fatal('lost the leader lease; exiting so that a fresh start follows');
+                  process.exit(1);
+                },
+              },
+            }
+          : {}),
+        ...(emailSender ? { notices: { sender: emailSender } } : {}),
+        caSecretName: values['ca-secret'],
+        crlConfigMapName: values['crl-configmap'],
+        ledgerKeySecretName: values['ledger-key-secret'],
+        ...(values['adopt-unsigned-ledger'] ? { adoptUnsignedLedger: true } : {}),
+        secretTemplateKeys,
+        // Out of a cluster (npm start on a laptop) a missing operator namespace is created; in one,
+        // the operator runs in it, so it exists.
+        createOperatorNamespace: values['create-operator-namespace'] ?? !process.env.KUBERNETES_SERVICE_HOST,
+        ...(metricsServer ? { metricsServer } : {}),
+        ...(mode === 'all' && values['verify-bind-address'] !== '0' ? { verification } : {}),
+      });
 operator.ready.catch((err: unknown) => {
   log.fatal({ err: err instanceof Error ? err.message : String(err) }, 'cannot start');
   process.exit(1);
 });
 const servers: Server[] = [];
 if (values['health-probe-bind-address'] !== '0') servers.push(await serve(values['health-probe-bind-address'], probeRoutes(operator.isReady)));
-log.info({ server: kubeConfig.getCurrentCluster()?.server, node: process.version }, 'service-user-operator started');
+log.info({ server: kubeConfig.getCurrentCluster()?.server, node: process.version, mode }, 'service-user-operator started');
 
 let stopping = false;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

@@ -1,7 +1,8 @@
 // Wiring: informers feed keys to the controllers (ServiceUser, RoleBinding, Role, Account); the
 // reconcilers read the caches and write through server-side apply under one field manager.
 // Only the leader (with leader election) reconciles; every replica serves verification
-// from the same caches, with the built-in CA and the CRL it follows.
+// from the same caches, with the built-in CA and the CRL it follows — unless started without
+// `verification` (--mode=controller: the verifier process, src/verifier.ts, serves it).
 import type { Connection } from './controller/connection.ts';
 import { resources } from './api/resources.ts';
 import { Controller } from './controller/controller.ts';
@@ -102,7 +103,8 @@ export interface OperatorOptions {
    * verification service's serving certificate, every scrape's token reviewed (TokenReview and
    * SubjectAccessReview); served once the CA is loaded. Not secure: plain HTTP, loopback only.
    */
-  metricsServer?: { address: string; secure: boolean };
+  /** /metrics; its serving certificate is the verification service's, or (--mode=controller) one for dnsNames. */
+  metricsServer?: { address: string; secure: boolean; dnsNames?: string[] };
   /** Run only while holding this Lease (in operatorNamespace); absent: always reconcile. */
   leaderElection?: { identity: string; leaseName?: string; onLost: () => void; leaseDurationMs?: number; renewDeadlineMs?: number; retryPeriodMs?: number };
   /** Email notices to spec.email (SMTP); absent: none are sent or recorded. */
@@ -473,7 +475,8 @@ export function startOperator(options: OperatorOptions): Operator {
   const serving = () => {
     const v = options.verification;
     const namespace = options.operatorNamespace;
-    const names = v?.dnsNames?.length ? v.dnsNames : ['localhost', '127.0.0.1', 'service-user-operator', `service-user-operator.${namespace}.svc`, `service-user-operator.${namespace}.svc.cluster.local`];
+    const wanted = v?.dnsNames?.length ? v.dnsNames : options.metricsServer?.dnsNames;
+    const names = wanted?.length ? wanted : ['localhost', '127.0.0.1', 'service-user-operator', `service-user-operator.${namespace}.svc`, `service-user-operator.${namespace}.svc.cluster.local`];
     return (servingTls ??= v?.tls ? Promise.resolve(v.tls) : issueServingCertificate(authority.ca, names, new Date(now())));
   };
   const verificationReady = authorityReady.then(async () => {

@@ -1,16 +1,17 @@
 // The built-in CA's home: a kubernetes.io/tls Secret in the operator's namespace. Created on
 // first start when absent; a Secret the user put there (their own CA) is used as it is.
+// `create: false` (the verifier, which may only read it) never creates: absent is a 404.
 import { createCa, loadCa, type Ca } from '../credentials/ca.ts';
 import { isConflict, isNotFound, type KubeClient, type KubeObject } from '../controller/kube.ts';
 import type { Logger } from '../observability/logger.ts';
 
-export async function ensureCa(client: KubeClient, namespace: string, name: string, log: Logger): Promise<Ca> {
+export async function ensureCa(client: KubeClient, namespace: string, name: string, log: Logger, { create = true } = {}): Promise<Ca> {
   const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets/${encodeURIComponent(name)}`;
   let secret: KubeObject | undefined;
   try {
     secret = await client.get(path);
   } catch (err) {
-    if (!isNotFound(err)) throw err;
+    if (!isNotFound(err) || !create) throw err;
   }
   if (!secret) {
     const material = await createCa();

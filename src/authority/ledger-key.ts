@@ -1,7 +1,8 @@
 // The ledger key's home: an Opaque Secret in the operator's namespace (`key.<id>` entries and
 // `current`, see src/credentials/mac.ts). Created on first start when absent, as the CA is;
 // one that is there is validated, and a problem stops the start with the entry at fault.
-// Every replica loads it: followers verify what the leader MACs.
+// Every replica loads it: followers verify what the leader MACs. `create: false` (the
+// verifier, which may only read it) never creates: absent is a 404.
 import { keyRingData, newLedgerKey, parseKeyRing, type KeyRing } from '../credentials/mac.ts';
 import { isConflict, isNotFound, type KubeClient, type KubeObject } from '../controller/kube.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -18,13 +19,13 @@ export function keyRingOf(secret: KubeObject): KeyRing {
   }
 }
 
-export async function ensureLedgerKey(client: KubeClient, namespace: string, name: string, log: Logger): Promise<KeyRing> {
+export async function ensureLedgerKey(client: KubeClient, namespace: string, name: string, log: Logger, { create = true } = {}): Promise<KeyRing> {
   const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets/${encodeURIComponent(name)}`;
   let secret: KubeObject | undefined;
   try {
     secret = await client.get(path);
   } catch (err) {
-    if (!isNotFound(err)) throw err;
+    if (!isNotFound(err) || !create) throw err;
   }
   if (!secret) {
     const key = newLedgerKey();

@@ -19,6 +19,10 @@
 // memory. Its CRL number is the signing time in milliseconds (and always above the last one),
 // so numbers rise across replicas and restarts without a shared counter to write.
 //
+// A read-only ledger (the verifier process, which may not write ConfigMaps) only follows: it
+// reads, signs and re-signs from its copy — pruning expired entries in memory, not in the
+// shards — and refuses changes; the controller writes.
+//
 // Writes are batched: changes arriving while a batch is being written wait for the next one,
 // which makes one write per shard it touches. Signatures are coalesced apart from the writes:
 // one at a time, at most one every `minSignIntervalMs`, each covering every entry durable when
@@ -86,6 +90,8 @@ export class RevocationLedger {
   private readonly now: () => number;
   /** How often the wall clock is compared with the CRL's nextUpdate (a timer alone runs late on a suspended host). */
   private readonly clockCheckMs: number;
+  /** Follows and signs only: never writes (see the header). */
+  private readonly readOnly: boolean;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private shards: Shard[] = [];
@@ -118,7 +124,10 @@ export class RevocationLedger {
     client: KubeClient; ca: Ca; namespace: string; name: string; log: Logger; now?: () => number; clockCheckMs?: number;
     /** The journal's thresholds (tests); `directAt: 0` writes every batch straight to its shards. */
     journal?: { directAt?: number; foldAt?: number; foldIdleMs?: number };
+    /** Follow and sign only (the verifier): changes are refused, nothing is written. */
+    readOnly?: boolean;
   }) {
+    this.readOnly = options.readOnly ?? false;
     this.client = options.client;
     this.ca = options.ca;
     this.namespace = options.namespace;
@@ -222,7 +231,8 @@ export class RevocationLedger {
       for (const item of page.items) this.take(item);
       cont = page.metadata.continue || undefined;
     } while (cont);
-    if (!head || data.shards === undefined || data['revocations.json'] !== undefined) await this.writeHead(head);
+    const migrate = !head || data.shards === undefined || data['revocations.json'] !== undefined;
+    if (migrate && !this.readOnly) await this.writeHead(head);
     await this.sign();
     this.schedule();
   }
@@ -243,7 +253,7 @@ export class RevocationLedger {
     const name = object.metadata.name;
     if (name === this.name) {
       // An older version wrote its single-ConfigMap format during an upgrade: move it again.
-      if ((object.data as Record<string, string> | undefined)?.['revocations.json'] !== undefined) {
+      if (!this.readOnly && (object.data as Record<string, string> | undefined)?.['revocations.json'] !== undefined) {
         this.writeHead(object).catch((err: unknown) => this.log.warn({ err: String(err) }, 'could not move revocations into the ledger shards'));
       }
       return;
@@ -261,6 +271,7 @@ export class RevocationLedger {
   // --- batching ---------------------------------------------------------------------------
 
   private submit(change: Change, owner?: string): Promise<void> {
+    if (this.readOnly) return Promise.reject(new Error(`revocation ledger ${this.where(this.name)} is read-only here (the verifier): the controller revokes`));
     // Nothing to change (the common case: every reconcile releases holds it does not have) is
     // answered from memory — unless a change of the same owner is still queued or in flight.
     if (owner !== undefined && !this.busy.has(owner) && !this.merging && !this.changes(change)) return Promise.resolve();
@@ -645,7 +656,8 @@ export class RevocationLedger {
     const due = (this.signed?.nextUpdate ?? 0) - resignBeforeMs - this.now();
     this.timer = setTimeout(() => {
       if ((this.signed?.nextUpdate ?? 0) - resignBeforeMs - this.now() > 0) return this.schedule();
-      this.submit({ kind: 'refresh' }).then(
+      // Read-only: re-signed from this copy (expired entries drop out of the CRL, not the shards).
+      (this.readOnly ? this.listed(true) : this.submit({ kind: 'refresh' })).then(
         () => this.schedule(),
         (err: unknown) => {
           this.log.warn({ err: String(err) }, 'could not re-sign the CRL');

@@ -80,6 +80,14 @@ describe('the Helm chart', () => {
     expect(r.err).toContain('logLevel');
   });
 
+  it('refuses to run the verifier as the controller\'s ServiceAccount, naming the value', async () => {
+    const same = await run(helm, ['template', 'x', chart, '--kube-version', '1.34.4', '--set', 'serviceAccount.create=false', '--set', 'serviceAccount.name=ops', '--set', 'verifier.serviceAccountName=ops']);
+    expect(same.ok).toBe(false);
+    expect(same.err).toContain('verifier.serviceAccountName');
+    const apart = await run(helm, ['template', 'x', chart, '--kube-version', '1.34.4', '--set', 'serviceAccount.create=false', '--set', 'serviceAccount.name=ops', '--set', 'verifier.serviceAccountName=ops-verifier']);
+    expect(apart.ok, apart.err).toBe(true);
+  });
+
   it.each(Object.keys(valueSets))('renders manifests the API server accepts: %s', async (name) => {
     const args = valueSets[name]!.map((a) => a.replaceAll('NS-', `${ns.name}-`));
     const r = await run(helm, ['template', 'suo', chart, '--namespace', ns.name, '--kube-version', '1.34.4', ...args]);
@@ -92,15 +100,23 @@ describe('the Helm chart', () => {
     }
   });
 
-  it('hardens the Deployment', async () => {
+  it('hardens both Deployments; the verifier, under its own ServiceAccount, neither elects nor reconciles', async () => {
     const r = await run(helm, ['template', 'suo', chart, '--namespace', ns.name, '--kube-version', '1.34.4']);
-    const deployment = (loadAll(r.out) as { kind?: string; spec?: { replicas: number; template: { spec: Record<string, unknown> } } }[]).find((d) => d?.kind === 'Deployment')!;
-    const pod = deployment.spec!.template.spec as { securityContext: Record<string, unknown>; containers: { securityContext: Record<string, unknown>; resources: object; args: string[] }[] };
-    expect(deployment.spec!.replicas).toBe(2);
-    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
-    expect(pod.containers[0]!.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
-    expect(pod.containers[0]!.resources).toMatchObject({ requests: { cpu: '50m', memory: '512Mi' }, limits: { memory: '1Gi' } });
-    expect(pod.containers[0]!.args).toContain('--leader-elect');
+    type Deployment = { kind?: string; spec?: { replicas: number; template: { spec: { serviceAccountName: string; securityContext: Record<string, unknown>; containers: { securityContext: Record<string, unknown>; resources: object; args: string[] }[] } } } };
+    const deployments = (loadAll(r.out) as Deployment[]).filter((d) => d?.kind === 'Deployment');
+    const byMode = (mode: string) => deployments.find((d) => d.spec!.template.spec.containers[0]!.args.includes(`--mode=${mode}`))!.spec!;
+    expect(deployments).toHaveLength(2);
+    for (const d of [byMode('controller'), byMode('verifier')]) {
+      const pod = d.template.spec;
+      expect(d.replicas).toBe(2);
+      expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+      expect(pod.containers[0]!.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+      expect(pod.containers[0]!.resources).toMatchObject({ requests: { cpu: '50m', memory: '512Mi' }, limits: { memory: '1Gi' } });
+    }
+    expect(byMode('controller').template.spec.containers[0]!.args).toContain('--leader-elect');
+    expect(byMode('controller').template.spec.containers[0]!.args.some((a) => a.startsWith('--verify-'))).toBe(false);
+    expect(byMode('verifier').template.spec.containers[0]!.args).not.toContain('--leader-elect');
+    expect(byMode('verifier').template.spec.serviceAccountName).not.toBe(byMode('controller').template.spec.serviceAccountName);
     expect(r.out).not.toMatch(/verbs: \[[^\]]*\*/);
   });
 });

@@ -20,3 +20,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "suo.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}{{ default (include "suo.fullname" .) .Values.serviceAccount.name }}{{ else }}{{ default "default" .Values.serviceAccount.name }}{{ end }}
 {{- end }}
+
+{{- /* The verifier: the verification service alone, its own pods and ServiceAccount (--mode=verifier). */ -}}
+{{- define "suo.verifierName" -}}
+{{- printf "%s-verifier" (include "suo.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- /* Not the controller's selector labels: neither Deployment may select the other's pods. */ -}}
+{{- define "suo.verifierSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "suo.name" . }}-verifier
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "suo.verifierServiceAccountName" -}}
+{{- if .Values.serviceAccount.create }}{{ default (include "suo.verifierName" .) .Values.verifier.serviceAccountName }}{{ else }}{{ default "default" .Values.verifier.serviceAccountName }}{{ end }}
+{{- end }}
