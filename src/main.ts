@@ -37,6 +37,8 @@ Usage: npm start -- [flags]     (or: node src/main.ts [flags])
                                     (SubjectAccessReview, get on the nonResourceURL /metrics) (default:
                                     on); --no-metrics-secure is plain HTTP without authentication, only
                                     with a loopback --metrics-bind-address (127.0.0.1:PORT)
+  --metrics-dns-names NAMES         names for the metrics certificate where no verification service
+                                    shares it (--mode=controller) (default: --verify-dns-names')
   --health-probe-bind-address ADDR  /healthz and /readyz, HOST:PORT; "0" turns it off (default: :8081)
   --concurrency N                   ServiceUsers reconciled in parallel (default: 4)
   --operator-namespace NS           where the CA Secret and the CRL ConfigMap live
@@ -117,6 +119,7 @@ const { values } = parseArgs({
     'create-operator-namespace': { type: 'boolean' },
     'verify-bind-address': { type: 'string', default: ':8443' },
     'verify-dns-names': { type: 'string' },
+    'metrics-dns-names': { type: 'string' },
     'verify-tls-cert': { type: 'string' },
     'verify-tls-key': { type: 'string' },
     'verify-client-ca': { type: 'string', multiple: true },
@@ -265,7 +268,13 @@ const verification: NonNullable<OperatorOptions['verification']> = {
     trustedProxyHops,
   };
 const metricsServer =
-  values['metrics-bind-address'] !== '0' ? { address: values['metrics-bind-address'], secure: values['metrics-secure'], ...(verification.dnsNames ? { dnsNames: verification.dnsNames } : {}) } : undefined;
+  values['metrics-bind-address'] !== '0'
+    ? {
+        address: values['metrics-bind-address'],
+        secure: values['metrics-secure'],
+        ...(values['metrics-dns-names'] ? { dnsNames: values['metrics-dns-names'].split(',').map((n) => n.trim()).filter(Boolean) } : verification.dnsNames ? { dnsNames: verification.dnsNames } : {}),
+      }
+    : undefined;
 const namespaces = (values.namespace ?? []).flatMap((n) => n.split(',')).filter(Boolean);
 const operator =
   mode === 'verifier'

@@ -326,8 +326,12 @@ async function canI(name: string, verb: string, resource: string, namespace?: st
 }
 
 const writes = ['create', 'update', 'patch', 'delete', 'deletecollection', 'escalate', 'bind', 'impersonate', 'approve', 'sign', '*'];
-/** The write grants among `grants`, as comparable strings. */
-const writeGrants = (grants: Grant[]) => grants.flatMap((g) => g.verbs.filter((v) => writes.includes(v)).map((v) => `${v} ${g.resource} ${g.names.join(',')}`)).sort();
+// Reviews are questions, stored nowhere: the verifier asks them about its scrapers' tokens
+// (the guarded /metrics). What that lets a compromised verifier learn is in docs/security.md.
+const reviews = new Set(['tokenreviews.authentication.k8s.io', 'subjectaccessreviews.authorization.k8s.io']);
+/** The write grants among `grants`, as comparable strings (reviews apart). */
+const writeGrants = (grants: Grant[]) =>
+  grants.filter((g) => !reviews.has(g.resource)).flatMap((g) => g.verbs.filter((v) => writes.includes(v)).map((v) => `${v} ${g.resource} ${g.names.join(',')}`)).sort();
 
 describe('blast radius, measured with kubectl auth can-i as each ServiceAccount', () => {
   it('the verifier (the network-facing process) can write nothing a bare ServiceAccount cannot, and read no Secret but the CA and the ledger key', { timeout: 120_000 }, async () => {
@@ -338,6 +342,7 @@ describe('blast radius, measured with kubectl auth can-i as each ServiceAccount'
       const grants = await canList(verifier, namespace);
       expect(grants.length, `kubectl listed nothing for ${namespace}`).toBeGreaterThan(0);
       expect(writeGrants(grants), `the verifier's writes in ${namespace}`).toEqual(baseline);
+      expect(grants.filter((g) => reviews.has(g.resource)).map((g) => `${g.verbs.join(',')} ${g.resource}`).sort(), 'its reviews: create only').toEqual([...reviews].sort().map((r) => `create ${r}`));
       const secrets = grants.filter((g) => g.resource === 'secrets' || g.resource === '*');
       if (namespace === ns.name) {
         // Its two Secrets, by name; never the namespace's other Secrets.
