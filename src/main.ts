@@ -260,7 +260,7 @@ const verification: NonNullable<OperatorOptions['verification']> = {
     address: values['verify-bind-address'],
     ...(values['verify-dns-names'] ? { dnsNames: values['verify-dns-names'].split(',').map((n) => n.trim()).filter(Boolean) } : {}),
     ...(values['verify-tls-cert'] && values['verify-tls-key']
-      ? { tls: { certPem: readPem('--verify-tls-cert', values['verify-tls-cert']), keyPem: readPem('--verify-tls-key', values['verify-tls-key']) } }
+      ? { tlsFiles: { certFile: values['verify-tls-cert'], keyFile: values['verify-tls-key'] } }
       : {}),
     ...(values['verify-client-ca'] ? { callerCaPems: values['verify-client-ca'].map((f) => readCaBundle('--verify-client-ca', f)) } : {}),
     ...(values['tokenreview-client-ca'] ? { tokenReviewCaPems: values['tokenreview-client-ca'].map((f) => readCaBundle('--tokenreview-client-ca', f)) } : {}),

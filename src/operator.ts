@@ -33,7 +33,7 @@ import type { LedgerTrust } from './serviceuser/ledger-macs.ts';
 import { RevocationLedger } from './authority/revocations.ts';
 import type { Server } from 'node:https';
 import type { Server as HttpServer } from 'node:http';
-import { issueServingCertificate } from './credentials/certificate.ts';
+import { servingCertificateFor, type ServingCertificate } from './verify/serving-certificate.ts';
 import { Directory } from './verify/directory.ts';
 import { LeaderElector } from './controller/leader.ts';
 import { startVerificationServer } from './verify/server.ts';
@@ -87,8 +87,10 @@ export interface OperatorOptions {
     address: string;
     /** DNS names and IPs for the serving certificate the built-in CA issues (ignored with tls). */
     dnsNames?: string[];
-    /** A mounted serving certificate instead. */
+    /** A serving certificate instead, fixed. */
     tls?: { certPem: string; keyPem: string };
+    /** A mounted serving certificate instead, re-read as its files change (cert-manager renews it). */
+    tlsFiles?: { certFile: string; keyFile: string };
     /** CAs whose client certificates may call introspect, authorize and check, platform-wide. */
     callerCaPems?: string[];
     /** CAs whose client certificates may call TokenReview (a kube-apiserver's), platform-wide. */
@@ -470,14 +472,15 @@ export function startOperator(options: OperatorOptions): Operator {
   const directory = new Directory(trust);
   serviceUsers.onChange((type, su) => directory.observe(type, su));
   let verification: Server | undefined;
-  // One serving certificate for verification and metrics, issued once the CA is loaded.
-  let servingTls: Promise<{ certPem: string; keyPem: string }> | undefined;
+  // One serving certificate for verification and metrics, once the CA is loaded: mounted
+  // files re-read as they change, or the CA's, renewed before it ends (serving-certificate.ts).
+  let servingTls: Promise<ServingCertificate> | undefined;
   const serving = () => {
     const v = options.verification;
     const namespace = options.operatorNamespace;
     const wanted = v?.dnsNames?.length ? v.dnsNames : options.metricsServer?.dnsNames;
     const names = wanted?.length ? wanted : ['localhost', '127.0.0.1', 'service-user-operator', `service-user-operator.${namespace}.svc`, `service-user-operator.${namespace}.svc.cluster.local`];
-    return (servingTls ??= v?.tls ? Promise.resolve(v.tls) : issueServingCertificate(authority.ca, names, new Date(now())));
+    return (servingTls ??= servingCertificateFor({ tls: v?.tls, tlsFiles: v?.tlsFiles, names }, { ca: authority.ca, log, now }));
   };
   const verificationReady = authorityReady.then(async () => {
     // What the directory saw before the ledger key was loaded was judged without it.

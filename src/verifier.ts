@@ -27,7 +27,7 @@ import { ensureLedgerKey, keyRingOf } from './authority/ledger-key.ts';
 import { RevocationLedger } from './authority/revocations.ts';
 import type { Ca } from './credentials/ca.ts';
 import type { KeyRing } from './credentials/mac.ts';
-import { issueServingCertificate } from './credentials/certificate.ts';
+import { servingCertificateFor, type ServingCertificate } from './verify/serving-certificate.ts';
 import type { Logger } from './observability/logger.ts';
 import type { Metrics } from './observability/metrics.ts';
 import { MetricsAccess, serveMetrics } from './observability/metrics-server.ts';
@@ -160,13 +160,15 @@ export function startVerifier(options: VerifierOptions): Verifier {
 
   let server: Server | undefined;
   let metricsServer: HttpServer | undefined;
+  let servingTls: ServingCertificate | undefined;
   const serving = authority.then(async ({ ca, ledger }) => {
     // What the directory saw before the ledger key was loaded was judged without it.
     directory.rejudge(serviceUsers.list());
     if (stopping) return;
     const v = options.verification;
     const names = v.dnsNames?.length ? v.dnsNames : ['localhost', '127.0.0.1', 'service-user-operator', `service-user-operator.${ns}.svc`, `service-user-operator.${ns}.svc.cluster.local`];
-    const tls = v.tls ?? (await issueServingCertificate(ca, names, new Date(now())));
+    const tls = await servingCertificateFor({ tls: v.tls, tlsFiles: v.tlsFiles, names }, { ca, log, now });
+    servingTls = tls;
     server = await startVerificationServer({
       address: v.address,
       directory,
@@ -205,6 +207,7 @@ export function startVerifier(options: VerifierOptions): Verifier {
       await Promise.all(all.map((s) => s.stop()));
       await authority.then(({ ledger }) => ledger.stop(), () => undefined);
       await serving.catch(() => undefined);
+      servingTls?.stop();
       for (const s of [server, metricsServer] as (HttpServer | undefined)[]) {
         if (!s) continue;
         s.closeAllConnections();

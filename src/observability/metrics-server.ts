@@ -147,7 +147,13 @@ export function metricsBindingProblem(address: string, secure: boolean): string 
   return `--no-metrics-secure serves /metrics as plain HTTP without authentication, which names every tenant's ServiceUsers: it is allowed only on a loopback address (--metrics-bind-address 127.0.0.1:PORT), not "${address}"`;
 }
 
-export type MetricsServing = { secure: true; tls: { certPem: string; keyPem: string }; access: MetricsAccess } | { secure: false };
+/** The serving pair and word of each new one (the verification service's: src/verify/serving-certificate.ts). */
+export interface MetricsTls {
+  current(): { certPem: string; keyPem: string };
+  onChange(listener: (pair: { certPem: string; keyPem: string }) => void): void;
+}
+
+export type MetricsServing = { secure: true; tls: MetricsTls; access: MetricsAccess } | { secure: false };
 
 export async function serveMetrics(address: string, registry: Registry, serving: MetricsServing, log: Logger): Promise<Server> {
   const problem = metricsBindingProblem(address, serving.secure);
@@ -159,7 +165,16 @@ export async function serveMetrics(address: string, registry: Registry, serving:
       res.end('internal error\n');
     });
   };
-  const server: Server = serving.secure ? createHttpsServer({ cert: serving.tls.certPem, key: serving.tls.keyPem, minVersion: 'TLSv1.2' }, handler) : createHttpServer(handler);
+  let server: Server;
+  if (serving.secure) {
+    const tls = serving.tls;
+    const https = createHttpsServer({ cert: tls.current().certPem, key: tls.current().keyPem, minVersion: 'TLSv1.2' }, handler);
+    // A renewed or reloaded certificate serves new connections at once; open ones keep theirs.
+    tls.onChange((pair) => https.setSecureContext({ cert: pair.certPem, key: pair.keyPem, minVersion: 'TLSv1.2' }));
+    server = https;
+  } else {
+    server = createHttpServer(handler);
+  }
   server.headersTimeout = 5_000;
   server.requestTimeout = 10_000;
   server.on('clientError', (_err, socket) => socket.destroy());

@@ -33,11 +33,17 @@ import { platformWide, scopeOf, visibleAccounts, type Scope } from './scope.ts';
 import { splitAddress } from '../observability/http.ts';
 import { x509 } from '../credentials/x509.ts';
 
+/** Where the serving pair comes from: the current one, and word of each new one. */
+export interface ServingPair {
+  current(): { certPem: string; keyPem: string };
+  onChange(listener: (pair: { certPem: string; keyPem: string }) => void): void;
+}
+
 export interface VerificationOptions {
   address: string;
   directory: Directory;
-  /** Serving certificate and key (PEM). */
-  tls: { certPem: string; keyPem: string };
+  /** The serving certificate and key (PEM), followed as they change (serving-certificate.ts). */
+  tls: ServingPair;
   /** The built-in CA (PEM): served at /v1/ca.crt, trusted for service users' client certificates. */
   caPem: string;
   crl: () => string;
@@ -112,11 +118,12 @@ export async function startVerificationServer(options: VerificationOptions): Pro
   // out once per connection (a kube-apiserver keeps its connections open).
   const peers = new WeakMap<TLSSocket, { peer: PeerCertificate; builtIn: boolean; trustedFor: ReadonlySet<Trust> } | null>();
 
+  const trusted = [options.caPem, ...(options.callerCaPems ?? []), ...(options.tokenReviewCaPems ?? [])];
   const server = createServer(
     {
-      cert: options.tls.certPem,
-      key: options.tls.keyPem,
-      ca: [options.caPem, ...(options.callerCaPems ?? []), ...(options.tokenReviewCaPems ?? [])],
+      cert: options.tls.current().certPem,
+      key: options.tls.current().keyPem,
+      ca: trusted,
       requestCert: true,
       rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
@@ -375,6 +382,9 @@ export async function startVerificationServer(options: VerificationOptions): Pro
     throw new HttpError(415, 'content-type must be application/json or application/x-www-form-urlencoded');
   }
 
+  // A renewed or reloaded serving certificate serves new connections at once (a kube-apiserver's
+  // open connections keep theirs); the trust anchors for callers stay as they were.
+  options.tls.onChange((pair) => server.setSecureContext({ cert: pair.certPem, key: pair.keyPem, ca: trusted, minVersion: 'TLSv1.2' }));
   const [host, port] = splitAddress(options.address);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

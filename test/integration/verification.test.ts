@@ -31,6 +31,7 @@ import { freePort } from '../net.ts';
 import { callerCa, writeCertificate } from '../callers.ts';
 import { Directory } from '../../src/verify/directory.ts';
 import { startVerificationServer } from '../../src/verify/server.ts';
+import { ServingCertificate } from '../../src/verify/serving-certificate.ts';
 import { keyRingOf } from '../../src/authority/ledger-key.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'verify-'));
@@ -532,7 +533,7 @@ describe('introspection and authorization', () => {
       const own = await freePort();
       const server = await startVerificationServer({
         address: `127.0.0.1:${own}`, directory, caPem, crl: () => '', log: testLogger(logs), callerCaPems: [gatewayCa.certPem], trustedProxyHops: 1,
-        tls: await issueServingCertificate(await loadCa(caMaterial), ['127.0.0.1'], new Date()),
+        tls: ServingCertificate.fixed(await issueServingCertificate(await loadCa(caMaterial), ['127.0.0.1'], new Date())),
       });
       try {
         // client wrote 10.1.1.1; the load balancer appended the client's 192.0.2.5; the gateway the balancer's 10.0.0.2.

@@ -11,6 +11,7 @@ import { issueServingCertificate } from '../../src/credentials/certificate.ts';
 import { issueToken } from '../../src/credentials/token.ts';
 import { Directory } from '../../src/verify/directory.ts';
 import { startVerificationServer } from '../../src/verify/server.ts';
+import { ServingCertificate } from '../../src/verify/serving-certificate.ts';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { createLogger } from '../../src/observability/logger.ts';
@@ -61,7 +62,7 @@ describe('--tokenreview-allow-anonymous', { timeout: 30_000 }, () => {
     const sink = new Writable({ write: (chunk: Buffer, _enc, done) => (logs.push(chunk.toString()), done()) });
     const server = await startVerificationServer({
       address: '127.0.0.1:0', directory: new Directory(), caPem: material.certPem, crl: () => '', log: createLogger('info', sink), allowAnonymousTokenReview: true,
-      tls: await issueServingCertificate(await loadCa(material), ['127.0.0.1'], new Date()),
+      tls: ServingCertificate.fixed(await issueServingCertificate(await loadCa(material), ['127.0.0.1'], new Date())),
     });
     try {
       expect(logs.join('')).toContain('--tokenreview-allow-anonymous');
