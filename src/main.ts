@@ -31,6 +31,9 @@ Usage: npm start -- [flags]     (or: node src/main.ts [flags])
                                     start when absent; put your own CA there to use it (default:
                                     service-user-operator-ca)
   --crl-configmap NAME              the revocation ledger's head ConfigMap; shards NAME-00…NAME-3f (default: service-user-operator-crl)
+  --crl-owner-budget N              serials one ServiceUser may have on the CRL before its renewal requests
+                                    slow from one a minute to one an hour; serviceuser_crl_entries and the
+                                    ServiceUserCrlBudgetExceeded alert report it (default: 100)
   --ledger-key-secret NAME          the key that MACs token records and status (created on first start
                                     when absent; default: service-user-operator-ledger-key)
   --[no-]create-operator-namespace  create the operator namespace when it does not exist (default: on
@@ -86,6 +89,7 @@ const { values } = parseArgs({
     'operator-namespace': { type: 'string', default: process.env.POD_NAMESPACE ?? 'service-user-operator' },
     'ca-secret': { type: 'string', default: 'service-user-operator-ca' },
     'crl-configmap': { type: 'string', default: 'service-user-operator-crl' },
+    'crl-owner-budget': { type: 'string', default: '100' },
     'ledger-key-secret': { type: 'string', default: 'service-user-operator-ledger-key' },
     'adopt-unsigned-ledger': { type: 'boolean', default: false },
     'create-operator-namespace': { type: 'boolean' },
@@ -129,6 +133,11 @@ const log = createLogger(values['log-level'], process.stdout, values['log-format
 const concurrency = Number(values.concurrency);
 if (!Number.isInteger(concurrency) || concurrency < 1) {
   log.fatal(`--concurrency must be a positive integer, got "${values.concurrency}"`);
+  process.exit(2);
+}
+const crlOwnerBudget = Number(values['crl-owner-budget']);
+if (!/^[0-9]+$/.test(values['crl-owner-budget']) || crlOwnerBudget < 1) {
+  log.fatal(`--crl-owner-budget must be a positive integer (serials a ServiceUser may have on the CRL), got "${values['crl-owner-budget']}"`);
   process.exit(2);
 }
 if (!!values['verify-tls-cert'] !== !!values['verify-tls-key']) {
@@ -219,6 +228,7 @@ const operator = startOperator({
   ...(emailSender ? { notices: { sender: emailSender } } : {}),
   caSecretName: values['ca-secret'],
   crlConfigMapName: values['crl-configmap'],
+  crlOwnerBudget,
   ledgerKeySecretName: values['ledger-key-secret'],
   ...(values['adopt-unsigned-ledger'] ? { adoptUnsignedLedger: true } : {}),
   // Out of a cluster (npm start on a laptop) a missing operator namespace is created; in one,
