@@ -143,9 +143,10 @@ export function decideCertificate(
     const asked = spec.renewalRequest !== undefined && spec.renewalRequest !== su.status?.lastRenewalRequest && recorded?.serialNumber === observed.serialNumber;
     const needed = pastEnd || tooLong || now >= observed.notAfter || (renewalTime !== undefined && now >= renewalTime);
     // Each renewal puts a serial on the CRL every consumer downloads: at most one requested
-    // renewal an interval, measured from this certificate's issue (its notBefore, backdated).
-    // A newer request waits, and the value spec holds then is the one acted on.
-    const renewalWaits = asked && !needed ? requestWaitsUntil(observed.notBefore + backdateMs, now, pace.intervalMs) : undefined;
+    // renewal an interval, measured from this certificate's issue (its notBefore, backdated
+    // and cut to the second: the later bound of it). A newer request waits, and the value spec
+    // holds then is the one acted on.
+    const renewalWaits = asked && !needed ? requestWaitsUntil(observed.notBefore + backdateMs + encodingSlackMs, now, pace.intervalMs) : undefined;
     const requested = asked && renewalWaits === undefined;
     if (requested || needed) {
       revokeObserved('superseded');
