@@ -266,6 +266,10 @@ export const tokenStatus = z.object({
   mac: z.string().max(128).optional().describe('The operator\'s MAC over this record; a record without a valid one is never honoured.'),
 });
 
+/** Who issued a recorded certificate: the operator's own CA, or cert-manager's referenced issuer. */
+export const certificateSources = ['BuiltInCA', 'CertManager'] as const;
+export type CertificateSource = (typeof certificateSources)[number];
+
 export const certificateStatus = z.object({
   serialNumber: z.string().max(128),
   notBefore: z.string().max(64),
@@ -273,6 +277,10 @@ export const certificateStatus = z.object({
   renewalTime: z.string().max(64).optional(),
   issuer: z.string().max(1024),
   sha256: z.string().max(64).optional(),
+  issuedBy: z
+    .enum(certificateSources)
+    .optional()
+    .describe('Who issued it: BuiltInCA (this operator, to this ServiceUser; only these serials ever go on its CRL) or CertManager (the referenced issuer). Sealed with the rest.'),
 });
 
 export const noticeKinds = ['ExpiryWarning', 'Expired', 'Disabled', 'Enabled', 'TokenRotated', 'TokenRevoked', 'CertificateRenewed', 'CertificateRefused'] as const;
@@ -347,5 +355,6 @@ export type ServiceUser = z.output<typeof serviceUser>;
 export type ServiceUserSpec = z.output<typeof serviceUserSpec>;
 export type ServiceUserStatus = z.output<typeof serviceUserStatus>;
 export type TokenStatus = z.output<typeof tokenStatus>;
+export type CertificateStatus = z.output<typeof certificateStatus>;
 export type NoticeStatus = z.output<typeof noticeStatus>;
 export type NoticeKind = (typeof noticeKinds)[number];

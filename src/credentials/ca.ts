@@ -52,7 +52,7 @@ export async function loadCa(material: CaMaterial): Promise<Ca> {
   const probe = await x509.X509CertificateGenerator.create({
     serialNumber: '01',
     subject: 'CN=probe',
-    issuer: certificate.subject,
+    issuer: certificate.subjectName,
     publicKey: certificate.publicKey,
     signingKey: key,
     signingAlgorithm: signingParams(key),

@@ -36,7 +36,7 @@ export async function issueClientCertificate(ca: Ca, request: ClientCertificateR
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber,
     subject: `CN=${escape(request.identity)}, O=serviceusers, O=${escape(`serviceusers:${request.namespace}`)}, OU=${escape(request.friendlyName)}`,
-    issuer: ca.certificate.subject,
+    issuer: ca.certificate.subjectName,
     notBefore: request.notBefore,
     notAfter: request.notAfter,
     publicKey: keys.publicKey,
@@ -60,7 +60,7 @@ export async function issueClientCertificate(ca: Ca, request: ClientCertificateR
 /** The facts status and renewal need, read from a PEM certificate. */
 export function describeCertificate(pem: string) {
   const cert = new x509.X509Certificate(pem);
-  return { serialNumber: cert.serialNumber.toLowerCase(), notBefore: cert.notBefore, notAfter: cert.notAfter, issuer: cert.issuer, subject: cert.subject, sha256: fingerprintOf(cert) };
+  return { serialNumber: cert.serialNumber.toLowerCase(), notBefore: cert.notBefore, notAfter: cert.notAfter, issuer: cert.issuer, subject: cert.subject, commonName: cert.subjectName.getField('CN')[0], sha256: fingerprintOf(cert) };
 }
 
 /** A TLS server certificate from the CA for the verification service. */
@@ -70,7 +70,7 @@ export async function issueServingCertificate(ca: Ca, names: string[], now: Date
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: randomSerial(),
     subject: `CN=${escape(names[0] ?? 'service-user-operator')}`,
-    issuer: ca.certificate.subject,
+    issuer: ca.certificate.subjectName,
     notBefore: new Date(now.getTime() - 60_000),
     notAfter: new Date(now.getTime() + days * 86_400_000),
     publicKey: keys.publicKey,

@@ -6,6 +6,14 @@
 // what to do. Revocation of these certificates is the issuer's; verification refuses them
 // by status regardless.
 //
+// What is placed: the Secret cert-manager writes is in the tenant's namespace, and anyone who
+// may edit Secrets there can put any certificate into it — one naming the built-in CA as its
+// issuer, with another user's serial. A certificate is placed only when it names this
+// ServiceUser's identity, matches the key beside it, and is the certificate of a
+// CertificateRequest our Certificate owns for the referenced issuer (its status is written by
+// cert-manager only), or is the one status already records under the operator's seal. What
+// is placed is recorded as issuedBy CertManager and never goes on the built-in CA's CRL.
+//
 // Ownership: both the Certificate and the Secret cert-manager writes (`<name>-client-tls`)
 // are created by the operator with a POST and carry an ownerReference to the ServiceUser;
 // a name someone else already holds is never written, applied over or deleted (a condition
@@ -19,10 +27,11 @@
 // past the end date) and the certificate already issued serves until the end date if it
 // ends by then. Once expired, disabled by spec, deleted or switched to the built-in CA, the
 // Certificate is deleted and its Secret wiped.
+import { X509Certificate as NativeCertificate, createPrivateKey } from 'node:crypto';
 import { Certificate } from '@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate';
 import { parseDuration } from '../api/duration.ts';
 import { apiVersion } from '../api/primitives.ts';
-import type { ServiceUser } from '../api/serviceuser.ts';
+import type { CertificateStatus, ServiceUser } from '../api/serviceuser.ts';
 import { isNotFound, type KubeClient, type KubeObject } from '../controller/kube.ts';
 import { stableJson } from '../controller/stable-json.ts';
 import { describeCertificate } from '../credentials/certificate.ts';
@@ -40,15 +49,19 @@ export interface CertificateProblem {
     | 'CertificateFailed'
     | 'CertificateNotOwned'
     | 'CertificateSecretNotOwned'
+    | 'CertificateNotIssuedForUser'
     | 'EndDateTooNear';
+  /** For status: only what the tenant may know. */
   message: string;
+  /** For the operator's log only: what the tenant may not read (a ClusterIssuer's own message). */
+  detail?: string;
 }
 
 export const certificateNameOf = (su: ServiceUser) => `${su.metadata.name}-client`;
 export const issuedSecretNameOf = (su: ServiceUser) => `${su.metadata.name}-client-tls`;
 
 const waitingOnCertManager = new Set<string>([
-  'IssuerNotFound', 'IssuerNotReady', 'CertificateIssuing', 'CertificateFailed', 'CertificateNotOwned', 'CertificateSecretNotOwned', 'EndDateTooNear',
+  'IssuerNotFound', 'IssuerNotReady', 'CertificateIssuing', 'CertificateFailed', 'CertificateNotOwned', 'CertificateSecretNotOwned', 'CertificateNotIssuedForUser', 'EndDateTooNear',
 ] satisfies CertificateProblem['reason'][]);
 
 /** cert-manager refuses a Certificate shorter than an hour (MinimumCertificateDuration). */
@@ -68,15 +81,18 @@ const slackMs = 1000;
  * the API, so a converged ServiceUser costs no request.
  */
 export function hadCertManagerCertificate(su: ServiceUser, builtInIssuer: string): boolean {
-  const issuer = su.status?.certificate?.issuer;
+  const recorded = su.status?.certificate;
   const ready = su.status?.conditions?.find((c) => c.type === 'Ready');
-  return (issuer !== undefined && issuer !== builtInIssuer) || waitingOnCertManager.has(ready?.reason ?? '');
+  // Records from before issuedBy: by issuer name, which only decides what to clean up here.
+  const fromCertManager = recorded && (recorded.issuedBy === 'CertManager' || (recorded.issuedBy === undefined && recorded.issuer !== builtInIssuer));
+  return !!fromCertManager || waitingOnCertManager.has(ready?.reason ?? '');
 }
 
 type Condition = { type: string; status: string; reason?: string; message?: string };
 const conditionOf = (o: KubeObject | undefined, type: string) => ((o?.status as { conditions?: Condition[] } | undefined)?.conditions ?? []).find((c) => c.type === type);
 
 const certificatesPath = (ns: string) => `/apis/cert-manager.io/v1/namespaces/${encodeURIComponent(ns)}/certificates`;
+const requestsPath = (ns: string) => `/apis/cert-manager.io/v1/namespaces/${encodeURIComponent(ns)}/certificaterequests`;
 const secretsPath = (ns: string) => `/api/v1/namespaces/${encodeURIComponent(ns)}/secrets`;
 const ownerReference = (su: ServiceUser) => ({ apiVersion, kind: 'ServiceUser', name: su.metadata.name, uid: su.metadata.uid! });
 
@@ -179,20 +195,79 @@ function issuedIn(secret: KubeObject | undefined) {
   }
 }
 
+type Issued = NonNullable<ReturnType<typeof issuedIn>>;
+type IssuerRef = { name: string; kind?: string; group?: string };
+const sameIssuer = (a: IssuerRef | undefined, b: IssuerRef) =>
+  !!a && a.name === b.name && (a.kind || 'Issuer') === (b.kind || 'Issuer') && (a.group || 'cert-manager.io') === (b.group || 'cert-manager.io');
+
+function namesUser(issued: Issued, su: ServiceUser): boolean {
+  if (issued.facts.commonName !== identityOf(su)) return false;
+  try {
+    return new NativeCertificate(issued.material.certPem).checkPrivateKey(createPrivateKey(issued.material.keyPem));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether cert-manager issued `issued` for our Certificate from the referenced issuer: some
+ * CertificateRequest our Certificate owns, for that issuerRef, has it as its certificate.
+ * A request's status is cert-manager's to write (the status subresource; the `edit` role
+ * does not reach it), so a tenant can neither forge one nor point ours at another issuer.
+ */
+async function requestedByUs(client: KubeClient, su: ServiceUser, certificate: KubeObject, issued: Issued): Promise<boolean> {
+  const ref = su.spec.credentials.clientCertificate.issuerRef!;
+  const list = await client.get(requestsPath(su.metadata.namespace!));
+  const der = Buffer.from(issued.raw, 'base64');
+  return ((list.items ?? []) as KubeObject[]).some((r) => {
+    const spec = r.spec as { issuerRef?: IssuerRef } | undefined;
+    const status = r.status as { certificate?: string } | undefined;
+    return isOwnedBy(r, certificate.metadata.uid) && sameIssuer(spec?.issuerRef, ref) && !!status?.certificate && Buffer.from(status.certificate, 'base64').equals(der);
+  });
+}
+
+const notIssuedForUser = (su: ServiceUser, issued: Issued, why: string): CertificateProblem => {
+  const ref = su.spec.credentials.clientCertificate.issuerRef!;
+  return {
+    reason: 'CertificateNotIssuedForUser',
+    message: `the certificate in Secret ${issuedSecretNameOf(su)} (serial ${issued.facts.serialNumber}) ${why}, so it is not placed: remove it from that Secret (cert-manager then reissues from ${ref.kind} ${ref.name})`,
+  };
+};
+
+export interface CertManagerInput {
+  su: ServiceUser;
+  /** The ServiceUser's own Secret's data (base64, as stored), if any. */
+  ourSecretRaw: Record<string, string> | undefined;
+  /** status.certificate when the operator sealed it; anything else is no evidence. */
+  recorded: CertificateStatus | undefined;
+  now: number;
+  endDate: number | undefined;
+}
+
 export async function placeFromCertManager(
   deps: { client: KubeClient; fieldManager: string },
-  su: ServiceUser,
-  ourSecretRaw: Record<string, string> | undefined,
-  now: number,
-  endDate: number | undefined,
+  input: CertManagerInput,
 ): Promise<{ placed?: PlacedCertificate; problem?: CertificateProblem }> {
   const { client, fieldManager } = deps;
+  const { su, ourSecretRaw, recorded, now, endDate } = input;
   const ns = su.metadata.namespace!;
   const ref = su.spec.credentials.clientCertificate.issuerRef!;
   const path = `${certificatesPath(ns)}/${encodeURIComponent(certificateNameOf(su))}`;
   const duration = requestedDuration(su, now, endDate);
 
-  async function place(issued: NonNullable<ReturnType<typeof issuedIn>>, renewalTime: number | undefined): Promise<{ placed: PlacedCertificate }> {
+  // Recorded under our seal: vetted when it was placed. Anything else is vetted now.
+  const alreadyPlaced = (issued: Issued) => recorded?.sha256 === issued.facts.sha256 && recorded.issuedBy !== 'BuiltInCA';
+  async function vet(issued: Issued, certificate: KubeObject | undefined): Promise<CertificateProblem | undefined> {
+    if (alreadyPlaced(issued)) return undefined;
+    if (!namesUser(issued, su)) return notIssuedForUser(su, issued, `does not name ${identityOf(su)} or does not match the key beside it`);
+    if (!certificate || !(await requestedByUs(client, su, certificate, issued))) {
+      const ref = su.spec.credentials.clientCertificate.issuerRef!;
+      return notIssuedForUser(su, issued, `is not one cert-manager issued for Certificate ${certificateNameOf(su)} from ${ref.kind} ${ref.name}`);
+    }
+    return undefined;
+  }
+
+  async function place(issued: Issued, renewalTime: number | undefined): Promise<{ placed: PlacedCertificate }> {
     let material = issued.material;
     // The same certificate as before keeps its bundle and password.
     if (ourSecretRaw && ourSecretRaw['tls.crt'] === issued.raw && ourSecretRaw['client.p12']) {
@@ -209,17 +284,18 @@ export async function placeFromCertManager(
         issuer: facts.issuer,
         sha256: facts.sha256,
         renewalTime,
+        issuedBy: 'CertManager',
         ...(ourSecretRaw?.['tls.crt'] !== issued.raw ? { issued: 'cert-manager' } : {}),
       },
     };
   }
   const fitting = (issued: ReturnType<typeof issuedIn>) =>
     issued && fits(su, { notBefore: issued.facts.notBefore.getTime(), notAfter: issued.facts.notAfter.getTime() }, now, endDate) ? issued : undefined;
-  // What the ServiceUser's Secret holds, if it is what status recorded (only the operator
-  // writes status): kept while cert-manager replaces a certificate that does not fit.
+  // What the ServiceUser's Secret holds, if it is what status recorded under our seal: kept
+  // while cert-manager replaces a certificate that does not fit.
   const recordedInOurs = () => {
     const ours = issuedIn(ourSecretRaw ? ({ metadata: { name: '' }, data: ourSecretRaw } as KubeObject) : undefined);
-    return ours && su.status?.certificate?.sha256 === ours.facts.sha256 ? fitting(ours) : undefined;
+    return ours && alreadyPlaced(ours) ? fitting(ours) : undefined;
   };
 
   let current = await getIfPresent(client, path);
@@ -234,9 +310,12 @@ export async function placeFromCertManager(
 
   if (duration === undefined) {
     // The last hour: ask for nothing more; what was issued serves if it ends by the end date.
-    if (current) await deleteCertificate(client, su);
+    // Vetted before the Certificate goes (its requests go with it).
     const secret = await getIfPresent(client, `${secretsPath(ns)}/${encodeURIComponent(issuedSecretNameOf(su))}`);
-    const issued = (isOwnedBy(secret, su.metadata.uid) ? fitting(issuedIn(secret)) : undefined) ?? recordedInOurs();
+    const candidate = isOwnedBy(secret, su.metadata.uid) ? fitting(issuedIn(secret)) : undefined;
+    const vetted = candidate && !(await vet(candidate, current)) ? candidate : undefined;
+    if (current) await deleteCertificate(client, su);
+    const issued = vetted ?? recordedInOurs();
     if (issued) return place(issued, undefined);
     return {
       problem: {
@@ -271,9 +350,11 @@ export async function placeFromCertManager(
   // credential is never dropped because the issuer is busy.
   const renewal = (current.status as { renewalTime?: string } | undefined)?.renewalTime;
   const usable = fitting(issuedNow);
-  if (usable) return place(usable, renewal ? Date.parse(renewal) : undefined);
+  const refused = usable && (await vet(usable, current));
+  if (usable && !refused) return place(usable, renewal ? Date.parse(renewal) : undefined);
   const kept = recordedInOurs();
   if (kept) return place(kept, undefined);
+  if (refused) return { problem: refused };
   if (issuedNow && issuedNow.facts.notAfter.getTime() > now) {
     return { problem: { reason: 'CertificateIssuing', message: `the certificate cert-manager issued (${issuedNow.facts.serialNumber}) ends after the end date or lives longer than spec.credentials.clientCertificate.duration; waiting for cert-manager to reissue Certificate ${certificateNameOf(su)}` } };
   }
@@ -289,7 +370,15 @@ export async function placeFromCertManager(
   }
   const issuerReady = conditionOf(issuer, 'Ready');
   if (issuerReady?.status !== 'True') {
-    return { problem: { reason: 'IssuerNotReady', message: `${ref.kind} ${ref.name} is not ready${issuerReady?.message ? `: ${issuerReady.message}` : ''}` } };
+    // The issuer's own message can name what the tenant may not read (a ClusterIssuer's Secret
+    // and namespace): it goes to the operator's log, not to status.
+    return {
+      problem: {
+        reason: 'IssuerNotReady',
+        message: `${ref.kind} ${ref.name} is not ready; ask whoever runs it (its own status says why)`,
+        ...(issuerReady?.message ? { detail: `${ref.kind} ${ref.name}: ${issuerReady.message}` } : {}),
+      },
+    };
   }
   const issuing = conditionOf(current, 'Issuing');
   if (ready?.reason === 'Failed' || issuing?.reason === 'Failed' || (issuing?.status === 'False' && issuing.message)) {

@@ -46,6 +46,24 @@ export interface RecordedCertificate {
   notAfter: string;
 }
 
+/**
+ * The recorded certificate (status.certificate, already known to carry the operator's seal)
+ * when it is one the built-in CA issued to this ServiceUser: the only kind whose serial this
+ * operator ever puts on its CRL. The issuer name proves nothing — anyone can make a
+ * certificate that names the CA as its issuer and carries another user's serial, and a
+ * cert-manager issuer's certificate was placed, not issued, here. A record from before
+ * issuedBy existed counts only when the Secret holds that very certificate, signed by the CA
+ * for this identity; the first reconcile then records it as BuiltInCA.
+ */
+export function builtInRecorded(
+  recorded: { serialNumber: string; notAfter: string; issuedBy?: 'BuiltInCA' | 'CertManager' | undefined } | undefined,
+  observed: Pick<ObservedCertificate, 'serialNumber' | 'trusted'> | undefined,
+): RecordedCertificate | undefined {
+  if (!recorded) return undefined;
+  const ours = recorded.issuedBy === 'BuiltInCA' || (recorded.issuedBy === undefined && !!observed?.trusted && observed.serialNumber === recorded.serialNumber);
+  return ours ? { serialNumber: recorded.serialNumber, notAfter: recorded.notAfter } : undefined;
+}
+
 export interface CertificateRevocation {
   serialNumber: string;
   reason: RevocationReason;

@@ -6,7 +6,7 @@
 //   certificate.ts  keep, issue or renew the client certificate (decided before, placed here)
 //   phase.ts        phase, conditions and the events their changes announce
 //   and what it holds itself: the rules that stop everything (blocker) and the Secret's layout.
-import { maxPermissions, maxRolesPerPermission, type ServiceUser, type ServiceUserStatus } from '../api/serviceuser.ts';
+import { maxPermissions, maxRolesPerPermission, type CertificateSource, type ServiceUser, type ServiceUserStatus } from '../api/serviceuser.ts';
 import { setConditions, type Condition, type ConditionInput } from '../controller/conditions.ts';
 import type { IssuedToken } from '../credentials/token.ts';
 import type { Grant } from '../rolebinding/resolve.ts';
@@ -60,6 +60,8 @@ export interface PlacedCertificate {
   /** SHA-256 of the DER, hex. */
   sha256: string;
   renewalTime: number | undefined;
+  /** Who issued it: only the built-in CA's ever go on its CRL (recorded, sealed, as status.certificate.issuedBy). */
+  issuedBy: CertificateSource;
   /** Issued in this reconcile (for the event), and why. */
   issued?: string;
   /** A new renewalRequest waits for its interval (certificate.ts): until when, and why if not the usual interval. */
@@ -371,6 +373,7 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
               ...(certificate.renewalTime !== undefined ? { renewalTime: iso(certificate.renewalTime) } : {}),
               issuer: certificate.issuer,
               sha256: certificate.sha256,
+              issuedBy: certificate.issuedBy,
             },
           }
         : {}),

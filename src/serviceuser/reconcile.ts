@@ -29,7 +29,7 @@ import { OwnWrites } from '../controller/expectations.ts';
 import { byFriendlyName, bySubject, inNamespace } from '../api/indexes.ts';
 import type { RevocationLedger } from '../authority/revocations.ts';
 import type { Ca } from '../credentials/ca.ts';
-import { decideCertificate, defaultCrlOwnerBudget, renewalPace, renewalTimeOf } from './certificate.ts';
+import { builtInRecorded, decideCertificate, defaultCrlOwnerBudget, renewalPace, renewalTimeOf } from './certificate.ts';
 import { blocker, desired, friendlyNameOf, labels, secretNameOf, type ObservedSecret, type PlacedCertificate } from './desired.ts';
 import { builtInCertificateIn, issueFromCa, observeCertificate, withPkcs12 } from './issuance.ts';
 import { hadCertManagerCertificate, placeFromCertManager, removeCertManagerCertificate, type CertificateProblem } from './cert-manager.ts';
@@ -205,8 +205,10 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
       const secret = await readSecret(ns, name);
       if (secret && (secret.metadata.ownerReferences ?? []).some((o) => o.uid === raw.metadata.uid)) secrets.push(secret);
     }
-    // The built-in CA's certificates only: status's, and one a crash left unrecorded in the Secret.
-    const revoke = status.certificate?.issuer === ca.certificate.subject ? [{ serialNumber: status.certificate.serialNumber, reason: 'cessationOfOperation' as const, notAfter: status.certificate.notAfter }] : [];
+    // Only what the built-in CA issued to this user: status's record of it (issuedBy, sealed),
+    // and one a crash left unrecorded in the Secret (signed by the CA for this identity).
+    const recorded = builtInRecorded(status.certificate, undefined);
+    const revoke = recorded ? [{ ...recorded, reason: 'cessationOfOperation' as const }] : [];
     for (const secret of secrets) {
       const held = await builtInCertificateIn((secret.data as Record<string, string> | undefined) ?? {}, ca, `serviceuser:${ns}:${raw.metadata.name}`);
       if (held && !revoke.some((r) => r.serialNumber === held.serialNumber)) revoke.push({ ...held, reason: 'cessationOfOperation' });
@@ -258,19 +260,21 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     const expired = end !== undefined && now >= end;
     const builtIn = ca.certificate.subject;
     if (spec.enabled && spec.issuerRef && !expired) {
-      // From the built-in CA to cert-manager: what the built-in CA issued is superseded (a
-      // revocation replaces any hold), whether status recorded it or only the Secret holds it.
-      const recorded = sealedCertificate(su);
+      // From the built-in CA to cert-manager: what the built-in CA issued to this user is
+      // superseded (a revocation replaces any hold), whether status recorded it or only the
+      // Secret holds it. Nothing cert-manager's issuers issued ever goes on this CRL.
+      const sealed = sealedCertificate(su);
       const inSecret = secret?.raw?.['tls.crt'] ? await observeCertificate(secret.raw, ca, su) : undefined;
+      const recorded = builtInRecorded(sealed, inSecret);
       const revoke = [
-        ...(recorded && recorded.issuer === builtIn ? [{ serialNumber: recorded.serialNumber, reason: 'superseded' as const, notAfter: recorded.notAfter }] : []),
+        ...(recorded ? [{ ...recorded, reason: 'superseded' as const }] : []),
         ...(inSecret?.trusted && inSecret.serialNumber !== recorded?.serialNumber ? [{ serialNumber: inSecret.serialNumber, reason: 'superseded' as const, notAfter: new Date(inSecret.notAfter).toISOString() }] : []),
       ];
       if (revoke.length) {
         await ledger.revoke(owner, revoke);
         await ledger.setHolds(owner, []);
       }
-      return placeFromCertManager(deps, su, secret?.raw, now, end);
+      return placeFromCertManager(deps, { su, ourSecretRaw: secret?.raw, recorded: sealed, now, endDate: end });
     }
     // Back from cert-manager to the built-in CA, certificates turned off, or expired: its
     // Certificate would go on issuing (even one still waiting for an issuer that appears
@@ -285,20 +289,21 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     if (observed?.trusted && (await ledger.isRevoked(observed.serialNumber))) {
       observed = { ...observed, revoked: true };
     }
-    // Only the built-in CA's serials go on its CRL: a cert-manager certificate status still records is the issuer's.
-    const sealed = sealedCertificate(su);
-    const recorded = sealed?.issuer === builtIn ? sealed : undefined;
+    // Only serials the built-in CA issued to this user go on its CRL: a cert-manager
+    // certificate status still records is the issuer's, whatever issuer name it carries.
+    const recorded = builtInRecorded(sealedCertificate(su), observed);
     const pace = renewalPace(ledger.listedFor(owner), deps.crlOwnerBudget ?? defaultCrlOwnerBudget);
     const { decision, revoke } = decideCertificate(su, observed, recorded, now, end, pace);
     await ledger.revoke(owner, revoke);
     let placed: PlacedCertificate | undefined;
     if (decision.kind === 'keep') {
       const c = decision.certificate;
-      placed = { material: await withPkcs12(c.material, su), serialNumber: c.serialNumber, notBefore: c.notBefore, notAfter: c.notAfter, issuer: c.issuer, sha256: c.sha256, renewalTime: decision.renewalTime };
+      // trusted: signed by the CA for this identity, with its key — issued here to this user.
+      placed = { material: await withPkcs12(c.material, su), serialNumber: c.serialNumber, notBefore: c.notBefore, notAfter: c.notAfter, issuer: c.issuer, sha256: c.sha256, renewalTime: decision.renewalTime, issuedBy: 'BuiltInCA' };
       if (decision.renewalWaits !== undefined) placed.renewalWaits = { until: decision.renewalWaits, ...(pace.why ? { why: pace.why } : {}) };
     } else if (decision.kind === 'issue') {
       const issued = await issueFromCa(ca, su, decision);
-      placed = { ...issued, material: await withPkcs12(issued.material, su), renewalTime: renewalTimeOf(issued.notAfter, su.spec.credentials.clientCertificate.renewBefore, end), issued: decision.reason };
+      placed = { ...issued, material: await withPkcs12(issued.material, su), renewalTime: renewalTimeOf(issued.notAfter, su.spec.credentials.clientCertificate.renewBefore, end), issuedBy: 'BuiltInCA', issued: decision.reason };
     }
     await ledger.setHolds(owner, su.spec.disabled && placed ? [{ serialNumber: placed.serialNumber, notAfter: new Date(placed.notAfter).toISOString() }] : []);
     return placed ? { placed } : {};
@@ -314,7 +319,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     const end = expiresAt(su.spec.endDate);
     const spec = su.spec.credentials.clientCertificate;
     const expired = isExpired(end, now);
-    if (spec.enabled && spec.issuerRef && !expired && !blocked) return placeFromCertManager(deps, su, secret?.raw, now, end);
+    if (spec.enabled && spec.issuerRef && !expired && !blocked) return placeFromCertManager(deps, { su, ourSecretRaw: secret?.raw, recorded: sealedCertificate(su), now, endDate: end });
     if (su.status?.certificate || secret?.raw?.['tls.crt']) return 'wait';
     if (!spec.enabled || spec.issuerRef || expired || blocked) return Promise.resolve({});
     return Promise.resolve({
@@ -394,9 +399,11 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
       placement = isExpired(expiresAt(su.spec.endDate), now) ? await placeCertificate(su, blocked.reason === 'SecretNotOwned' ? undefined : secret, now) : {};
     }
     const { placed: certificate, problem: certificateProblem } = placement;
+    const detail = certificateProblem && 'detail' in certificateProblem ? certificateProblem.detail : undefined;
+    if (typeof detail === 'string') log.info({ reason: certificateProblem!.reason }, detail);
     if (authority.ready) {
       const end = expiresAt(su.spec.endDate);
-      const builtIn = certificate && certificate.issuer === deps.authority.ca.certificate.subject;
+      const builtIn = certificate?.issuedBy === 'BuiltInCA';
       deps.endDates?.track(key, isExpired(end, now) ? undefined : end, builtIn ? { serialNumber: certificate.serialNumber, notAfter: new Date(certificate.notAfter).toISOString() } : undefined);
     }
     const trust = { ...deps.trust, ring: deps.trust.ring! };

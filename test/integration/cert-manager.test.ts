@@ -6,14 +6,18 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { connect } from 'node:tls';
 import { createCa } from '../../src/credentials/ca.ts';
+import { certificateClaiming } from '../forge.ts';
 import { startCertManager, type CertManager } from '../certmanager/certmanager.ts';
 import { isNotFound, type KubeObject } from '../../src/controller/kube.ts';
 import { eventually, useNamespace } from '../kube.ts';
 import { api, decodeSecret, useOperator } from '../operator.ts';
 
 const ns = useNamespace('cm');
-const running = useOperator(ns);
+// Another tenant's namespace, for the forgery attack: its users are the victims.
+const victims = useNamespace('cm-victim');
+const running = useOperator(ns, { namespaces: [ns.name, victims.name], verification: { address: '127.0.0.1:0' } });
 const k = () => api(running.client, ns.name);
 const dir = mkdtempSync(path.join(tmpdir(), 'cm-'));
 const base = { email: 'ops@example.com', accounts: ['acme'] };
@@ -92,10 +96,12 @@ describe(`cert-manager issuer mode`, () => {
     await eventually('the event', async () => ((await k().events('orphan')).some((e) => e.reason === 'IssuerNotFound') ? true : undefined));
   });
 
-  it('reports an issuer that is not ready, with its own reason', async () => {
+  it('reports an issuer that is not ready; the issuer\'s own message (which may name what the tenant may not read) goes to the log only', async () => {
     await k().createServiceUser('waiting', { ...base, credentials: { clientCertificate: { issuerRef: { name: 'broken-issuer', kind: 'Issuer' } } } });
     const su = await k().waitFor('waiting', 'IssuerNotReady', (o) => ready(o)?.reason === 'IssuerNotReady', 30_000);
-    expect(ready(su)!.message).toMatch(/^Issuer broken-issuer is not ready: .*no-such-secret/);
+    expect(ready(su)!.message).toBe('Issuer broken-issuer is not ready; ask whoever runs it (its own status says why)');
+    expect(JSON.stringify(su.status)).not.toContain('no-such-secret');
+    await eventually('the issuer\'s message in the operator\'s log', async () => (running.logs.some((l) => l.includes('Issuer broken-issuer:') && l.includes('no-such-secret')) ? true : undefined));
   });
 });
 
@@ -226,5 +232,70 @@ describe('cert-manager issuer mode at the edges', () => {
     await eventually('the ServiceUser gone', async () => ((await k().serviceUser('gone').catch(() => undefined)) ? undefined : true));
     await eventually('cert-manager\'s Secret wiped or gone', async () => (issuedSecretIsEmpty(await getIfPresent(secretPath('gone-client-tls'))) ? true : undefined), 10_000);
     expect(crlEntry(await crlText(), managed.serialNumber)).toBeUndefined();
+  });
+});
+
+/** A tenant: kubectl impersonating a user with the cluster's `edit` role in the test namespace (they may write its Secrets). */
+const tenant = ['--as', 'mallory'];
+const kubectl = (args: string[], input = '') => {
+  const r = spawnSync('kubectl', ['--kubeconfig', inject('kubeconfig'), ...args], { encoding: 'utf8', input });
+  return { ok: r.status === 0, out: `${r.stdout}${r.stderr}` };
+};
+/** The serial of the verification service's own serving certificate, as any TLS client sees it. */
+const servingSerial = () =>
+  new Promise<string>((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port: running.operator.verificationPort()!, rejectUnauthorized: false }, () => {
+      resolve(socket.getPeerCertificate().serialNumber.toLowerCase());
+      socket.end();
+    });
+    socket.on('error', reject);
+  });
+
+describe('attack: a forged certificate in the Secret cert-manager fills (issue 22, item 1)', () => {
+  it('a tenant cannot get another user\'s or the serving certificate\'s serial onto the built-in CRL', async () => {
+    await running.client.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${ns.name}/rolebindings`, {
+      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'mallory-edit' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'edit' },
+      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: 'mallory' }],
+    });
+    // The victims: another tenant's user of the built-in CA, and the verification service.
+    await api(running.client, victims.name).createServiceUser('victim', { ...base });
+    const victim = certificateOf(await api(running.client, victims.name).waitFor('victim', 'victim Active', (o) => phaseOf(o) === 'Active' && !!certificateOf(o), 60_000))!;
+    const serving = await servingSerial();
+    const caIssuer = victim.issuer;
+
+    // The attacker's ServiceUsers name an issuer that does not exist: the operator still makes
+    // their <name>-client-tls Secret, which the tenant may write.
+    const absent = { name: 'no-such-issuer', kind: 'ClusterIssuer', group: 'cert-manager.io' };
+    const forgers = [['forger-a', victim.serialNumber], ['forger-b', serving]] as const;
+    for (const [name, serialNumber] of forgers) {
+      await k().createServiceUser(name, { ...base, credentials: { clientCertificate: { issuerRef: absent } } });
+      await eventually(`${name}-client-tls created`, async () => getIfPresent(secretPath(`${name}-client-tls`)), 30_000);
+      const forged = await certificateClaiming({ issuer: caIssuer, serialNumber, commonName: `serviceuser:${ns.name}:${name}` });
+      const patch = JSON.stringify({ data: { 'tls.crt': Buffer.from(forged.certPem).toString('base64'), 'tls.key': Buffer.from(forged.keyPem).toString('base64') } });
+      const written = kubectl(['patch', 'secret', `${name}-client-tls`, '-n', ns.name, '--type=merge', '-p', patch, ...tenant]);
+      expect(written.out).toContain('patched');
+    }
+    // Refused, and said why; never recorded (so never "superseded" at the next pass).
+    for (const [name] of forgers) {
+      const su = await k().waitFor(name, `${name} refuses the forged certificate`, (o) => ready(o)?.reason === 'CertificateNotIssuedForUser', 60_000);
+      expect(ready(su)!.message).toContain(`is not one cert-manager issued for Certificate ${name}-client from ClusterIssuer no-such-issuer`);
+      expect(certificateOf(su)).toBeUndefined();
+      // More passes (a spec change) and the deletion: what else would revoke it.
+      await k().patchServiceUser(name, { friendlyName: `${name} again` });
+      await k().waitFor(name, `${name} passes again`, (o) => (o.status as { observedGeneration?: number }).observedGeneration === o.metadata.generation && ready(o)?.reason === 'CertificateNotIssuedForUser', 60_000);
+      await running.client.request('DELETE', `/apis/serviceusers.dev/v1alpha1/namespaces/${ns.name}/serviceusers/${name}`);
+      await eventually(`${name} gone`, async () => ((await k().serviceUser(name).catch(() => undefined)) ? undefined : true), 30_000);
+    }
+    const crl = await crlText();
+    expect(crlEntry(crl, victim.serialNumber)).toBeUndefined();
+    expect(crlEntry(crl, serving)).toBeUndefined();
+    // The victim's certificate still verifies against the published CRL, as any consumer checks it.
+    const data = decodeSecret((await api(running.client, victims.name).secret('victim-credentials'))!);
+    const files = { cert: path.join(dir, 'victim.crt'), ca: path.join(dir, 'victim-ca.crt'), crl: path.join(dir, 'victim.crl') };
+    writeFileSync(files.cert, data['tls.crt']!);
+    writeFileSync(files.ca, data['ca.crt']!);
+    writeFileSync(files.crl, running.operator.authority.ledger.crlPem);
+    expect(run('openssl', ['verify', '-crl_check', '-CAfile', files.ca, '-CRLfile', files.crl, files.cert]).out).toContain(': OK');
   });
 });

@@ -59,9 +59,9 @@ function readCrl(pem: string): { number: number; serials: Set<string>; text: str
   };
 }
 
-function ledger(name: string, options: { now?: () => number; ca?: Ca; log?: string[]; clockCheckMs?: number; journal?: { directAt?: number; foldAt?: number; foldIdleMs?: number } } = {}): RevocationLedger {
+function ledger(name: string, options: { now?: () => number; ca?: Ca; log?: string[]; clockCheckMs?: number; journal?: { directAt?: number; foldAt?: number; foldIdleMs?: number }; client?: KubeClient } = {}): RevocationLedger {
   const l = new RevocationLedger({
-    client, ca: options.ca ?? ca, namespace: ns.name, name, log: testLogger(options.log), ...(options.journal ? { journal: options.journal } : {}),
+    client: options.client ?? client, ca: options.ca ?? ca, namespace: ns.name, name, log: testLogger(options.log), ...(options.journal ? { journal: options.journal } : {}),
     ...(options.now ? { now: options.now } : {}), ...(options.clockCheckMs ? { clockCheckMs: options.clockCheckMs } : {}),
   });
   started.push(l);
@@ -406,10 +406,14 @@ describe('the single-ConfigMap format', () => {
 describe('the CRL’s lifetime', () => {
   it('is re-signed a day before nextUpdate, with a higher number, even when the clock jumps (a suspended host)', async () => {
     const clock = { offset: 0 };
-    const l = ledger('timer', { now: () => Date.now() + clock.offset, clockCheckMs: 500 });
+    // Its own client: the file's other ledgers (still running, folding their journals) write
+    // through the shared one meanwhile, and a POST's path does not say which ledger it is for.
+    const own: { method: string }[] = [];
+    const ownClient = new KubeClient(kubeConfig(), (method) => own.push({ method }));
+    const l = ledger('timer', { now: () => Date.now() + clock.offset, clockCheckMs: 500, client: ownClient });
     await l.start();
     const first = readCrl(l.crlPem);
-    const since = requests.length;
+    const since = own.length;
     // Six days and a minute later by the wall clock, nothing having changed.
     clock.offset = 6 * 86_400_000 + 60_000;
     const again = await eventually('the re-signed CRL', async () => {
@@ -420,7 +424,9 @@ describe('the CRL’s lifetime', () => {
     // Signed at the jumped time: thisUpdate is now by the wall clock.
     expect(Math.abs(Date.parse(/Last Update: (.*)/.exec(again.text)![1]!) - (Date.now() + clock.offset))).toBeLessThan(60_000);
     // Re-signing writes nothing: the CRL is not stored.
-    expect(writes(since, 'timer')).toEqual([]);
+    expect(own.slice(since).filter((r) => r.method !== 'GET')).toEqual([]);
+    l.stop();
+    ownClient.close();
   });
 
   it('a replica started with another CA signs with its own CA, never serving the old one', async () => {

@@ -3,7 +3,7 @@
 // the edges where a kept certificate would outlive what the spec now promises.
 import { describe, expect, it } from 'vitest';
 import { serviceUser, type ServiceUser } from '../../src/api/serviceuser.ts';
-import { decideCertificate, type ObservedCertificate } from '../../src/serviceuser/certificate.ts';
+import { builtInRecorded, decideCertificate, type ObservedCertificate } from '../../src/serviceuser/certificate.ts';
 import { issuanceMarginMs, requestedDuration } from '../../src/serviceuser/cert-manager.ts';
 
 const t0 = Date.parse('2027-01-01T00:00:00Z');
@@ -100,5 +100,22 @@ describe('what cert-manager is asked for', () => {
     const justOver = t0 + hour + issuanceMarginMs + 1000;
     expect(requestedDuration(user({ endDate: new Date(justOver).toISOString() }), t0, justOver)).toBe(hour + 1000);
     expect(requestedDuration(user({ endDate: new Date(justOver - 2000).toISOString() }), t0, justOver - 2000)).toBeUndefined();
+  });
+});
+
+describe('which recorded serial is the built-in CA\'s to revoke (issue 22, item 1)', () => {
+  const record = { serialNumber: 'bb02', notAfter: '2027-02-01T00:00:00Z' };
+  it('a record the operator made when its CA issued the certificate', () => {
+    expect(builtInRecorded({ ...record, issuedBy: 'BuiltInCA' }, undefined)).toEqual(record);
+  });
+  it('never one placed from cert-manager, whatever issuer name it carries', () => {
+    expect(builtInRecorded({ ...record, issuedBy: 'CertManager' }, undefined)).toBeUndefined();
+    expect(builtInRecorded({ ...record, issuedBy: 'CertManager' }, { serialNumber: 'bb02', trusted: true })).toBeUndefined();
+  });
+  it('a record from before issuedBy only when the Secret holds that certificate, signed by the CA for this user', () => {
+    expect(builtInRecorded(record, undefined)).toBeUndefined();
+    expect(builtInRecorded(record, { serialNumber: 'bb02', trusted: false })).toBeUndefined();
+    expect(builtInRecorded(record, { serialNumber: 'cc03', trusted: true })).toBeUndefined();
+    expect(builtInRecorded(record, { serialNumber: 'bb02', trusted: true })).toEqual(record);
   });
 });

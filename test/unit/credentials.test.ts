@@ -1,12 +1,12 @@
 // The built-in CA's certificates, PKCS#12 bundles and CRLs, read by real consumers:
 // openssl (3, no legacy provider) and Java's keytool.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createCa, loadCa, type Ca } from '../../src/credentials/ca.ts';
-import { describeCertificate, issueClientCertificate } from '../../src/credentials/certificate.ts';
+import { describeCertificate, issueClientCertificate, issueServingCertificate } from '../../src/credentials/certificate.ts';
 import { buildCrl, liveRevocations } from '../../src/credentials/crl.ts';
 import { newPkcs12Password, toPkcs12 } from '../../src/credentials/pkcs12.ts';
 import { issueToken, parseToken, tokenPattern } from '../../src/credentials/token.ts';
@@ -56,7 +56,8 @@ describe('the built-in CA', () => {
   });
 
   for (const [algorithm, size] of [['ECDSA', undefined], ['ECDSA', 384], ['RSA', 2048], ['Ed25519', undefined]] as const) {
-    it(`issues ${algorithm}${size ? ` ${size}` : ''} client certificates that openssl verifies for client auth, and keytool and openssl read as PKCS#12`, async () => {
+    // keytool starts a JVM and RSA keys take their time: seconds each on a busy machine.
+    it(`issues ${algorithm}${size ? ` ${size}` : ''} client certificates that openssl verifies for client auth, and keytool and openssl read as PKCS#12`, { timeout: 60_000 }, async () => {
       const notAfter = new Date(Date.now() + 86_400_000);
       const leaf = await issueClientCertificate(ca, {
         identity: 'serviceuser:ci:release-signer', friendlyName: 'Release, signer', namespace: 'ci', algorithm, ...(size ? { size } : {}),
@@ -86,7 +87,7 @@ describe('the built-in CA', () => {
     });
   }
 
-  it('publishes a CRL that makes openssl refuse revoked and held certificates and accept live ones', async () => {
+  it('publishes a CRL that makes openssl refuse revoked and held certificates and accept live ones', { timeout: 60_000 }, async () => {
     const issue = () =>
       issueClientCertificate(ca, { identity: 'serviceuser:ci:x', friendlyName: 'x', namespace: 'ci', algorithm: 'ECDSA', notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86_400_000) });
     const [live, revoked, held] = await Promise.all([issue(), issue(), issue()]);
@@ -112,4 +113,37 @@ describe('the built-in CA', () => {
     expect(run('openssl', ['crl', '-in', crlFile, '-noout', '-CAfile', file('other-ca.crt', (await createCa()).certPem), '-verify']).out).toContain('verify failure');
     expect(liveRevocations([entry(revoked, 'cessationOfOperation'), { ...entry(held, 'certificateHold'), notAfter: new Date(Date.now() - 8 * 86_400_000).toISOString() }, { ...entry(live, 'certificateHold'), notAfter: new Date(Date.now() - 86_400_000).toISOString() }], Date.now())).toHaveLength(2);
   });
+});
+
+// Go (a kube-apiserver, most gateways) matches an issuer to its CA byte for byte: an issued
+// certificate must carry the CA's subject exactly as the CA certificate encodes it — string
+// types, attribute order, multi-valued RDNs — or Go says "signed by unknown authority" where
+// openssl, which compares names loosely, says OK.
+describe('a CA brought by the user, made by OpenSSL', () => {
+  const cas = [
+    ['OpenSSL 3 defaults (UTF8String)', ['-subj', '/C=DE/O=Example Platform/CN=Platform Root CA']],
+    ['PrintableString', ['-subj', '/C=DE/O=Example Platform/CN=Platform Root CA', '-config', 'printable']],
+    ['a multi-valued RDN', ['-multivalue-rdn', '-subj', '/O=Example Platform+OU=Trust/CN=Platform Root CA']],
+  ] as const;
+  const names = (pem: string, which: 'issuer' | 'subject') => run('openssl', ['x509', '-in', file(`name-${Math.random()}.pem`, pem), '-noout', `-${which}`, '-nameopt', 'multiline,show_type']).out.replace(/^(issuer|subject)=/, '');
+  for (const [what, args] of cas) {
+    it(`issues client and serving certificates naming it exactly as it names itself: ${what}`, { timeout: 60_000 }, async () => {
+      const slug = what.replace(/\W+/g, '-');
+      const config = file(`${slug}.cnf`, '[req]\ndistinguished_name=dn\nstring_mask=default\nprompt=no\n[dn]\n[v3_ca]\nbasicConstraints=critical,CA:true\nkeyUsage=critical,keyCertSign,cRLSign\n');
+      const key = path.join(dir, `${slug}.key`);
+      const crt = path.join(dir, `${slug}.crt`);
+      const made = run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', crt, '-days', '30',
+        ...args.flatMap((a) => (a === 'printable' ? [config] : [a])), ...(args.includes('-config') ? ['-extensions', 'v3_ca'] : [])]);
+      expect(made.ok, made.out).toBe(true);
+      const byo = await loadCa({ certPem: readFileSync(crt, 'utf8'), keyPem: readFileSync(key, 'utf8') });
+      const subject = names(byo.certPem, 'subject');
+      if (what === 'PrintableString') expect(subject).toContain('PRINTABLESTRING');
+      else expect(subject).toContain('UTF8STRING');
+      const leaf = await issueClientCertificate(byo, { identity: 'serviceuser:ci:x', friendlyName: 'x', namespace: 'ci', algorithm: 'ECDSA', notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86_400_000) });
+      const serving = await issueServingCertificate(byo, ['localhost'], new Date());
+      expect(names(leaf.certPem, 'issuer')).toBe(subject);
+      expect(names(serving.certPem, 'issuer')).toBe(subject);
+      expect(run('openssl', ['verify', '-CAfile', crt, file(`${slug}-leaf.crt`, leaf.certPem)]).ok).toBe(true);
+    });
+  }
 });

@@ -34,7 +34,7 @@ class World {
     this.su = su;
   }
   /** The certificate the reconcile would place (its issuance is tested with the CA). */
-  certificate: PlacedCertificate | undefined = { material: { certPem: 'CERT', keyPem: 'KEY', caPem: 'CA' }, serialNumber: 'ab01', notBefore: 0, notAfter: Date.parse('2030-01-01'), issuer: 'CN=ca', sha256: 'ab'.repeat(32), renewalTime: undefined };
+  certificate: PlacedCertificate | undefined = { material: { certPem: 'CERT', keyPem: 'KEY', caPem: 'CA' }, serialNumber: 'ab01', notBefore: 0, notAfter: Date.parse('2030-01-01'), issuer: 'CN=ca', sha256: 'ab'.repeat(32), renewalTime: undefined, issuedBy: 'BuiltInCA' };
   ring = ring;
   plan(now: number, peers: ServiceUser[] = []): Desired {
     return desired(this.su, { now, secret: this.secret, peers, permissions: [], accounts: { admitted: this.su.spec.accounts, problems: [] }, trust: { ring: this.ring }, certificate: this.su.spec.credentials.clientCertificate.enabled && !isExpired(expiresAt(this.su.spec.endDate), now) ? this.certificate : undefined }, () => {
