@@ -47,6 +47,9 @@ Usage: npm start -- [flags]     (or: node src/main.ts [flags])
                                     start when absent; put your own CA there to use it (default:
                                     service-user-operator-ca)
   --crl-configmap NAME              the revocation ledger's head ConfigMap; shards NAME-00…NAME-3f (default: service-user-operator-crl)
+  --crl-owner-budget N              serials one ServiceUser may have on the CRL before its renewal requests
+                                    slow from one a minute to one an hour; serviceuser_crl_entries and the
+                                    ServiceUserCrlBudgetExceeded alert report it (default: 100)
   --ledger-key-secret NAME          the key that MACs token records and status (created on first start
                                     when absent; default: service-user-operator-ledger-key)
   --[no-]create-operator-namespace  create the operator namespace when it does not exist (default: on
@@ -114,6 +117,7 @@ const { values } = parseArgs({
     'operator-namespace': { type: 'string', default: process.env.POD_NAMESPACE ?? 'service-user-operator' },
     'ca-secret': { type: 'string', default: 'service-user-operator-ca' },
     'crl-configmap': { type: 'string', default: 'service-user-operator-crl' },
+    'crl-owner-budget': { type: 'string', default: '100' },
     'ledger-key-secret': { type: 'string', default: 'service-user-operator-ledger-key' },
     'adopt-unsigned-ledger': { type: 'boolean', default: false },
     'create-operator-namespace': { type: 'boolean' },
@@ -188,6 +192,11 @@ const secretTemplateKeys = { refused: templatePrefixes[0]!, allowed: templatePre
 const metricsProblem = values['metrics-bind-address'] === '0' ? undefined : metricsBindingProblem(values['metrics-bind-address'], values['metrics-secure']);
 if (metricsProblem) {
   log.fatal(metricsProblem);
+  process.exit(2);
+}
+const crlOwnerBudget = Number(values['crl-owner-budget']);
+if (!/^[0-9]+$/.test(values['crl-owner-budget']) || crlOwnerBudget < 1) {
+  log.fatal(`--crl-owner-budget must be a positive integer (serials a ServiceUser may have on the CRL), got "${values['crl-owner-budget']}"`);
   process.exit(2);
 }
 if (!!values['verify-tls-cert'] !== !!values['verify-tls-key']) {
@@ -314,6 +323,7 @@ const operator =
         ...(emailSender ? { notices: { sender: emailSender } } : {}),
         caSecretName: values['ca-secret'],
         crlConfigMapName: values['crl-configmap'],
+        crlOwnerBudget,
         ledgerKeySecretName: values['ledger-key-secret'],
         ...(values['adopt-unsigned-ledger'] ? { adoptUnsignedLedger: true } : {}),
         secretTemplateKeys,

@@ -45,6 +45,7 @@ import { roleBindingReconciler, roleReconciler } from './rolebinding/reconcile.t
 import { labels } from './serviceuser/desired.ts';
 import { FirstList } from './controller/first-list.ts';
 import { serviceUserReconciler } from './serviceuser/reconcile.ts';
+import { defaultCrlOwnerBudget } from './serviceuser/certificate.ts';
 import { EndDateRevocations } from './serviceuser/end-date-revocations.ts';
 import { expiresAt, isExpired } from './serviceuser/expiry.ts';
 import { serviceUser } from './api/serviceuser.ts';
@@ -121,6 +122,8 @@ export interface OperatorOptions {
   adoptUnsignedLedger?: boolean;
   /** Which secretTemplate keys reach a Secret (api/secret-template.ts); default: the known copiers' refused. */
   secretTemplateKeys?: TemplateKeyPolicy;
+  /** Serials one ServiceUser may have on the CRL before its renewal requests slow to one an hour (default 100). */
+  crlOwnerBudget?: number;
   /**
    * Create the operator namespace when it does not exist (a local run: in a cluster the
    * operator's own namespace always exists). The CA and the ledger key live there, and
@@ -146,6 +149,8 @@ export interface Operator {
 
 export function startOperator(options: OperatorOptions): Operator {
   const { log, metrics } = options;
+  const crlOwnerBudget = options.crlOwnerBudget ?? defaultCrlOwnerBudget;
+  metrics.crlOwnerBudget.set(crlOwnerBudget);
   const client = new KubeClient(options.kubeConfig, (method, path, status) => {
     const { verbs, group, resource } = requestInfo(method, path, status);
     for (const verb of verbs) metrics.apiRequests.inc({ verb, group, resource, code: String(status) });
@@ -257,6 +262,7 @@ export function startOperator(options: OperatorOptions): Operator {
     await ledger.start();
     authority.ca = ca;
     authority.ledger = ledger;
+    metrics.crlOwners.top = (n) => ledger.topOwners(n);
     firstAttempt();
     const waited = authorityWait !== undefined;
     if (waited) log.info({ secret: `${ns}/${secretName}` }, 'the built-in CA is available: issuing the client certificates that waited');
@@ -305,6 +311,7 @@ export function startOperator(options: OperatorOptions): Operator {
         trust,
         ...(options.secretTemplateKeys ? { templateKeys: options.secretTemplateKeys } : {}),
         endDates,
+        crlOwnerBudget,
         ...(options.crashAfterSecretWrite ? { crashAfterSecretWrite: true } : {}),
         ...(options.notices ? { deliverNotices: noticeDelivery({ sender: options.notices.sender, metrics, log: log.child({ component: 'notices' }), now }) } : {}),
       })),

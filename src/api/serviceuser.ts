@@ -116,7 +116,7 @@ export const tokenSpec = rule(
       .optional()
       .describe('Networks the token may be used from; empty or absent means anywhere.'),
     rotationRequest: request('rotationRequest').describe(
-      'Rotate the token now: any new value (the kubectl plugin writes the current time) issues a new token; the previous one stays valid for gracePeriod. Re-applying the same value does nothing; a value present at creation is recorded without a rotation.',
+      'Rotate the token now: any new value (the kubectl plugin writes the current time) issues a new token; the previous one stays valid for gracePeriod (at most 8 at once: the oldest is revoked). At most one rotation a minute: a value set sooner waits for the minute (condition RequestsThrottled), and the latest one then is acted on. Re-applying the same value does nothing; a value present at creation is recorded without a rotation.',
     ),
   }),
   {
@@ -164,7 +164,7 @@ export const clientCertificateSpec = rule(
     privateKey: privateKey.prefault({}),
     pkcs12: z.boolean().default(true).describe('Also write a PKCS#12 bundle (client.p12) with a generated password.'),
     renewalRequest: request('renewalRequest').describe(
-      'Renew the certificate now: any new value issues a new certificate and revokes the previous one as superseded. Re-applying the same value does nothing; a value present at creation is recorded without a renewal.',
+      'Renew the certificate now: any new value issues a new certificate and revokes the previous one as superseded. At most one renewal a minute (an hour while this user has more serials on the CRL than the operator\'s --crl-owner-budget): a value set sooner waits (condition RequestsThrottled), and the latest one then is acted on. Re-applying the same value does nothing; a value present at creation is recorded without a renewal.',
     ),
   }),
   {

@@ -103,6 +103,11 @@ export class RevocationLedger {
   private foldTimer: NodeJS.Timeout | undefined;
   /** Serials on hold per owner, so setHolds finds an owner's holds without a scan. */
   private readonly holds = new Map<string, Set<string>>();
+  /**
+   * Every serial listed per owner, with how many of the journal and its shard hold it (one
+   * serial in both, mid-fold, is one entry): the per-owner CRL budget reads it without a scan.
+   */
+  private readonly owned = new Map<string, Map<string, number>>();
   private queue: Pending[] = [];
   private draining: Promise<void> | undefined;
   /** Owners with a change queued or being written: their next change cannot be judged from memory. */
@@ -192,6 +197,23 @@ export class RevocationLedger {
       return Promise.reject(err as Error);
     }
     return this.submit({ kind: 'holds', owner, at: new Date(this.now()).toISOString(), want }, owner);
+  }
+
+  /** How many serials the ledger lists for `owner` (namespace/name), from memory. */
+  listedFor(owner: string): number {
+    return this.owned.get(owner)?.size ?? 0;
+  }
+
+  /** The `n` owners with the most serials listed, most first (the per-owner metric). */
+  topOwners(n: number): { owner: string; entries: number }[] {
+    const top: { owner: string; entries: number }[] = [];
+    for (const [owner, serials] of this.owned) {
+      if (top.length === n && serials.size <= top[n - 1]!.entries) continue;
+      top.push({ owner, entries: serials.size });
+      top.sort((a, b) => b.entries - a.entries || a.owner.localeCompare(b.owner));
+      if (top.length > n) top.pop();
+    }
+    return top;
   }
 
   /** Whether the ledger currently lists the serial (revoked or on hold), from memory. */
@@ -673,7 +695,19 @@ export class RevocationLedger {
   private resetShards(count: number): void {
     this.shards = Array.from({ length: count }, () => ({ resourceVersion: undefined, entries: new Map() }));
     this.holds.clear();
+    this.owned.clear();
+    this.journal.entries.forEach((e) => this.own(e, 1));
     this.version++;
+  }
+
+  /** Counts an entry in (1) or out (-1) of its owner's serials. */
+  private own(e: LedgerEntry, delta: 1 | -1): void {
+    let serials = this.owned.get(e.owner);
+    if (!serials) this.owned.set(e.owner, (serials = new Map()));
+    const n = (serials.get(e.serialNumber) ?? 0) + delta;
+    if (n > 0) serials.set(e.serialNumber, n);
+    else serials.delete(e.serialNumber);
+    if (!serials.size) this.owned.delete(e.owner);
   }
 
   /** Replaces shard `index` with a newer version, keeping the owner index of holds in step. */
@@ -689,6 +723,8 @@ export class RevocationLedger {
       set.add(e.serialNumber);
     }
     for (const [owner, set] of this.holds) if (!set.size) this.holds.delete(owner);
+    for (const e of shard.entries.values()) this.own(e, -1);
+    for (const e of map.values()) this.own(e, 1);
     this.shards[index] = { resourceVersion, entries: map };
     this.version++;
   }
@@ -712,7 +748,9 @@ export class RevocationLedger {
 
   private replaceJournal(entries: Map<string, LedgerEntry> | LedgerEntry[], resourceVersion: string | undefined): void {
     if (!newer(resourceVersion, this.journal.resourceVersion)) return;
+    for (const e of this.journal.entries.values()) this.own(e, -1);
     this.journal = { resourceVersion, entries: entries instanceof Map ? entries : new Map(entries.map((e) => [e.serialNumber, e])) };
+    for (const e of this.journal.entries.values()) this.own(e, 1);
     this.version++;
   }
 

@@ -1,11 +1,35 @@
 // Prometheus metrics. Labels carry names, never credentials.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** How many owners serviceuser_crl_entries reports: the largest, so its series stay few at any scale. */
+export const crlTopOwners = 20;
+
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  /** The owners with the most CRL entries, read at each scrape (operator.ts sets it once the ledger loads). */
+  const crlOwners: { top?: (n: number) => { owner: string; entries: number }[] } = {};
   return {
     registry,
+    crlOwners,
+    crlEntries: new Gauge({
+      name: 'serviceuser_crl_entries',
+      help: `Serials the CRL lists for a ServiceUser (namespace/name, deleted ones too, until they expire), for the ${crlTopOwners} users with the most.`,
+      labelNames: ['namespace', 'name'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const { owner, entries } of crlOwners.top?.(crlTopOwners) ?? []) {
+          const [namespace, name] = owner.split('/') as [string, string];
+          this.set({ namespace, name }, entries);
+        }
+      },
+    }),
+    crlOwnerBudget: new Gauge({
+      name: 'serviceuser_crl_owner_budget',
+      help: 'Serials one ServiceUser may have on the CRL (--crl-owner-budget) before its renewal requests slow to one an hour.',
+      registers: [registry],
+    }),
     expiration: new Gauge({
       name: 'serviceuser_expiration_timestamp_seconds',
       help: 'When the service user expires (its end date), as a Unix timestamp; absent without an end date.',

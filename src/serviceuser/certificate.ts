@@ -15,6 +15,7 @@
 import { parseDuration } from '../api/duration.ts';
 import type { ServiceUser } from '../api/serviceuser.ts';
 import type { RevocationReason } from '../credentials/crl.ts';
+import { requestIntervalMs, requestWaitsUntil } from './tokens.ts';
 
 export interface CertificateMaterial {
   certPem: string;
@@ -71,7 +72,7 @@ export interface CertificateRevocation {
 
 export type CertificateDecision =
   | { kind: 'none' }
-  | { kind: 'keep'; certificate: ObservedCertificate; renewalTime: number | undefined }
+  | { kind: 'keep'; certificate: ObservedCertificate; renewalTime: number | undefined; renewalWaits?: number }
   | { kind: 'issue'; reason: 'Missing' | 'Renewal' | 'RenewalRequested' | 'SpecChanged' | 'Replaced' | 'EndDate' | 'Duration' | 'Revoked'; notBefore: number; notAfter: number };
 
 /** Issued certificates start a minute early (clock skew); X.509 times drop the milliseconds. */
@@ -87,12 +88,36 @@ export function renewalTimeOf(notAfter: number, renewBefore: string, endDate: nu
   return notAfter - (parseDuration(renewBefore) ?? 0);
 }
 
+/**
+ * How often a renewalRequest is acted on: once an interval (requestIntervalMs), or once an hour
+ * while the user's entries on the CRL are over their budget (reconcile.ts judges that).
+ */
+export interface RenewalPace {
+  intervalMs: number;
+  /** Why not the usual interval, for a person. */
+  why?: string;
+}
+
+/** Serials one ServiceUser may have on the CRL (--crl-owner-budget) before its renewals slow down. */
+export const defaultCrlOwnerBudget = 100;
+const overBudgetIntervalMs = 3_600_000;
+
+/**
+ * The pace of a user's renewal requests from its entries on the CRL. Over budget they are
+ * slowed, never refused: a renewal is also how a holder answers a leaked key.
+ */
+export function renewalPace(entries: number, budget: number): RenewalPace {
+  if (entries <= budget) return { intervalMs: requestIntervalMs };
+  return { intervalMs: overBudgetIntervalMs, why: `this ServiceUser has ${entries} serials on the CRL, over the budget of ${budget} a user: one renewal an hour until they expire` };
+}
+
 export function decideCertificate(
   su: ServiceUser,
   observed: ObservedCertificate | undefined,
   recorded: RecordedCertificate | undefined,
   now: number,
   endDate: number | undefined,
+  pace: RenewalPace = { intervalMs: requestIntervalMs },
 ): { decision: CertificateDecision; revoke: CertificateRevocation[] } {
   const spec = su.spec.credentials.clientCertificate;
   const revoke: CertificateRevocation[] = [];
@@ -133,12 +158,19 @@ export function decideCertificate(
     revokeRecorded('superseded');
     // A new renewalRequest renews once: not when the Secret already holds another certificate
     // than status records (a crash after the renewal), nor for the first certificate.
-    const requested = spec.renewalRequest !== undefined && spec.renewalRequest !== su.status?.lastRenewalRequest && recorded?.serialNumber === observed.serialNumber;
-    if (requested || pastEnd || tooLong || now >= observed.notAfter || (renewalTime !== undefined && now >= renewalTime)) {
+    const asked = spec.renewalRequest !== undefined && spec.renewalRequest !== su.status?.lastRenewalRequest && recorded?.serialNumber === observed.serialNumber;
+    const needed = pastEnd || tooLong || now >= observed.notAfter || (renewalTime !== undefined && now >= renewalTime);
+    // Each renewal puts a serial on the CRL every consumer downloads: at most one requested
+    // renewal an interval, measured from this certificate's issue (its notBefore, backdated
+    // and cut to the second: the later bound of it). A newer request waits, and the value spec
+    // holds then is the one acted on.
+    const renewalWaits = asked && !needed ? requestWaitsUntil(observed.notBefore + backdateMs + encodingSlackMs, now, pace.intervalMs) : undefined;
+    const requested = asked && renewalWaits === undefined;
+    if (requested || needed) {
       revokeObserved('superseded');
       return issue(requested ? 'RenewalRequested' : pastEnd ? 'EndDate' : tooLong ? 'Duration' : 'Renewal');
     }
-    return { decision: { kind: 'keep', certificate: observed, renewalTime }, revoke };
+    return { decision: { kind: 'keep', certificate: observed, renewalTime, ...(renewalWaits !== undefined ? { renewalWaits } : {}) }, revoke };
   }
   revokeRecorded('superseded');
   revokeObserved('superseded');

@@ -69,6 +69,8 @@ export interface PlacedCertificate {
   issuedBy: CertificateSource;
   /** Issued in this reconcile (for the event), and why. */
   issued?: string;
+  /** A new renewalRequest waits for its interval (certificate.ts): until when, and why if not the usual interval. */
+  renewalWaits?: { until: number; why?: string };
 }
 
 export interface DesiredSecret {
@@ -116,6 +118,27 @@ export function recordablePermissions(grants: Grant[]): { recorded: Grant[]; cut
     recorded.push(grant);
   }
   return { recorded, cut: grants.length - recorded.length };
+}
+
+/**
+ * The RequestsThrottled condition, present only while a request waits (certificate.ts and
+ * tokens.ts bound them to one an interval), and its event when one starts waiting.
+ */
+export function requestsThrottled(
+  spec: ServiceUser['spec']['credentials'],
+  waits: { rotation: number | undefined; renewal: PlacedCertificate['renewalWaits'] },
+  previous: Condition[] | undefined,
+): { condition?: ConditionInput; events: EventRecord[] } {
+  const parts = [
+    waits.rotation !== undefined ? `rotationRequest ${JSON.stringify(spec.token.rotationRequest)} is acted on at ${iso(waits.rotation)}` : undefined,
+    waits.renewal ? `renewalRequest ${JSON.stringify(spec.clientCertificate.renewalRequest)} is acted on at ${iso(waits.renewal.until)}${waits.renewal.why ? ` (${waits.renewal.why})` : ''}` : undefined,
+  ].filter(Boolean);
+  if (!parts.length) return { events: [] };
+  const message = `${parts.join('; ')}: at most one rotation and one renewal a minute are acted on, counted from the current credential's issue; a newer value set meanwhile replaces the waiting one`;
+  const reason = waits.renewal?.why ? 'CrlBudgetExceeded' : 'RequestInterval';
+  const condition: ConditionInput = { type: 'RequestsThrottled', status: 'True', reason, message };
+  const before = previous?.find((c) => c.type === 'RequestsThrottled');
+  return { condition, events: before?.status === 'True' && before.reason === reason ? [] : [{ type: reason === 'CrlBudgetExceeded' ? 'Warning' : 'Normal', reason: 'RequestThrottled', message }] };
 }
 
 export const identityOf = (su: Pick<ServiceUser, 'metadata'>) => `serviceuser:${su.metadata.namespace}:${su.metadata.name}`;
@@ -307,7 +330,8 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
   // certificate.ts renewed for a new renewalRequest (or there was nothing to renew yet): it
   // is handled. cert-manager renews its own certificates (cmctl renew): not recorded there.
   const certificateSpec = spec.credentials.clientCertificate;
-  const lastRenewalRequest = certificateSpec.issuerRef ? previous.lastRenewalRequest : (certificateSpec.renewalRequest ?? previous.lastRenewalRequest);
+  const lastRenewalRequest = certificateSpec.issuerRef || certificate?.renewalWaits ? previous.lastRenewalRequest : (certificateSpec.renewalRequest ?? previous.lastRenewalRequest);
+  const throttled = requestsThrottled(spec.credentials, { rotation: ledger.rotationWaits, renewal: certificate?.renewalWaits }, prevConditions);
   const truncated = permissions.cut > 0;
   const truncatedMessage = `RoleBindings grant ${observed.permissions.length} permissions; status records ${permissions.recorded.length} (at most ${maxPermissions}, the first by account, manager and permission) and verification grants only those: the other ${permissions.cut} are refused. Bind fewer roles or accounts, or split this service user`;
   const previousTruncated = prevConditions?.find((c) => c.type === 'PermissionsTruncated');
@@ -327,7 +351,7 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
   const state = phaseOf({ su, now, expires, warnAt, tokenId: ledger.current?.id, certificate, certificateProblem: problem, secretName, previous: prevConditions, forged: forged || undefined, expiredTokens });
   events.push(...state.events);
   const accounts = accountsAdmission(observed.accounts, spec.accounts, prevConditions);
-  events.push(...accounts.events);
+  events.push(...accounts.events, ...throttled.events);
   const templateKeys = templateAdmission(template.refused, prevConditions);
   events.push(...templateKeys.events);
 
@@ -338,6 +362,7 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
     ledger.nextChange,
     certificate?.renewalTime,
     certificate && !expired ? certificate.notAfter : undefined,
+    certificate?.renewalWaits?.until,
   ].filter((t): t is number => t !== undefined && t > now);
   // An external issuer that is behind is looked at again soon: its progress does not wake us.
   // The built-in CA wakes its waiters itself when it loads; 30 s is only a fallback.
@@ -368,7 +393,7 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
             },
           }
         : {}),
-      conditions: setConditions(prevConditions, [...state.conditions, accounts.condition, templateKeys.condition, permissionsCondition], su.metadata.generation, now),
+      conditions: setConditions(prevConditions, [...state.conditions, accounts.condition, templateKeys.condition, permissionsCondition, ...(throttled.condition ? [throttled.condition] : [])], su.metadata.generation, now),
     }),
   };
 }

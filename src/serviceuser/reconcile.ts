@@ -30,7 +30,7 @@ import { OwnWrites } from '../controller/expectations.ts';
 import { byFriendlyName, bySubject, inNamespace } from '../api/indexes.ts';
 import type { RevocationLedger } from '../authority/revocations.ts';
 import type { Ca } from '../credentials/ca.ts';
-import { builtInRecorded, decideCertificate, renewalTimeOf } from './certificate.ts';
+import { builtInRecorded, decideCertificate, defaultCrlOwnerBudget, renewalPace, renewalTimeOf } from './certificate.ts';
 import { blocker, desired, friendlyNameOf, labels, secretNameOf, type ObservedSecret, type PlacedCertificate } from './desired.ts';
 import { builtInCertificateIn, issueFromCa, observeCertificate, withPkcs12 } from './issuance.ts';
 import { hadCertManagerCertificate, placeFromCertManager, removeCertManagerCertificate, type CertificateProblem } from './cert-manager.ts';
@@ -74,6 +74,8 @@ export interface ServiceUserDeps {
   deliverNotices?: (su: ServiceUser, pending: NoticeStatus[]) => Promise<{ sent: string[]; retryInMs?: number }>;
   /** Revokes the built-in CA's certificates at their user's end date, ahead of the reconcile (end-date-revocations.ts). */
   endDates?: EndDateRevocations;
+  /** Serials one ServiceUser may have on the CRL before its renewal requests slow to one an hour (renewalPace); absent: 100. */
+  crlOwnerBudget?: number;
   /** Test fault: exit the process right after the Secret write, before status records it. */
   crashAfterSecretWrite?: boolean;
 }
@@ -293,13 +295,15 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     // Only serials the built-in CA issued to this user go on its CRL: a cert-manager
     // certificate status still records is the issuer's, whatever issuer name it carries.
     const recorded = builtInRecorded(sealedCertificate(su), observed);
-    const { decision, revoke } = decideCertificate(su, observed, recorded, now, end);
+    const pace = renewalPace(ledger.listedFor(owner), deps.crlOwnerBudget ?? defaultCrlOwnerBudget);
+    const { decision, revoke } = decideCertificate(su, observed, recorded, now, end, pace);
     await ledger.revoke(owner, revoke);
     let placed: PlacedCertificate | undefined;
     if (decision.kind === 'keep') {
       const c = decision.certificate;
       // trusted: signed by the CA for this identity, with its key — issued here to this user.
       placed = { material: await withPkcs12(c.material, su), serialNumber: c.serialNumber, notBefore: c.notBefore, notAfter: c.notAfter, issuer: c.issuer, sha256: c.sha256, renewalTime: decision.renewalTime, issuedBy: 'BuiltInCA' };
+      if (decision.renewalWaits !== undefined) placed.renewalWaits = { until: decision.renewalWaits, ...(pace.why ? { why: pace.why } : {}) };
     } else if (decision.kind === 'issue') {
       const issued = await issueFromCa(ca, su, decision);
       placed = { ...issued, material: await withPkcs12(issued.material, su), renewalTime: renewalTimeOf(issued.notAfter, su.spec.credentials.clientCertificate.renewBefore, end), issuedBy: 'BuiltInCA', issued: decision.reason };

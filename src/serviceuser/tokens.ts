@@ -31,12 +31,37 @@ export const tokenAnnotations = {
   tokenMac: tokenMacAnnotation,
 } as const;
 
-export type RevocationReason = 'Rotated' | 'GracePeriodEnded' | 'RevokedBySpec' | 'Expired' | 'SecretDeleted' | 'SecretTampered' | 'TokenDisabled' | 'Deleted' | 'NotCurrent';
+export type RevocationReason = 'Rotated' | 'GracePeriodEnded' | 'RevokedBySpec' | 'Expired' | 'SecretDeleted' | 'SecretTampered' | 'TokenDisabled' | 'Deleted' | 'NotCurrent' | 'GraceCapped';
 
 export const iso = (ms: number) => new Date(ms).toISOString().replace(/\.000Z$/, 'Z');
 
 /** How many revoked records status keeps (the latest), beside every live one. */
 const keptRevoked = 20;
+
+/**
+ * The least time between two acted-on requests of one kind (rotationRequest here,
+ * renewalRequest in certificate.ts), measured from the current credential's issue: a newer
+ * request within it waits, and the latest one then is acted on (coalesced), never dropped.
+ */
+export const requestIntervalMs = 60_000;
+
+/**
+ * How many rotated-out tokens stay valid at once. Scheduled rotation alone keeps at most one
+ * (gracePeriod < rotateEvery); each requested rotation adds one for gracePeriod. Past the cap
+ * the oldest is revoked (GraceCapped): every token in grace is a live credential, and status
+ * (at most 512 records) must never refuse a write that records a new one.
+ */
+export const maxGraceTokens = 8;
+
+/**
+ * When a request asked at `now` may be acted on, given when the credential it replaces was
+ * issued; undefined: at once. An issue time far ahead of this clock (more than the interval:
+ * not a replica's skew) does not hold anything back.
+ */
+export function requestWaitsUntil(issuedAt: number, now: number, intervalMs: number): number | undefined {
+  const opens = issuedAt + intervalMs;
+  return now < opens && issuedAt <= now + intervalMs ? opens : undefined;
+}
 
 export interface TokenLedgerInput {
   now: number;
@@ -69,6 +94,8 @@ export interface TokenLedger {
   nextChange: number | undefined;
   /** The rotation request now handled. */
   lastRotationRequest: string | undefined;
+  /** A newer rotationRequest waits for the interval: when it is acted on. */
+  rotationWaits: number | undefined;
   /** What was read without a valid MAC and not honoured, said for a person; undefined when nothing. */
   forged: string | undefined;
 }
@@ -134,7 +161,8 @@ export function tokenLedger(input: TokenLedgerInput): TokenLedger {
     delete t.validUntil;
     revocations.push({ id: t.id, reason });
     // The end date's revocations are told by one Expired event (phase.ts), not one each.
-    if (reason !== 'Expired') events.push({ type: reason === 'Rotated' || reason === 'GracePeriodEnded' ? 'Normal' : 'Warning', reason: 'TokenRevoked', message: `token ${t.id} revoked: ${reason}` });
+    const why = reason === 'GraceCapped' ? ` (at most ${maxGraceTokens} rotated-out tokens stay valid at once; the oldest goes first)` : '';
+    if (reason !== 'Expired') events.push({ type: reason === 'Rotated' || reason === 'GracePeriodEnded' ? 'Normal' : 'Warning', reason: 'TokenRevoked', message: `token ${t.id} revoked: ${reason}${why}` });
   };
   const live = () => tokens.filter((t) => t.state === 'Active' || t.state === 'Grace');
 
@@ -199,7 +227,11 @@ export function tokenLedger(input: TokenLedgerInput): TokenLedger {
   if (current && inSecret?.honoured && inSecret.id === current.id && requested !== undefined && inSecret.rotationRequest === requested) handled = requested;
   const every = spec.rotateEvery ? parseDuration(spec.rotateEvery) : undefined;
   const due = current && every !== undefined && current.createdAt + every <= now;
-  const asked = requested !== undefined && requested !== handled;
+  let asked = requested !== undefined && requested !== handled;
+  // At most one requested rotation an interval: a newer request waits (not recorded as
+  // handled), and whatever value spec holds when the interval ends is the one acted on.
+  const rotationWaits = current && asked && !due ? requestWaitsUntil(current.createdAt, now, requestIntervalMs) : undefined;
+  if (rotationWaits !== undefined) asked = false;
   if (current && (due || asked)) {
     const old = tokens.find((t) => t.id === current!.id)!;
     old.state = 'Grace';
@@ -221,7 +253,10 @@ export function tokenLedger(input: TokenLedgerInput): TokenLedger {
     events.push({ type: 'Normal', reason: 'TokenIssued', message: `token ${fresh.id} issued into Secret ${secretName}` });
   }
 
-  // 5. Keep the ledger bounded: live tokens and the latest revocations.
+  // 5. Keep the ledger bounded: at most maxGraceTokens in grace (the oldest revoked first),
+  // the live tokens and the latest revocations.
+  const inGrace = tokens.filter((t) => t.state === 'Grace').sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  for (const t of inGrace.slice(0, Math.max(0, inGrace.length - maxGraceTokens))) revoke(t, 'GraceCapped', now);
   const revoked = tokens.filter((t) => t.state === 'Revoked').sort((a, b) => (b.revokedAt ?? '').localeCompare(a.revokedAt ?? ''));
   const keep = new Set([...live(), ...revoked.slice(0, keptRevoked)]);
   tokens = tokens.filter((t) => keep.has(t));
@@ -249,6 +284,7 @@ export function tokenLedger(input: TokenLedgerInput): TokenLedger {
   const upcoming = [
     current && every !== undefined ? current.createdAt + every : undefined,
     ...tokens.filter((t) => t.state === 'Grace' && t.validUntil).map((t) => Date.parse(t.validUntil!)),
+    rotationWaits,
   ].filter((t): t is number => t !== undefined && t > now);
   return {
     tokens: tokens.map((t) => signToken(trust.ring, uid, t)),
@@ -258,6 +294,7 @@ export function tokenLedger(input: TokenLedgerInput): TokenLedger {
     revocations,
     nextChange: upcoming.length ? Math.min(...upcoming) : undefined,
     lastRotationRequest: handled,
+    rotationWaits,
     forged: problems.length ? problems.join('; ') : undefined,
   };
 }

@@ -101,9 +101,9 @@ describe('the Grafana dashboard', () => {
     expect(dashboardMap.metadata?.labels?.grafana_dashboard).toBe('1');
   });
 
-  it('shows users by phase, time to expiry, issuance and verification rates, queue depth and reconcile errors', () => {
+  it('shows users by phase, time to expiry, issuance and verification rates, queue depth, reconcile errors and CRL entries by user', () => {
     const exprs = dashboard.panels.flatMap((p) => p.targets.map((t) => t.expr)).join('\n');
-    for (const metric of ['serviceuser_info', 'serviceuser_expiration_timestamp_seconds', 'serviceuser_tokens_issued_total', 'serviceuser_verifications_total', 'serviceuser_operator_workqueue_depth', 'serviceuser_operator_reconcile_total']) {
+    for (const metric of ['serviceuser_info', 'serviceuser_expiration_timestamp_seconds', 'serviceuser_tokens_issued_total', 'serviceuser_verifications_total', 'serviceuser_operator_workqueue_depth', 'serviceuser_operator_reconcile_total', 'serviceuser_crl_entries']) {
       expect(exprs, metric).toContain(metric);
     }
   });
@@ -136,6 +136,8 @@ describe('what the alerts and dashboard read', () => {
     metrics.verifications.inc({ endpoint: 'tokenreview', result: 'authenticated' });
     metrics.apiRequests.inc({ verb: 'get', group: '', resource: 'secrets', code: '200' });
     metrics.tokensRevoked.inc({ reason: 'Rotated' });
+    metrics.crlOwners.top = () => [{ owner: 'ci/a', entries: 3 }];
+    metrics.crlOwnerBudget.set(100);
     const exposition = await metrics.registry.metrics();
     const r = await run(promtool, ['check', 'metrics'], exposition);
     // Lint findings from the operator's own series would print "<name> <problem>"; Node's

@@ -193,7 +193,7 @@ describe('the ledger cannot be forged', () => {
 });
 
 describe('rotation and renewal on demand', () => {
-  it('a value at creation is recorded without a rotation; a new value rotates the token (with grace) and renews the certificate once', async () => {
+  it('a value at creation is recorded without a rotation; a new value rotates the token (with grace) and renews the certificate once', { timeout: 240_000 }, async () => {
     await k().createServiceUser('rotor', { email: 'ops@example.com', accounts: ['acme'], credentials: { token: { rotationRequest: 'r0', gracePeriod: '1h' }, clientCertificate: { renewalRequest: 'c0' } } });
     const first = await credentials(home.name, 'rotor');
     const created = statusOf(await k().serviceUser('rotor'));
@@ -201,8 +201,9 @@ describe('rotation and renewal on demand', () => {
     expect(created.tokens).toHaveLength(1);
     const oldSerial = created.certificate!.serialNumber;
 
+    // Acted on once the minute since the first token and certificate has passed (one of each a minute).
     await k().patchServiceUser('rotor', { credentials: { token: { rotationRequest: 'r1' }, clientCertificate: { renewalRequest: 'c1' } } });
-    const rotated = await k().waitFor('rotor', 'rotated and renewed', (o) => statusOf(o).lastRotationRequest === 'r1' && statusOf(o).lastRenewalRequest === 'c1' && statusOf(o).certificate?.serialNumber !== oldSerial);
+    const rotated = await k().waitFor('rotor', 'rotated and renewed', (o) => statusOf(o).lastRotationRequest === 'r1' && statusOf(o).lastRenewalRequest === 'c1' && statusOf(o).certificate?.serialNumber !== oldSerial, 150_000);
     expect(statusOf(rotated).tokens!.map((x) => x.state).sort()).toEqual(['Active', 'Grace']);
     const second = decodeSecret((await k().secret('rotor-credentials'))!);
     expect(second.token).not.toBe(first.token);

@@ -6,7 +6,8 @@ import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { afterAll, describe, expect, it } from 'vitest';
 import { serviceUser } from '../../src/api/serviceuser.ts';
-import { KubeClient } from '../../src/controller/kube.ts';
+import { KubeClient, resourcePath } from '../../src/controller/kube.ts';
+import { resources } from '../../src/api/resources.ts';
 import { verifyToken } from '../../src/verify/verdict.ts';
 import { eventually, kubeConfig, useNamespace } from '../kube.ts';
 import { api, decodeSecret, useOperatorProcesses } from '../operator.ts';
@@ -72,6 +73,27 @@ describe('the operator process', () => {
     expect(log).toContain('test fault: exiting between the Secret write and the status write');
     expect(log).not.toContain(token);
     expect(findSecrets(log)).toEqual([]);
+  });
+
+  it('--crl-owner-budget is exported for the alert, beside each user\'s serials on the CRL; a bad value is refused naming the flag', async () => {
+    const port = await freePort();
+    const child = processes.start(['--metrics-bind-address', `127.0.0.1:${port}`, '--health-probe-bind-address', '0', '--verify-bind-address', '0', '--crl-owner-budget', '7'], { output });
+    await k.createServiceUser('departed', { email: 'ops@example.com', accounts: ['acme'] });
+    await k.waitFor('departed', 'Active with a certificate', (o) => !!o.status?.certificate && (o.status as { phase?: string }).phase === 'Active', 30_000);
+    // Deleted: its certificate goes on the CRL (cessationOfOperation), counted under its name.
+    await client.request('DELETE', resourcePath(resources.serviceUsers, ns.name, 'departed'));
+    const metrics = await eventually('the CRL entries metric', async () => {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      return text.includes(`serviceuser_crl_entries{namespace="${ns.name}",name="departed"} 1`) ? text : undefined;
+    }, 30_000);
+    expect(metrics).toContain('serviceuser_crl_owner_budget 7');
+    child.kill('SIGTERM');
+    expect(((await once(child, 'exit')) as [number])[0]).toBe(0);
+
+    const refused: string[] = [];
+    const bad = processes.start(['--crl-owner-budget', 'lots'], { output: refused });
+    expect(((await once(bad, 'exit')) as [number])[0]).toBe(2);
+    expect(refused.join('')).toContain('--crl-owner-budget must be a positive integer (serials a ServiceUser may have on the CRL), got \\"lots\\"');
   });
 
   it('--log-format text prints a line a person reads, with the same fields; a bad value is refused naming the flag', async () => {

@@ -280,6 +280,31 @@ describe('the journal', () => {
     expect(crl.text).not.toContain('Certificate Hold');
   });
 
+  it('counts each owner’s serials once, in the journal, mid-fold and in the shards, on every replica (the per-owner CRL budget)', async () => {
+    const l = ledger('jowner', { journal: { foldIdleMs: 1_000 } });
+    await l.start();
+    const follower = ledger('jowner');
+    await follower.start();
+    await follow(follower);
+    const mine = Array.from({ length: 6 }, () => randomSerial());
+    for (const s of mine) await revokeOne(l, 'o/churner', s);
+    await revokeOne(l, 'o/quiet', randomSerial());
+    // A hold is on the CRL too (written to its shard); a serial revoked twice is one entry.
+    await l.setHolds('o/quiet', [{ serialNumber: randomSerial(), notAfter: inAWeek() }]);
+    await revokeOne(l, 'o/churner', mine[0]!);
+    expect(l.journalSize).toBe(7);
+    expect(l.listedFor('o/churner')).toBe(6);
+    expect(l.listedFor('o/quiet')).toBe(2);
+    expect(l.listedFor('o/nobody')).toBe(0);
+    expect(l.topOwners(1)).toEqual([{ owner: 'o/churner', entries: 6 }]);
+    await eventually('the journal folded', async () => (l.journalSize === 0 ? true : undefined));
+    expect(l.topOwners(5)).toEqual([{ owner: 'o/churner', entries: 6 }, { owner: 'o/quiet', entries: 2 }]);
+    await eventually('the other replica counts the same', async () => (follower.journalSize === 0 && follower.listedFor('o/churner') === 6 && follower.listedFor('o/quiet') === 2 ? true : undefined));
+    const fresh = ledger('jowner');
+    await fresh.start();
+    expect(fresh.topOwners(5)).toEqual([{ owner: 'o/churner', entries: 6 }, { owner: 'o/quiet', entries: 2 }]);
+  });
+
   it('two replicas writing small batches into the journal at once lose none of each other’s entries', { timeout: 300_000 }, async () => {
     const a = ledger('jshared', { journal: { foldAt: 40, foldIdleMs: 3_600_000 } });
     const b = ledger('jshared', { journal: { foldAt: 40, foldIdleMs: 3_600_000 } });

@@ -8,7 +8,8 @@
 // shipped RBAC (config/rbac), which grants neither bind nor use.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { request } from 'node:https';
 import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -482,5 +483,56 @@ describe('secretTemplate keys that have other controllers copy the Secret', () =
     // The key dropped from the spec, the all-clear.
     await admin.mergePatch(resourcePath(resources.serviceUsers, b.name, 'replicated'), { spec: { credentials: { secretTemplate: { annotations: { [replicateTo]: null } } } } });
     await inB().waitFor('replicated', 'SecretTemplateAdmitted True', (o) => condition(o, 'SecretTemplateAdmitted')?.status === 'True');
+  });
+});
+
+describe('a tenant\'s requests are bounded (issue 22 item 4)', () => {
+  const mallory = person('mallory');
+  const name = 'churner';
+  const dir = mkdtempSync(path.join(tmpdir(), 'tenancy-crl-'));
+  const run = (cmd: string, args: string[]) =>
+    new Promise<{ ok: boolean; out: string }>((resolve) => execFile(cmd, args, { encoding: 'utf8', timeout: 30_000, maxBuffer: 64 << 20 }, (error, out, err) => resolve({ ok: !error, out: out + err })));
+  /** The serials the CRL lists, as a consumer gets it: curl from /v1/crl, read and verified by openssl. */
+  async function crlSerials(): Promise<Set<string>> {
+    const ca = path.join(dir, 'ca.crt');
+    writeFileSync(ca, operator.authority.ca.certPem);
+    const crl = path.join(dir, 'crl.pem');
+    expect((await run('curl', ['-sS', '-m', '10', '--cacert', ca, '-o', crl, `https://127.0.0.1:${port}/v1/crl`])).ok).toBe(true);
+    const text = await run('openssl', ['crl', '-in', crl, '-noout', '-text', '-CAfile', ca, '-verify']);
+    expect(text.out).toContain('verify OK');
+    return new Set([...text.out.matchAll(/Serial Number: ([0-9A-F]+)/g)].map((m) => m[1]!));
+  }
+
+  beforeAll(async () => {
+    // mallory edits namespace B with Kubernetes' own edit role; the ServiceUser is there already.
+    await admin.request('POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${b.name}/rolebindings`, {
+      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'mallory-edit' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'edit' }, subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: 'mallory' }],
+    });
+    await post('serviceUsers', b.name, JSON.parse(serviceUserJson(name, [shared])) as object);
+  });
+
+  it('attack: a namespace editor firing 40 rotation and renewal requests in seconds adds a serial to the CRL and a token in grace at most once a minute; the last request is still acted on', { timeout: 600_000 }, async () => {
+    await inB().waitFor(name, 'Active with a certificate', (o) => statusOf(o).phase === 'Active' && !!o.status?.certificate, 60_000);
+    const before = await crlSerials();
+    const requests = 40;
+    const started = Date.now();
+    for (let i = 1; i <= requests; i++) {
+      const body = { spec: { credentials: { token: { rotationRequest: `r${i}` }, clientCertificate: { renewalRequest: `r${i}` } } } };
+      const r = await kubectl(['patch', 'serviceusers.serviceusers.dev', name, '-n', b.name, '--type', 'merge', '-p', JSON.stringify(body), ...mallory]);
+      expect(r.ok, r.err).toBe(true);
+    }
+    // Never dropped: the latest value of each is acted on, once the minute since the last allows.
+    const done = await inB().waitFor(name, 'the last requests acted on', (o) => o.status?.lastRotationRequest === `r${requests}` && o.status?.lastRenewalRequest === `r${requests}`, 300_000);
+    // At most one of each a minute from the first request to the last one acted on.
+    const bound = Math.floor((Date.now() - started) / 60_000) + 1;
+    const added = [...(await crlSerials())].filter((s) => !before.has(s));
+    const tokens = (done.status?.tokens ?? []) as { state: string }[];
+    expect(added.length).toBeGreaterThanOrEqual(1);
+    expect(added.length, `serials added to the CRL by ${requests} renewal requests`).toBeLessThanOrEqual(bound);
+    expect(tokens.filter((t) => t.state === 'Grace').length, `tokens in grace after ${requests} rotation requests`).toBeLessThanOrEqual(bound);
+    expect(condition(done, 'RequestsThrottled')).toBeUndefined();
+    const events = await inB().events(name);
+    expect(events.some((e) => e.reason === 'RequestThrottled' && e.message.includes('at most one rotation and one renewal a minute'))).toBe(true);
   });
 });

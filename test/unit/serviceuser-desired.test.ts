@@ -8,7 +8,7 @@ import { verifyToken } from '../../src/verify/verdict.ts';
 import { expiresAt, isExpired } from '../../src/serviceuser/expiry.ts';
 import { newLedgerKey, type KeyRing } from '../../src/credentials/mac.ts';
 import { tokenWithId } from '../forge.ts';
-import { decideCertificate } from '../../src/serviceuser/certificate.ts';
+import { decideCertificate, renewalPace } from '../../src/serviceuser/certificate.ts';
 
 const key = newLedgerKey();
 const ring: KeyRing = { current: key, keys: [key] };
@@ -474,6 +474,115 @@ describe('rotation and renewal on demand', () => {
     expect(decideCertificate(su, undefined, undefined, t0, undefined).decision).toMatchObject({ kind: 'issue', reason: 'Missing' });
     const w = new World(user({ credentials: { clientCertificate: { renewalRequest: 'r1' } } }));
     expect(w.step(t0).status.lastRenewalRequest).toBe('r1');
+  });
+});
+
+describe('requests bounded (issue 22 item 4)', () => {
+  const minute = 60_000;
+  const grace = (w: World) => (w.su.status?.tokens ?? []).filter((t) => t.state === 'Grace');
+  const throttled = (plan: Desired) => plan.status.conditions?.find((c) => c.type === 'RequestsThrottled');
+
+  it('rotation requests: one a minute from the current token, the newer ones coalesced and the latest acted on when the minute ends', () => {
+    const w = new World(user({ credentials: { token: { gracePeriod: '2h' } } }));
+    w.step(t0);
+    const start = t0 + hour;
+    // Forty requests, one a second: the first is acted on at once (the token is an hour old).
+    const plans = Array.from({ length: 40 }, (_, i) => {
+      w.edit({ credentials: { token: { gracePeriod: '2h', rotationRequest: `r${i}` } } });
+      return w.step(start + i * 1000);
+    });
+    expect(w.issued).toHaveLength(2);
+    expect(plans[0]!.status.lastRotationRequest).toBe('r0');
+    expect(throttled(plans[0]!)).toBeUndefined();
+    // The others wait for the minute since r0's token, recorded as not handled yet.
+    const waiting = plans[39]!;
+    expect(waiting.status.lastRotationRequest).toBe('r0');
+    expect(throttled(waiting)).toMatchObject({ status: 'True', reason: 'RequestInterval', message: expect.stringContaining(`rotationRequest "r39" is acted on at ${new Date(start + minute).toISOString().replace('.000Z', 'Z')}`) });
+    expect(waiting.requeueAfterMs).toBe(minute - 39_000);
+    // One RequestThrottled event when they start waiting, not one a request.
+    expect(plans.flatMap((p) => p.events).filter((e) => e.reason === 'RequestThrottled')).toHaveLength(1);
+    // The minute ends: the latest value is acted on, once.
+    const acted = w.step(start + minute);
+    expect(w.issued).toHaveLength(3);
+    expect(acted.status.lastRotationRequest).toBe('r39');
+    expect(throttled(acted)).toBeUndefined();
+    expect(acted.events).toContainEqual(expect.objectContaining({ reason: 'TokenRotated', message: expect.stringContaining('"r39"') }));
+    expect(grace(w)).toHaveLength(2);
+    expect(w.step(start + 2 * minute).events).toEqual([]);
+  });
+
+  it('a scheduled rotation due meanwhile is not held back, and it answers the waiting request', () => {
+    const w = new World(user({ credentials: { token: { rotateEvery: '2h', gracePeriod: '1h' } } }));
+    w.step(t0);
+    w.edit({ credentials: { token: { rotateEvery: '2h', gracePeriod: '1h', rotationRequest: 'a' } } });
+    w.step(t0 + 2 * hour - 30_000);
+    w.edit({ credentials: { token: { rotateEvery: '2h', gracePeriod: '1h', rotationRequest: 'b' } } });
+    expect(throttled(w.step(t0 + 2 * hour - 20_000))).toMatchObject({ status: 'True' });
+    const due = w.step(t0 + 4 * hour - 30_000);
+    expect(due.status.lastRotationRequest).toBe('b');
+    expect(w.issued).toHaveLength(3);
+  });
+
+  it('at most 8 tokens in grace: the oldest is revoked (GraceCapped), and status stays far below its 512 records', () => {
+    const w = new World(user({ credentials: { token: { gracePeriod: '720h' } } }));
+    w.step(t0);
+    const tokens = [w.token!];
+    let last: Desired | undefined;
+    for (let i = 1; i <= 600; i++) {
+      w.edit({ credentials: { token: { gracePeriod: '720h', rotationRequest: `r${i}` } } });
+      last = w.step(t0 + i * minute);
+      tokens.push(w.token!);
+    }
+    expect(w.issued).toHaveLength(601);
+    expect(grace(w)).toHaveLength(8);
+    expect(w.su.status!.tokens!.length).toBeLessThanOrEqual(1 + 8 + 20);
+    expect(serviceUserStatus.safeParse(w.su.status).success).toBe(true);
+    expect(last!.events).toContainEqual(expect.objectContaining({ type: 'Warning', reason: 'TokenRevoked', message: expect.stringContaining('GraceCapped (at most 8 rotated-out tokens stay valid at once') }));
+    expect(last!.revocations).toEqual([{ id: expect.any(String), reason: 'GraceCapped' }]);
+    // The eight latest rotated-out tokens still verify; the ninth latest does not.
+    const now = t0 + 600 * minute;
+    for (const t of tokens.slice(-9, -1)) expect(verifyToken(w.su, t, now)).toMatchObject({ active: true });
+    expect(verifyToken(w.su, tokens.at(-10)!, now)).toEqual({ active: false, reason: 'token revoked' });
+  });
+
+  const cert = (issuedAt: number) => ({ material: { certPem: '', keyPem: '', caPem: '' }, serialNumber: 'ab01', notBefore: issuedAt - minute, notAfter: issuedAt + 2160 * hour, issuer: 'CN=ca', sha256: 'ab'.repeat(32), trusted: true, matchesSpec: true });
+  const asking = (request: string) =>
+    user({ credentials: { clientCertificate: { renewalRequest: request } } }, { status: { lastRenewalRequest: 'r0', certificate: { serialNumber: 'ab01', notBefore: 'x', notAfter: '2030-01-01T00:00:00Z', issuer: 'CN=ca' } } });
+
+  it('renewal requests: one a minute from the certificate\'s issue; one due by schedule is not held back', () => {
+    const su = asking('r1');
+    const recorded = su.status!.certificate;
+    // Issued 20 s ago: the request waits 40 s (and the second X.509 times cut off), nothing is revoked meanwhile.
+    expect(decideCertificate(su, cert(t0 - 20_000), recorded, t0, undefined)).toEqual({ decision: expect.objectContaining({ kind: 'keep', renewalWaits: t0 + 41_000 }), revoke: [] });
+    // The minute over: renewed, the old serial superseded.
+    expect(decideCertificate(su, cert(t0 - minute - 1000), recorded, t0, undefined).decision).toMatchObject({ kind: 'issue', reason: 'RenewalRequested' });
+    // Its renewal time passed: renewed whatever the request's pace (the request answered with it).
+    const old = cert(t0 - 20_000);
+    expect(decideCertificate(su, { ...old, notAfter: t0 + hour }, recorded, t0, undefined).decision).toMatchObject({ kind: 'issue', reason: 'RenewalRequested' });
+    expect(decideCertificate(asking('r0'), { ...old, notAfter: t0 + hour }, recorded, t0, undefined).decision).toMatchObject({ kind: 'issue', reason: 'Renewal' });
+    // Over the CRL budget: once an hour, and the pace says why.
+    const pace = renewalPace(101, 100);
+    expect(pace).toEqual({ intervalMs: hour, why: expect.stringContaining('101 serials on the CRL, over the budget of 100') });
+    expect(renewalPace(100, 100)).toEqual({ intervalMs: minute });
+    expect(decideCertificate(su, cert(t0 - 30 * minute), recorded, t0, undefined, pace).decision).toMatchObject({ kind: 'keep', renewalWaits: t0 + 30 * minute + 1000 });
+  });
+
+  it('a waiting renewal request is not recorded as handled, says when it is acted on, and wakes the user then', () => {
+    const w = new World(asking('r1'));
+    w.certificate = { ...w.certificate!, renewalWaits: { until: t0 + 40_000 } };
+    const plan = w.step(t0);
+    expect(plan.status.lastRenewalRequest).toBe('r0');
+    expect(throttled(plan)).toMatchObject({ reason: 'RequestInterval', message: expect.stringContaining('renewalRequest "r1" is acted on at 2027-01-01T00:00:40Z') });
+    expect(plan.requeueAfterMs).toBe(40_000);
+    w.certificate = { ...w.certificate, renewalWaits: { until: t0 + hour, why: 'over the budget' } };
+    const over = w.step(t0 + 1000);
+    expect(throttled(over)).toMatchObject({ reason: 'CrlBudgetExceeded', message: expect.stringContaining('(over the budget)') });
+    expect(over.events).toContainEqual(expect.objectContaining({ type: 'Warning', reason: 'RequestThrottled' }));
+    const { renewalWaits: _, ...placed } = w.certificate;
+    w.certificate = { ...placed, serialNumber: 'cd02', issued: 'RenewalRequested' };
+    const renewed = w.step(t0 + hour);
+    expect(renewed.status.lastRenewalRequest).toBe('r1');
+    expect(throttled(renewed)).toBeUndefined();
   });
 });
 
