@@ -244,61 +244,144 @@ export interface CertManagerInput {
   endDate: number | undefined;
 }
 
-export async function placeFromCertManager(
-  deps: { client: KubeClient; fieldManager: string },
-  input: CertManagerInput,
-): Promise<{ placed?: PlacedCertificate; problem?: CertificateProblem }> {
+type Placement = { placed?: PlacedCertificate; problem?: CertificateProblem };
+
+/** What one placement decides from: the input, and the client to look things up with. */
+interface Context extends CertManagerInput {
+  client: KubeClient;
+}
+
+/** A certificate the spec allows now (see fits). */
+const fitting = (ctx: Context, issued: ReturnType<typeof issuedIn>) =>
+  issued && fits(ctx.su, { notBefore: issued.facts.notBefore.getTime(), notAfter: issued.facts.notAfter.getTime() }, ctx.now, ctx.endDate) ? issued : undefined;
+
+/** Recorded under our seal as cert-manager's: vetted when it was placed. */
+const alreadyPlaced = (ctx: Context, issued: Issued) => ctx.recorded?.sha256 === issued.facts.sha256 && ctx.recorded.issuedBy !== 'BuiltInCA';
+
+/** Why `issued` may not be placed, or undefined: it must name this user and be cert-manager's answer to our Certificate. */
+async function vet(ctx: Context, issued: Issued, certificate: KubeObject | undefined): Promise<CertificateProblem | undefined> {
+  const { su } = ctx;
+  if (alreadyPlaced(ctx, issued)) return undefined;
+  if (!namesUser(issued, su)) return notIssuedForUser(su, issued, `does not name ${identityOf(su)} or does not match the key beside it`);
+  if (!certificate || !(await requestedByUs(ctx.client, su, certificate, issued))) {
+    const ref = su.spec.credentials.clientCertificate.issuerRef!;
+    return notIssuedForUser(su, issued, `is not one cert-manager issued for Certificate ${certificateNameOf(su)} from ${ref.kind} ${ref.name}`);
+  }
+  return undefined;
+}
+
+/** What the ServiceUser's Secret holds, if status recorded it under our seal: kept while cert-manager replaces one that does not fit. */
+function recordedInOurs(ctx: Context): Issued | undefined {
+  const ours = issuedIn(ctx.ourSecretRaw ? ({ metadata: { name: '' }, data: ctx.ourSecretRaw } as KubeObject) : undefined);
+  return ours && alreadyPlaced(ctx, ours) ? fitting(ctx, ours) : undefined;
+}
+
+async function place(ctx: Context, issued: Issued, renewalTime: number | undefined): Promise<Placement> {
+  const { su, ourSecretRaw } = ctx;
+  let material = issued.material;
+  // The same certificate as before keeps its bundle and password.
+  if (ourSecretRaw && ourSecretRaw['tls.crt'] === issued.raw && ourSecretRaw['client.p12']) {
+    const password = ourSecretRaw['client.p12.password'] ?? ourSecretRaw.SM_CLIENT_CERT_PASSWORD;
+    if (password) material = { ...material, p12: Buffer.from(ourSecretRaw['client.p12'], 'base64'), p12Password: Buffer.from(password, 'base64').toString('utf8') };
+  }
+  const { facts } = issued;
+  return {
+    placed: {
+      material: await withPkcs12(material, su),
+      serialNumber: facts.serialNumber,
+      notBefore: facts.notBefore.getTime(),
+      notAfter: facts.notAfter.getTime(),
+      issuer: facts.issuer,
+      sha256: facts.sha256,
+      renewalTime,
+      issuedBy: 'CertManager',
+      ...(ourSecretRaw?.['tls.crt'] !== issued.raw ? { issued: 'cert-manager' } : {}),
+    },
+  };
+}
+
+/**
+ * The last hour before the end date: ask for nothing more (the Certificate goes, so nothing
+ * renews past it); what was issued serves if it ends by then. Vetted before the Certificate
+ * goes, since its requests go with it.
+ */
+async function lastHour(ctx: Context, current: KubeObject | undefined): Promise<Placement> {
+  const { client, su } = ctx;
+  const secret = await getIfPresent(client, `${secretsPath(su.metadata.namespace!)}/${encodeURIComponent(issuedSecretNameOf(su))}`);
+  const candidate = isOwnedBy(secret, su.metadata.uid) ? fitting(ctx, issuedIn(secret)) : undefined;
+  const vetted = candidate && !(await vet(ctx, candidate, current)) ? candidate : undefined;
+  if (current) await deleteCertificate(client, su);
+  const issued = vetted ?? recordedInOurs(ctx);
+  if (issued) return place(ctx, issued, undefined);
+  return {
+    problem: {
+      reason: 'EndDateTooNear',
+      message: `the end date ${new Date(ctx.endDate!).toISOString()} is less than ${(minimumDurationMs + issuanceMarginMs) / 60_000} minutes away and cert-manager issues nothing shorter than an hour: no certificate is requested; extend spec.endDate, or use the built-in CA (issuerRef: null)`,
+    },
+  };
+}
+
+/** Our Certificate as the spec wants it: created, or rewritten when it must be (mustRewrite); else a problem. */
+async function upkeep(deps: { client: KubeClient; fieldManager: string }, ctx: Context, current: KubeObject | undefined, duration: number, issuedNow: Issued | undefined): Promise<{ certificate: KubeObject } | { problem: CertificateProblem }> {
   const { client, fieldManager } = deps;
-  const { su, ourSecretRaw, recorded, now, endDate } = input;
+  const { su } = ctx;
+  const ns = su.metadata.namespace!;
+  try {
+    const want = certificateFor(su, duration).toJSON() as KubeObject;
+    if (!current) {
+      const created = await createUnlessPresent(client, certificatesPath(ns), want, fieldManager);
+      if (!isOwnedBy(created, su.metadata.uid)) {
+        return { problem: { reason: 'CertificateNotOwned', message: `cert-manager Certificate ${certificateNameOf(su)} was created by ${ownerOf(created)} just now, not by this ServiceUser; it is left untouched: delete it or rename the ServiceUser` } };
+      }
+      return { certificate: created };
+    }
+    if (mustRewrite(current, want, su, !!issuedNow && !fitting(ctx, issuedNow))) {
+      return { certificate: await applyOurs(client, `${certificatesPath(ns)}/${encodeURIComponent(certificateNameOf(su))}`, want, fieldManager) };
+    }
+    return { certificate: current };
+  } catch (err) {
+    if (isNotFound(err)) return { problem: missing };
+    if (err instanceof NotOurs) return { problem: { reason: 'CertificateNotOwned', message: err.message } };
+    throw err;
+  }
+}
+
+/** Why nothing is placed yet: the issuer (missing, not ready: only what the tenant may know) or cert-manager's own word. */
+async function waiting(ctx: Context, current: KubeObject): Promise<CertificateProblem> {
+  const { su } = ctx;
   const ns = su.metadata.namespace!;
   const ref = su.spec.credentials.clientCertificate.issuerRef!;
-  const path = `${certificatesPath(ns)}/${encodeURIComponent(certificateNameOf(su))}`;
-  const duration = requestedDuration(su, now, endDate);
-
-  // Recorded under our seal: vetted when it was placed. Anything else is vetted now.
-  const alreadyPlaced = (issued: Issued) => recorded?.sha256 === issued.facts.sha256 && recorded.issuedBy !== 'BuiltInCA';
-  async function vet(issued: Issued, certificate: KubeObject | undefined): Promise<CertificateProblem | undefined> {
-    if (alreadyPlaced(issued)) return undefined;
-    if (!namesUser(issued, su)) return notIssuedForUser(su, issued, `does not name ${identityOf(su)} or does not match the key beside it`);
-    if (!certificate || !(await requestedByUs(client, su, certificate, issued))) {
-      const ref = su.spec.credentials.clientCertificate.issuerRef!;
-      return notIssuedForUser(su, issued, `is not one cert-manager issued for Certificate ${certificateNameOf(su)} from ${ref.kind} ${ref.name}`);
-    }
-    return undefined;
+  const issuerPath =
+    ref.kind === 'ClusterIssuer'
+      ? `/apis/cert-manager.io/v1/clusterissuers/${encodeURIComponent(ref.name)}`
+      : `/apis/cert-manager.io/v1/namespaces/${encodeURIComponent(ns)}/issuers/${encodeURIComponent(ref.name)}`;
+  const issuer = await getIfPresent(ctx.client, issuerPath);
+  if (!issuer) {
+    return { reason: 'IssuerNotFound', message: `${ref.kind} ${ref.name} does not exist${ref.kind === 'Issuer' ? ` in namespace ${ns}` : ''}: create it or fix spec.credentials.clientCertificate.issuerRef` };
   }
-
-  async function place(issued: Issued, renewalTime: number | undefined): Promise<{ placed: PlacedCertificate }> {
-    let material = issued.material;
-    // The same certificate as before keeps its bundle and password.
-    if (ourSecretRaw && ourSecretRaw['tls.crt'] === issued.raw && ourSecretRaw['client.p12']) {
-      const password = ourSecretRaw['client.p12.password'] ?? ourSecretRaw.SM_CLIENT_CERT_PASSWORD;
-      if (password) material = { ...material, p12: Buffer.from(ourSecretRaw['client.p12'], 'base64'), p12Password: Buffer.from(password, 'base64').toString('utf8') };
-    }
-    const { facts } = issued;
+  const issuerReady = conditionOf(issuer, 'Ready');
+  if (issuerReady?.status !== 'True') {
+    // The issuer's own message can name what the tenant may not read (a ClusterIssuer's Secret
+    // and namespace): it goes to the operator's log, not to status.
     return {
-      placed: {
-        material: await withPkcs12(material, su),
-        serialNumber: facts.serialNumber,
-        notBefore: facts.notBefore.getTime(),
-        notAfter: facts.notAfter.getTime(),
-        issuer: facts.issuer,
-        sha256: facts.sha256,
-        renewalTime,
-        issuedBy: 'CertManager',
-        ...(ourSecretRaw?.['tls.crt'] !== issued.raw ? { issued: 'cert-manager' } : {}),
-      },
+      reason: 'IssuerNotReady',
+      message: `${ref.kind} ${ref.name} is not ready; ask whoever runs it (its own status says why)`,
+      ...(issuerReady?.message ? { detail: `${ref.kind} ${ref.name}: ${issuerReady.message}` } : {}),
     };
   }
-  const fitting = (issued: ReturnType<typeof issuedIn>) =>
-    issued && fits(su, { notBefore: issued.facts.notBefore.getTime(), notAfter: issued.facts.notAfter.getTime() }, now, endDate) ? issued : undefined;
-  // What the ServiceUser's Secret holds, if it is what status recorded under our seal: kept
-  // while cert-manager replaces a certificate that does not fit.
-  const recordedInOurs = () => {
-    const ours = issuedIn(ourSecretRaw ? ({ metadata: { name: '' }, data: ourSecretRaw } as KubeObject) : undefined);
-    return ours && alreadyPlaced(ours) ? fitting(ours) : undefined;
-  };
+  const ready = conditionOf(current, 'Ready');
+  const issuing = conditionOf(current, 'Issuing');
+  if (ready?.reason === 'Failed' || issuing?.reason === 'Failed' || (issuing?.status === 'False' && issuing.message)) {
+    return { reason: 'CertificateFailed', message: `cert-manager could not issue Certificate ${certificateNameOf(su)}: ${issuing?.message ?? ready?.message ?? 'no reason given'}` };
+  }
+  return { reason: 'CertificateIssuing', message: `waiting for cert-manager to issue Certificate ${certificateNameOf(su)}` };
+}
 
-  let current = await getIfPresent(client, path);
+export async function placeFromCertManager(deps: { client: KubeClient; fieldManager: string }, input: CertManagerInput): Promise<Placement> {
+  const ctx: Context = { ...input, client: deps.client };
+  const { su, now } = input;
+  const path = `${certificatesPath(su.metadata.namespace!)}/${encodeURIComponent(certificateNameOf(su))}`;
+  const current = await getIfPresent(deps.client, path);
   if (current && !isOwnedBy(current, su.metadata.uid)) {
     return {
       problem: {
@@ -307,84 +390,30 @@ export async function placeFromCertManager(
       },
     };
   }
+  const duration = requestedDuration(su, now, input.endDate);
+  if (duration === undefined) return lastHour(ctx, current);
 
-  if (duration === undefined) {
-    // The last hour: ask for nothing more; what was issued serves if it ends by the end date.
-    // Vetted before the Certificate goes (its requests go with it).
-    const secret = await getIfPresent(client, `${secretsPath(ns)}/${encodeURIComponent(issuedSecretNameOf(su))}`);
-    const candidate = isOwnedBy(secret, su.metadata.uid) ? fitting(issuedIn(secret)) : undefined;
-    const vetted = candidate && !(await vet(candidate, current)) ? candidate : undefined;
-    if (current) await deleteCertificate(client, su);
-    const issued = vetted ?? recordedInOurs();
-    if (issued) return place(issued, undefined);
-    return {
-      problem: {
-        reason: 'EndDateTooNear',
-        message: `the end date ${new Date(endDate!).toISOString()} is less than ${(minimumDurationMs + issuanceMarginMs) / 60_000} minutes away and cert-manager issues nothing shorter than an hour: no certificate is requested; extend spec.endDate, or use the built-in CA (issuerRef: null)`,
-      },
-    };
-  }
-
-  const ensured = await ensureIssuedSecret(client, fieldManager, su, current);
+  const ensured = await ensureIssuedSecret(deps.client, deps.fieldManager, su, current);
   if (ensured.problem) return { problem: ensured.problem };
   const issuedNow = issuedIn(ensured.secret);
-
-  try {
-    const want = certificateFor(su, duration).toJSON() as KubeObject;
-    if (!current) {
-      current = await createUnlessPresent(client, certificatesPath(ns), want, fieldManager);
-      if (!isOwnedBy(current, su.metadata.uid)) {
-        return { problem: { reason: 'CertificateNotOwned', message: `cert-manager Certificate ${certificateNameOf(su)} was created by ${ownerOf(current)} just now, not by this ServiceUser; it is left untouched: delete it or rename the ServiceUser` } };
-      }
-    } else if (mustRewrite(current, want, su, !!issuedNow && !fitting(issuedNow))) {
-      current = await applyOurs(client, path, want, fieldManager);
-    }
-  } catch (err) {
-    if (isNotFound(err)) return { problem: missing };
-    if (err instanceof NotOurs) return { problem: { reason: 'CertificateNotOwned', message: err.message } };
-    throw err;
-  }
+  const kept = await upkeep(deps, ctx, current, duration, issuedNow);
+  if ('problem' in kept) return { problem: kept.problem };
+  const { certificate } = kept;
 
   // cert-manager keeps the current certificate in its Secret while it renews or re-issues:
   // as long as one is there and fits, it stays in the ServiceUser's Secret too — a working
   // credential is never dropped because the issuer is busy.
-  const renewal = (current.status as { renewalTime?: string } | undefined)?.renewalTime;
-  const usable = fitting(issuedNow);
-  const refused = usable && (await vet(usable, current));
-  if (usable && !refused) return place(usable, renewal ? Date.parse(renewal) : undefined);
-  const kept = recordedInOurs();
-  if (kept) return place(kept, undefined);
+  const renewal = (certificate.status as { renewalTime?: string } | undefined)?.renewalTime;
+  const usable = fitting(ctx, issuedNow);
+  const refused = usable && (await vet(ctx, usable, certificate));
+  if (usable && !refused) return place(ctx, usable, renewal ? Date.parse(renewal) : undefined);
+  const recorded = recordedInOurs(ctx);
+  if (recorded) return place(ctx, recorded, undefined);
   if (refused) return { problem: refused };
   if (issuedNow && issuedNow.facts.notAfter.getTime() > now) {
     return { problem: { reason: 'CertificateIssuing', message: `the certificate cert-manager issued (${issuedNow.facts.serialNumber}) ends after the end date or lives longer than spec.credentials.clientCertificate.duration; waiting for cert-manager to reissue Certificate ${certificateNameOf(su)}` } };
   }
-
-  const ready = conditionOf(current, 'Ready');
-  const issuerPath =
-    ref.kind === 'ClusterIssuer'
-      ? `/apis/cert-manager.io/v1/clusterissuers/${encodeURIComponent(ref.name)}`
-      : `/apis/cert-manager.io/v1/namespaces/${encodeURIComponent(ns)}/issuers/${encodeURIComponent(ref.name)}`;
-  const issuer = await getIfPresent(client, issuerPath);
-  if (!issuer) {
-    return { problem: { reason: 'IssuerNotFound', message: `${ref.kind} ${ref.name} does not exist${ref.kind === 'Issuer' ? ` in namespace ${ns}` : ''}: create it or fix spec.credentials.clientCertificate.issuerRef` } };
-  }
-  const issuerReady = conditionOf(issuer, 'Ready');
-  if (issuerReady?.status !== 'True') {
-    // The issuer's own message can name what the tenant may not read (a ClusterIssuer's Secret
-    // and namespace): it goes to the operator's log, not to status.
-    return {
-      problem: {
-        reason: 'IssuerNotReady',
-        message: `${ref.kind} ${ref.name} is not ready; ask whoever runs it (its own status says why)`,
-        ...(issuerReady?.message ? { detail: `${ref.kind} ${ref.name}: ${issuerReady.message}` } : {}),
-      },
-    };
-  }
-  const issuing = conditionOf(current, 'Issuing');
-  if (ready?.reason === 'Failed' || issuing?.reason === 'Failed' || (issuing?.status === 'False' && issuing.message)) {
-    return { problem: { reason: 'CertificateFailed', message: `cert-manager could not issue Certificate ${certificateNameOf(su)}: ${issuing?.message ?? ready?.message ?? 'no reason given'}` } };
-  }
-  return { problem: { reason: 'CertificateIssuing', message: `waiting for cert-manager to issue Certificate ${certificateNameOf(su)}` } };
+  return { problem: await waiting(ctx, certificate) };
 }
 
 /**
