@@ -9,7 +9,8 @@ import { serve, probeRoutes } from './observability/http.ts';
 import { metricsBindingProblem } from './observability/metrics-server.ts';
 import { createLogger, logFormats, type LogFormat } from './observability/logger.ts';
 import { createMetrics } from './observability/metrics.ts';
-import { startOperator, type OperatorOptions } from './operator.ts';
+import { startOperator } from './operator.ts';
+import type { VerificationSettings } from './verify/server.ts';
 import { startVerifier } from './verifier.ts';
 import { copierKeyPrefixes, parseKeyPrefixes } from './api/secret-template.ts';
 import { parseTrustedHops } from './verify/forwarded.ts';
@@ -265,7 +266,7 @@ const kubeConfig = await loadConnection(values.kubeconfig).catch((err: unknown) 
 
 const metrics = createMetrics();
 // The verification service's settings, served by --mode=all and --mode=verifier.
-const verification: NonNullable<OperatorOptions['verification']> = {
+const verification: VerificationSettings = {
     address: values['verify-bind-address'],
     ...(values['verify-dns-names'] ? { dnsNames: values['verify-dns-names'].split(',').map((n) => n.trim()).filter(Boolean) } : {}),
     ...(values['verify-tls-cert'] && values['verify-tls-key']

@@ -36,7 +36,7 @@ import type { Server as HttpServer } from 'node:http';
 import { servingCertificateFor, type ServingCertificate } from './verify/serving-certificate.ts';
 import { Directory } from './verify/directory.ts';
 import { LeaderElector } from './controller/leader.ts';
-import { startVerificationServer } from './verify/server.ts';
+import { startVerificationServer, verificationOptions, type VerificationSettings } from './verify/server.ts';
 import { MetricsAccess, serveMetrics } from './observability/metrics-server.ts';
 import { EventRecorder } from './observability/events.ts';
 import type { Logger } from './observability/logger.ts';
@@ -84,29 +84,13 @@ export interface OperatorOptions {
   watchTimeoutSeconds?: number;
   crashAfterSecretWrite?: boolean;
   /** The verification service; absent: not served. */
-  verification?: {
-    address: string;
-    /** DNS names and IPs for the serving certificate the built-in CA issues (ignored with tls). */
-    dnsNames?: string[];
-    /** A serving certificate instead, fixed. */
-    tls?: { certPem: string; keyPem: string };
-    /** A mounted serving certificate instead, re-read as its files change (cert-manager renews it). */
-    tlsFiles?: { certFile: string; keyFile: string };
-    /** CAs whose client certificates may call introspect, authorize and check, platform-wide. */
-    callerCaPems?: string[];
-    /** CAs whose client certificates may call TokenReview (a kube-apiserver's), platform-wide. */
-    tokenReviewCaPems?: string[];
-    /** TokenReview for anyone who can reach the service: labs only. */
-    allowAnonymousTokenReview?: boolean;
-    /** Trusted proxies in front of the gateway (X-Forwarded-For), Envoy's xff_num_trusted_hops. */
-    trustedProxyHops?: number;
-  };
+  verification?: VerificationSettings;
   /**
    * Prometheus /metrics (metrics-server.ts); absent: not served. Secure: HTTPS with the
-   * verification service's serving certificate, every scrape's token reviewed (TokenReview and
-   * SubjectAccessReview); served once the CA is loaded. Not secure: plain HTTP, loopback only.
+   * verification service's serving certificate (or, --mode=controller, one for dnsNames), every
+   * scrape's token reviewed (TokenReview and SubjectAccessReview); served once the CA is
+   * loaded. Not secure: plain HTTP, loopback only.
    */
-  /** /metrics; its serving certificate is the verification service's, or (--mode=controller) one for dnsNames. */
   metricsServer?: { address: string; secure: boolean; dnsNames?: string[] };
   /** Run only while holding this Lease (in operatorNamespace); absent: always reconcile. */
   leaderElection?: { identity: string; leaseName?: string; onLost: () => void; leaseDurationMs?: number; renewDeadlineMs?: number; retryPeriodMs?: number };
@@ -494,20 +478,7 @@ export function startOperator(options: OperatorOptions): Operator {
     directory.rejudge(serviceUsers.list());
     const v = options.verification;
     if (!v || stopping) return;
-    verification = await startVerificationServer({
-      address: v.address,
-      directory,
-      tls: await serving(),
-      caPem: authority.ca.certPem,
-      crl: () => authority.ledger.crlPem,
-      onAnswer: (endpoint, result) => metrics.verifications.inc({ endpoint, result }),
-      ...(v.callerCaPems ? { callerCaPems: v.callerCaPems } : {}),
-      ...(v.tokenReviewCaPems ? { tokenReviewCaPems: v.tokenReviewCaPems } : {}),
-      ...(v.allowAnonymousTokenReview ? { allowAnonymousTokenReview: true } : {}),
-      ...(v.trustedProxyHops !== undefined ? { trustedProxyHops: v.trustedProxyHops } : {}),
-      log,
-      now,
-    });
+    verification = await startVerificationServer(verificationOptions(v, { directory, tls: await serving(), caPem: authority.ca.certPem, crl: () => authority.ledger.crlPem, metrics, log, now }));
     log.info({ address: verification.address() }, 'verification service listening');
   });
 

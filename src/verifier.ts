@@ -33,8 +33,7 @@ import type { Metrics } from './observability/metrics.ts';
 import { MetricsAccess, serveMetrics } from './observability/metrics-server.ts';
 import type { LedgerTrust } from './serviceuser/ledger-macs.ts';
 import { Directory } from './verify/directory.ts';
-import { startVerificationServer } from './verify/server.ts';
-import type { OperatorOptions } from './operator.ts';
+import { startVerificationServer, verificationOptions, type VerificationSettings } from './verify/server.ts';
 
 export interface VerifierOptions {
   kubeConfig: Connection;
@@ -48,7 +47,7 @@ export interface VerifierOptions {
   crlConfigMapName?: string;
   ledgerKeySecretName?: string;
   adoptUnsignedLedger?: boolean;
-  verification: NonNullable<OperatorOptions['verification']>;
+  verification: VerificationSettings;
   /** /metrics (metrics-server.ts): secure, on the verification service's certificate, once it is issued. */
   metricsServer?: { address: string; secure: boolean };
   now?: () => number;
@@ -169,20 +168,7 @@ export function startVerifier(options: VerifierOptions): Verifier {
     const names = v.dnsNames?.length ? v.dnsNames : ['localhost', '127.0.0.1', 'service-user-operator', `service-user-operator.${ns}.svc`, `service-user-operator.${ns}.svc.cluster.local`];
     const tls = await servingCertificateFor({ tls: v.tls, tlsFiles: v.tlsFiles, names }, { ca, log, now });
     servingTls = tls;
-    server = await startVerificationServer({
-      address: v.address,
-      directory,
-      tls,
-      caPem: ca.certPem,
-      crl: () => ledger.crlPem,
-      onAnswer: (endpoint, result) => metrics.verifications.inc({ endpoint, result }),
-      ...(v.callerCaPems ? { callerCaPems: v.callerCaPems } : {}),
-      ...(v.tokenReviewCaPems ? { tokenReviewCaPems: v.tokenReviewCaPems } : {}),
-      ...(v.allowAnonymousTokenReview ? { allowAnonymousTokenReview: true } : {}),
-      ...(v.trustedProxyHops !== undefined ? { trustedProxyHops: v.trustedProxyHops } : {}),
-      log,
-      now,
-    });
+    server = await startVerificationServer(verificationOptions(v, { directory, tls, caPem: ca.certPem, crl: () => ledger.crlPem, metrics, log, now }));
     log.info({ address: server.address() }, 'verification service listening (verifier: reads only)');
     const m = options.metricsServer;
     if (m && !stopping) {

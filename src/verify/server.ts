@@ -39,6 +39,46 @@ export interface ServingPair {
   onChange(listener: (pair: { certPem: string; keyPem: string }) => void): void;
 }
 
+/** How a process serves verification (its flags): startOperator's and startVerifier's `verification`. */
+export interface VerificationSettings {
+  address: string;
+  /** DNS names and IPs for the serving certificate the built-in CA issues (ignored with tls). */
+  dnsNames?: string[];
+  /** A serving certificate instead, fixed. */
+  tls?: { certPem: string; keyPem: string };
+  /** A mounted serving certificate instead, re-read as its files change (cert-manager renews it). */
+  tlsFiles?: { certFile: string; keyFile: string };
+  /** CAs whose client certificates may call introspect, authorize and check, platform-wide. */
+  callerCaPems?: string[];
+  /** CAs whose client certificates may call TokenReview (a kube-apiserver's), platform-wide. */
+  tokenReviewCaPems?: string[];
+  /** TokenReview for anyone who can reach the service: labs only. */
+  allowAnonymousTokenReview?: boolean;
+  /** Trusted proxies in front of the gateway (X-Forwarded-For), Envoy's xff_num_trusted_hops. */
+  trustedProxyHops?: number;
+}
+
+/** The server's options from a process's settings and what it has loaded. */
+export function verificationOptions(
+  v: VerificationSettings,
+  deps: { directory: Directory; tls: ServingPair; caPem: string; crl: () => string; metrics: { verifications: { inc(labels: { endpoint: string; result: string }): void } }; log: Logger; now: () => number },
+): VerificationOptions {
+  return {
+    address: v.address,
+    directory: deps.directory,
+    tls: deps.tls,
+    caPem: deps.caPem,
+    crl: deps.crl,
+    onAnswer: (endpoint, result) => deps.metrics.verifications.inc({ endpoint, result }),
+    ...(v.callerCaPems ? { callerCaPems: v.callerCaPems } : {}),
+    ...(v.tokenReviewCaPems ? { tokenReviewCaPems: v.tokenReviewCaPems } : {}),
+    ...(v.allowAnonymousTokenReview ? { allowAnonymousTokenReview: true } : {}),
+    ...(v.trustedProxyHops !== undefined ? { trustedProxyHops: v.trustedProxyHops } : {}),
+    log: deps.log,
+    now: deps.now,
+  };
+}
+
 export interface VerificationOptions {
   address: string;
   directory: Directory;
