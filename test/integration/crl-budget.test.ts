@@ -26,9 +26,9 @@ describe('over the CRL budget', () => {
       await k().waitFor('looper', 'Active with a certificate', active, 30_000);
       await running.client.request('DELETE', path);
       await eventually('deleted (its certificate revoked)', () => k().serviceUser('looper').then(() => undefined, () => true), 30_000);
-      // What the garbage collector does with the Secret the deleted user owned (the test's
-      // control plane runs none).
-      await running.client.request('DELETE', resourcePath(resources.secrets, ns.name, 'looper-credentials'));
+      // The garbage collector removes the Secret the deleted user owned; a user of the same
+      // name created before that would find the name taken (SecretNotOwned).
+      await eventually('its Secret collected', async () => ((await k().secret('looper-credentials')) ? undefined : true), 60_000);
     }
     expect(running.operator.authority.ledger.listedFor(`${ns.name}/looper`)).toBe(2);
     await k().createServiceUser('looper', { email: 'ops@example.com', accounts: ['acme'] });

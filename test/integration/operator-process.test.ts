@@ -77,7 +77,7 @@ describe('the operator process', () => {
 
   it('--crl-owner-budget is exported for the alert, beside each user\'s serials on the CRL; a bad value is refused naming the flag', async () => {
     const port = await freePort();
-    const child = processes.start(['--metrics-bind-address', `127.0.0.1:${port}`, '--health-probe-bind-address', '0', '--verify-bind-address', '0', '--crl-owner-budget', '7'], { output });
+    const child = processes.start(['--metrics-bind-address', `127.0.0.1:${port}`, '--no-metrics-secure', '--health-probe-bind-address', '0', '--verify-bind-address', '0', '--crl-owner-budget', '7'], { output });
     await k.createServiceUser('departed', { email: 'ops@example.com', accounts: ['acme'] });
     await k.waitFor('departed', 'Active with a certificate', (o) => !!o.status?.certificate && (o.status as { phase?: string }).phase === 'Active', 30_000);
     // Deleted: its certificate goes on the CRL (cessationOfOperation), counted under its name.
