@@ -98,10 +98,6 @@ Usage: npm start -- [flags]     (or: node src/main.ts [flags])
                                     verification; not with --mode=verifier, which never reconciles)
   --leader-election-id ID           this replica's identity (default: $HOSTNAME plus a random suffix)
   --help                            this text
-
-Environment: SUO_TEST_CRASH_POINT=after-secret-write makes the process exit between a Secret
-write and the status write that records it (a fault for the crash-safety test; never set it
-in production).
 `;
 
 const { values } = parseArgs({
@@ -307,6 +303,9 @@ const operator =
         metrics,
         namespaces,
         concurrency,
+        // A test-only fault, deliberately absent from --help: SUO_TEST_CRASH_POINT=after-secret-write
+        // exits between a Secret write and the status write that records it
+        // (test/integration/operator-process.test.ts checks the crash safety it exercises).
         crashAfterSecretWrite: process.env.SUO_TEST_CRASH_POINT === 'after-secret-write',
         operatorNamespace: values['operator-namespace'],
         ...(values['leader-elect']

@@ -1,13 +1,15 @@
 // rotate, revoke, disable, enable, extend: each one spec change, made by server-side apply
 // under the field manager "kubectl-service-user" and printed as the fragment it applied, so
 // that whoever keeps ServiceUsers in Git sees what to commit. Without --force-conflicts a
-// field another manager applies declaratively (Argo CD, Flux, kubectl apply --server-side) is
-// a conflict, as with kubectl apply --server-side: the error names the owner. A field owned
-// only through imperative writes (create, edit, client-side apply) is taken over, and said so.
+// field another manager declares (server-side apply by Argo CD, Flux, kubectl, npm run dev; or
+// the manifest of the last client-side kubectl apply, Argo CD's default sync) is a conflict,
+// as with kubectl apply --server-side: the error names the owner and the two ways on. A field
+// only ever written imperatively (create, edit) is taken over, and said so.
 import { parseDuration } from '../api/duration.ts';
 import { tokenIdPattern } from '../api/primitives.ts';
 import { endDatePattern, serviceUserSpec } from '../api/serviceuser.ts';
 import { ApiError, type KubeObject } from '../controller/kube.ts';
+import { parseToken, tokenPrefix } from '../credentials/token.ts';
 import { expiresAt } from '../serviceuser/expiry.ts';
 import { needName, readServiceUser, suPath, withCluster, type Session } from './cluster.ts';
 import { UsageError } from './errors.ts';
@@ -26,6 +28,72 @@ type Su = KubeObject & { spec?: Spec; status?: { tokens?: { id: string; state: s
 /** RFC 3339 in UTC to the second: what the rotation fields and end dates carry. */
 const rfc3339 = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 
+/** Field managers people meet, by the tool a message can name. */
+const knownManagers: Record<string, string> = {
+  'argocd-controller': 'Argo CD',
+  'argocd-application-controller': 'Argo CD',
+  'kustomize-controller': 'Flux',
+  'helm-controller': 'Flux',
+  helm: 'Helm',
+  kubectl: 'kubectl apply --server-side',
+  'kubectl-client-side-apply': 'kubectl apply',
+  'service-user-operator-dev': 'npm run dev',
+};
+const named = (manager: string) => `"${manager}"${knownManagers[manager] ? ` (${knownManagers[manager]})` : ''}`;
+const lastAppliedKey = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/** The dotted paths of the leaves a patch sets: spec.endDate, spec.credentials.token.revokedTokenIds. */
+function leaves(value: unknown, prefix: string): string[] {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return [prefix];
+  return Object.entries(value as Record<string, unknown>).flatMap(([k, v]) => leaves(v, `${prefix}.${k}`));
+}
+
+/** Which of the paths the object's last client-side apply (kubectl apply, Argo CD's default sync) declared. */
+function declaredByLastApply(su: Su, paths: string[]): string[] {
+  const text = su.metadata.annotations?.[lastAppliedKey];
+  if (!text) return [];
+  let applied: unknown;
+  try {
+    applied = JSON.parse(text);
+  } catch {
+    return [];
+  }
+  const has = (p: string) => p.split('.').reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), applied) !== undefined;
+  return paths.filter(has);
+}
+
+type ConflictAnswer = { refuse: UsageError } | { takeOver: string };
+
+/**
+ * A 409 from server-side apply: refused, with the choice spelled out, when the field is declared
+ * somewhere that would set it back (a server-side apply, or the last client-side apply's
+ * manifest); taken over when its owner only ever wrote it imperatively (create, edit).
+ */
+function judgeConflict(err: ApiError, su: Su, spec: Record<string, unknown>): ConflictAnswer {
+  const owners = [...new Set([...err.message.matchAll(/conflicts? with "([^"]+)"/g)].map((m) => m[1]!))];
+  const managed = (su.metadata.managedFields ?? []) as { manager?: string; operation?: string }[];
+  const appliers = owners.filter((o) => managed.some((m) => m.manager === o && m.operation === 'Apply'));
+  const fields = [...new Set([...err.message.matchAll(/\.(spec\.[\w.]+)/g)].map((m) => m[1]!))];
+  const lastApplied = declaredByLastApply(su, leaves(spec, 'spec'));
+  if (owners.length && !appliers.length && !lastApplied.length) {
+    // Written only imperatively (create, edit): nobody declares it, so the request is the
+    // person's intent, as kubectl edit would be.
+    return { takeOver: `Took the field over from ${owners.map(named).join(', ')} (written imperatively, not by any apply).\n` };
+  }
+  const what = (fields.length ? fields : lastApplied).join(', ') || 'a field this change sets';
+  const why = appliers.length
+    ? `${appliers.map(named).join(', ')} applies it declaratively (server-side apply)`
+    : `it is in the object's ${lastAppliedKey} annotation, written by ${owners.map(named).join(', ') || 'a client-side apply'}: the manifest applied last declares it`;
+  return {
+    refuse: new UsageError(
+      `${what}: owned by another field manager — ${why}, so the API server refused the change (${err.message.replace(/^\w+ \S+: \d+ /, '').replace(/\s+/g, ' ')}).\n` +
+        'Choose one:\n' +
+        '  - change it where it is declared (the manifest in Git that Argo CD or Flux syncs, or the file you apply) and sync or apply it: the lasting change;\n' +
+        '  - or run this command again with --force-conflicts to take the field over now: the change is made, and the owner\'s next sync or apply of its own value sets it back unless the manifest changes too.',
+    ),
+  };
+}
+
 async function apply(inv: Invocation, s: Session, su: Su, spec: Record<string, unknown>, what: string, gitops: boolean): Promise<void> {
   const name = su.metadata.name;
   const patch = { apiVersion: 'serviceusers.dev/v1alpha1', kind: 'ServiceUser', metadata: { name, namespace: s.namespace }, spec };
@@ -41,21 +109,11 @@ async function apply(inv: Invocation, s: Session, su: Su, spec: Record<string, u
       result = await send(query);
     } catch (err) {
       if (err instanceof ApiError && err.status === 409 && /conflicts? with/.test(err.message)) {
-        const owners = [...new Set([...err.message.matchAll(/conflicts? with "([^"]+)"/g)].map((m) => m[1]!))];
-        const managed = (su.metadata.managedFields ?? []) as { manager?: string; operation?: string }[];
-        const declarative = owners.filter((o) => managed.some((m) => m.manager === o && m.operation === 'Apply'));
-        if (!owners.length || declarative.length) {
-          throw new UsageError(
-            `${err.message.replace(/^\w+ \S+: \d+ /, '')}\n` +
-              `The field is applied declaratively by ${(declarative.length ? declarative : owners).map((o) => `"${o}"`).join(', ') || 'another field manager'} ` +
-              '(Argo CD, Flux, kubectl apply --server-side): change it there (in Git), or pass --force-conflicts to take it over (its next apply may set it back).',
-          );
-        }
-        // Owned only through imperative writes (create, edit, client-side apply): nobody
-        // declares it, so the request is the person's intent — as kubectl edit would be.
+        const answer = judgeConflict(err, su, spec);
+        if ('refuse' in answer) throw answer.refuse;
         query.set('force', 'true');
         result = await send(query);
-        tookOver = `Took the field over from ${owners.map((o) => `"${o}"`).join(', ')} (written imperatively, not by server-side apply).\n`;
+        tookOver = answer.takeOver;
       } else if (err instanceof ApiError && err.status === 422) {
         throw new UsageError(`the API server refused the change: ${err.message.replace(/^\w+ \S+: \d+ /, '')}`);
       } else {
@@ -108,9 +166,7 @@ export async function revoke(inv: Invocation): Promise<void> {
   const id = inv.args[1];
   if (!id) throw new UsageError(`TOKEN-ID is required: kubectl service-user revoke ${name} TOKEN-ID (the ids are in kubectl service-user status ${name})`);
   if (inv.args.length > 2) throw new UsageError(`revoke takes NAME and one TOKEN-ID (got ${inv.args.join(' ')})`);
-  if (!tokenIdPattern.test(id)) {
-    throw new UsageError(`"${id}" is not a token id: 16 characters of a-z and 2-7, as kubectl service-user status ${name} shows (never the token itself)`);
-  }
+  if (!tokenIdPattern.test(id)) throw notAnId(inv, name, id);
   await withCluster(inv, async (s) => {
     const su = (await readServiceUser(s, name)) as Su;
     const tokens = su.status?.tokens ?? [];
@@ -125,6 +181,27 @@ export async function revoke(inv: Invocation): Promise<void> {
     const note = token.state === 'Active' ? `token ${id} revoked; it was the active token, so a new one is issued into Secret ${su.status?.secretName ?? '(its Secret)'}` : `token ${id} revoked`;
     await apply(inv, s, su, { credentials: { token: { revokedTokenIds } } }, token.state === 'Revoked' ? `token ${id} already revoked (${listed.includes(id) ? 'listed' : 'by the operator'})` : note, true);
   });
+}
+
+/**
+ * What to say of a TOKEN-ID that is not one, never echoing a token: a whole token (pasted by
+ * mistake, now in shell history) is named by the id inside it, which is public and is what
+ * revoke takes.
+ */
+function notAnId(inv: Invocation, name: string, arg: string): UsageError {
+  const again = (id: string) => `kubectl service-user revoke ${name} ${id}${inv.flags.namespace ? ` -n ${inv.flags.namespace}` : ''}`;
+  const expected = `a token id is 16 characters of a-z and 2-7, as kubectl service-user status ${name} shows`;
+  const parsed = parseToken(arg);
+  if (parsed.ok) {
+    return new UsageError(
+      `that is a whole token, not a token id (it is not printed here, and nothing was sent). Its id is ${parsed.id}: ${again(parsed.id)}\n` +
+        'The token is now in your shell history: revoking it is right; remove it from the history too.',
+    );
+  }
+  const id = /^suo_([a-z2-7]{16})_/.exec(arg)?.[1];
+  if (id) return new UsageError(`that looks like a token (suo_${id}_…, not printed here), not a token id, and it is damaged (${parsed.reason}); if it is ${name}'s, its id is ${id}: ${again(id)}`);
+  if (arg.startsWith(tokenPrefix) || arg.length > 32) return new UsageError(`TOKEN-ID (${arg.length} characters${arg.startsWith(tokenPrefix) ? ', starting suo_' : ''}, not printed here) is not a token id: ${expected}`);
+  return new UsageError(`"${arg}" is not a token id: ${expected} (never the token itself)`);
 }
 
 export async function setDisabled(inv: Invocation, disabled: boolean): Promise<void> {

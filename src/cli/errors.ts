@@ -6,3 +6,14 @@ export class UsageError extends Error {}
 export class CheckFailed extends Error {}
 
 export const exitCodes = { ok: 0, error: 1, checkFailed: 2 } as const;
+
+/**
+ * An error message with every token-like word cut to its public id: whatever argument a
+ * message quotes back, a token typed where it does not belong is never printed.
+ */
+export function withoutTokens(text: string): string {
+  return text.replace(/suo_[^\s"'`,;)]*/g, (word) => {
+    const id = /^suo_([a-z2-7]{16})_/.exec(word)?.[1];
+    return id ? `suo_${id}_…` : word.length > 12 ? 'suo_…' : word;
+  });
+}

@@ -1,9 +1,10 @@
-// kubectl service-user: the entry point bin/kubectl-service_user runs. It parses kubectl's
+// kubectl service-user: the entry point bin/kubectl-service_user runs from a checkout, and
+// the release's one-file bundle (plugins/release.ts) calls main() of. It parses kubectl's
 // flags, then loads only the command asked for (the certificate libraries cost a few hundred
 // milliseconds and most commands never need them). Exit codes: 0, 1 (error, with what to do
 // on stderr), 2 (inspect or whoami found a credential that does not verify).
 import { parseArgs } from 'node:util';
-import { CheckFailed, exitCodes, UsageError } from './errors.ts';
+import { CheckFailed, exitCodes, UsageError, withoutTokens } from './errors.ts';
 import type { OutputFormat } from './format.ts';
 
 export const usage = `kubectl service-user: service users, their credentials and who a token is.
@@ -15,7 +16,8 @@ Commands:
                                      chain, CRL, PKCS#12 password (NAME: the Secret or its ServiceUser)
   rotate NAME [--token] [--certificate]
                                      rotate the token and/or renew the certificate now (both by default)
-  revoke NAME TOKEN-ID               revoke one token (adds it to spec.credentials.token.revokedTokenIds)
+  revoke NAME TOKEN-ID               revoke one token (adds it to spec.credentials.token.revokedTokenIds);
+                                     TOKEN-ID is the id status shows, never the token
   disable NAME | enable NAME         suspend or resume: verification refuses while disabled
   extend NAME --until DATE | --by DURATION
                                      move spec.endDate (DATE: 2027-01-12 or RFC 3339; DURATION: 30d, 720h)
@@ -23,7 +25,9 @@ Commands:
 
 Spec changes are server-side applies under the field manager "kubectl-service-user"; each
 prints the change (commit it too if the ServiceUser lives in Git). --dry-run[=client|server]
-shows it without making it; --force-conflicts takes a field another manager owns.
+shows it without making it. A field another manager declares (Argo CD, Flux, kubectl apply,
+npm run dev) is a conflict: change it where it is declared, or take it over with
+--force-conflicts (the owner's next apply sets it back unless its manifest changes too).
 
 Flags (as kubectl's):
   -n, --namespace NS     namespace (default: the context's, else "default")
@@ -32,18 +36,19 @@ Flags (as kubectl's):
       --kubeconfig FILE  kubeconfig (default: $KUBECONFIG, ~/.kube/config)
       --context NAME     kubeconfig context
       --as USER, --as-group GROUP   impersonate
+  -h, --help             this text
   inspect:  --show-token (prints the token; a warning goes to stderr), --verify-url URL,
             --verify-ca FILE, --operator-namespace NS (where the CRL ConfigMap lives)
   whoami:   --verify-url URL (or $SERVICE_USER_VERIFY_URL), --verify-ca FILE (or
             $SERVICE_USER_VERIFY_CA), --cert FILE --key FILE (a caller certificate; default:
             the token authenticates itself and needs verification:introspect, else the
-            plugin asks the TokenReview endpoint and reads the rest from the ServiceUser)
+            plugin finds the ServiceUser that records the token, through the kubeconfig)
 
 Exit codes: 0 ok, 1 error, 2 a checked credential does not verify (inspect, whoami).
 Docs: docs/cli.md
 `;
 
-const options = {
+export const options = {
   kubeconfig: { type: 'string' },
   context: { type: 'string' },
   namespace: { type: 'string', short: 'n' },
@@ -95,7 +100,7 @@ export interface Invocation {
   io: Io;
 }
 
-const commands: Record<string, (inv: Invocation) => Promise<void>> = {
+export const commands: Record<string, (inv: Invocation) => Promise<void>> = {
   list: async (inv) => (await import('./read.ts')).list(inv),
   status: async (inv) => (await import('./read.ts')).status(inv),
   inspect: async (inv) => (await import('./inspect.ts')).inspect(inv),
@@ -124,16 +129,18 @@ export async function run(argv: string[], io: Io): Promise<number> {
     await handler({ command, flags, args, format: output as OutputFormat, io });
     return exitCodes.ok;
   } catch (err) {
+    // Messages may quote arguments back: a token among them is cut to its id.
     if (err instanceof CheckFailed) {
-      io.err(`error: ${err.message}\n`);
+      io.err(`error: ${withoutTokens(err.message)}\n`);
       return exitCodes.checkFailed;
     }
-    io.err(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+    io.err(`error: ${withoutTokens(err instanceof Error ? err.message : String(err))}\n`);
     return exitCodes.error;
   }
 }
 
-if (import.meta.main) {
+/** The process's plugin: argv, stdio and the exit code (the bundle's entry calls it too). */
+export async function main(): Promise<void> {
   const io: Io = {
     out: (t) => process.stdout.write(t),
     err: (t) => process.stderr.write(t),
@@ -149,3 +156,5 @@ if (import.meta.main) {
   // Let stdout drain (a pipe to jq) before leaving.
   process.exitCode = code;
 }
+
+if (import.meta.main) await main();

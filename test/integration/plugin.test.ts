@@ -1,16 +1,22 @@
-// kubectl service-user, as a person runs it: the real kubectl finds bin/kubectl-service_user
-// on PATH and runs it against the run's API server, with the operator (and its verification
-// service) running in this process. Every command, its -o json, its errors and exit codes.
+// kubectl service-user, as a person installs and runs it: the release script (npm run
+// plugin:release) builds the one-file plugin and its archive, krew installs that archive from
+// the manifest the script wrote, and the real kubectl finds the installed file on a PATH that
+// holds Node 24 and nothing of this checkout. It runs against the run's API server, with the
+// operator (and its verification service) running in this process. Every command, its -o
+// json, its errors and exit codes.
 import { execFile, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { dump, load } from 'js-yaml';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { resources } from '../../src/api/resources.ts';
 import { resourcePath, type KubeObject } from '../../src/controller/kube.ts';
 import { repoRoot } from '../cluster/controlplane.ts';
+import { applyManifests } from '../crds.ts';
+import { krewBinary } from '../krew/krew.ts';
 import { eventually, useNamespace } from '../kube.ts';
 import { api, decodeSecret, useAccounts, useOperator } from '../operator.ts';
 
@@ -23,6 +29,30 @@ const role = `plugin-${randomBytes(3).toString('hex')}`;
 let verifyUrl = '';
 let revokedToken = '';
 const caFile = path.join(dir, 'ca.crt');
+const run = promisify(execFile);
+
+// A user's machine: a home where `npm init` once ran (its package.json types every
+// extensionless file below it as CommonJS), krew's root in it, and a tools directory with
+// Node 24 as `node` and krew as `kubectl-krew`.
+const home = path.join(dir, 'home');
+const krewRoot = path.join(home, '.krew');
+const tools = path.join(dir, 'tools');
+const releaseDir = path.join(dir, 'release');
+const version = (JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
+const archive = path.join(releaseDir, `kubectl-service-user-v${version}.tar.gz`);
+const manifestFile = path.join(releaseDir, 'service-user.yaml');
+const releaseScript = path.join(repoRoot, 'plugins', 'release.ts');
+
+/** krew's bin, Node 24, and the system's directories (kubectl): nothing of this checkout. */
+const userPath = () =>
+  [path.join(krewRoot, 'bin'), tools, ...(process.env.PATH ?? '').split(path.delimiter).filter((d) => d && !path.resolve(d).startsWith(repoRoot))].join(path.delimiter);
+
+function userEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, KREW_ROOT: krewRoot, PATH: userPath(), KUBECONFIG: inject('kubeconfig'), ...extra };
+  delete env.NODE_PATH;
+  delete env.NODE_OPTIONS;
+  return env;
+}
 
 interface Ran {
   code: number;
@@ -30,13 +60,10 @@ interface Ran {
   err: string;
 }
 
-/** `kubectl service-user …` with bin/ on PATH, without blocking the in-process operator. */
+/** `kubectl service-user …` as installed by krew, without blocking the in-process operator. */
 function ksu(args: string[], options: { stdin?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Ran> {
   return new Promise((resolve, reject) => {
-    const child = spawn('kubectl', ['service-user', ...args], {
-      env: { ...process.env, PATH: `${path.join(repoRoot, 'bin')}${path.delimiter}${process.env.PATH}`, KUBECONFIG: inject('kubeconfig'), ...options.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const child = spawn('kubectl', ['service-user', ...args], { cwd: home, env: userEnv(options.env), stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
@@ -65,6 +92,17 @@ const currentToken = (name: string) =>
   });
 const endIn6Days = new Date(Date.now() + 6 * day).toISOString().slice(0, 10);
 
+// The release, built and installed as a user would: outside any test's timeout.
+beforeAll(async () => {
+  mkdirSync(tools, { recursive: true });
+  symlinkSync(process.execPath, path.join(tools, 'node'));
+  symlinkSync(krewBinary(), path.join(tools, 'kubectl-krew'));
+  mkdirSync(home, { recursive: true });
+  writeFileSync(path.join(home, 'package.json'), `${JSON.stringify({ name: 'home', version: '1.0.0', type: 'commonjs' })}\n`);
+  await run(process.execPath, [releaseScript, '--out', releaseDir], { cwd: repoRoot });
+  await run('kubectl', ['krew', 'install', `--manifest=${manifestFile}`, `--archive=${archive}`], { cwd: home, env: userEnv() });
+}, 180_000);
+
 beforeAll(async () => {
   writeFileSync(caFile, running.operator.authority.ca.certPem);
   verifyUrl = `https://127.0.0.1:${running.operator.verificationPort()}`;
@@ -91,6 +129,55 @@ afterAll(async () => {
 });
 
 describe('kubectl service-user', () => {
+  it('installs alone: krew installs the archive its manifest names (sha256 checked), one file that runs on Node 24 with no node_modules', { timeout: 120_000 }, async () => {
+    type Platform = { selector: { matchExpressions: unknown[] }; uri: string; sha256: string; bin: string; files: unknown[] };
+    const manifest = load(readFileSync(manifestFile, 'utf8')) as { apiVersion: string; kind: string; metadata: { name: string }; spec: { version: string; shortDescription: string; platforms: Platform[] } };
+    expect(manifest).toMatchObject({ apiVersion: 'krew.googlecontainertools.github.com/v1alpha2', kind: 'Plugin', metadata: { name: 'service-user' }, spec: { version: `v${version}` } });
+    expect(manifest.spec.shortDescription.length).toBeGreaterThan(0);
+    expect(manifest.spec.platforms).toHaveLength(1);
+    const platform = manifest.spec.platforms[0]!;
+    expect(platform.sha256).toBe(createHash('sha256').update(readFileSync(archive)).digest('hex'));
+    expect(platform.uri).toBe(`https://github.com/service-user-operator/service-user-operator/releases/download/v${version}/${path.basename(archive)}`);
+    expect(platform.bin).toBe('kubectl-service_user');
+    expect(platform.selector.matchExpressions).toEqual([{ key: 'os', operator: 'In', values: ['linux', 'darwin'] }]);
+
+    // What krew installed: the archive's three files, the built one among them, linked into its bin.
+    const store = path.join(krewRoot, 'store', 'service-user', `v${version}`);
+    expect(readdirSync(store).sort()).toEqual(['THIRD-PARTY-NOTICES', 'kubectl-service_user', 'package.json']);
+    expect(readFileSync(path.join(store, 'kubectl-service_user')).equals(readFileSync(path.join(releaseDir, 'kubectl-service_user')))).toBe(true);
+    expect(realpathSync(path.join(krewRoot, 'bin', 'kubectl-service_user'))).toBe(realpathSync(path.join(store, 'kubectl-service_user')));
+    // Nothing to load packages from: no node_modules from the store up to the root.
+    for (let d = store; ; d = path.dirname(d)) {
+      expect(existsSync(path.join(d, 'node_modules')), d).toBe(false);
+      if (d === path.dirname(d)) break;
+    }
+    expect((await run('kubectl', ['plugin', 'list'], { cwd: home, env: userEnv() })).stdout).toContain(path.join(krewRoot, 'bin', 'kubectl-service_user'));
+    const help = await ksu(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.err).toBe('');
+    expect(help.out).toContain('kubectl service-user: service users, their credentials and who a token is.');
+
+    // krew refuses an archive other than the one the manifest's sha256 names.
+    const other = path.join(dir, 'other.tar.gz');
+    writeFileSync(other, Buffer.concat([readFileSync(archive), Buffer.from([0])]));
+    const refused = await run('kubectl', ['krew', 'install', `--manifest=${manifestFile}`, `--archive=${other}`], { cwd: home, env: userEnv({ KREW_ROOT: path.join(dir, 'krew-other') }) }).then(
+      () => undefined,
+      (err: { stderr: string }) => err,
+    );
+    expect(refused?.stderr).toMatch(/checksum does not match/);
+
+    // Reproducible: built again (for a mirror), the archive is the same bytes; only the uri moves.
+    const again = path.join(dir, 'release-again');
+    await run(process.execPath, [releaseScript, '--out', again, '--base-url', 'https://mirror.example/suo/'], { cwd: repoRoot });
+    expect(readFileSync(path.join(again, path.basename(archive))).equals(readFileSync(archive))).toBe(true);
+    const mirrored = load(readFileSync(path.join(again, 'service-user.yaml'), 'utf8')) as { spec: { platforms: Platform[] } };
+    expect(mirrored.spec.platforms[0]).toMatchObject({ uri: `https://mirror.example/suo/v${version}/${path.basename(archive)}`, sha256: platform.sha256 });
+
+    // The checkout's launcher (bin/, on the project's Node) runs the same commands from source.
+    const fromCheckout = await run('kubectl', ['service-user', 'list', '-n', ns.name, '-o', 'name'], { env: { ...process.env, PATH: `${path.join(repoRoot, 'bin')}${path.delimiter}${process.env.PATH}`, KUBECONFIG: inject('kubeconfig') } });
+    expect(fromCheckout.stdout).toContain('serviceuser.serviceusers.dev/signer');
+  });
+
   it('is found by kubectl on PATH, prints its help, and refuses what it does not know', { timeout: 120_000 }, async () => {
     const help = await ksu(['--help']);
     expect(help.code).toBe(0);
@@ -239,9 +326,23 @@ describe('kubectl service-user', () => {
   });
 
   it('revoke refuses what is not one of the tokens, and revokes and replaces the active one', { timeout: 120_000 }, async () => {
+    // A whole token pasted where its id goes: said so, its id offered, the token never printed.
+    const whole = await currentToken('signer');
+    const wholeId = /^suo_([a-z2-7]{16})_/.exec(whole)![1]!;
+    const pasted = await inNs('revoke', 'signer', whole);
+    expect(pasted.code).toBe(1);
+    expect(pasted.err).toContain('that is a whole token, not a token id (it is not printed here, and nothing was sent)');
+    expect(pasted.err).toContain(`Its id is ${wholeId}: kubectl service-user revoke signer ${wholeId} -n ${ns.name}`);
+    const damaged = await inNs('revoke', 'signer', `${whole.slice(0, -1)}${whole.at(-1) === 'A' ? 'B' : 'A'}`);
+    expect(damaged.err).toContain(`that looks like a token (suo_${wholeId}_…, not printed here), not a token id, and it is damaged (token checksum mismatch`);
+    const extra = await inNs('revoke', 'signer', wholeId, whole);
+    expect(extra.err).toContain('revoke takes NAME and one TOKEN-ID');
+    for (const r of [pasted, damaged, extra]) {
+      expect(r.out + r.err).not.toContain(whole.slice(21, 29));
+    }
     const bad = await inNs('revoke', 'signer', 'suo_not-an-id');
     expect(bad.code).toBe(1);
-    expect(bad.err).toContain('is not a token id: 16 characters of a-z and 2-7');
+    expect(bad.err).toContain('is not a token id: a token id is 16 characters of a-z and 2-7');
     const unknown = await inNs('revoke', 'signer', 'aaaaaaaaaaaaaaaa');
     expect(unknown.code).toBe(1);
     expect(unknown.err).toContain("token aaaaaaaaaaaaaaaa is not one of signer's tokens");
@@ -299,7 +400,7 @@ describe('kubectl service-user', () => {
     const by = await inNs('extend', 'signer', '--by', '30d');
     expect(by.code).toBe(0);
     expect(by.out).toContain(`end date moved from ${endIn6Days} to ${expected}`);
-    expect(by.out).toMatch(/Took the field over from "[^"]+" \(written imperatively, not by server-side apply\)/);
+    expect(by.out).toMatch(/Took the field over from "[^"]+" \(written imperatively, not by any apply\)/);
     expect(((await k().serviceUser('signer')).spec as { endDate: string }).endDate).toBe(expected);
     const json = JSON.parse((await inNs('extend', 'signer', '--until', '2099-01-12', '-o', 'json')).out) as { spec: { endDate: string } };
     expect(json.spec.endDate).toBe('2099-01-12');
@@ -327,12 +428,41 @@ describe('kubectl service-user', () => {
     const refused = await inNs('disable', 'gitops');
     expect(refused.code).toBe(1);
     expect(refused.err).toContain('conflict with "argocd-controller"');
-    expect(refused.err).toContain('The field is applied declaratively by "argocd-controller"');
-    expect(refused.err).toContain('pass --force-conflicts to take it over');
+    expect(refused.err).toContain('spec.disabled: owned by another field manager — "argocd-controller" (Argo CD) applies it declaratively (server-side apply)');
+    expect(refused.err).toContain('run this command again with --force-conflicts to take the field over now');
     expect(((await k().serviceUser('gitops')).spec as { disabled: boolean }).disabled).toBe(false);
     const forced = await inNs('disable', 'gitops', '--force-conflicts');
     expect(forced.code).toBe(0);
     expect(((await k().serviceUser('gitops')).spec as { disabled: boolean }).disabled).toBe(true);
+  });
+
+  it('extend on a field npm run dev or Argo CD declares explains the conflict and the choice; --force-conflicts takes it', { timeout: 120_000 }, async () => {
+    const endDate = (name: string) => k().serviceUser(name).then((o) => (o.spec as { endDate: string }).endDate);
+    // npm run dev applies config/samples by server-side apply under its own field manager.
+    const sample = { apiVersion: 'serviceusers.dev/v1alpha1', kind: 'ServiceUser', metadata: { name: 'dev-sample' }, spec: { email: 'ops@example.com', accounts: ['acme'], endDate: '2098-01-01' } };
+    await applyManifests(running.client, [sample], ns.name);
+    const dev = await inNs('extend', 'dev-sample', '--by', '30d');
+    expect(dev.code).toBe(1);
+    expect(dev.err).toContain('spec.endDate: owned by another field manager — "service-user-operator-dev" (npm run dev) applies it declaratively (server-side apply), so the API server refused the change');
+    expect(dev.err).toContain('change it where it is declared (the manifest in Git that Argo CD or Flux syncs, or the file you apply)');
+    expect(dev.err).toContain('or run this command again with --force-conflicts to take the field over now');
+    expect(await endDate('dev-sample')).toBe('2098-01-01');
+    const devForced = await inNs('extend', 'dev-sample', '--by', '30d', '--force-conflicts');
+    expect(devForced.code).toBe(0);
+    expect(await endDate('dev-sample')).toBe('2098-01-31');
+
+    // Argo CD's default sync is a client-side kubectl apply: the manifest it applied is kept in
+    // the last-applied-configuration annotation, and its next sync sets the field back.
+    const manifest = path.join(dir, 'argo.yaml');
+    writeFileSync(manifest, dump({ apiVersion: 'serviceusers.dev/v1alpha1', kind: 'ServiceUser', metadata: { name: 'argo-sample', namespace: ns.name }, spec: { email: 'ops@example.com', accounts: ['acme'], endDate: '2098-01-01' } }));
+    await run('kubectl', ['apply', '--field-manager', 'argocd-controller', '-f', manifest], { env: { ...process.env, KUBECONFIG: inject('kubeconfig') } });
+    const argo = await inNs('extend', 'argo-sample', '--until', '2098-06-01');
+    expect(argo.code).toBe(1);
+    expect(argo.err).toContain('spec.endDate: owned by another field manager — it is in the object\'s kubectl.kubernetes.io/last-applied-configuration annotation, written by "argocd-controller" (Argo CD)');
+    expect(argo.err).toContain('--force-conflicts');
+    expect(await endDate('argo-sample')).toBe('2098-01-01');
+    expect((await inNs('extend', 'argo-sample', '--until', '2098-06-01', '--force-conflicts')).code).toBe(0);
+    expect(await endDate('argo-sample')).toBe('2098-06-01');
   });
 
   it('whoami asks the verification service who a token is, authenticating with the token itself or falling back to the ServiceUser that records it', { timeout: 120_000 }, async () => {
@@ -371,6 +501,34 @@ describe('kubectl service-user', () => {
     expect((await ksu(['whoami', 'suo_token_on_the_command_line'])).err).toContain('never the command line');
   });
 
+  it('whoami --cert/--key asks as a caller certificate: one whose roles grant verification:introspect answers for any token', { timeout: 120_000 }, async () => {
+    const files = async (name: string) => {
+      const data = decodeSecret((await k().secret(`${name}-credentials`))!);
+      writeFileSync(path.join(dir, `${name}.crt`), data['tls.crt']!);
+      writeFileSync(path.join(dir, `${name}.key`), data['tls.key']!);
+      return ['--cert', path.join(dir, `${name}.crt`), '--key', path.join(dir, `${name}.key`)];
+    };
+    const asAuditor = await files('auditor');
+    // The signer's token may not introspect itself; asked with the auditor's certificate, the
+    // service answers in full.
+    const signerToken = await currentToken('signer');
+    const r = await ksu(['whoami', '--verify-url', verifyUrl, '--verify-ca', caFile, ...asAuditor, '-o', 'json'], { stdin: signerToken });
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const who = JSON.parse(r.out) as Record<string, unknown>;
+    expect(who).toMatchObject({ active: true, identity: `serviceuser:${ns.name}:signer`, accounts: ['acme'], source: `${verifyUrl}/v1/introspect` });
+    expect(who.permissions).toEqual(expect.arrayContaining([{ account: 'acme', manager: 'software-trust-manager', permission: 'signatures:sign' }]));
+    expect(r.out).not.toContain(signerToken);
+
+    // The signer's own certificate grants no introspection: refused as a caller.
+    const refused = await ksu(['whoami', '--verify-url', verifyUrl, '--verify-ca', caFile, ...(await files('signer'))], { stdin: signerToken });
+    expect(refused.code).toBe(1);
+    expect(refused.err).toContain('the verification service refused the caller certificate (403)');
+    const half = await ksu(['whoami', '--verify-url', verifyUrl, '--verify-ca', caFile, asAuditor[0]!, asAuditor[1]!], { stdin: signerToken });
+    expect(half.code).toBe(1);
+    expect(half.err).toContain('--cert and --key go together');
+  });
+
   it('a disabled user\'s token is reported inactive (exit 2)', async () => {
     await k().patchServiceUser('auditor', { disabled: true });
     await k().waitFor('auditor', 'Disabled', (o) => statusOf(o).phase === 'Disabled');
@@ -407,6 +565,21 @@ describe('kubectl service-user', () => {
     expect(noFile.err).toContain('no such file');
     const viaEnv = await ksu(['list', '--context', 'team'], { env: { KUBECONFIG: `${path.join(dir, 'absent')}${path.delimiter}${file}` } });
     expect(viaEnv.out).toMatch(/^signer\s/m);
+    // A user whose credentials come from an exec plugin (client-node's KubeConfig, bundled).
+    const admin = (config as unknown as { users: { name: string; user: Record<string, string> }[] }).users.find((u) => u.name === base.context.user)!.user;
+    const pem = (data: string | undefined, file: string | undefined) =>
+      data ? Buffer.from(data, 'base64').toString('utf8') : file ? readFileSync(path.resolve(path.dirname(inject('kubeconfig')), file), 'utf8') : undefined;
+    const credential = Object.fromEntries(
+      Object.entries({ clientCertificateData: pem(admin['client-certificate-data'], admin['client-certificate']), clientKeyData: pem(admin['client-key-data'], admin['client-key']), token: admin.token }).filter(([, v]) => v),
+    );
+    writeFileSync(path.join(dir, 'credential.json'), JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status: credential }));
+    (config as unknown as { users: unknown[] }).users.push({ name: 'exec-user', user: { exec: { apiVersion: 'client.authentication.k8s.io/v1', command: 'cat', args: [path.join(dir, 'credential.json')], interactiveMode: 'Never' } } });
+    config.contexts.push({ name: 'exec', context: { cluster: base.context.cluster!, user: 'exec-user', namespace: ns.name } });
+    writeFileSync(file, dump(config));
+    const viaExec = await ksu(['list', '--kubeconfig', file, '--context', 'exec', '-o', 'name']);
+    expect(viaExec.err).toBe('');
+    expect(viaExec.out).toContain('serviceuser.serviceusers.dev/signer');
+
     // The admin client may impersonate; jane may not list service users.
     const asJane = await ksu(['list', '-n', ns.name, '--as', 'jane@example.com']);
     expect(asJane.code).toBe(1);

@@ -15,6 +15,7 @@ import { buildCertManager } from '../certmanager/certmanager.ts';
 import { helmBinary } from '../helm/helm.ts';
 import { promtoolBinary } from '../promtool/promtool.ts';
 import { buildMailpit } from '../mailpit/mailpit.ts';
+import { krewBinary } from '../krew/krew.ts';
 import { findSecrets } from '../logs.ts';
 import { KubeClient } from '../../src/controller/kube.ts';
 
@@ -35,6 +36,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   helmBinary();
   promtoolBinary();
   buildMailpit();
+  krewBinary();
 
   let kubeconfig: string;
   let source: string;
