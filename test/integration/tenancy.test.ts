@@ -278,10 +278,12 @@ describe('admission checks who asks', () => {
     expect(refusedUse.err).toContain(`alice may not use account ${shared} in namespace ${b.name}`);
     expect(refusedUse.err).toContain(`verb use on accounts.serviceusers.dev named ${shared}`);
     expect(refusedUse.err).toContain(`resources: [accounts], verbs: [use], resourceNames: [${shared}]`);
+    // Refused by two policies (bind, and use of the accounts a binding without spec.accounts
+    // reaches): the API server reports one of them, in no fixed order. The bind refusal alone
+    // is checked below, for someone who may use the account.
     const refusedBind = await create(alice, bindingJson('ci-signs', signer, 'ci'));
     expect(refusedBind.ok).toBe(false);
-    expect(refusedBind.err).toContain(`alice may not bind Role ${signer} in namespace ${b.name}`);
-    expect(refusedBind.err).toContain(`resources: [roles], verbs: [bind], resourceNames: [${signer}]`);
+    expect(refusedBind.err).toMatch(new RegExp(`alice may not (bind Role ${signer}|use every account) in namespace ${b.name}`));
     expect(await inB().serviceUser('ci').then(() => 'exists', () => 'absent')).toBe('absent');
   });
 
@@ -305,7 +307,9 @@ describe('admission checks who asks', () => {
     expect((await create(aliceInTeam, bindingJson('ci-signs', signer, 'ci', [shared]))).ok).toBe(true);
     // Only what was granted: another account, another Role.
     expect((await create(aliceInTeam, serviceUserJson('ci-prod', [shared, prod]), true)).err).toContain(`may not use account ${prod} in`);
-    expect((await create(aliceInTeam, bindingJson('ci-verifies', verifier, 'ci', [shared]), true)).err).toContain(`may not bind Role ${verifier}`);
+    const refusedBind = (await create(aliceInTeam, bindingJson('ci-verifies', verifier, 'ci', [shared]), true)).err;
+    expect(refusedBind).toContain(`alice may not bind Role ${verifier} in namespace ${b.name}`);
+    expect(refusedBind).toContain(`resources: [roles], verbs: [bind], resourceNames: [${verifier}]`);
     // Each account named anew costs an authorizer check: at most 16 in one write.
     const many = Array.from({ length: 17 }, (_, i) => `${s}-many-${i}`);
     expect((await create(aliceInTeam, serviceUserJson('ci-many', many), true)).err).toContain('names 17 accounts anew; name at most 16 in one write');
