@@ -229,10 +229,13 @@ describe('a kube-apiserver', () => {
   });
 
   it('stops accepting the token on disable, and again after enable accepts it', async () => {
-    const { token } = await credentials('deployer');
+    const { token, cert, key } = await credentials('deployer');
     await k().patchServiceUser('deployer', { disabled: true });
     await eventually('the token refused', async () => (typeof (await whoami(['--token', token])) === 'string' ? true : undefined));
     expect(await whoami(['--token', token])).toContain('Unauthorized');
+    // What docs/certificates.md says a kube-apiserver does with a disabled user's certificate:
+    // it reads no CRL, so the certificate on hold still logs in until its notAfter.
+    expect(await whoami(['--client-certificate', cert, '--client-key', key])).toMatchObject({ username: `serviceuser:${ns}:deployer` });
     await k().patchServiceUser('deployer', { disabled: false });
     await eventually('the token accepted again', async () => (typeof (await whoami(['--token', token])) === 'string' ? undefined : true));
   });
