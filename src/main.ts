@@ -42,8 +42,8 @@ Usage: npm start -- [flags]     (or: node src/main.ts [flags])
                                     shares it (--mode=controller) (default: --verify-dns-names')
   --health-probe-bind-address ADDR  /healthz and /readyz, HOST:PORT; "0" turns it off (default: :8081)
   --concurrency N                   ServiceUsers reconciled in parallel (default: 4)
-  --operator-namespace NS           where the CA Secret and the CRL ConfigMap live
-                                    (default: $POD_NAMESPACE, else service-user-operator)
+  --operator-namespace NS           where the CA Secret, the ledger key Secret and the revocation ledger's
+                                    ConfigMaps live (default: $POD_NAMESPACE, else service-user-operator)
   --ca-secret NAME                  the built-in CA's Secret (kubernetes.io/tls): created on first
                                     start when absent; put your own CA there to use it (default:
                                     service-user-operator-ca)

@@ -62,20 +62,24 @@ export async function installCrds(kc: KubeConfig): Promise<void> {
   }
 }
 
-const kindPaths: Record<string, { plural: string; namespaced: boolean }> = {
-  ServiceUser: { plural: 'serviceusers', namespaced: true },
-  RoleBinding: { plural: 'rolebindings', namespaced: true },
-  Role: { plural: 'roles', namespaced: false },
-  Account: { plural: 'accounts', namespaced: false },
+const kindPaths: Record<string, { group: string; version: string; plural: string; namespaced: boolean }> = {
+  ServiceUser: { group: 'serviceusers.dev', version: 'v1alpha1', plural: 'serviceusers', namespaced: true },
+  RoleBinding: { group: 'serviceusers.dev', version: 'v1alpha1', plural: 'rolebindings', namespaced: true },
+  Role: { group: 'serviceusers.dev', version: 'v1alpha1', plural: 'roles', namespaced: false },
+  Account: { group: 'serviceusers.dev', version: 'v1alpha1', plural: 'accounts', namespaced: false },
+  // config/policy: the admission policies and the ClusterRoles for people.
+  ValidatingAdmissionPolicy: { group: 'admissionregistration.k8s.io', version: 'v1', plural: 'validatingadmissionpolicies', namespaced: false },
+  ValidatingAdmissionPolicyBinding: { group: 'admissionregistration.k8s.io', version: 'v1', plural: 'validatingadmissionpolicybindings', namespaced: false },
+  ClusterRole: { group: 'rbac.authorization.k8s.io', version: 'v1', plural: 'clusterroles', namespaced: false },
 };
 
-/** Server-side applies this project's manifests (config/roles, config/samples) as raw JSON. */
+/** Server-side applies this project's manifests (config/roles, config/samples, config/policy) as raw JSON. */
 export async function applyManifests(client: KubeClient, objects: KubernetesObject[], namespace: string, fieldManager = 'service-user-operator-dev'): Promise<void> {
   for (const obj of objects) {
     const where = kindPaths[obj.kind ?? ''];
     if (!where) throw new Error(`cannot apply kind ${obj.kind}`);
     const meta = { ...obj.metadata!, ...(where.namespaced ? { namespace } : {}) } as ObjectMeta;
-    const path = resourcePath({ group: 'serviceusers.dev', version: 'v1alpha1', plural: where.plural, namespaced: where.namespaced }, meta.namespace, meta.name);
+    const path = resourcePath(where, meta.namespace, meta.name);
     await client.apply(path, { ...obj, metadata: meta }, fieldManager);
   }
 }

@@ -11,6 +11,8 @@
 // without spec.accounts grants in whatever its subjects name, which no policy can see: only
 // an author who may use every account may write one.
 import { group } from './primitives.ts';
+import { celString } from './rules.ts';
+import { endDatePattern } from './serviceuser.ts';
 import { defaultTemplateKeyPolicy } from './secret-template.ts';
 
 export const perWrite = 16;
@@ -22,19 +24,36 @@ const refusal = (what: string, verb: string, resource: string, name: string) =>
   ` '. A platform admin grants it with a ClusterRole rule {apiGroups: [${group}], resources: [${resource}], verbs: [${verb}], resourceNames: [' + ${name} +` +
   ` ']} bound to you in namespace ' + request.namespace + ' (see docs/tenancy.md)'`;
 
-const policy = (name: string, resources: string[], spec: Record<string, unknown>) => [
+const policy = (name: string, resources: string[], spec: Record<string, unknown>, on = { operations: ['CREATE', 'UPDATE'], actions: ['Deny'] }) => [
   {
     apiVersion: 'admissionregistration.k8s.io/v1',
     kind: 'ValidatingAdmissionPolicy',
     metadata: { name },
     spec: {
       failurePolicy: 'Fail',
-      matchConstraints: { resourceRules: [{ apiGroups: [group], apiVersions: ['*'], operations: ['CREATE', 'UPDATE'], resources }] },
+      matchConstraints: { resourceRules: [{ apiGroups: [group], apiVersions: ['*'], operations: on.operations, resources }] },
       ...spec,
     },
   },
-  { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicyBinding', metadata: { name }, spec: { policyName: name, validationActions: ['Deny'] } },
+  { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicyBinding', metadata: { name }, spec: { policyName: name, validationActions: on.actions } },
 ];
+
+// A ServiceUser created with an end date already past is admitted — a GitOps sync re-applies
+// old objects, and refusing them would wedge the sync — but the person applying it is warned
+// (kubectl and Argo CD show admission warnings). CEL has no clock; on CREATE the API server
+// has already set metadata.creationTimestamp, which is "now" here. A date ends at 23:59:59 UTC.
+const endDatePassed = {
+  variables: [
+    { name: 'end', expression: `has(object.spec.endDate) && object.spec.endDate.matches(${celString(endDatePattern.source)}) ? object.spec.endDate : ''` },
+  ],
+  validations: [
+    {
+      expression: "variables.end == '' || timestamp(size(variables.end) == 10 ? variables.end + 'T23:59:59Z' : variables.end) > timestamp(object.metadata.creationTimestamp)",
+      messageExpression:
+        `'ServiceUser ' + object.metadata.name + ': spec.endDate "' + variables.end + '" has already passed: admitted, but it gets no credentials (verification refuses it) until spec.endDate moves into the future'`,
+    },
+  ],
+};
 
 /**
  * The secretTemplate key prefixes, as CEL list literals (JSON is one). The chart passes
@@ -131,6 +150,7 @@ export function admissionPolicies(prefixes: TemplatePrefixes = defaultPrefixes):
         })),
       ],
     }),
+    ...policy(`${group}-end-date-passed`, ['serviceusers'], endDatePassed, { operations: ['CREATE'], actions: ['Warn', 'Audit'] }),
     ...policy(`${group}-secret-template`, ['serviceusers'], {
       variables: [{ name: 'refused', expression: prefixes.refused }, { name: 'allowed', expression: prefixes.allowed }, ...templateVariables('labels'), ...templateVariables('annotations')],
       validations: [templateValidation('labels'), templateValidation('annotations')],

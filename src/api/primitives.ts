@@ -22,12 +22,21 @@ export function objectName(what: string, max = 253) {
 /** CEL: `expr` is a string CEL's duration() accepts without error. */
 export const isDurationCel = (expr: string) => `${expr}.matches(${celString(durationPattern.source)})`;
 
+/**
+ * CEL: for "30d" or "2w" (what `kubectl service-user extend --by` takes), how to write that
+ * length of time here, so both name one length. (No arithmetic: a number made into a string
+ * has no size bound the API server's cost estimate accepts.)
+ */
+export const dayHintCel =
+  "(self.matches('^[0-9]{1,5}[dw]$') ? '; Go durations have no days or weeks: write hours (1d is 24h, 1w is 168h, 30d is 720h)' : '')";
+
 /** A positive Go duration such as 720h, 90m or 1h30m. */
 export function duration(what: string) {
   return rule(z.string().max(20), {
     cel: `${isDurationCel('self')} && duration(self) > duration('0s')`,
     check: (v) => (parseDuration(v) ?? 0) > 0,
     message: `${what} must be a positive duration such as 720h, 90m or 1h30m (units h, m, s, ms)`,
+    hint: dayHintCel,
   });
 }
 

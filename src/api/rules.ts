@@ -7,6 +7,8 @@ import type { z } from 'zod';
 export interface CelRule {
   rule: string;
   message: string;
+  /** The message with the offending value: the API server itself prints only its type (`Invalid value: "string"`). */
+  messageExpression?: string;
   fieldPath?: string;
   reason?: 'FieldValueInvalid' | 'FieldValueForbidden' | 'FieldValueRequired' | 'FieldValueDuplicate';
 }
@@ -25,18 +27,28 @@ export function celRules(schema: z.ZodType): CelRule[] {
 }
 
 /**
+ * CEL for a string `self` as the message shows it: quoted and escaped (a value with a line
+ * break cannot break the message), cut at 64 characters (messages have a size limit).
+ */
+export const shownValueCel = "strings.quote(size(self) > 64 ? self.substring(0, 64) + '...' : self)";
+
+/**
  * One rule, two implementations that must mean the same: `check` for zod, `cel` for the
- * API server. `path` points the error at a child field (CEL `fieldPath`).
+ * API server. `path` points the error at a child field (CEL `fieldPath`). On a string field
+ * the API server's message also shows the value refused, and `hint` (a CEL string
+ * expression over `self`) may add what to write instead.
  */
 export function rule<T extends z.ZodType>(
   schema: T,
-  r: { cel: string; check: (value: z.output<T>) => boolean; message: string; path?: string[]; reason?: CelRule['reason'] },
+  r: { cel: string; check: (value: z.output<T>) => boolean; message: string; path?: string[]; reason?: CelRule['reason']; hint?: string },
 ): T {
   const refined = schema.refine(r.check, { message: r.message, ...(r.path ? { path: r.path } : {}) }) as T;
+  const onString = !r.path && (schema as unknown as { _zod: { def: { type: string } } })._zod.def.type === 'string';
   return withCel(refined, [
     {
       rule: r.cel,
       message: r.message,
+      ...(onString ? { messageExpression: `${celString(`${r.message}; got `)} + ${shownValueCel}${r.hint ? ` + ${r.hint}` : ''}` } : {}),
       ...(r.path ? { fieldPath: `.${r.path.join('.')}` } : {}),
       ...(r.reason ? { reason: r.reason } : {}),
     },

@@ -52,10 +52,24 @@ export async function list(inv: Invocation): Promise<void> {
       su.status?.phase ?? 'Pending',
       expires(su.status, now),
       tokenSummary(su.status?.tokens),
-      (su.status as { accounts?: string[] } | undefined)?.accounts?.join(',') ?? su.spec?.accounts?.join(',') ?? '',
+      accountsColumn(su),
     ]);
     inv.io.out(table([...(all ? ['NAMESPACE'] : []), 'NAME', 'FRIENDLY NAME', 'PHASE', 'EXPIRES', 'TOKENS', 'ACCOUNTS'], rows));
+    // An empty column is a question; answer it under the table.
+    if (rows.some((r) => r.at(-1) === noneAdmitted)) {
+      inv.io.err(`${noneAdmitted}: no Account admits the namespace for the accounts spec.accounts names, so no permission is granted; kubectl service-user status NAME names them, kubectl get suacct shows the Accounts\n`);
+    }
   });
+}
+
+const noneAdmitted = '<none admitted>';
+
+/** The accounts status says admit the user; before the operator has judged, those spec names. */
+function accountsColumn(su: Su): string {
+  const admitted = (su.status as { accounts?: string[] } | undefined)?.accounts;
+  if (admitted?.length) return admitted.join(',');
+  if (admitted && su.spec?.accounts?.length) return noneAdmitted;
+  return su.spec?.accounts?.join(',') ?? '';
 }
 
 interface CoreEvent {

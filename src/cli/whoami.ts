@@ -86,7 +86,7 @@ export async function whoami(inv: Invocation): Promise<void> {
   if (!url) {
     throw new UsageError(
       'where is the verification service? pass --verify-url https://HOST:PORT or set SERVICE_USER_VERIFY_URL ' +
-        '(e.g. kubectl port-forward -n service-user-operator svc/service-user-operator 8443:443, then --verify-url https://localhost:8443)',
+        '(e.g. kubectl port-forward -n service-user-operator svc/service-user-operator 8443:8443, then --verify-url https://localhost:8443)',
     );
   }
   if (!/^https:\/\//.test(url)) throw new UsageError(`--verify-url ${url}: must be https:// (the token is sent to it)`);

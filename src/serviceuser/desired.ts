@@ -17,7 +17,7 @@ import { templateAdmission } from './template-keys.ts';
 import { expiresAt as endOf, isExpired, warnAt as warnOf } from './expiry.ts';
 import type { CertificateMaterial } from './certificate.ts';
 import { secretKeys, type Profile } from './secret.ts';
-import { expiryEvents, phaseOf } from './phase.ts';
+import { expiryEvents, heldCredentials, phaseOf } from './phase.ts';
 import { honouredRecords, iso, tokenAnnotations, tokenLedger, type RevocationReason } from './tokens.ts';
 import { sealHonoured, sealOf, signToken, type LedgerTrust } from './ledger-macs.ts';
 import type { KeyRing } from '../credentials/mac.ts';
@@ -235,7 +235,8 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
         delete t.validUntil;
         revocations.push({ id: t.id, reason: 'Expired' });
       }
-      events.push(...expiryEvents(expires!, wasTrue('Expired'), revocations.map((r) => r.id), ours(observed.secret) ? secretName : undefined));
+      const held = { credentials: heldCredentials(previous), createdAt: su.metadata.creationTimestamp as string | undefined };
+      events.push(...expiryEvents(expires!, wasTrue('Expired'), revocations.map((r) => r.id), ours(observed.secret) ? secretName : undefined, held));
       if (ours(observed.secret)) {
         secret = {
           name: secretName,

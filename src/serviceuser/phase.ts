@@ -27,11 +27,29 @@ export interface PhaseInput {
  * What the end date says, once: one Expired event naming the tokens it revoked — an expiry is
  * one event, not one per token beside it (at thousands of end dates in a minute, every
  * request counts). Tokens revoked by an end date already announced get their own event.
+ * A user that never held a credential (created with an end date already past: GitOps
+ * re-applies old objects, so admission lets it in) is told so, not that something was revoked.
  */
-export function expiryEvents(expires: number, wasExpired: boolean, expiredTokens: string[], secretName: string | undefined): EventRecord[] {
+export function expiryEvents(
+  expires: number,
+  wasExpired: boolean,
+  expiredTokens: string[],
+  secretName: string | undefined,
+  held: { credentials: boolean; createdAt?: string | undefined },
+): EventRecord[] {
   if (wasExpired) return expiredTokens.map((id) => ({ type: 'Warning' as const, reason: 'TokenRevoked', message: `token ${id} revoked: Expired` }));
+  if (!held.credentials && !expiredTokens.length) {
+    const created = held.createdAt ? Date.parse(held.createdAt) : NaN;
+    const when = created >= expires ? `had already passed when it was created (${iso(created)})` : 'passed before any credential was issued';
+    return [{ type: 'Warning', reason: 'Expired', message: `end date ${iso(expires)} ${when}: no credentials were issued; extend spec.endDate to issue them` }];
+  }
   const tokens = expiredTokens.length ? ` (token${expiredTokens.length > 1 ? 's' : ''} ${expiredTokens.join(', ')})` : '';
   return [{ type: 'Warning', reason: 'Expired', message: `end date ${iso(expires)} passed: credentials revoked${tokens}${secretName ? ` and removed from Secret ${secretName}` : ''}` }];
+}
+
+/** Whether status records a credential the end date takes away: a live token or a certificate. */
+export function heldCredentials(status: ServiceUserStatus | undefined): boolean {
+  return (status?.tokens ?? []).some((t) => t.state !== 'Revoked') || status?.certificate !== undefined;
 }
 
 export interface PhaseOutcome {
@@ -53,7 +71,10 @@ export function phaseOf(input: PhaseInput): PhaseOutcome {
   const certificateEnabled = spec.credentials.clientCertificate.enabled;
   const complete = (tokenEnabled ? !!tokenId : true) && (certificateEnabled ? !!certificate : true) && (tokenEnabled || certificateEnabled);
   const phase = expired ? 'Expired' : disabled ? 'Disabled' : complete ? 'Active' : 'Pending';
-  if (expired) events.push(...expiryEvents(expires, wasTrue('Expired'), input.expiredTokens ?? [], secretName));
+  if (expired) {
+    const held = { credentials: heldCredentials(su.status), createdAt: su.metadata.creationTimestamp as string | undefined };
+    events.push(...expiryEvents(expires, wasTrue('Expired'), input.expiredTokens ?? [], secretName, held));
+  }
   if (expiringSoon && !wasTrue('ExpiringSoon')) events.push({ type: 'Warning', reason: 'ExpiringSoon', message: `credentials expire at ${iso(expires!)}; extend spec.endDate or plan the replacement` });
   if (disabled && !wasTrue('Disabled')) events.push({ type: 'Normal', reason: 'Disabled', message: 'disabled: verification refuses its credentials until enabled' });
   if (!disabled && wasTrue('Disabled')) events.push({ type: 'Normal', reason: 'Enabled', message: 'enabled: its credentials are accepted again' });

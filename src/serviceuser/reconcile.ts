@@ -460,7 +460,8 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     }
     for (const r of plan.revocations) deps.metrics.tokensRevoked.inc({ reason: r.reason });
     for (const e of plan.events) {
-      log.info({ reason: e.reason, type: e.type }, e.message);
+      // A Warning event is something to act on: it logs at warn, where alerting on logs looks.
+      log[e.type === 'Warning' ? 'warn' : 'info']({ reason: e.reason, type: e.type }, e.message);
       // Not on the reconcile's path (unless the recorder's backlog is full): it writes and
       // aggregates them, and logs its own failures.
       await deps.events.whenRoom();

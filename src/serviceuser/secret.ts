@@ -1,4 +1,4 @@
-// The Secret's key layout per profile (DESIGN.md, The Secret). Certificates add their keys
+// The Secret's key layout per profile (docs/api.md, The Secret). Certificates add their keys
 // here when they land; plaintext credentials exist nowhere else.
 import type { profiles } from '../api/serviceuser.ts';
 

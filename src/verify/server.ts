@@ -33,6 +33,17 @@ import { platformWide, scopeOf, visibleAccounts, type Scope } from './scope.ts';
 import { splitAddress } from '../observability/http.ts';
 import { x509 } from '../credentials/x509.ts';
 
+/** The catalog Role that grants calling the verification service (config/roles/service-user-operator.yaml). */
+export const verifierRole = 'service-user-operator.verifier';
+
+/** A 403 for a service user without the permission: what grants it, so the reader can act. */
+function notGranted(who: { namespace?: string; name: string }, what: 'introspect' | 'authorize'): string {
+  return (
+    `${who.namespace}/${who.name} is not granted verification:${what}: the Role ${verifierRole} grants it — ` +
+    `bind it with a RoleBinding in namespace ${who.namespace} (subject ServiceUser ${who.name}), in an account the caller shares with the service users it verifies (docs/verification.md)`
+  );
+}
+
 /** Where the serving pair comes from: the current one, and word of each new one. */
 export interface ServingPair {
   current(): { certPem: string; keyPem: string };
@@ -232,7 +243,7 @@ export async function startVerificationServer(options: VerificationOptions): Pro
       throw new HttpError(
         403,
         caller.kind === 'serviceuser'
-          ? `${caller.su.metadata.namespace}/${caller.su.metadata.name} is not granted verification:${what}`
+          ? notGranted(caller.su.metadata, what)
           : `the client certificate's CA is not trusted for ${path} (only --verify-client-ca CAs are)`,
       );
     }
@@ -272,7 +283,7 @@ export async function startVerificationServer(options: VerificationOptions): Pro
     const caller = authenticate(req);
     const scope = caller && scopeFor(caller, 'tokenreview', 'introspect');
     if (caller && scope) return { scope, callerName: caller.kind === 'serviceuser' ? identityOf(caller.su) : caller.subject };
-    if (caller?.kind === 'serviceuser') throw new HttpError(403, `${caller.su.metadata.namespace}/${caller.su.metadata.name} is not granted verification:introspect`);
+    if (caller?.kind === 'serviceuser') throw new HttpError(403, notGranted(caller.su.metadata, 'introspect'));
     throttleFailure(req, res);
     res.setHeader('www-authenticate', 'Bearer realm="service-user-operator"');
     throw new HttpError(

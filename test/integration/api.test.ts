@@ -103,6 +103,9 @@ describe('the bad-input corpus (test/fixtures/invalid)', () => {
     );
     expect([400, 422]).toContain(refused.code);
     expect(refused.message).toContain(field!);
+    // `# shows:` lines: what the message must show besides the field — the value refused
+    // (the API server alone prints only its type, `Invalid value: "string"`), a hint.
+    for (const [, shown] of text.matchAll(/^# shows: (.+)$/gm)) expect(refused.message).toContain(shown);
 
     const zod = zodPaths(target.kind!, { ...target, metadata: { ...target.metadata, namespace: ns.name } });
     if (admissionOnly) {

@@ -492,7 +492,7 @@ describe('kubectl service-user', () => {
     expect(typo.err).toContain('token checksum mismatch (typo or truncation): checked offline, nothing was sent');
     const noUrl = await ksu(['whoami'], { stdin: auditorToken, env: { SERVICE_USER_VERIFY_URL: '' } });
     expect(noUrl.code).toBe(1);
-    expect(noUrl.err).toContain('kubectl port-forward -n service-user-operator svc/service-user-operator 8443:443');
+    expect(noUrl.err).toContain('kubectl port-forward -n service-user-operator svc/service-user-operator 8443:8443');
     const noCa = await ksu(['whoami', '--verify-url', verifyUrl], { stdin: auditorToken });
     expect(noCa.code).toBe(1);
     expect(noCa.err).toContain('pass --verify-ca FILE');

@@ -193,6 +193,16 @@ describe('the Secret', () => {
 });
 
 describe('end dates', () => {
+  it('a user created after its end date is told nothing was issued, not that something was revoked', () => {
+    const w = new World(user({ endDate: '2026-06-01' }, { metadata: { name: 'ci', namespace: 'team', uid: 'uid-1', generation: 1, creationTimestamp: '2027-01-01T00:00:00Z' } }));
+    const plan = w.step(t0);
+    expect(plan.status.phase).toBe('Expired');
+    expect(plan.revocations).toEqual([]);
+    expect(plan.events).toEqual([
+      { type: 'Warning', reason: 'Expired', message: 'end date 2026-06-01T23:59:59Z had already passed when it was created (2027-01-01T00:00:00Z): no credentials were issued; extend spec.endDate to issue them' },
+    ]);
+  });
+
   it('a date ends at 23:59:59 UTC; at that instant the token is refused, revoked and wiped', () => {
     const w = new World(user({ endDate: '2027-01-01' }));
     w.step(t0);
