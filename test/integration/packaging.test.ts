@@ -259,6 +259,25 @@ describe('kustomize', () => {
     expect(rules(kustomizeOut, 'Role')).toEqual(rules(chartOut, 'Role').filter((r) => !r.includes('"permissions"')));
   });
 
+  it('has what the chart has beside it: fsGroup, the PrometheusRule (the chart\'s alerts), the Grafana dashboard (the chart\'s JSON)', async () => {
+    const kustomize = async (dirName: string) => {
+      const r = await run('kubectl', ['kustomize', path.join(repoRoot, 'config', dirName)]);
+      expect(r.ok, r.err).toBe(true);
+      return (loadAll(r.out) as (Doc | null)[]).filter((d): d is Doc => !!d?.kind) as (Doc & { data?: Record<string, string>; metadata: { labels?: Record<string, string> } })[];
+    };
+    for (const d of (await kustomize('default')).filter((d) => d.kind === 'Deployment')) {
+      expect(d.spec!.template!.spec.securityContext).toMatchObject({ fsGroup: 65532 });
+    }
+    const chartDocs = await render(['--set', 'metrics.prometheusRule.enabled=true', '--set', 'grafana.dashboard.enabled=true']);
+    const rule = (await kustomize('prometheus')).find((d) => d.kind === 'PrometheusRule');
+    expect(rule?.spec).toEqual(chartDocs.find((d) => d.kind === 'PrometheusRule')!.spec);
+    const dashboard = (await kustomize('grafana')).find((d) => d.kind === 'ConfigMap');
+    expect(dashboard?.metadata.labels).toMatchObject({ grafana_dashboard: '1' });
+    const chartDashboard = chartDocs.find((d) => d.kind === 'ConfigMap' && d.metadata.name.endsWith('-dashboard')) as unknown as { data: Record<string, string> };
+    expect(JSON.parse(dashboard!.data!['service-user-operator.json']!)).toEqual(JSON.parse(chartDashboard.data['service-user-operator.json']!));
+    expect(await dryRunApply((await run('kubectl', ['kustomize', path.join(repoRoot, 'config/prometheus')])).out + '\n---\n' + (await run('kubectl', ['kustomize', path.join(repoRoot, 'config/grafana')])).out + '\n---\n' + (await run('kubectl', ['kustomize', path.join(repoRoot, 'config/default')])).out, 'kustomize-extras')).toEqual([]);
+  });
+
   it('sizes the operator and its heap as the chart does (it was left at 128Mi/256Mi: OOM-killed at a few thousand users)', async () => {
     const chart_ = await run(helm, ['template', 'suo', chart, '--namespace', 'service-user-operator', '--kube-version', '1.34.4']);
     const kustomize = await run('kubectl', ['kustomize', path.join(repoRoot, 'config/default')]);
