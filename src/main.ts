@@ -10,6 +10,7 @@ import { metricsBindingProblem } from './observability/metrics-server.ts';
 import { createLogger, logFormats, type LogFormat } from './observability/logger.ts';
 import { createMetrics } from './observability/metrics.ts';
 import { startOperator } from './operator.ts';
+import { parseLeaderTimings } from './controller/leader.ts';
 import type { VerificationSettings } from './verify/server.ts';
 import { startVerifier } from './verifier.ts';
 import { copierKeyPrefixes, parseKeyPrefixes } from './api/secret-template.ts';
@@ -97,6 +98,14 @@ Usage: npm start -- [flags]     (or: node src/main.ts [flags])
                                     operator namespace (run several replicas; with --mode=all all serve
                                     verification; not with --mode=verifier, which never reconciles)
   --leader-election-id ID           this replica's identity (default: $HOSTNAME plus a random suffix)
+  --leader-election-lease-duration D
+                                    how long a Lease holds without renewal before another replica may
+                                    take it, whole seconds (default: 15s)
+  --leader-election-renew-deadline D
+                                    how long the leader keeps trying to renew before it gives up and
+                                    exits; shorter than the lease duration (default: 10s)
+  --leader-election-retry-period D  how often replicas try to take or renew the Lease; shorter than
+                                    the renew deadline divided by 1.2 (default: 2s)
   --help                            this text
 `;
 
@@ -137,6 +146,9 @@ const { values } = parseArgs({
     'secret-template-allowed-prefixes': { type: 'string', default: '' },
     'leader-elect': { type: 'boolean', default: false },
     'leader-election-id': { type: 'string' },
+    'leader-election-lease-duration': { type: 'string', default: '15s' },
+    'leader-election-renew-deadline': { type: 'string', default: '10s' },
+    'leader-election-retry-period': { type: 'string', default: '2s' },
     help: { type: 'boolean', default: false },
   },
   strict: true,
@@ -175,6 +187,15 @@ if (mode === 'verifier' && values['verify-bind-address'] === '0') {
 const concurrency = Number(values.concurrency);
 if (!Number.isInteger(concurrency) || concurrency < 1) {
   log.fatal(`--concurrency must be a positive integer, got "${values.concurrency}"`);
+  process.exit(2);
+}
+const leaderTimings = parseLeaderTimings({
+  leaseDuration: values['leader-election-lease-duration'],
+  renewDeadline: values['leader-election-renew-deadline'],
+  retryPeriod: values['leader-election-retry-period'],
+});
+if (!leaderTimings.ok) {
+  log.fatal(leaderTimings.message);
   process.exit(2);
 }
 const templatePrefixes = (['refused', 'allowed'] as const).map((which) => {
@@ -312,6 +333,7 @@ const operator =
           ? {
               leaderElection: {
                 identity: values['leader-election-id'] ?? `${hostname()}_${randomBytes(4).toString('hex')}`,
+                ...leaderTimings.timings,
                 onLost: () => {
                   // As client-go does: a replica that lost the lease may hold stale decisions; restart.
                   log.fatal('lost the leader lease; exiting so that a fresh start follows');

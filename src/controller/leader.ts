@@ -12,6 +12,37 @@
 // one takes it only leaseDuration after it saw that renewal.
 import { isConflict, isNotFound, type KubeClient } from './kube.ts';
 import type { Logger } from '../observability/logger.ts';
+import { parseDuration } from '../api/duration.ts';
+
+/** client-go's and controller-runtime's defaults. */
+export const defaultLeaderTimings = { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 } as const;
+
+export interface LeaderTimings {
+  leaseDurationMs: number;
+  renewDeadlineMs: number;
+  retryPeriodMs: number;
+}
+
+/**
+ * The three timing flags (Go durations, as controller-runtime's --leader-election-lease-duration
+ * and friends), judged together: each a positive duration, the lease in whole seconds (the Lease
+ * records seconds), and client-go's two orderings, without which a leader could still act after
+ * another has taken over. Parsed once, at the edge; the message names the flag to change.
+ */
+export function parseLeaderTimings(raw: { leaseDuration: string; renewDeadline: string; retryPeriod: string }): { ok: true; timings: LeaderTimings } | { ok: false; message: string } {
+  const parsed: Partial<Record<keyof typeof raw, number>> = {};
+  for (const key of ['leaseDuration', 'renewDeadline', 'retryPeriod'] as const) {
+    const flag = `--leader-election-${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    const ms = parseDuration(raw[key]);
+    if (ms === undefined || ms <= 0) return { ok: false, message: `${flag} must be a positive duration such as 15s or 1m30s, got "${raw[key]}"` };
+    parsed[key] = ms;
+  }
+  const timings = { leaseDurationMs: parsed.leaseDuration!, renewDeadlineMs: parsed.renewDeadline!, retryPeriodMs: parsed.retryPeriod! };
+  if (timings.leaseDurationMs % 1000 !== 0) return { ok: false, message: `--leader-election-lease-duration must be whole seconds (the Lease records seconds), got "${raw.leaseDuration}"` };
+  if (!(timings.leaseDurationMs > timings.renewDeadlineMs)) return { ok: false, message: `--leader-election-lease-duration (${raw.leaseDuration}) must be longer than --leader-election-renew-deadline (${raw.renewDeadline}): a leader must stop before another may take the Lease` };
+  if (!(timings.renewDeadlineMs > 1.2 * timings.retryPeriodMs)) return { ok: false, message: `--leader-election-renew-deadline (${raw.renewDeadline}) must be longer than 1.2 × --leader-election-retry-period (${raw.retryPeriod}): a leader needs a retry (with jitter) before its deadline` };
+  return { ok: true, timings };
+}
 
 export interface LeaderElectionOptions {
   client: KubeClient;
@@ -48,7 +79,7 @@ export class LeaderElector {
   leading = false;
 
   constructor(options: LeaderElectionOptions) {
-    this.o = { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000, ...options };
+    this.o = { ...defaultLeaderTimings, ...options };
     // client-go's own checks: without them a leader could still act once another has taken over.
     if (!(this.o.leaseDurationMs > this.o.renewDeadlineMs)) throw new Error(`leader election: leaseDuration (${this.o.leaseDurationMs} ms) must be greater than renewDeadline (${this.o.renewDeadlineMs} ms)`);
     if (!(this.o.renewDeadlineMs > 1.2 * this.o.retryPeriodMs)) throw new Error(`leader election: renewDeadline (${this.o.renewDeadlineMs} ms) must be greater than 1.2 × retryPeriod (${this.o.retryPeriodMs} ms)`);

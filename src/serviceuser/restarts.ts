@@ -17,7 +17,7 @@
 import { createHash } from 'node:crypto';
 import type { ServiceUser } from '../api/serviceuser.ts';
 import { setConditions, type Condition, type ConditionInput } from '../controller/conditions.ts';
-import { isNotFound, type KubeClient, type KubeObject } from '../controller/kube.ts';
+import { ApiError, isNotFound, type KubeClient, type KubeObject } from '../controller/kube.ts';
 import type { EventRecord } from './desired.ts';
 import { credentialKeys } from './secret.ts';
 
@@ -63,8 +63,11 @@ export function consumesSecret(podSpec: PodSpec | undefined, secretName: string)
 
 export interface TargetState {
   target: Target;
-  /** missing: no such workload; foreign: it does not read the Secret; due: annotation differs. */
-  state: 'missing' | 'foreign' | 'due' | 'current';
+  /**
+   * missing: no such workload; foreign: it does not read the Secret; forbidden: the operator may
+   * not read it (the chart's restartTargets.enabled=false drops that rule); due: annotation differs.
+   */
+  state: 'missing' | 'foreign' | 'forbidden' | 'due' | 'current';
 }
 
 const label = (t: Target) => `${t.kind}/${t.name}`;
@@ -73,16 +76,18 @@ const label = (t: Target) => `${t.kind}/${t.name}`;
 export function judgeTargets(states: TargetState[], secretName: string, previous: ConditionInput | undefined): { condition: ConditionInput; events: EventRecord[] } {
   const missing = states.filter((s) => s.state === 'missing').map((s) => label(s.target));
   const foreign = states.filter((s) => s.state === 'foreign').map((s) => label(s.target));
+  const forbidden = states.filter((s) => s.state === 'forbidden').map((s) => label(s.target));
   const events: EventRecord[] = [];
   let condition: ConditionInput;
-  if (!missing.length && !foreign.length) {
+  if (!missing.length && !foreign.length && !forbidden.length) {
     condition = { type: 'RestartTargetsReady', status: 'True', reason: 'Annotated', message: `${states.map((s) => label(s.target)).join(', ')} roll out when the credentials change` };
   } else {
     const parts = [
       missing.length ? `${missing.join(', ')} not found in this namespace (created later, it starts with the current credentials)` : undefined,
       foreign.length ? `${foreign.join(', ')} ${foreign.length > 1 ? 'do' : 'does'} not read Secret ${secretName} in its pod template and ${foreign.length > 1 ? 'are' : 'is'} left alone: mount it or reference it in env/envFrom, or remove it from spec.credentials.restartTargets` : undefined,
+      forbidden.length ? `the operator may not read ${forbidden.join(', ')}: restart targets are turned off on this cluster (the operator's RBAC grants no get/patch on apps workloads; Helm value restartTargets.enabled) — restart the workload yourself after a rotation, or ask the platform team to enable them` : undefined,
     ].filter(Boolean);
-    condition = { type: 'RestartTargetsReady', status: 'False', reason: foreign.length ? 'TargetNotConsumer' : 'TargetNotFound', message: parts.join('; ') };
+    condition = { type: 'RestartTargetsReady', status: 'False', reason: forbidden.length ? 'TargetForbidden' : foreign.length ? 'TargetNotConsumer' : 'TargetNotFound', message: parts.join('; ') };
   }
   if (condition.status === 'False' && (previous?.reason !== condition.reason || previous.message !== condition.message)) {
     events.push({ type: 'Warning', reason: condition.reason, message: condition.message });
@@ -114,6 +119,12 @@ export async function planRestarts(
     } catch (err) {
       if (isNotFound(err)) {
         states.push({ target, state: 'missing' });
+        continue;
+      }
+      // Not granted: said in the condition, never a failed reconcile (the credentials and
+      // status are written regardless).
+      if (err instanceof ApiError && err.status === 403) {
+        states.push({ target, state: 'forbidden' });
         continue;
       }
       throw err;

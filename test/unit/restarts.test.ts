@@ -67,3 +67,15 @@ describe('judgeTargets', () => {
     expect(judgeTargets(states, 'creds', first.condition).events).toEqual([]);
   });
 });
+
+describe('judgeTargets, restart targets not granted', () => {
+  it('says the operator may not read the workload and what to do (RBAC without the apps rule), warning once', () => {
+    const states = [{ target: { kind: 'Deployment' as const, name: 'web' }, state: 'forbidden' as const }];
+    const first = judgeTargets(states, 'creds', undefined);
+    expect(first.condition).toMatchObject({ type: 'RestartTargetsReady', status: 'False', reason: 'TargetForbidden' });
+    expect(first.condition.message).toContain('may not read Deployment/web');
+    expect(first.condition.message).toContain('restartTargets.enabled');
+    expect(first.events).toHaveLength(1);
+    expect(judgeTargets(states, 'creds', first.condition).events).toEqual([]);
+  });
+});
