@@ -64,7 +64,7 @@ beforeAll(async () => {
 const valueSets: Record<string, string[]> = {
   defaults: [],
   'watched namespaces, monitoring, caller CA': ['--set', `watchNamespaces={NS-a,NS-b}`, '--set', 'metrics.serviceMonitor.enabled=true', '--set', 'metrics.prometheusRule.enabled=true', '--set', 'verification.clientCaSecrets={gateway-ca}', '--set', 'verification.tokenReviewClientCaSecrets={apiserver-webhook-ca}', '--set', 'verification.trustedProxyHops=1', '--set', 'grafana.dashboard.enabled=true', '--set', 'notifications.email.enabled=true', '--set', 'notifications.email.host=smtp.example.com', '--set', 'notifications.email.from=operator@example.com', '--set', 'notifications.email.credentialsSecret=smtp-credentials', '--set', 'notifications.email.caSecret=smtp-ca'],
-  'single replica, no CRDs, no catalog, no leader election': ['--set', 'replicaCount=1', '--set', 'crds.enabled=false', '--set', 'roleCatalog.enabled=false', '--set', 'leaderElection.enabled=false', '--set', 'podDisruptionBudget.enabled=false'],
+  'single replica on the node network, no catalog, no leader election': ['--set', 'replicaCount=1', '--set', 'hostNetwork=true', '--set', 'dnsPolicy=ClusterFirstWithHostNet', '--set', 'strategy.type=Recreate', '--set', 'extraEnv[0].name=KUBERNETES_SERVICE_HOST', '--set', 'extraEnv[0].value=10.0.0.1', '--set', 'extraArgs={--log-format=json}', '--set', 'roleCatalog.enabled=false', '--set', 'leaderElection.enabled=false', '--set', 'podDisruptionBudget.enabled=false'],
 };
 
 describe('the Helm chart', () => {

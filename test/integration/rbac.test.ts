@@ -38,7 +38,7 @@ const plural: Record<string, string> = { ServiceAccount: 'serviceaccounts', Clus
 it('runs a whole lifecycle under the chart\'s RBAC without a single refusal', { timeout: 180_000 }, async () => {
   const rendered = await new Promise<string>((resolve, reject) =>
     execFile(helmBinary(), ['template', release, path.join(repoRoot, 'charts/service-user-operator'), '--namespace', ns.name, '--kube-version', '1.34.4',
-      '--set', `watchNamespaces={${watched.name}}`, '--set', 'crds.enabled=false', '--set', 'roleCatalog.enabled=false'], { maxBuffer: 16 << 20 }, (err, out, errOut) => (err ? reject(new Error(errOut)) : resolve(out))),
+      '--set', `watchNamespaces={${watched.name}}`, '--set', 'roleCatalog.enabled=false'], { maxBuffer: 16 << 20 }, (err, out, errOut) => (err ? reject(new Error(errOut)) : resolve(out))),
   );
   let account = '';
   const granted = new Set<string>();
