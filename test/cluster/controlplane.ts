@@ -83,6 +83,11 @@ export function ensureBinary(): string {
   ]);
 }
 
+/** The sandbox (pause) binary of the local node's pods, from ./pause in the same module. */
+export function ensurePauseBinary(): string {
+  return buildGoModule(moduleDir, 'pause', [], './pause');
+}
+
 export interface ControlPlane {
   kubeconfig: string;
   server: string;
@@ -106,6 +111,11 @@ export interface StartOptions {
   /** Reuse the directory's etcd data and certificates: a restart of the same cluster (same port). */
   keepState?: boolean;
   startTimeoutMs?: number;
+  /**
+   * Also run one node (containerd, kubelet, kube-scheduler; pods on the host network), with
+   * these image archives imported into its containerd. Needs root, containerd and runc.
+   */
+  node?: { images: string[] };
 }
 
 const readyLine = /^control plane ready: (\S+) \(Kubernetes (\S+)\), KUBECONFIG=(\S+)$/;
@@ -118,6 +128,10 @@ export async function startControlPlane(options: StartOptions): Promise<ControlP
   if (options.extraClientCa) args.push('--extra-client-ca', options.extraClientCa);
   if (options.port) args.push('--port', String(options.port));
   if (options.keepState) args.push('--keep-state');
+  if (options.node) {
+    args.push('--node', '--pause-binary', ensurePauseBinary());
+    for (const image of options.node.images) args.push('--node-image', image);
+  }
   args.push('--', ...(options.apiserverArgs ?? []));
   // Own process group: a Ctrl-C on the test run must not reach it besides our own SIGTERM
   // (kube-apiserver exits without cleanup on a second signal). It stops itself if we die.

@@ -11,7 +11,7 @@ const moduleDir = path.dirname(fileURLToPath(import.meta.url));
 
 /** `require` versions from go.mod: Helm's own, and client-go's (v0.N → Kubernetes 1.N, as Helm's Makefile does). */
 function pinned(goMod: string, module: string): string {
-  const match = new RegExp(`^\\s*${module.replaceAll('.', '\\.')}\\s+(v\\d+\\.\\d+\\.\\d+)`, 'm').exec(goMod);
+  const match = new RegExp(`^\\s*(?:require\\s+)?${module.replaceAll('.', '\\.')}\\s+(v\\d+\\.\\d+\\.\\d+)`, 'm').exec(goMod);
   if (!match?.[1]) throw new Error(`test/helm/go.mod does not require ${module} at a release version`);
   return match[1];
 }
