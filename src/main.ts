@@ -207,7 +207,9 @@ const operator = startOperator({
   ...(values['leader-elect']
     ? {
         leaderElection: {
-          identity: values['leader-election-id'] ?? `${hostname()}_${randomBytes(4).toString('hex')}`,
+          // $HOSTNAME is the pod's name (the chart and kustomize set it); os.hostname() is the
+          // node's under hostNetwork, the same for every replica there.
+          identity: values['leader-election-id'] ?? `${process.env.HOSTNAME || hostname()}_${randomBytes(4).toString('hex')}`,
           onLost: () => {
             // As client-go does: a replica that lost the lease may hold stale decisions; restart.
             log.fatal('lost the leader lease; exiting so that a fresh start follows');
