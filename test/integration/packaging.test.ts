@@ -73,6 +73,19 @@ describe('the Helm chart', () => {
     expect(r.ok, r.out + r.err).toBe(true);
   });
 
+  it('renders without --kube-version (Helm built with its release ldflags assumes a current Kubernetes, not v1.20)', async () => {
+    const r = await run(helm, ['template', 'x', chart]);
+    expect(r.ok, r.err).toBe(true);
+  });
+
+  it('installs over CRDs applied with kubectl (the README quick start; was: "exists and cannot be imported into the current release")', async () => {
+    // This cluster's CRDs were applied with kubectl by the test setup. A server-side dry run
+    // is Helm's whole install check (mapping every kind, ownership of what exists) without
+    // creating anything other tests would see.
+    const r = await run(helm, ['install', 'suo-adopt', chart, '--namespace', ns.name, '--dry-run=server', '--kubeconfig', inject('kubeconfig')]);
+    expect(r.ok, r.err).toBe(true);
+  });
+
   it('refuses values its schema does not allow, saying which', async () => {
     const r = await run(helm, ['template', 'x', chart, '--kube-version', '1.34.4', '--set', 'replicaCount=0', '--set', 'logLevel=loud']);
     expect(r.ok).toBe(false);
