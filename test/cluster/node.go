@@ -46,6 +46,7 @@ type node struct {
 	socket    string
 	linkAdded bool
 	stopped   bool
+	created   []string // outsidePaths this node created
 }
 
 type nodeOptions struct {
@@ -84,6 +85,7 @@ func startNode(o nodeOptions, client *http.Client, serverURL string) (n *node, e
 		return n, err
 	}
 	n.saveSysctls()
+	n.noteOutside()
 	if err := n.makeCgroupRoot(); err != nil {
 		return n, err
 	}
@@ -147,6 +149,26 @@ func (n *node) makeCgroupRoot() error {
 	return nil
 }
 
+// Paths the kubelet and containerd use whatever their flags say (the device plugins' socket,
+// shim sockets, fifos): noted before the start, and removed on stop when they were not there.
+var outsidePaths = []string{"/var/lib/kubelet", "/run/containerd"}
+
+func (n *node) noteOutside() {
+	for _, p := range outsidePaths {
+		if _, err := os.Stat(p); err != nil {
+			n.created = append(n.created, p)
+		}
+	}
+	b, _ := json.Marshal(n.created)
+	_ = os.WriteFile(filepath.Join(n.dir, "created.json"), b, 0o600)
+}
+
+func removeCreated(paths []string) {
+	for _, p := range paths {
+		_ = os.RemoveAll(p)
+	}
+}
+
 func (n *node) saveSysctls() {
 	n.sysctls = map[string]string{}
 	for _, s := range kubeletSysctls {
@@ -192,10 +214,11 @@ state = %q
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        Root = %q
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = %q
-`, filepath.Join(n.dir, "containerd"), filepath.Join(n.dir, "containerd-state"), n.socket, n.socket+".ttrpc", filepath.Join(n.dir, "opt"), cni)
+`, filepath.Join(n.dir, "containerd"), filepath.Join(n.dir, "containerd-state"), n.socket, n.socket+".ttrpc", filepath.Join(n.dir, "opt"), filepath.Join(n.dir, "runc"), cni)
 	path := filepath.Join(n.dir, "containerd.toml")
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		return err
@@ -360,6 +383,7 @@ func (n *node) stop() {
 	}
 	unmountUnder(n.dir)
 	removeCgroups(n.cgroup)
+	removeCreated(n.created)
 	restoreSysctls(n.sysctls)
 	_ = os.Remove(filepath.Join(n.dir, "sysctls.json"))
 	if n.linkAdded {
@@ -393,6 +417,12 @@ func (n *node) cleanupStale() {
 		var saved map[string]string
 		if json.Unmarshal(b, &saved) == nil {
 			restoreSysctls(saved)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(n.dir, "created.json")); err == nil {
+		var created []string
+		if json.Unmarshal(b, &created) == nil {
+			defer removeCreated(created)
 		}
 	}
 	if out, err := exec.Command("pgrep", "-f", "containerd-shim-runc-v2 .*-address "+n.socket).Output(); err == nil {

@@ -12,7 +12,9 @@
 # A user with Docker runs plain `docker build -f config/manager/Dockerfile .` instead.
 #
 # Everything lives under .cluster/image/: Podman's storage (CONTAINERS_STORAGE_CONF), the
-# root filesystems, and the result, service-user-operator.oci.tar. Podman's settings come from
+# root filesystems, and the result, service-user-operator.oci.tar. The state Podman and runc
+# keep elsewhere (/run/libpod, /run/containers, /run/runc, /var/lib/containers) is removed at
+# the end when this run created it. Podman's settings come from
 # test/image/containers.conf (CONTAINERS_CONF): nothing under /etc changes. Prints the size
 # and digest, and `image-ref`, `image-archive` lines for scripts.
 #
@@ -47,10 +49,16 @@ graphroot = "$state/storage"
 runroot = "$state/run"
 EOF
 
+# Podman and runc keep state outside its storage: removed at the end when this run made it.
+outside=(/run/libpod /run/containers /run/runc /var/lib/containers /etc/cni/net.d/cni.lock)
+made=()
+for p in "${outside[@]}"; do [ -e "$p" ] || made+=("$p"); done
+
 ticker=""
 work=""
 cleanup() {
   local rc=$?
+  for p in "${made[@]}"; do rm -rf "$p"; done
   [ -n "$ticker" ] && kill "$ticker" 2>/dev/null || true
   [ -n "$work" ] && rm -rf "$work"
   # Podman unmounts its layers when a build ends; a failed one may leave some behind.
