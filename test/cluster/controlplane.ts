@@ -56,11 +56,19 @@ export function buildGoModule(
   const tmp = `${binary}.${process.pid}.tmp`;
   log(`building ${name} (${go}); a cold build takes several minutes`);
   const started = Date.now();
-  execFileSync('go', ['build', '-trimpath', `-ldflags=${['-s', '-w', ...ldflags].join(' ')}`, '-o', tmp, pkg], {
-    cwd: moduleDir,
-    stdio: ['ignore', 'inherit', 'inherit'],
-    env: { ...process.env, GOTOOLCHAIN: 'local', CGO_ENABLED: '0' },
-  });
+  // A line at least every 30 s (CI logs, people watching): the build below blocks this process.
+  // It stops with the build, or by itself once this process is gone.
+  const tick = `s=0; while sleep 30 && kill -0 ${process.pid} 2>/dev/null; do s=$((s+30)); echo "  ... building ${name}: \${s}s" >&2; done`;
+  const ticker = spawn('sh', ['-c', tick], { stdio: ['ignore', 'ignore', 'inherit'], detached: true });
+  try {
+    execFileSync('go', ['build', '-trimpath', `-ldflags=${['-s', '-w', ...ldflags].join(' ')}`, '-o', tmp, pkg], {
+      cwd: moduleDir,
+      stdio: ['ignore', 'inherit', 'inherit'],
+      env: { ...process.env, GOTOOLCHAIN: 'local', CGO_ENABLED: '0' },
+    });
+  } finally {
+    process.kill(-ticker.pid!, 'SIGTERM');
+  }
   renameSync(tmp, binary);
   log(`built ${path.relative(repoRoot, binary)} in ${Math.round((Date.now() - started) / 1000)}s`);
   // Older builds are dead weight (each is 60-150 MB).
