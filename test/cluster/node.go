@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -47,6 +48,7 @@ type node struct {
 	linkAdded bool
 	stopped   bool
 	created   []string // outsidePaths this node created
+	lock      net.Listener
 }
 
 type nodeOptions struct {
@@ -71,6 +73,14 @@ func startNode(o nodeOptions, client *http.Client, serverURL string) (n *node, e
 		cgroup: fmt.Sprintf("/suo-node-%d", o.port),
 	}
 	n.socket = filepath.Join(n.dir, "containerd.sock")
+	// One node per machine: the kubelet's device-plugin socket is fixed
+	// (/var/lib/kubelet/device-plugins). An abstract socket is the lock: the kernel drops it
+	// when this process ends, however it ends, and it leaves no file.
+	lock, err := net.Listen("unix", "@service-user-operator-local-node")
+	if err != nil {
+		return nil, errors.New("another local node runs on this machine (one at a time: the kubelet's device-plugin socket is fixed); stop it first")
+	}
+	n.lock = lock
 	n.cleanupStale()
 	defer func() {
 		if err != nil {
@@ -388,6 +398,9 @@ func (n *node) stop() {
 	_ = os.Remove(filepath.Join(n.dir, "sysctls.json"))
 	if n.linkAdded {
 		_ = exec.Command("ip", "link", "del", n.iface).Run()
+	}
+	if n.lock != nil {
+		_ = n.lock.Close()
 	}
 }
 
