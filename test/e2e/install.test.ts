@@ -5,7 +5,7 @@
 // the pod uses the host network and the API server calls it on 127.0.0.1.
 // Run with `npm run e2e` (root, containerd, runc, podman, mmdebstrap: .ci/install-packages).
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -104,6 +104,7 @@ beforeEach(({ onTestFailed }) => {
 
 afterAll(async () => {
   await cluster?.stop();
+  rmSync(work, { recursive: true, force: true });
   process.stderr.write(`e2e timings:\n${timings.map(([s, t]) => `  ${t.toFixed(1).padStart(7)}s  ${s}`).join('\n')}\n`);
 }, 120_000);
 
