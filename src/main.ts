@@ -332,7 +332,9 @@ const operator =
         ...(values['leader-elect']
           ? {
               leaderElection: {
-                identity: values['leader-election-id'] ?? `${hostname()}_${randomBytes(4).toString('hex')}`,
+                // $HOSTNAME is the pod's name (the chart and kustomize set it); os.hostname() is the
+                // node's under hostNetwork, the same for every replica there.
+                identity: values['leader-election-id'] ?? `${process.env.HOSTNAME || hostname()}_${randomBytes(4).toString('hex')}`,
                 ...leaderTimings.timings,
                 onLost: () => {
                   // As client-go does: a replica that lost the lease may hold stale decisions; restart.

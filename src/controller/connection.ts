@@ -56,6 +56,26 @@ export function inCluster(dir = serviceAccountDir): Connection | undefined {
   return connectionOf({ server: `https://${host.includes(':') ? `[${host}]` : host}:${port}`, ca: readFileSync(path.join(dir, 'ca.crt')), tokenFile: path.join(dir, 'token') });
 }
 
+/**
+ * What keeps the in-cluster configuration from being complete, and what provides it; undefined
+ * when it is complete. Checked when no kubeconfig is given, so that a pod without its
+ * ServiceAccount token says so instead of failing on a fallback address.
+ */
+export function inClusterProblem(dir = serviceAccountDir, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const outside = 'Outside a cluster, pass --kubeconfig or set KUBECONFIG.';
+  const vars = ['KUBERNETES_SERVICE_HOST', 'KUBERNETES_SERVICE_PORT'].filter((v) => !env[v]);
+  if (vars.length > 0) {
+    return `no kubeconfig and no in-cluster configuration: ${vars.join(' and ')} ${vars.length > 1 ? 'are' : 'is'} not set (the kubelet sets them in every pod from the kubernetes Service; with hostNetwork and no Service, set them in the pod's env). ${outside}`;
+  }
+  if (!existsSync(path.join(dir, 'token'))) {
+    return `in-cluster configuration incomplete: no ServiceAccount token at ${path.join(dir, 'token')} (mounted by the API server's ServiceAccount admission plugin unless the pod or its ServiceAccount sets automountServiceAccountToken: false). ${outside}`;
+  }
+  if (!existsSync(path.join(dir, 'ca.crt'))) {
+    return `in-cluster configuration incomplete: no cluster CA at ${path.join(dir, 'ca.crt')} (projected from the kube-root-ca.crt ConfigMap, which kube-controller-manager's root-ca-cert-publisher writes in every namespace). ${outside}`;
+  }
+  return undefined;
+}
+
 type Named<T> = { name: string } & T;
 export interface KubeconfigFile {
   'current-context'?: string;
@@ -105,6 +125,12 @@ export async function loadConnection(file?: string): Promise<Connection> {
   const env = process.env.KUBECONFIG;
   const home = path.join(homedir(), '.kube', 'config');
   const chosen = file ?? (env && !env.includes(path.delimiter) ? env : env ? undefined : existsSync(home) ? home : undefined);
+  if (!chosen && !env) {
+    // No kubeconfig anywhere: in a pod. client-node would fall back to http://localhost:8080
+    // and fail on that instead of on what is actually missing.
+    const problem = inClusterProblem();
+    if (problem) throw new Error(problem);
+  }
   const simple = chosen ? simpleKubeconfig(chosen) : !env ? inCluster() : undefined;
   if (simple) return simple;
   const { KubeConfig } = await import('@kubernetes/client-node');

@@ -56,11 +56,19 @@ export function buildGoModule(
   const tmp = `${binary}.${process.pid}.tmp`;
   log(`building ${name} (${go}); a cold build takes several minutes`);
   const started = Date.now();
-  execFileSync('go', ['build', '-trimpath', `-ldflags=${['-s', '-w', ...ldflags].join(' ')}`, '-o', tmp, pkg], {
-    cwd: moduleDir,
-    stdio: ['ignore', 'inherit', 'inherit'],
-    env: { ...process.env, GOTOOLCHAIN: 'local', CGO_ENABLED: '0' },
-  });
+  // A line at least every 30 s (CI logs, people watching): the build below blocks this process.
+  // It stops with the build, or by itself once this process is gone.
+  const tick = `s=0; while sleep 30 && kill -0 ${process.pid} 2>/dev/null; do s=$((s+30)); echo "  ... building ${name}: \${s}s" >&2; done`;
+  const ticker = spawn('sh', ['-c', tick], { stdio: ['ignore', 'ignore', 'inherit'], detached: true });
+  try {
+    execFileSync('go', ['build', '-trimpath', `-ldflags=${['-s', '-w', ...ldflags].join(' ')}`, '-o', tmp, pkg], {
+      cwd: moduleDir,
+      stdio: ['ignore', 'inherit', 'inherit'],
+      env: { ...process.env, GOTOOLCHAIN: 'local', CGO_ENABLED: '0' },
+    });
+  } finally {
+    process.kill(-ticker.pid!, 'SIGTERM');
+  }
   renameSync(tmp, binary);
   log(`built ${path.relative(repoRoot, binary)} in ${Math.round((Date.now() - started) / 1000)}s`);
   // Older builds are dead weight (each is 60-150 MB).
@@ -81,6 +89,11 @@ export function ensureBinary(): string {
     `-X ${pkg}.gitMinor=${minor}`,
     `-X ${pkg}.gitTreeState=clean`,
   ]);
+}
+
+/** The sandbox (pause) binary of the local node's pods, from ./pause in the same module. */
+export function ensurePauseBinary(): string {
+  return buildGoModule(moduleDir, 'pause', [], './pause');
 }
 
 export interface ControlPlane {
@@ -106,6 +119,11 @@ export interface StartOptions {
   /** Reuse the directory's etcd data and certificates: a restart of the same cluster (same port). */
   keepState?: boolean;
   startTimeoutMs?: number;
+  /**
+   * Also run one node (containerd, kubelet, kube-scheduler; pods on the host network), with
+   * these image archives imported into its containerd. Needs root, containerd and runc.
+   */
+  node?: { images: string[] };
 }
 
 const readyLine = /^control plane ready: (\S+) \(Kubernetes (\S+)\), KUBECONFIG=(\S+)$/;
@@ -118,6 +136,10 @@ export async function startControlPlane(options: StartOptions): Promise<ControlP
   if (options.extraClientCa) args.push('--extra-client-ca', options.extraClientCa);
   if (options.port) args.push('--port', String(options.port));
   if (options.keepState) args.push('--keep-state');
+  if (options.node) {
+    args.push('--node', '--pause-binary', ensurePauseBinary());
+    for (const image of options.node.images) args.push('--node-image', image);
+  }
   args.push('--', ...(options.apiserverArgs ?? []));
   // Own process group: a Ctrl-C on the test run must not reach it besides our own SIGTERM
   // (kube-apiserver exits without cleanup on a second signal). It stops itself if we die.

@@ -5,7 +5,12 @@
 //
 // Usage:
 //
-//	controlplane [--dir DIR] [--port N] [--verbose] [--extra-client-ca PEM] [--assets DIR] [--keep-state] [-- KUBE-APISERVER-FLAGS...]
+//	controlplane [--dir DIR] [--port N] [--verbose] [--extra-client-ca PEM] [--assets DIR] [--keep-state]
+//	             [--node --pause-binary PATH [--node-image ARCHIVE]...] [-- KUBE-APISERVER-FLAGS...]
+//
+// --node adds one real node (node.go): containerd and runc from the machine, a kubelet and
+// kube-scheduler run as "controlplane kubelet|scheduler ...", ServiceAccount admission and
+// the root-ca-cert-publisher; pods use the host network. Stopping undoes all of it.
 //
 // --extra-client-ca defaults to $CONTROLPLANE_EXTRA_CLIENT_CA; --keep-state restarts on the
 // etcd data and PKI of an earlier run in DIR.
@@ -41,6 +46,8 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	kcm "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 )
 
 // Controllers the operator depends on; the rest of kube-controller-manager is not needed
@@ -57,14 +64,33 @@ var controllers = []string{
 	"replicaset-controller",
 }
 
+// With --node, what pods need besides: the kube-root-ca.crt ConfigMap in every namespace,
+// and the node lifecycle, which lifts the not-ready taint the kubelet registers its node with.
+var nodeControllers = []string{"root-ca-certificate-publisher-controller", "node-lifecycle-controller"}
+
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "controller-manager" {
-		cmd := kcm.NewControllerManagerCommand()
-		cmd.SetArgs(os.Args[2:])
-		if err := cmd.Execute(); err != nil {
-			os.Exit(1)
+	if len(os.Args) > 1 {
+		// The other components run as processes of this same binary: their feature gates and
+		// flags collide with the API server's in one process.
+		var cmd interface {
+			SetArgs([]string)
+			Execute() error
 		}
-		return
+		switch os.Args[1] {
+		case "controller-manager":
+			cmd = kcm.NewControllerManagerCommand()
+		case "scheduler":
+			cmd = scheduler.NewSchedulerCommand()
+		case "kubelet":
+			cmd = kubelet.NewKubeletCommand(context.Background())
+		}
+		if cmd != nil {
+			cmd.SetArgs(os.Args[2:])
+			if err := cmd.Execute(); err != nil {
+				os.Exit(1)
+			}
+			return
+		}
 	}
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintf(userErr, "controlplane: %v\n", err)
@@ -89,6 +115,13 @@ func run(args []string) error {
 	assets := fs.String("assets", "", "directory with envtest binaries (etcd, kube-apiserver) to run instead of the built-in ones")
 	keepState := fs.Bool("keep-state", false, "reuse DIR's etcd data and certificates from an earlier run (a restart, not a fresh cluster); needs the same --port")
 	extraClientCA := fs.String("extra-client-ca", os.Getenv("CONTROLPLANE_EXTRA_CLIENT_CA"), "PEM file of another CA whose client certificates the API server accepts, besides its own")
+	withNode := fs.Bool("node", false, "also run one node: containerd, a kubelet, kube-scheduler, ServiceAccount admission and kube-root-ca.crt (pods on the host network only)")
+	pauseBinary := fs.String("pause-binary", "", "with --node: the pause binary for the sandbox image")
+	var nodeImages []string
+	fs.Func("node-image", "with --node: an OCI or Docker image archive to import into the node's containerd (repeatable)", func(v string) error {
+		nodeImages = append(nodeImages, v)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -181,7 +214,7 @@ func run(args []string) error {
 		return err
 	}
 
-	apiArgs := append([]string{
+	apiArgs := []string{
 		"--etcd-servers=" + etcdURL,
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
@@ -196,9 +229,21 @@ func run(args []string) error {
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--authorization-mode=RBAC",
 		"--endpoint-reconciler-type=none",
-		"--disable-admission-plugins=ServiceAccount",
 		"--profiling=false",
-	}, extra...)
+	}
+	if !*withNode {
+		// Without a node no pod runs: no token volumes to add, and pods need no ServiceAccount.
+		apiArgs = append(apiArgs, "--disable-admission-plugins=ServiceAccount")
+	} else {
+		// Logs and exec reach the kubelet on the node's address, never through a DNS lookup
+		// of its name.
+		apiArgs = append(apiArgs, "--kubelet-preferred-address-types=InternalIP",
+			"--kubelet-client-certificate="+pki.path("admin.crt"), "--kubelet-client-key="+pki.path("admin.key"))
+	}
+	apiArgs = append(apiArgs, extra...)
+	if *withNode && *pauseBinary == "" {
+		return errors.New("--node needs --pause-binary")
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -236,7 +281,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	manager, err := startControllerManager(absDir, internalKubeconfig, kcmPort, *verbose)
+	manager, err := startControllerManager(absDir, internalKubeconfig, kcmPort, *verbose, *withNode)
 	if err != nil {
 		return err
 	}
@@ -248,6 +293,17 @@ func run(args []string) error {
 		return fmt.Errorf("kube-controller-manager did not become healthy (log: %s): %w", filepath.Join(absDir, "controller-manager.log"), err)
 	}
 
+	var n *node
+	if *withNode {
+		started := time.Now()
+		n, err = startNode(nodeOptions{dir: absDir, kubeconfig: internalKubeconfig, pauseBinary: *pauseBinary, images: nodeImages, port: *port, verbose: *verbose}, client, serverURL)
+		if err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
+		defer n.stop()
+		fmt.Printf("node ready: %s at %s in %.1fs\n", nodeName, n.ip, time.Since(started).Seconds())
+	}
+
 	if err := writeAtomically(kubeconfigPath, adminKubeconfig); err != nil {
 		return err
 	}
@@ -257,6 +313,10 @@ func run(args []string) error {
 	select {
 	case sig := <-signals:
 		fmt.Fprintf(userErr, "controlplane: %s received, stopping\n", sig)
+		if n != nil {
+			// First: the kubelet's connections would hold the API server's shutdown.
+			n.stop()
+		}
 		stopProcess(manager)
 		stopAPIServer()
 		select {
@@ -350,23 +410,27 @@ func startAssetEtcd(assets, dir string, verbose bool) (*exec.Cmd, string, error)
 	return cmd, clientURL, nil
 }
 
-func startControllerManager(dir, kubeconfig string, port int, verbose bool) (*exec.Cmd, error) {
+func startControllerManager(dir, kubeconfig string, port int, verbose, withNode bool) (*exec.Cmd, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
+	names := controllers
+	if withNode {
+		names = append(append([]string{}, controllers...), nodeControllers...)
+	}
 	return startProcess(self, []string{"controller-manager",
-		"--kubeconfig="+kubeconfig,
-		"--authentication-kubeconfig="+kubeconfig,
-		"--authorization-kubeconfig="+kubeconfig,
+		"--kubeconfig=" + kubeconfig,
+		"--authentication-kubeconfig=" + kubeconfig,
+		"--authorization-kubeconfig=" + kubeconfig,
 		"--bind-address=127.0.0.1",
 		fmt.Sprintf("--secure-port=%d", port),
-		"--cert-dir="+filepath.Join(dir, "pki", "controller-manager"),
+		"--cert-dir=" + filepath.Join(dir, "pki", "controller-manager"),
 		"--leader-elect=false",
 		"--use-service-account-credentials=false",
-		"--service-account-private-key-file="+filepath.Join(dir, "pki", "sa.key"),
-		"--root-ca-file="+filepath.Join(dir, "pki", "ca.crt"),
-		"--controllers="+strings.Join(controllers, ","),
+		"--service-account-private-key-file=" + filepath.Join(dir, "pki", "sa.key"),
+		"--root-ca-file=" + filepath.Join(dir, "pki", "ca.crt"),
+		"--controllers=" + strings.Join(names, ","),
 		// Fast garbage collection and namespace deletion keep tests short.
 		"--concurrent-gc-syncs=5",
 		"--namespace-sync-period=10s",

@@ -62,7 +62,7 @@ let nosy: string;
 beforeAll(async () => {
   // The chart's metrics-reader ClusterRole, as rendered, bound to a "prometheus" ServiceAccount.
   const release = `m${ns.name.split('-')[1]}`;
-  const rendered = await run(helmBinary(), ['template', release, path.join(repoRoot, 'charts/service-user-operator'), '--namespace', ns.name, '--kube-version', '1.34.4', '--set', 'crds.enabled=false']);
+  const rendered = await run(helmBinary(), ['template', release, path.join(repoRoot, 'charts/service-user-operator'), '--namespace', ns.name, '--kube-version', '1.34.4']);
   expect(rendered.ok, rendered.err).toBe(true);
   const role = (loadAll(rendered.out) as (KubeObject | null)[]).find((d) => d?.kind === 'ClusterRole' && d.metadata.name.endsWith('-metrics-reader'));
   expect(role, 'the chart ships a metrics-reader ClusterRole').toBeDefined();

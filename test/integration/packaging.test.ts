@@ -64,7 +64,7 @@ beforeAll(async () => {
 const valueSets: Record<string, string[]> = {
   defaults: [],
   'watched namespaces, monitoring, caller CA': ['--set', `watchNamespaces={NS-a,NS-b}`, '--set', 'metrics.serviceMonitor.enabled=true', '--set', 'metrics.prometheusRule.enabled=true', '--set', 'verification.clientCaSecrets={gateway-ca}', '--set', 'verification.tokenReviewClientCaSecrets={apiserver-webhook-ca}', '--set', 'verification.trustedProxyHops=1', '--set', 'grafana.dashboard.enabled=true', '--set', 'notifications.email.enabled=true', '--set', 'notifications.email.host=smtp.example.com', '--set', 'notifications.email.from=operator@example.com', '--set', 'notifications.email.credentialsSecret=smtp-credentials', '--set', 'notifications.email.caSecret=smtp-ca'],
-  'single replica, no CRDs, no catalog, no leader election': ['--set', 'replicaCount=1', '--set', 'crds.enabled=false', '--set', 'roleCatalog.enabled=false', '--set', 'leaderElection.enabled=false', '--set', 'podDisruptionBudget.enabled=false'],
+  'single replica on the node network, no catalog, no leader election': ['--set', 'replicaCount=1', '--set', 'hostNetwork=true', '--set', 'dnsPolicy=ClusterFirstWithHostNet', '--set', 'strategy.type=Recreate', '--set', 'extraEnv[0].name=KUBERNETES_SERVICE_HOST', '--set', 'extraEnv[0].value=10.0.0.1', '--set', 'extraArgs={--log-format=json}', '--set', 'roleCatalog.enabled=false', '--set', 'leaderElection.enabled=false', '--set', 'podDisruptionBudget.enabled=false'],
   'every value of issue 21 set (values file)': ['-f', 'EVERYTHING'],
 };
 
@@ -183,6 +183,19 @@ describe('the Helm chart', () => {
     expect(blocking.err).toContain('podDisruptionBudget.minAvailable (1) must be below replicaCount (1)');
     const below = await render(['--set', 'podDisruptionBudget.enabled=true', '--set', 'podDisruptionBudget.minAvailable=1']);
     expect(below.filter((d) => d.kind === 'PodDisruptionBudget').map((d) => d.spec!.minAvailable)).toEqual([1, 1]);
+  });
+
+  it('renders without --kube-version (Helm built with its release ldflags assumes a current Kubernetes, not v1.20)', async () => {
+    const r = await run(helm, ['template', 'x', chart]);
+    expect(r.ok, r.err).toBe(true);
+  });
+
+  it('installs over CRDs applied with kubectl (the README quick start; was: "exists and cannot be imported into the current release")', async () => {
+    // This cluster's CRDs were applied with kubectl by the test setup. A server-side dry run
+    // is Helm's whole install check (mapping every kind, ownership of what exists) without
+    // creating anything other tests would see.
+    const r = await run(helm, ['install', 'suo-adopt', chart, '--namespace', ns.name, '--dry-run=server', '--kubeconfig', inject('kubeconfig')]);
+    expect(r.ok, r.err).toBe(true);
   });
 
   it('refuses values its schema does not allow, saying which', async () => {

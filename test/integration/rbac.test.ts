@@ -62,7 +62,7 @@ const granted = { controller: new Set<string>(), verifier: new Set<string>() };
 
 beforeAll(async () => {
   const rendered = await run(helmBinary(), ['template', release, path.join(repoRoot, 'charts/service-user-operator'), '--namespace', ns.name, '--kube-version', '1.34.4',
-    '--set', `watchNamespaces={${watched.name}}`, '--set', 'crds.enabled=false', '--set', 'roleCatalog.enabled=false']);
+    '--set', `watchNamespaces={${watched.name}}`, '--set', 'roleCatalog.enabled=false']);
   if (!rendered.ok) throw new Error(rendered.err);
   const docs = (loadAll(rendered.out) as (KubeObject | null)[]).filter((d): d is KubeObject => !!d);
   const deployments = docs.filter((d) => d.kind === 'Deployment') as unknown as { spec: { template: { spec: { serviceAccountName: string; containers: { args: string[] }[] } } } }[];

@@ -28,7 +28,7 @@ const plural: Record<string, string> = { ServiceAccount: 'serviceaccounts', Clus
 it('issues credentials and reports TargetForbidden under the RBAC of restartTargets.enabled=false', { timeout: 180_000 }, async () => {
   const release = `rt-${ns.name.slice(-6)}`;
   const rendered = await new Promise<string>((resolve, reject) => execFile(helmBinary(), ['template', release, path.join(repoRoot, 'charts/service-user-operator'), '--namespace', ns.name, '--kube-version', '1.34.4',
-    '--set', `watchNamespaces={${ns.name}}`, '--set', 'crds.enabled=false', '--set', 'roleCatalog.enabled=false', '--set', 'restartTargets.enabled=false'], { maxBuffer: 16 << 20 }, (err, out, stderr) => (err ? reject(new Error(stderr)) : resolve(out))));
+    '--set', `watchNamespaces={${ns.name}}`, '--set', 'roleCatalog.enabled=false', '--set', 'restartTargets.enabled=false'], { maxBuffer: 16 << 20 }, (err, out, stderr) => (err ? reject(new Error(stderr)) : resolve(out))));
   const docs = (loadAll(rendered) as (KubeObject | null)[]).filter((d): d is KubeObject => !!d && !!plural[d.kind!] && d.apiVersion !== 'serviceusers.dev/v1alpha1');
   const controllerSa = `${release}-service-user-operator`;
   // The controller's ServiceAccount and what is bound to it, nothing else.

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { dump } from 'js-yaml';
 import { afterEach, describe, expect, it } from 'vitest';
-import { inCluster, loadConnection, simpleKubeconfig } from '../../src/controller/connection.ts';
+import { inCluster, inClusterProblem, loadConnection, simpleKubeconfig } from '../../src/controller/connection.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'connection-'));
 const b64 = (s: string) => Buffer.from(s).toString('base64');
@@ -73,4 +73,26 @@ describe('inCluster', () => {
     delete process.env.KUBERNETES_SERVICE_HOST;
     expect(inCluster(sa)).toBeUndefined();
   });
+  it('names what an incomplete in-cluster configuration lacks and what provides it', () => {
+    const sa = mkdtempSync(path.join(tmpdir(), 'sa-'));
+    const env = { KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443' };
+    expect(inClusterProblem(sa, {})).toMatch(/KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set.*--kubeconfig/);
+    expect(inClusterProblem(sa, env)).toMatch(/no ServiceAccount token at .*token.*automountServiceAccountToken/);
+    writeFileSync(path.join(sa, 'token'), 'sa-token');
+    expect(inClusterProblem(sa, env)).toMatch(/no cluster CA at .*ca\.crt.*kube-root-ca\.crt.*root-ca-cert-publisher/);
+    writeFileSync(path.join(sa, 'ca.crt'), 'SACA');
+    expect(inClusterProblem(sa, env)).toBeUndefined();
+  });
+  it('fails on the missing in-cluster part, not on http://localhost:8080, when no kubeconfig is found', async () => {
+    const saved = { KUBECONFIG: process.env.KUBECONFIG, HOME: process.env.HOME };
+    delete process.env.KUBECONFIG;
+    delete process.env.KUBERNETES_SERVICE_HOST;
+    process.env.HOME = mkdtempSync(path.join(tmpdir(), 'home-'));
+    try {
+      await expect(loadConnection()).rejects.toThrow(/KUBERNETES_SERVICE_HOST.*not set/);
+    } finally {
+      for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    }
+  });
 });
+
