@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { loadAll } from 'js-yaml';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createCa } from '../../src/credentials/ca.ts';
 import { callerCa, writeCertificate } from '../callers.ts';
@@ -23,7 +24,8 @@ const work = mkdtempSync(path.join(tmpdir(), 'e2e-install-'));
 const timings: [string, number][] = [];
 let cluster: ControlPlane;
 let helm: string;
-const ports = { verify: 0, metrics: 0, health: 0 };
+// Host ports on the one node: the controller's metrics and health, the verifier's own three.
+const ports = { verify: 0, metrics: 0, health: 0, verifierMetrics: 0, verifierHealth: 0 };
 
 async function timed<T>(step: string, f: () => Promise<T>): Promise<T> {
   const started = Date.now();
@@ -44,13 +46,23 @@ function run(cmd: string, args: string[], input?: string): Promise<string> {
 const kubectl = (...args: string[]) => run('kubectl', args);
 const json = async <T>(...args: string[]) => JSON.parse(await kubectl(...args, '-o', 'json')) as T;
 
-interface Pod { metadata: { name: string; uid: string }; status: { phase: string; conditions?: { type: string; status: string }[] } }
-const podsOf = async () => (await json<{ items: Pod[] }>('get', 'pods', '-n', namespace, '-l', 'app.kubernetes.io/name=service-user-operator')).items;
-const readyPod = (exclude: string[] = []) =>
-  eventually('an operator pod Ready', async () => {
-    const pods = (await podsOf()).filter((p) => !exclude.includes(p.metadata.name));
+// The chart's and config/default's two Deployments, by their pods' app.kubernetes.io/name.
+const controller = 'service-user-operator';
+const verifier = 'service-user-operator-verifier';
+type App = typeof controller | typeof verifier;
+
+interface Pod {
+  metadata: { name: string; uid: string };
+  status: { phase: string; conditions?: { type: string; status: string }[]; containerStatuses?: { restartCount: number }[] };
+}
+const podsOf = async (app: App) => (await json<{ items: Pod[] }>('get', 'pods', '-n', namespace, '-l', `app.kubernetes.io/name=${app}`)).items;
+const readyPod = (app: App, exclude: string[] = []) =>
+  eventually(`a ${app} pod Ready`, async () => {
+    const pods = (await podsOf(app)).filter((p) => !exclude.includes(p.metadata.name));
     return pods.find((p) => p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
   }, 300_000);
+const leaseHolder = async () =>
+  (await json<{ spec: { holderIdentity?: string } }>('get', 'lease', '-n', namespace, 'service-user-operator').catch(() => undefined))?.spec.holderIdentity;
 
 beforeAll(async () => {
   const image = await timed('image (npm run image)', async () => {
@@ -65,7 +77,9 @@ beforeAll(async () => {
   writeFileSync(path.join(work, 'operator-ca.crt'), ca.certPem);
   const webhookCa = await callerCa('e2e kube-apiserver webhook');
   const webhookClient = writeCertificate(work, 'webhook-client', await webhookCa.issue('kube-apiserver'));
-  for (const k of Object.keys(ports) as (keyof typeof ports)[]) ports[k] = await freePort();
+  for (const k of Object.keys(ports) as (keyof typeof ports)[]) {
+    do ports[k] = await freePort(); while (Object.entries(ports).some(([o, p]) => o !== k && p === ports[k]));
+  }
   const b64 = (s: string) => Buffer.from(s).toString('base64');
   writeFileSync(path.join(work, 'webhook.kubeconfig'), JSON.stringify({
     apiVersion: 'v1', kind: 'Config', 'current-context': 'w',
@@ -97,7 +111,7 @@ function writeKey(pem: string): string {
 // A failed step shows what the operator said: the pod's log is gone with the cluster.
 beforeEach(({ onTestFailed }) => {
   onTestFailed(async () => {
-    const logs = await kubectl('logs', '-n', namespace, '-l', 'app.kubernetes.io/name=service-user-operator', '--tail=40', '--prefix').catch((err: Error) => err.message);
+    const logs = await kubectl('logs', '-n', namespace, '-l', `app.kubernetes.io/name in (${controller},${verifier})`, '--tail=40', '--prefix').catch((err: Error) => err.message);
     process.stderr.write(`e2e: operator logs at the failure:\n${logs}\n`);
   });
 });
@@ -109,39 +123,58 @@ afterAll(async () => {
 }, 120_000);
 
 const server = () => new URL(cluster.kubeconfig ? readFileSync(cluster.kubeconfig, 'utf8').match(/server: (\S+)/)![1]! : '');
-// What a single-node install with the pod on the host network needs (docs/install.md).
+// What a single-node install with the pods on the host network needs (docs/install.md): one
+// pod of each Deployment, and the verifier's metrics and health ports apart from the
+// controller's, since both bind the node's.
 const values = () => [
-  '--set', 'image.pullPolicy=Never', '--set', 'replicaCount=1', '--set', 'hostNetwork=true',
+  '--set', 'image.pullPolicy=Never', '--set', 'replicaCount=1', '--set', 'verifier.replicaCount=1', '--set', 'hostNetwork=true',
   '--set', 'dnsPolicy=ClusterFirstWithHostNet', '--set', 'strategy.type=Recreate',
   // No kube-proxy here: the API server is reached on the address it listens on.
   '--set', 'extraEnv[0].name=KUBERNETES_SERVICE_HOST', '--set', `extraEnv[0].value=${server().hostname}`,
   '--set', 'extraEnv[1].name=KUBERNETES_SERVICE_PORT', '--set-string', `extraEnv[1].value=${server().port}`,
   '--set', `verification.port=${ports.verify}`, '--set', `metrics.port=${ports.metrics}`, '--set', `healthPort=${ports.health}`,
+  '--set', `verifier.metricsPort=${ports.verifierMetrics}`, '--set', `verifier.healthPort=${ports.verifierHealth}`,
   '--set', 'verification.tokenReviewClientCaSecrets={apiserver-webhook-ca}', '--set', 'podDisruptionBudget.enabled=false',
 ];
+
+// The container's main process of each Deployment, seen from the host: runs as 65532, on a
+// read-only root. Found by its command line (the image's entrypoint and the chart's --mode).
+async function expectLockedDown(): Promise<void> {
+  const pids = (await run('pgrep', ['-f', 'dist/main.js'])).trim().split('\n');
+  const argv = (pid: string) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  for (const mode of ['controller', 'verifier']) {
+    const mine = pids.filter((pid) => {
+      const a = argv(pid);
+      return a[0] === '/nodejs/bin/node' && a.includes(`--mode=${mode}`) && a.includes(`--operator-namespace=${namespace}`);
+    });
+    expect(mine, `one --mode=${mode} process`).toHaveLength(1);
+    const pid = mine[0]!;
+    expect(readFileSync(`/proc/${pid}/status`, 'utf8')).toMatch(/^Uid:\s+65532\s+65532\s+65532\s+65532$/m);
+    const root = readFileSync(`/proc/${pid}/mountinfo`, 'utf8').split('\n').find((l) => l.split(' ')[4] === '/')!;
+    expect(root.split(' ')[5]!.split(','), `--mode=${mode}'s root mount`).toContain('ro');
+  }
+}
 
 // Carried from the Helm install to the kustomize one: the same user's credentials.
 let issued: { user: string; data: Record<string, string> } = { user: '', data: {} };
 const secretData = () => issued.data;
 const userName = () => issued.user;
+const credentials = async () => (await json<{ data: Record<string, string> }>('get', 'secret', '-n', 'ci', 'build-bot-credentials')).data;
 
 describe('helm install on a fresh cluster with a real node', () => {
   let userName = '';
-  let firstPod = '';
   let secretData: Record<string, string> = {};
+  const token = () => Buffer.from(secretData.token!, 'base64').toString();
+  const certificate = () => [`--client-certificate=${path.join(work, 'user.crt')}`, `--client-key=${path.join(work, 'user.key')}`];
 
-  it('installs as docs/install.md says, and the pod is Ready as 65532 on a read-only root', async () => {
+  it('installs as docs/install.md says: the controller and the verifier Ready as 65532 on a read-only root', async () => {
     await timed('helm install', () => run(helm, ['install', release, chart, '--namespace', namespace, '--create-namespace', ...values()]));
-    const pod = await timed('operator pod Ready', () => readyPod());
-    firstPod = pod.metadata.name;
-    // The container's main process, seen from the host: its user and its root mount.
-    const pid = (await run('pgrep', ['-f', 'dist/main.js'])).trim().split('\n')[0]!;
-    expect(readFileSync(`/proc/${pid}/status`, 'utf8')).toMatch(/^Uid:\s+65532\s+65532\s+65532\s+65532$/m);
-    const root = readFileSync(`/proc/${pid}/mountinfo`, 'utf8').split('\n').find((l) => l.split(' ')[4] === '/')!;
-    expect(root.split(' ')[5]!.split(',')).toContain('ro');
+    await timed('controller pod Ready', () => readyPod(controller));
+    await timed('verifier pod Ready', () => readyPod(verifier));
+    await expectLockedDown();
   });
 
-  it('issues a token and a certificate that the kube-apiserver accepts through the pod', async () => {
+  it('issues a token and a certificate that the kube-apiserver accepts through the verifier', async () => {
     await run('kubectl', ['apply', '-f', '-'], `apiVersion: v1\nkind: Namespace\nmetadata: { name: ci, labels: { team: release } }\n`);
     await kubectl('apply', '-f', path.join(repoRoot, 'config/samples/account-acme-prod.yaml'));
     await kubectl('apply', '-n', 'ci', '-f', path.join(repoRoot, 'config/samples/serviceuser-minimal.yaml'));
@@ -152,89 +185,126 @@ describe('helm install on a fresh cluster with a real node', () => {
       }, 180_000),
     );
     const decoded = (k: string) => Buffer.from(secretData[k]!, 'base64').toString();
-    const byToken = await whoami(['--token', decoded('token')]);
+    const byToken = await whoami(['--token', token()]);
     writeFileSync(path.join(work, 'user.crt'), decoded('tls.crt'));
     writeFileSync(path.join(work, 'user.key'), decoded('tls.key'), { mode: 0o600 });
-    const byCert = await whoami([`--client-certificate=${path.join(work, 'user.crt')}`, `--client-key=${path.join(work, 'user.key')}`]);
+    const byCert = await whoami(certificate());
     expect(byToken).toContain('ci');
     expect(byToken).toContain('build-bot');
     expect(byCert).toContain('build-bot');
     userName = byToken;
   });
 
-  it('fails over: the leader pod deleted, a new one takes the Lease and serves', async () => {
-    await kubectl('delete', 'pod', '-n', namespace, firstPod, '--wait=false');
-    const next = await timed('new pod Ready after the leader is deleted', () => readyPod([firstPod]));
-    await eventually('the Lease held by the new pod', async () => {
-      const leases = (await json<{ items: { spec: { holderIdentity?: string } }[] }>('get', 'leases', '-n', namespace)).items;
-      return leases.some((l) => l.spec.holderIdentity?.startsWith(next.metadata.name)) || undefined;
-    }, 180_000);
-    expect(await whoami(['--token', Buffer.from(secretData.token!, 'base64').toString()])).toBe(userName);
+  it('fails over: the leader controller pod deleted, a new one takes the Lease; the verifier serves throughout', async () => {
+    const leader = await readyPod(controller);
+    const serving = await readyPod(verifier);
+    expect(await leaseHolder()).toMatch(new RegExp(`^${leader.metadata.name}(_|$)`));
+    // Returns once the leader's pod is gone: no controller runs until its replacement starts.
+    await timed('leader controller pod deleted', () => kubectl('delete', 'pod', '-n', namespace, leader.metadata.name, '--wait=true', '--timeout=180s'));
+    expect(await whoami(['--token', token()])).toBe(userName);
+    const next = await timed('new controller pod Ready after the leader is deleted', () => readyPod(controller, [leader.metadata.name]));
+    await timed('the Lease taken by the new controller pod', () =>
+      eventually('the Lease held by the new pod', async () => (await leaseHolder())?.startsWith(next.metadata.name) || undefined, 180_000),
+    );
+    expect(await whoami(['--token', token()])).toBe(userName);
+    expect(await whoami(certificate())).toContain('build-bot');
+    // The same verifier pod answered before, during and after, never restarted.
+    const [still] = (await podsOf(verifier)).filter((p) => p.metadata.uid === serving.metadata.uid);
+    expect(still?.status.containerStatuses?.[0]?.restartCount).toBe(0);
   });
 
-  it('helm upgrade with a changed value rolls the pod and changes no credential', async () => {
-    const before = (await podsOf()).map((p) => p.metadata.name);
+  it('helm upgrade with a changed value rolls both pods and changes no credential', async () => {
+    const before = [...(await podsOf(controller)), ...(await podsOf(verifier))].map((p) => p.metadata.name);
     await timed('helm upgrade', () => run(helm, ['upgrade', release, chart, '--namespace', namespace, ...values(), '--set', 'logLevel=debug']));
-    await timed('upgraded pod Ready', () => readyPod(before));
-    const after = await json<{ data: Record<string, string> }>('get', 'secret', '-n', 'ci', 'build-bot-credentials');
-    expect(after.data).toEqual(secretData);
-    expect(await whoami(['--token', Buffer.from(secretData.token!, 'base64').toString()])).toBe(userName);
+    await timed('upgraded controller pod Ready', () => readyPod(controller, before));
+    await timed('upgraded verifier pod Ready', () => readyPod(verifier, before));
+    expect(await credentials()).toEqual(secretData);
+    expect(await whoami(['--token', token()])).toBe(userName);
+    expect(await whoami(certificate())).toContain('build-bot');
   });
 
   it('helm uninstall leaves the CRDs, the ServiceUsers and their Secrets', async () => {
     await run(helm, ['uninstall', release, '--namespace', namespace, '--wait']);
+    await eventually('no operator pods left', async () => ((await podsOf(controller)).length + (await podsOf(verifier)).length === 0) || undefined, 180_000);
     await kubectl('get', 'crd', 'serviceusers.serviceusers.dev');
     await kubectl('get', 'serviceuser', '-n', 'ci', 'build-bot');
-    expect((await json<{ data: Record<string, string> }>('get', 'secret', '-n', 'ci', 'build-bot-credentials')).data).toEqual(secretData);
+    expect(await credentials()).toEqual(secretData);
     issued = { user: userName, data: secretData };
   });
 });
 
-describe('kubectl apply -k config/default, as an overlay for one node', () => {
-  it("runs the operator, which adopts the credentials the chart's operator issued", async () => {
-    // What a user writes over config/default for this cluster: one replica on the host
-    // network, the local image, the API server's address, free ports, the webhook's CA.
-    const overlay = path.join(work, 'overlay');
-    const args = [
-      '--operator-namespace=service-user-operator', '--leader-elect',
-      `--metrics-bind-address=:${ports.metrics}`, `--health-probe-bind-address=:${ports.health}`, `--verify-bind-address=:${ports.verify}`,
-      '--verify-dns-names=service-user-operator,localhost,127.0.0.1', '--trusted-proxy-hops=0',
-      '--tokenreview-client-ca=/etc/service-user-operator/tokenreview-ca/ca.crt',
-    ];
-    const patch = {
-      apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'service-user-operator', namespace },
-      spec: {
-        replicas: 1, strategy: { type: 'Recreate', rollingUpdate: null },
-        template: { spec: {
-          hostNetwork: true, dnsPolicy: 'ClusterFirstWithHostNet',
-          containers: [{
-            name: 'operator', imagePullPolicy: 'Never',
-            env: [{ name: 'KUBERNETES_SERVICE_HOST', value: server().hostname }, { name: 'KUBERNETES_SERVICE_PORT', value: server().port }],
-            volumeMounts: [{ name: 'tokenreview-ca', mountPath: '/etc/service-user-operator/tokenreview-ca', readOnly: true }],
-          }],
-          volumes: [{ name: 'tokenreview-ca', secret: { secretName: 'apiserver-webhook-ca' } }],
-        } },
-      },
-    };
-    mkdirSync(overlay);
-    writeFileSync(path.join(overlay, 'deployment-patch.json'), JSON.stringify(patch));
+interface Container { name: string; args: string[]; ports: { name: string; containerPort: number }[] }
+interface Deployment { kind: string; metadata: { name: string }; spec: { template: { spec: { containers: Container[] } } } }
+
+// config/default's Deployments for this node: its own args and ports with the bind addresses
+// moved to the free host ports, everything else as written.
+function onNodePorts(container: Container, byName: Record<string, number>, extraArgs: string[] = []) {
+  const flag: Record<string, string> = { verify: '--verify-bind-address', metrics: '--metrics-bind-address', health: '--health-probe-bind-address' };
+  const args = container.args.map((a) => {
+    const name = Object.keys(flag).find((n) => a.startsWith(`${flag[n]}=`));
+    return name ? `${flag[name]}=:${byName[name]}` : a;
+  });
+  const containerPorts = container.ports.map((p) => ({ ...p, containerPort: byName[p.name] ?? p.containerPort }));
+  return { args: [...args, ...extraArgs], ports: containerPorts };
+}
+
+// What a user writes over config/default for this cluster: one replica of each Deployment on
+// the host network, the local image, the API server's address, free ports, the webhook's CA.
+async function writeOverlay(overlay: string): Promise<void> {
+  const base = (loadAll(await run('kubectl', ['kustomize', path.join(repoRoot, 'config/default')])) as Deployment[]).filter((d) => d?.kind === 'Deployment');
+  const container = (name: string) => base.find((d) => d.metadata.name === name)!.spec.template.spec.containers[0]!;
+  const env = [{ name: 'KUBERNETES_SERVICE_HOST', value: server().hostname }, { name: 'KUBERNETES_SERVICE_PORT', value: server().port }];
+  const onNode = (name: string, containerPatch: Record<string, unknown>, pod: Record<string, unknown> = {}) => ({
+    apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name, namespace },
+    spec: {
+      replicas: 1, strategy: { type: 'Recreate', rollingUpdate: null },
+      template: { spec: { hostNetwork: true, dnsPolicy: 'ClusterFirstWithHostNet', containers: [{ imagePullPolicy: 'Never', env, ...containerPatch }], ...pod } },
+    },
+  });
+  const tokenReviewCa = '/etc/service-user-operator/tokenreview-ca';
+  const patches: { name: App; merge: object; ports: Record<string, number>; extraArgs: string[] }[] = [
+    { name: controller, merge: onNode(controller, { name: 'operator' }), ports: { metrics: ports.metrics, health: ports.health }, extraArgs: [] },
+    {
+      name: verifier,
+      merge: onNode(verifier, { name: 'verifier', volumeMounts: [{ name: 'tokenreview-ca', mountPath: tokenReviewCa, readOnly: true }] },
+        { volumes: [{ name: 'tokenreview-ca', secret: { secretName: 'apiserver-webhook-ca' } }] }),
+      ports: { verify: ports.verify, metrics: ports.verifierMetrics, health: ports.verifierHealth },
+      extraArgs: [`--tokenreview-client-ca=${tokenReviewCa}/ca.crt`],
+    },
+  ];
+  mkdirSync(overlay);
+  const entries: string[] = [];
+  for (const p of patches) {
+    writeFileSync(path.join(overlay, `${p.name}-patch.json`), JSON.stringify(p.merge));
     // Lists a strategic merge would merge by key (ports by number): replaced whole.
-    const container = '/spec/template/spec/containers/0';
-    writeFileSync(path.join(overlay, 'replace.json'), JSON.stringify([
-      { op: 'replace', path: `${container}/args`, value: args },
-      { op: 'replace', path: `${container}/ports`, value: [{ name: 'verify', containerPort: ports.verify }, { name: 'metrics', containerPort: ports.metrics }, { name: 'health', containerPort: ports.health }] },
+    const { args, ports: containerPorts } = onNodePorts(container(p.name), p.ports, p.extraArgs);
+    const at = '/spec/template/spec/containers/0';
+    writeFileSync(path.join(overlay, `${p.name}-replace.json`), JSON.stringify([
+      { op: 'replace', path: `${at}/args`, value: args },
+      { op: 'replace', path: `${at}/ports`, value: containerPorts },
     ]));
-    writeFileSync(path.join(overlay, 'kustomization.yaml'), [
-      'apiVersion: kustomize.config.k8s.io/v1beta1', 'kind: Kustomization',
-      `resources: [${path.relative(overlay, path.join(repoRoot, 'config/default'))}]`,
-      'patches:',
-      '- path: deployment-patch.json',
-      '- { path: replace.json, target: { kind: Deployment, name: service-user-operator } }', '',
-    ].join('\n'));
+    entries.push(`- path: ${p.name}-patch.json`, `- { path: ${p.name}-replace.json, target: { kind: Deployment, name: ${p.name} } }`);
+  }
+  writeFileSync(path.join(overlay, 'kustomization.yaml'), [
+    'apiVersion: kustomize.config.k8s.io/v1beta1', 'kind: Kustomization',
+    `resources: [${path.relative(overlay, path.join(repoRoot, 'config/default'))}]`,
+    'patches:', ...entries, '',
+  ].join('\n'));
+}
+
+describe('kubectl apply -k config/default, as an overlay for one node', () => {
+  it("runs the controller and the verifier, which adopt the credentials the chart's issued", async () => {
+    const overlay = path.join(work, 'overlay');
+    await writeOverlay(overlay);
     await timed('kubectl apply -k', () => kubectl('apply', '--server-side', '-k', overlay));
-    await timed('kustomize pod Ready', () => readyPod());
+    const leading = await timed('kustomize controller pod Ready', () => readyPod(controller));
+    await timed('kustomize verifier pod Ready', () => readyPod(verifier));
+    await expectLockedDown();
+    await timed('the Lease taken by the kustomize controller', () =>
+      eventually('the Lease held by the kustomize controller', async () => (await leaseHolder())?.startsWith(leading.metadata.name) || undefined, 180_000),
+    );
     expect(await whoami(['--token', Buffer.from(secretData().token!, 'base64').toString()])).toBe(userName());
-    expect((await json<{ data: Record<string, string> }>('get', 'secret', '-n', 'ci', 'build-bot-credentials')).data).toEqual(secretData());
+    expect(await credentials()).toEqual(secretData());
   });
 });
 
