@@ -301,7 +301,7 @@ export function startOperator(options: OperatorOptions): Operator {
       })),
       { log, metrics, concurrency: options.concurrency ?? 4 },
     ),
-    roleBindings: new Controller('rolebinding', gated(roleBindingReconciler(shared)), { log, metrics, concurrency: 2 }),
+    roleBindings: new Controller('rolebinding', gated(roleBindingReconciler({ ...shared, log })), { log, metrics, concurrency: 2 }),
     roles: new Controller('role', gated(roleReconciler(shared)), { log, metrics, concurrency: 1 }),
     ...((options.accountStatus ?? !options.namespaces?.length)
       ? { accounts: new Controller('account', gated(accountReconciler(shared)), { log, metrics, concurrency: 1 }) }

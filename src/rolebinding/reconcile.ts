@@ -15,6 +15,7 @@ import { OwnWrites } from '../controller/expectations.ts';
 import { withoutManagedFields } from '../controller/informer.ts';
 import { stableJson } from '../controller/stable-json.ts';
 import type { EventRecorder } from '../observability/events.ts';
+import type { Logger } from '../observability/logger.ts';
 import { admitsFromCaches } from '../account/reconcile.ts';
 import { pinAccounts, resolve } from './resolve.ts';
 
@@ -26,6 +27,8 @@ export interface BindingDeps {
   accounts: InformerSet;
   namespaces: InformerSet;
   events: EventRecorder;
+  /** Where a Warning event is also said, at warn (a Normal one at info); absent: events only. */
+  log?: Pick<Logger, 'info' | 'warn'>;
   fieldManager: string;
   now: () => number;
 }
@@ -92,8 +95,10 @@ export function roleBindingReconciler(deps: BindingDeps) {
     // Announced once the verdict is recorded; the recorder sends it off this path.
     const before = previous?.find((c) => c.type === 'Ready');
     if (ready.status === 'False' && (before?.status !== 'False' || before.message !== ready.message)) {
+      deps.log?.warn({ roleBinding: key, reason: ready.reason }, ready.message);
       void deps.events.record(raw, { type: 'Warning', reason: ready.reason, message: ready.message });
     } else if (ready.status === 'True' && before?.status !== 'True') {
+      deps.log?.info({ roleBinding: key, reason: 'Granted' }, ready.message);
       void deps.events.record(raw, { type: 'Normal', reason: 'Granted', message: ready.message });
     }
   };

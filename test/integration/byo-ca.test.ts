@@ -34,7 +34,9 @@ const run = (cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env) 
 async function opensslCa(slug: string, subject: string[]): Promise<{ certPem: string; keyPem: string; certFile: string }> {
   const key = path.join(dir, `${slug}.key`);
   const certFile = path.join(dir, `${slug}.crt`);
-  const made = await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', certFile, '-days', '30', ...subject,
+  const config = path.join(dir, `${slug}.cnf`);
+  writeFileSync(config, '[req]\ndistinguished_name=dn\nstring_mask=default\nprompt=no\n[dn]\n');
+  const made = await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', certFile, '-days', '30', ...subject.map((a) => (a === 'PRINTABLE' ? config : a)),
     '-addext', 'basicConstraints=critical,CA:true', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
   if (!made.ok) throw new Error(made.err);
   return { certPem: readFileSync(certFile, 'utf8'), keyPem: readFileSync(key, 'utf8'), certFile };
@@ -43,6 +45,8 @@ async function opensslCa(slug: string, subject: string[]): Promise<{ certPem: st
 describe.each([
   ['OpenSSL 3 defaults (UTF8String)', 'utf8', ['-subj', '/C=DE/O=Example Platform/CN=Platform Root CA']],
   ['a multi-valued RDN', 'multi', ['-multivalue-rdn', '-subj', '/O=Example Platform+OU=Trust/CN=Platform Root CA']],
+  // string_mask=default: PrintableString where the value allows it (OpenSSL 1.x's habit).
+  ['PrintableString', 'printable', ['-subj', '/C=DE/O=Example Platform/CN=Platform Root CA', '-config', 'PRINTABLE']],
 ] as const)('a CA brought by the platform: %s', (_what, slug, subject) => {
   it('a kube-apiserver accepts the token (its webhook verifies the operator\'s serving certificate) and the client certificate', { timeout: 180_000 }, async () => {
     const ca = await opensslCa(slug, [...subject]);

@@ -15,7 +15,8 @@ import { request } from 'node:https';
 import path from 'node:path';
 import { loadAll } from 'js-yaml';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { KubeObject } from '../../src/controller/kube.ts';
+import { resourcePath, type KubeObject } from '../../src/controller/kube.ts';
+import { resources } from '../../src/api/resources.ts';
 import { verifierRole } from '../../src/verify/server.ts';
 import { repoRoot } from '../cluster/controlplane.ts';
 import { eventually, useNamespace } from '../kube.ts';
@@ -138,5 +139,21 @@ describe('kubectl service-user list', () => {
     expect(listed.ok, listed.err).toBe(true);
     expect(listed.out).toMatch(/^stranger\s.*<none admitted>$/m);
     expect(listed.err).toContain('<none admitted>: no Account admits the namespace for the accounts spec.accounts names');
+  });
+});
+
+describe('RoleBinding events in the log', () => {
+  it('a refused RoleBinding\'s Warning is logged at warn beside its event', { timeout: 60_000 }, async () => {
+    await api(running.client, ns.name).createServiceUser('bound', { email: 'ops@example.com', accounts: [account] });
+    await running.client.request('POST', resourcePath(resources.roleBindings, ns.name), {
+      apiVersion: 'serviceusers.dev/v1alpha1', kind: 'RoleBinding', metadata: { name: 'to-nothing' },
+      spec: { roleRef: { name: 'no-such-role.anywhere' }, subjects: [{ kind: 'ServiceUser', name: 'bound' }], accounts: [account] },
+    });
+    const line = await eventually('the Warning in the operator\'s log', async () => {
+      const records = running.logs.join('').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; roleBinding?: string; msg: string });
+      return records.find((l) => l.roleBinding === `${ns.name}/to-nothing`);
+    }, 30_000);
+    expect(line.level).toBe(40);
+    expect(line.msg).toContain('no-such-role.anywhere');
   });
 });
