@@ -551,7 +551,6 @@ export function startOperator(options: OperatorOptions): Operator {
     isLeader: () => !options.leaderElection || (elector?.leading ?? false),
     async stop() {
       stopping = true;
-      await elector?.stop();
       openGate();
       endDates.stop();
       await Promise.all(Object.values(controllers).map((c) => c.shutdown()));
@@ -559,6 +558,11 @@ export function startOperator(options: OperatorOptions): Operator {
       await events.flush();
       await Promise.all(all.map((s) => s.stop()));
       authority.ledger?.stop();
+      // Only now, with no reconcile or ledger timer left to write, is the Lease released (it
+      // was renewed meanwhile): a successor takes it on its next retry instead of waiting it
+      // out, and never acts while this replica still does.
+      await elector?.stop();
+      metrics.leader.set(0);
       await verificationReady.catch(() => undefined);
       if (verification) {
         verification.closeAllConnections();

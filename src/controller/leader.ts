@@ -76,6 +76,10 @@ export class LeaderElector {
   private observed: { resourceVersion: string | undefined; at: number } = { resourceVersion: undefined, at: 0 };
   private stopped = false;
   private timer: NodeJS.Timeout | undefined;
+  /** The round of tick() in flight, if any. */
+  private round: Promise<void> | undefined;
+  /** A write naming this replica the holder succeeded: it may hold the Lease. */
+  private wrote = false;
   leading = false;
 
   constructor(options: LeaderElectionOptions) {
@@ -90,24 +94,42 @@ export class LeaderElector {
   }
 
   start(): void {
-    void this.tick();
+    this.schedule(0);
   }
 
-  /** Stops campaigning; a leader releases the lease so a follower takes over at once. */
+  private schedule(delay: number): void {
+    this.timer = setTimeout(() => {
+      this.round = this.tick().finally(() => (this.round = undefined));
+    }, delay);
+  }
+
+  /**
+   * Stops campaigning and, if this replica holds the Lease, releases it (client-go's
+   * ReleaseOnCancel): holderIdentity cleared and a 1 s duration, so a follower takes over on
+   * its next retry instead of waiting the lease out. Call it once this replica has stopped
+   * reconciling: until then it keeps renewing, so no one else leads while it still acts.
+   * The release is a PUT of the Lease as read, guarded by its resourceVersion: it only ever
+   * clears this replica's own holding, never one another has taken in between.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
-    if (!this.leading) return;
+    // A round in flight lands first, so the release reads what it wrote.
+    await this.round;
+    const held = this.leading || this.wrote;
     this.leading = false;
+    if (!held) return;
     // Bounded too: a stalled API server must not hold the shutdown.
     const signal = AbortSignal.timeout(this.o.renewDeadlineMs);
     try {
       const lease = await this.o.client.get<Lease>(this.path, signal);
-      if (lease.spec.holderIdentity === this.o.identity) {
-        await this.o.client.request('PUT', this.path, { ...lease, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: microTime(Date.now()) } }, undefined, signal);
-      }
+      if (lease.spec.holderIdentity !== this.o.identity) return;
+      const now = microTime(Date.now());
+      await this.o.client.request('PUT', this.path, { ...lease, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, acquireTime: now, renewTime: now } }, undefined, signal);
+      this.o.log.info({ identity: this.o.identity, lease: `${this.o.namespace}/${this.o.name}` }, 'released the leader lease');
     } catch (err) {
-      this.o.log.warn({ err: String(err) }, 'could not release the leader lease');
+      // A conflict means the Lease changed since it was read: not ours to clear any more.
+      this.o.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not release the leader lease; the next leader takes it when it expires');
     }
   }
 
@@ -158,7 +180,7 @@ export class LeaderElector {
     const delay = this.leading
       ? Math.min(this.o.retryPeriodMs, Math.max(0, this.lastRenewal + this.o.renewDeadlineMs - now))
       : Math.min(this.o.retryPeriodMs * (1 + Math.random() * 0.2), Math.max(0, (this.othersExpire ?? Infinity) - now + 10));
-    this.timer = setTimeout(() => void this.tick(), delay);
+    this.schedule(delay);
   }
 
   /** One round: take the lease if free or expired, renew it if ours. */
@@ -185,6 +207,7 @@ export class LeaderElector {
           metadata: { name: this.o.name, namespace: this.o.namespace },
           spec: { ...spec, acquireTime: microTime(now), leaseTransitions: 0 },
         }, undefined, signal);
+        this.wrote = true;
         return true;
       } catch (err) {
         if (isConflict(err)) return false;
@@ -206,6 +229,7 @@ export class LeaderElector {
           ...(mine ? {} : { acquireTime: microTime(now), leaseTransitions: (lease.spec.leaseTransitions ?? 0) + 1 }),
         },
       }, undefined, signal);
+      this.wrote = true;
       return true;
     } catch (err) {
       if (isConflict(err)) return false;
