@@ -1,12 +1,13 @@
 // The operator as users run it — its own Node process running the built JavaScript, as the
 // container image does (`npm run build`, `node dist/main.js`) — for the benchmarks that
 // measure what only a process has: resident memory, and a restart.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { repoRoot } from '../test/cluster/controlplane.ts';
+import { bundleOperator } from '../build/bundle.ts';
 import { freePort } from '../test/net.ts';
 import { cpuSecondsOf } from './cpu.ts';
 
@@ -32,7 +33,7 @@ let built = false;
 
 export async function startOperatorProcess(kubeconfig: string, namespaces: string[], operatorNamespace: string, concurrency = 8): Promise<OperatorProcess> {
   if (!built) {
-    execFileSync(process.execPath, [path.join(repoRoot, 'node_modules/typescript/bin/tsc'), '-p', path.join(repoRoot, 'src/tsconfig.build.json')], { stdio: ['ignore', process.stderr, process.stderr] });
+    await bundleOperator();
     built = true;
   }
   const metricsPort = await freePort();

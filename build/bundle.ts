@@ -25,7 +25,8 @@ const require = __suoCreateRequire(import.meta.url);`;
 
 /** Bundles src/main.ts into `out` (dist/ by default); returns the files written, relative to it. */
 export async function bundleOperator(out = path.join(root, 'dist')): Promise<string[]> {
-  rmSync(out, { recursive: true, force: true });
+  // Only what a previous bundle wrote: dist/plugin/ (npm run plugin:release) stays.
+  for (const f of ['main.js', 'chunks', 'package.json', 'THIRD-PARTY-NOTICES']) rmSync(path.join(out, f), { recursive: true, force: true });
   mkdirSync(out, { recursive: true });
   const result = await build({
     entryPoints: { main: path.join(root, 'src/main.ts') },
