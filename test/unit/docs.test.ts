@@ -74,6 +74,14 @@ describe('the port-forward recipe', () => {
 });
 
 describe('README.md', () => {
+  it("lists the commands .ci/run runs, in its order (Install and test)", () => {
+    const section = read('README.md').split('## Install and test')[1]!;
+    const readme = /```sh\n([\s\S]*?)```/.exec(section)![1]!.split('\n').map((l) => l.replace(/#.*$/, '').trim()).filter(Boolean);
+    const ci = [...read('.ci/run').matchAll(/^step "[^"]+" (.+)$/gm)].map((m) => m[1]!.trim());
+    expect(ci).toEqual(readme.map((c) => (c === 'npm ci' ? 'npm ci --no-audit --no-fund' : c)));
+    expect(ci).toContain('npm run e2e');
+  });
+
   it('uses the namespace npm run dev creates', () => {
     const devNamespace = /^const namespace = '([^']+)';$/m.exec(read('test/cluster/dev.ts'))![1]!;
     // The commands: code blocks and code spans.
