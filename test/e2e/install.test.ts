@@ -4,7 +4,7 @@
 // kube-apiserver's token webhook and client certificates. Every packet stays on this machine:
 // the pod uses the host network and the API server calls it on 127.0.0.1.
 // Run with `npm run e2e` (root, containerd, runc, podman, mmdebstrap: .ci/install-packages).
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -35,11 +35,13 @@ async function timed<T>(step: string, f: () => Promise<T>): Promise<T> {
   return value;
 }
 
-function run(cmd: string, args: string[], input?: string): Promise<string> {
+/** Runs a command to its end; `echo` passes its output on as it comes (a long build's progress lines). */
+function run(cmd: string, args: string[], input?: string, options: { echo?: boolean; cwd?: string } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = execFile(cmd, args, { env: { ...process.env, KUBECONFIG: cluster?.kubeconfig ?? '' }, maxBuffer: 64 << 20 }, (err, out, errOut) =>
+    const child = execFile(cmd, args, { env: { ...process.env, KUBECONFIG: cluster?.kubeconfig ?? '' }, maxBuffer: 64 << 20, cwd: options.cwd }, (err, out, errOut) =>
       err ? reject(new Error(`${path.basename(cmd)} ${args.join(' ')}: ${errOut || err.message}`)) : resolve(out),
     );
+    if (options.echo) for (const stream of [child.stdout!, child.stderr!]) stream.on('data', (c: Buffer) => process.stderr.write(c));
     if (input !== undefined) child.stdin!.end(input);
   });
 }
@@ -66,7 +68,7 @@ const leaseHolder = async () =>
 
 beforeAll(async () => {
   const image = await timed('image (npm run image)', async () => {
-    const out = await run('bash', [path.join(repoRoot, 'test/image/build.sh')]);
+    const out = await run('bash', [path.join(repoRoot, 'test/image/build.sh')], undefined, { echo: true });
     return /^image-archive (\S+)$/m.exec(out)![1]!;
   });
   helm = await timed('helm build (cached)', async () => helmBinary());
@@ -224,8 +226,16 @@ describe('helm install on a fresh cluster with a real node', () => {
   });
 
   it('helm uninstall leaves the CRDs, the ServiceUsers and their Secrets', async () => {
+    // What the controller says as it stops: whether it could release its Lease (helm uninstall
+    // deletes its ServiceAccount and RBAC at the same time as its Deployment).
+    const [leader] = await podsOf(controller);
+    const follow = spawn('kubectl', ['logs', '-f', '-n', namespace, leader!.metadata.name], { env: { ...process.env, KUBECONFIG: cluster.kubeconfig } });
+    let said = '';
+    follow.stdout.on('data', (c: Buffer) => (said += c.toString()));
     await run(helm, ['uninstall', release, '--namespace', namespace, '--wait']);
     await eventually('no operator pods left', async () => ((await podsOf(controller)).length + (await podsOf(verifier)).length === 0) || undefined, 180_000);
+    follow.kill();
+    process.stderr.write(`e2e: the controller stopped by helm uninstall said about its Lease:\n${said.split('\n').filter((l) => /lease|stopp/i.test(l)).join('\n')}\ne2e: the Lease after helm uninstall: holder "${await leaseHolder()}"\n`);
     await kubectl('get', 'crd', 'serviceusers.serviceusers.dev');
     await kubectl('get', 'serviceuser', '-n', 'ci', 'build-bot');
     expect(await credentials()).toEqual(secretData);
@@ -305,6 +315,44 @@ describe('kubectl apply -k config/default, as an overlay for one node', () => {
     );
     expect(await whoami(['--token', Buffer.from(secretData().token!, 'base64').toString()])).toBe(userName());
     expect(await credentials()).toEqual(secretData());
+  });
+});
+
+describe('from kubectl apply -k to the chart, as docs/install.md says', () => {
+  const token = () => Buffer.from(secretData().token!, 'base64').toString();
+  const certificate = () => [`--client-certificate=${path.join(work, 'user.crt')}`, `--client-key=${path.join(work, 'user.key')}`];
+
+  it('adopts what kustomize made but the CRDs; the chart runs the operator, which serves the same credentials', async () => {
+    // The block in docs/install.md, run as written.
+    const doc = readFileSync(path.join(repoRoot, 'docs/install.md'), 'utf8').split('### From `kubectl apply -k config/default` to Helm')[1]!;
+    const block = /```sh\n([\s\S]*?)```/.exec(doc)![1]!;
+    const leading = (await leaseHolder())!;
+    expect(leading).toMatch(/^service-user-operator-/);
+    await timed('migration commands (docs/install.md)', () => run('bash', ['-euo', 'pipefail', '-c', block], undefined, { cwd: repoRoot }));
+    await timed('kustomize pods gone', () =>
+      eventually('no operator pods left', async () => ((await podsOf(controller)).length + (await podsOf(verifier)).length === 0) || undefined, 180_000),
+    );
+    // The kustomize controller, stopped by its Deployment's deletion (SIGTERM), released its Lease.
+    expect(await leaseHolder()).toBe('');
+    await timed('helm install over the adopted objects', () => run(helm, ['install', release, chart, '--namespace', namespace, '--create-namespace', ...values()]));
+    await timed('chart controller pod Ready (migrated)', () => readyPod(controller));
+    await timed('chart verifier pod Ready (migrated)', () => readyPod(verifier));
+    await expectLockedDown();
+    const next = await readyPod(controller);
+    await timed('the Lease taken by the chart controller', () =>
+      eventually('the Lease held by the chart controller', async () => (await leaseHolder())?.startsWith(next.metadata.name) || undefined, 180_000),
+    );
+    // Every object config/default made but the CRDs and the namespace is now the release's.
+    const manifest = await run(helm, ['get', 'manifest', release, '--namespace', namespace]);
+    const released = new Set((loadAll(manifest) as { kind: string; metadata: { name: string } }[]).filter(Boolean).map((o) => `${o.kind}/${o.metadata.name}`));
+    const made = (loadAll(await kubectl('kustomize', path.join(repoRoot, 'config/default'))) as { kind: string; metadata: { name: string } }[])
+      .filter((o) => !['CustomResourceDefinition', 'Namespace', 'PodDisruptionBudget'].includes(o.kind))
+      .map((o) => `${o.kind}/${o.metadata.name}`);
+    expect(made.filter((o) => !released.has(o))).toEqual([]);
+    await kubectl('get', 'crd', 'serviceusers.serviceusers.dev');
+    expect(await credentials()).toEqual(secretData());
+    expect(await whoami(['--token', token()])).toBe(userName());
+    expect(await whoami(certificate())).toContain('build-bot');
   });
 });
 
