@@ -71,16 +71,6 @@ async function bundle(version: string): Promise<{ code: Uint8Array; metafile: Me
     write: false,
     outfile: binName,
     logLevel: 'warning',
-    plugins: [
-      {
-        // The plugin needs only client-node's KubeConfig (exec plugins, auth providers): its
-        // module, not the package index that brings the whole generated API (16 MB).
-        name: 'client-node-kubeconfig',
-        setup(b) {
-          b.onResolve({ filter: /^@kubernetes\/client-node$/ }, () => ({ path: path.join(root, 'node_modules/@kubernetes/client-node/dist/config.js') }));
-        },
-      },
-    ],
   });
   const out = result.outputFiles[0];
   if (!out) throw new Error('esbuild wrote no output');

@@ -84,30 +84,10 @@ async function readSecretOrOwner(s: Session, name: string): Promise<{ secret: Ku
 
 /** Opens a PKCS#12 bundle with its password: integrity MAC, every safe, the shrouded key. */
 export async function openPkcs12(der: Buffer, password: string, certSerial: string | undefined): Promise<Check> {
-  const pkijs = await import('pkijs');
-  const { webcrypto } = await import('node:crypto');
-  pkijs.setEngine('node', new pkijs.CryptoEngine({ name: 'node', crypto: webcrypto as unknown as Crypto }));
-  const pw = new TextEncoder().encode(password).buffer as ArrayBuffer;
+  const { openPkcs12: open } = await import('../credentials/pkcs12.ts');
   try {
-    const pfx = pkijs.PFX.fromBER(new Uint8Array(der).buffer as ArrayBuffer);
-    await pfx.parseInternalValues({ password: pw, checkIntegrity: true });
-    const safe = pfx.parsedValue!.authenticatedSafe!;
-    await safe.parseInternalValues({ safeContents: safe.safeContents.map(() => ({ password: pw })) });
-    let keys = 0;
-    const serials: string[] = [];
-    for (const contents of safe.parsedValue!.safeContents) {
-      for (const bag of (contents.value as InstanceType<typeof pkijs.SafeContents>).safeBags) {
-        if (bag.bagValue instanceof pkijs.PKCS8ShroudedKeyBag) {
-          // Decrypting the key is what proves the password opens it (protected in the typings).
-          await (bag.bagValue as unknown as { parseInternalValues(p: { password: ArrayBuffer }): Promise<void> }).parseInternalValues({ password: pw });
-          keys++;
-        } else if (bag.bagValue instanceof pkijs.CertBag) {
-          const cert = bag.bagValue.parsedValue as InstanceType<typeof pkijs.Certificate>;
-          serials.push(Buffer.from(cert.serialNumber.valueBlock.valueHexView).toString('hex').replace(/^0+/, ''));
-        }
-      }
-    }
-    const holdsCert = certSerial ? serials.includes(certSerial.replace(/^0+/, '')) : serials.length > 0;
+    const { keys, serials } = open(der, password);
+    const holdsCert = certSerial ? serials.includes(certSerial.toLowerCase().replace(/^0+/, '')) : serials.length > 0;
     if (!keys || !holdsCert) return { ok: false, detail: `opens, but holds ${keys} key(s) and ${holdsCert ? 'the' : 'not the'} certificate of tls.crt` };
     return { ok: true, detail: `opens with its password: ${keys} key, ${serials.length} certificate(s) including tls.crt's` };
   } catch (err) {

@@ -2,11 +2,10 @@
 // merged (the first to set a name or current-context wins, as kubectl merges), else
 // ~/.kube/config, else in-cluster; --context picks the context, -n or the context's
 // namespace the namespace; --as / --as-group impersonate, as kubectl does with headers.
+// Reading and merging the files, and exec credential plugins, are the operator's own
+// (controller/connection.ts): no client library is bundled for them.
 import { existsSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
-import path from 'node:path';
-import { load } from 'js-yaml';
-import { inCluster, simpleConnection, type Connection, type KubeconfigFile } from '../controller/connection.ts';
+import { connectionFor, inCluster, kubeconfigFiles, mergeKubeconfigs, type Connection } from '../controller/connection.ts';
 import { UsageError } from './errors.ts';
 
 export interface ClusterFlags {
@@ -25,48 +24,12 @@ export interface Target {
   context: string | undefined;
 }
 
-const pathKeys: Record<string, string[]> = {
-  clusters: ['certificate-authority'],
-  users: ['client-certificate', 'client-key', 'tokenFile'],
-};
-
-/** One file's entries with their relative paths made absolute (kubectl resolves them per file). */
-function readFile(file: string): KubeconfigFile {
-  let config: KubeconfigFile;
-  try {
-    config = (load(readFileSync(file, 'utf8')) ?? {}) as KubeconfigFile;
-  } catch (err) {
-    throw new UsageError(`cannot read kubeconfig ${file}: ${(err as Error).message}`);
-  }
-  const dir = path.dirname(path.resolve(file));
-  for (const [list, keys] of Object.entries(pathKeys)) {
-    for (const entry of (config[list as 'clusters' | 'users'] ?? []) as unknown as Record<string, Record<string, unknown> | undefined>[]) {
-      const inner = entry[list === 'clusters' ? 'cluster' : 'user'];
-      for (const key of keys) if (inner && typeof inner[key] === 'string') inner[key] = path.resolve(dir, inner[key]);
-    }
-  }
-  return config;
-}
-
-function merge(files: string[]): KubeconfigFile {
-  const merged: KubeconfigFile = { contexts: [], clusters: [], users: [] };
-  for (const file of files) {
-    const config = readFile(file);
-    merged['current-context'] ??= config['current-context'] || undefined;
-    for (const list of ['contexts', 'clusters', 'users'] as const) {
-      for (const entry of (config[list] ?? []) as { name: string }[]) {
-        if (!(merged[list] as { name: string }[]).some((e) => e.name === entry.name)) (merged[list] as { name: string }[]).push(entry);
-      }
-    }
-  }
-  return merged;
-}
-
 /** Adds kubectl's impersonation headers to every request. */
 function impersonating(connection: Connection, as: string | undefined, groups: string[]): Connection {
   if (!as && !groups.length) return connection;
   return {
     getCurrentCluster: () => connection.getCurrentCluster(),
+    refused: () => connection.refused?.() ?? false,
     applyToHTTPSOptions: async (opts) => {
       await connection.applyToHTTPSOptions(opts);
       opts.headers = {
@@ -80,32 +43,20 @@ function impersonating(connection: Connection, as: string | undefined, groups: s
 
 export async function target(flags: ClusterFlags): Promise<Target> {
   if (flags.asGroups?.length && !flags.as) throw new UsageError('--as-group needs --as: impersonating groups without a user is refused by the API server');
-  const env = process.env.KUBECONFIG;
-  const home = path.join(homedir(), '.kube', 'config');
-  const files = flags.kubeconfig ? [flags.kubeconfig] : env ? env.split(path.delimiter).filter(Boolean) : existsSync(home) ? [home] : [];
-  for (const f of files) {
-    if (flags.kubeconfig && !existsSync(f)) throw new UsageError(`--kubeconfig ${f}: no such file`);
-  }
-  const present = files.filter((f) => existsSync(f));
+  if (flags.kubeconfig && !existsSync(flags.kubeconfig)) throw new UsageError(`--kubeconfig ${flags.kubeconfig}: no such file`);
+  const present = kubeconfigFiles(flags.kubeconfig);
   let connection: Connection | undefined;
   let namespace: string | undefined;
   let context: string | undefined;
   if (present.length) {
-    const config = merge(present);
-    context = flags.context ?? config['current-context'];
-    const entry = config.contexts?.find((c) => c.name === context);
-    if (!context) throw new UsageError(`no current context in ${present.join(', ')}: pass --context (one of: ${(config.contexts ?? []).map((c) => c.name).join(', ') || 'none'})`);
-    if (!entry) throw new UsageError(`context "${context}" not found in ${present.join(', ')} (contexts: ${(config.contexts ?? []).map((c) => c.name).join(', ') || 'none'})`);
-    namespace = (entry.context as { namespace?: string }).namespace;
-    connection = simpleConnection(config, '/', context);
-    if (!connection) {
-      // exec plugins, auth providers, proxies: client-node's KubeConfig knows them.
-      const { KubeConfig } = await import('@kubernetes/client-node');
-      const kc = new KubeConfig();
-      kc.loadFromString(JSON.stringify({ apiVersion: 'v1', kind: 'Config', ...config }));
-      kc.setCurrentContext(context);
-      if (!kc.getCurrentCluster()) throw new UsageError(`context "${context}" names a cluster that is not in the kubeconfig`);
-      connection = kc;
+    try {
+      const config = mergeKubeconfigs(present);
+      context = flags.context ?? config['current-context'];
+      namespace = config.contexts?.find((c) => c.name === context)?.context.namespace;
+      // A person may answer an exec plugin's prompt when the plugin runs at a terminal.
+      connection = connectionFor(config, context, present.join(', '), !!process.stdin.isTTY);
+    } catch (err) {
+      throw new UsageError((err as Error).message, { cause: err });
     }
   } else {
     connection = inCluster();

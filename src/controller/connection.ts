@@ -1,19 +1,24 @@
 // How the operator reaches the API server: its URL, and what each request carries (TLS
-// material, a bearer token). In a cluster — the production path — and for kubeconfigs that
-// only name certificates, tokens or token files, it is read here. Anything more (exec
-// plugins, auth providers, proxies, several merged files) goes to client-node's KubeConfig,
-// imported only then: loading it brings client-node's whole generated API, some 30 MB of
-// heap the operator would otherwise carry for one class.
+// material, a bearer token, impersonation headers). In a cluster — the production path — it
+// is the ServiceAccount's; outside, a kubeconfig read here as kubectl reads it: --kubeconfig,
+// else every file in $KUBECONFIG merged (the first to set a name or current-context wins),
+// else ~/.kube/config. Certificates, tokens, token files, basic auth, tls-server-name,
+// impersonation and exec credential plugins (exec-credential.ts) are read here; the legacy
+// auth-provider and proxy-url are refused with what to use instead. No client library is
+// loaded for it: client-node's KubeConfig alone brought some 30 MB of heap and 65 packages.
 import { existsSync, readFileSync } from 'node:fs';
 import type { RequestOptions } from 'node:https';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { load } from 'js-yaml';
+import { execConfig, ExecCredentials, type ExecCluster } from './exec-credential.ts';
 
-/** The part of client-node's KubeConfig the client uses; a KubeConfig is one. */
+/** What the client needs of a connection. A client-node KubeConfig is one too (the tests pass theirs). */
 export interface Connection {
   getCurrentCluster(): { server: string } | null;
   applyToHTTPSOptions(opts: RequestOptions): Promise<void>;
+  /** The API server answered 401: forget cached credentials. True when asking again may succeed. */
+  refused?(): boolean;
 }
 
 const serviceAccountDir = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -24,8 +29,12 @@ interface Material {
   cert?: Buffer;
   key?: Buffer;
   insecure?: boolean;
+  serverName?: string;
   token?: string;
   tokenFile?: string;
+  basic?: string;
+  headers?: Record<string, string | string[]>;
+  exec?: ExecCredentials;
 }
 
 /** A token file is re-read at most once a minute: projected service-account tokens rotate. */
@@ -39,11 +48,24 @@ function connectionOf(m: Material): Connection {
         token = readFileSync(m.tokenFile, 'utf8').trim();
         readAt = Date.now();
       }
+      // An exec plugin's credential wins over the kubeconfig's own, as in client-go.
+      const fromExec = m.exec ? await m.exec.get() : undefined;
+      const bearer = fromExec?.token ?? token;
       if (m.ca) opts.ca = m.ca;
-      if (m.cert) opts.cert = m.cert;
-      if (m.key) opts.key = m.key;
+      const cert = fromExec?.cert ?? m.cert;
+      const key = fromExec?.cert ? fromExec.key : m.key;
+      if (cert) opts.cert = cert;
+      if (key) opts.key = key;
       if (m.insecure) opts.rejectUnauthorized = false;
-      if (token) opts.headers = { ...(opts.headers as Record<string, string> | undefined), authorization: `Bearer ${token}` };
+      if (m.serverName) opts.servername = m.serverName;
+      if (m.basic && !bearer) opts.auth = m.basic;
+      const headers = { ...(opts.headers as Record<string, string> | undefined), ...m.headers };
+      if (bearer) headers.authorization = `Bearer ${bearer}`;
+      if (Object.keys(headers).length) opts.headers = headers;
+    },
+    refused: () => {
+      m.exec?.forget();
+      return !!m.exec;
     },
   };
 }
@@ -79,31 +101,115 @@ export function inClusterProblem(dir = serviceAccountDir, env: NodeJS.ProcessEnv
 type Named<T> = { name: string } & T;
 export interface KubeconfigFile {
   'current-context'?: string;
-  contexts?: Named<{ context: { cluster: string; user: string } }>[];
+  contexts?: Named<{ context: { cluster: string; user: string; namespace?: string } }>[];
   clusters?: Named<{ cluster: Record<string, unknown> }>[];
   users?: Named<{ user: Record<string, unknown> }>[];
 }
 
-const clusterKeys = new Set(['server', 'certificate-authority', 'certificate-authority-data', 'insecure-skip-tls-verify', 'extensions']);
-const userKeys = new Set(['client-certificate', 'client-certificate-data', 'client-key', 'client-key-data', 'token', 'tokenFile', 'extensions']);
+const pathKeys = { clusters: ['certificate-authority'], users: ['client-certificate', 'client-key', 'tokenFile'] } as const;
 
 /**
- * A kubeconfig file read here when it only uses what this module knows; undefined when it
- * needs client-node (exec, auth-provider, basic auth, proxy-url, tls-server-name…).
+ * One kubeconfig file, its relative paths made absolute against its own directory (kubectl
+ * resolves them per file), and an exec plugin's command too when it names a path.
  */
-export function simpleKubeconfig(file: string): Connection | undefined {
-  return simpleConnection(load(readFileSync(file, 'utf8')) as KubeconfigFile, path.dirname(file));
+export function readKubeconfig(file: string): KubeconfigFile {
+  let config: KubeconfigFile;
+  try {
+    config = (load(readFileSync(file, 'utf8')) ?? {}) as KubeconfigFile;
+  } catch (err) {
+    throw new Error(`cannot read kubeconfig ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  if (typeof config !== 'object' || Array.isArray(config)) throw new Error(`kubeconfig ${file} is not a kubeconfig (a YAML mapping with clusters, users and contexts)`);
+  const dir = path.dirname(path.resolve(file));
+  for (const list of ['clusters', 'users'] as const) {
+    if (config[list] !== undefined && !Array.isArray(config[list])) throw new Error(`kubeconfig ${file}: ${list} must be a list`);
+    for (const entry of (config[list] ?? []) as unknown as Record<string, Record<string, unknown> | undefined>[]) {
+      const inner = entry?.[list === 'clusters' ? 'cluster' : 'user'];
+      if (!inner || typeof inner !== 'object') continue;
+      for (const key of pathKeys[list]) if (typeof inner[key] === 'string') inner[key] = path.resolve(dir, inner[key]);
+      const exec = inner.exec as { command?: unknown } | undefined;
+      if (typeof exec?.command === 'string' && exec.command.includes('/')) exec.command = path.resolve(dir, exec.command);
+    }
+  }
+  return config;
 }
 
-/** As simpleKubeconfig, for a parsed kubeconfig whose relative paths are relative to `dir`; `contextName` overrides current-context. */
-export function simpleConnection(config: KubeconfigFile, dir: string, contextName = config['current-context']): Connection | undefined {
+/** Several kubeconfig files as kubectl merges them: the first to set a name, or current-context, wins. */
+export function mergeKubeconfigs(files: string[]): KubeconfigFile {
+  const merged: Required<Pick<KubeconfigFile, 'contexts' | 'clusters' | 'users'>> & KubeconfigFile = { contexts: [], clusters: [], users: [] };
+  for (const file of files) {
+    const config = readKubeconfig(file);
+    merged['current-context'] ??= config['current-context'] || undefined;
+    for (const list of ['contexts', 'clusters', 'users'] as const) {
+      const into = merged[list] as { name: string }[];
+      for (const entry of (config[list] ?? []) as { name: string }[]) if (entry && !into.some((e) => e.name === entry.name)) into.push(entry);
+    }
+  }
+  return merged;
+}
+
+/** The kubeconfig files to read: the one given, else $KUBECONFIG's (existing ones), else ~/.kube/config if present. */
+export function kubeconfigFiles(file?: string, env = process.env.KUBECONFIG): string[] {
+  if (file) return [file];
+  if (env) return env.split(path.delimiter).filter((f) => f && existsSync(f));
+  const home = path.join(homedir(), '.kube', 'config');
+  return existsSync(home) ? [home] : [];
+}
+
+const bytes = (data: unknown, ref: unknown) => (typeof data === 'string' ? Buffer.from(data, 'base64') : typeof ref === 'string' ? readFileSync(ref) : undefined);
+
+/** Fields a kubeconfig may hold that are refused here, with what to do instead. */
+function refusal(cluster: Record<string, unknown>, user: Record<string, unknown>, names: { cluster: string; user: string }): string | undefined {
+  const provider = user['auth-provider'] as { name?: string } | undefined;
+  if (provider) {
+    return `users["${names.user}"].user.auth-provider${provider.name ? ` (${provider.name})` : ''} is not supported: the legacy auth-provider plugins were removed from kubectl and client-go in Kubernetes 1.26. Use an exec credential plugin (users[].user.exec) instead — gke-gcloud-auth-plugin for GKE, kubelogin for AKS and for OIDC — as kubectl itself now does`;
+  }
+  if (cluster['proxy-url']) {
+    return `clusters["${names.cluster}"].cluster.proxy-url is not supported: the operator connects to the API server directly. Run it where the API server is reachable (in the cluster, as the chart does), or give it a kubeconfig without proxy-url`;
+  }
+  return undefined;
+}
+
+/** What an exec plugin may be told of the cluster (ExecCredential spec.cluster). */
+function execCluster(cluster: Record<string, unknown>, ca: Buffer | undefined): ExecCluster {
+  const config = (cluster.extensions as { name?: string; extension?: unknown }[] | undefined)?.find((e) => e?.name === 'client.authentication.k8s.io/exec')?.extension;
+  return {
+    server: cluster.server,
+    ...(cluster['tls-server-name'] ? { 'tls-server-name': cluster['tls-server-name'] } : {}),
+    ...(cluster['insecure-skip-tls-verify'] ? { 'insecure-skip-tls-verify': true } : {}),
+    ...(ca ? { 'certificate-authority-data': ca.toString('base64') } : {}),
+    ...(config !== undefined ? { config } : {}),
+  };
+}
+
+/** kubectl's impersonation fields of a kubeconfig user, as request headers. */
+function impersonation(user: Record<string, unknown>): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = {};
+  if (typeof user.as === 'string' && user.as) headers['Impersonate-User'] = user.as;
+  if (typeof user['as-uid'] === 'string' && user['as-uid']) headers['Impersonate-Uid'] = user['as-uid'];
+  if (Array.isArray(user['as-groups']) && user['as-groups'].length) headers['Impersonate-Group'] = (user['as-groups'] as unknown[]).map(String);
+  for (const [k, v] of Object.entries((user['as-user-extra'] as Record<string, unknown> | undefined) ?? {})) headers[`Impersonate-Extra-${encodeURIComponent(k)}`] = (Array.isArray(v) ? v : [v]).map(String);
+  return headers;
+}
+
+/**
+ * The connection a parsed kubeconfig names for `contextName` (its paths already absolute, as
+ * readKubeconfig makes them); `where` names the file(s) in errors. `interactive`: an exec
+ * plugin may prompt (the kubectl plugin at a terminal).
+ */
+export function connectionFor(config: KubeconfigFile, contextName: string | undefined, where: string, interactive = false): Connection {
+  const contexts = (config.contexts ?? []).map((c) => c.name).join(', ') || 'none';
+  if (!contextName) throw new Error(`no current-context in ${where}: set one (kubectl config use-context NAME; contexts: ${contexts})`);
   const context = config.contexts?.find((c) => c.name === contextName)?.context;
-  const cluster = config.clusters?.find((c) => c.name === context?.cluster)?.cluster;
-  const user = config.users?.find((u) => u.name === context?.user)?.user ?? {};
-  if (!context || !cluster || typeof cluster.server !== 'string') return undefined;
-  if (Object.keys(cluster).some((k) => !clusterKeys.has(k)) || Object.keys(user).some((k) => !userKeys.has(k))) return undefined;
-  const bytes = (data: unknown, ref: unknown) =>
-    typeof data === 'string' ? Buffer.from(data, 'base64') : typeof ref === 'string' ? readFileSync(path.resolve(dir, ref)) : undefined;
+  if (!context) throw new Error(`context "${contextName}" not found in ${where} (contexts: ${contexts})`);
+  const cluster = config.clusters?.find((c) => c.name === context.cluster)?.cluster;
+  if (!cluster) throw new Error(`context "${contextName}" names cluster "${context.cluster}", which is not in ${where}`);
+  if (typeof cluster.server !== 'string' || !cluster.server) throw new Error(`clusters["${context.cluster}"].cluster.server is not set in ${where}: it must be the API server's URL`);
+  // A context without a known user is anonymous, as in kubectl.
+  const user = config.users?.find((u) => u.name === context.user)?.user ?? {};
+  const names = { cluster: context.cluster, user: context.user };
+  const refused = refusal(cluster, user, names);
+  if (refused) throw new Error(refused);
   const material: Material = { server: cluster.server };
   const ca = bytes(cluster['certificate-authority-data'], cluster['certificate-authority']);
   const cert = bytes(user['client-certificate-data'], user['client-certificate']);
@@ -112,31 +218,37 @@ export function simpleConnection(config: KubeconfigFile, dir: string, contextNam
   if (cert) material.cert = cert;
   if (key) material.key = key;
   if (cluster['insecure-skip-tls-verify'] === true) material.insecure = true;
-  if (typeof user.token === 'string') material.token = user.token;
-  if (typeof user.tokenFile === 'string') material.tokenFile = path.resolve(dir, user.tokenFile);
+  if (typeof cluster['tls-server-name'] === 'string' && cluster['tls-server-name']) material.serverName = cluster['tls-server-name'];
+  if (typeof user.token === 'string' && user.token) material.token = user.token;
+  if (typeof user.tokenFile === 'string') material.tokenFile = user.tokenFile;
+  if (typeof user.username === 'string' && user.username) material.basic = `${user.username}:${typeof user.password === 'string' ? user.password : ''}`;
+  const headers = impersonation(user);
+  if (Object.keys(headers).length) material.headers = headers;
+  if (user.exec) {
+    const execWhere = `users["${context.user}"].user.exec`;
+    const exec = execConfig.safeParse(user.exec);
+    if (!exec.success) throw new Error(`${execWhere} in ${where} is not valid: ${exec.error.issues.map((i) => `${[execWhere, ...i.path].join('.')}: ${i.message}`).join('; ')}`);
+    material.exec = new ExecCredentials(exec.data, { where: execWhere, cluster: execCluster(cluster, ca), interactive });
+  }
   return connectionOf(material);
 }
 
 /**
- * The connection client-node's loadFromDefault would make: the file given, else $KUBECONFIG,
- * else ~/.kube/config, else in-cluster.
+ * The operator's connection: the kubeconfig given, else $KUBECONFIG's files merged, else
+ * ~/.kube/config, else in-cluster — naming what is missing rather than falling back to an
+ * address where nothing listens.
  */
-export async function loadConnection(file?: string): Promise<Connection> {
-  const env = process.env.KUBECONFIG;
-  const home = path.join(homedir(), '.kube', 'config');
-  const chosen = file ?? (env && !env.includes(path.delimiter) ? env : env ? undefined : existsSync(home) ? home : undefined);
-  if (!chosen && !env) {
-    // No kubeconfig anywhere: in a pod. client-node would fall back to http://localhost:8080
-    // and fail on that instead of on what is actually missing.
-    const problem = inClusterProblem();
-    if (problem) throw new Error(problem);
-  }
-  const simple = chosen ? simpleKubeconfig(chosen) : !env ? inCluster() : undefined;
-  if (simple) return simple;
-  const { KubeConfig } = await import('@kubernetes/client-node');
-  const kc = new KubeConfig();
-  if (file) kc.loadFromFile(file);
-  else kc.loadFromDefault();
-  if (!kc.getCurrentCluster()) throw new Error('no Kubernetes cluster configured: pass --kubeconfig, set KUBECONFIG, or run in a cluster');
-  return kc;
+export function loadConnection(file?: string): Promise<Connection> {
+  return Promise.resolve().then(() => {
+    if (file && !existsSync(file)) throw new Error(`--kubeconfig ${file}: no such file`);
+    const files = kubeconfigFiles(file);
+    if (!files.length) {
+      if (process.env.KUBECONFIG) throw new Error(`KUBECONFIG=${process.env.KUBECONFIG} names no file that exists: fix it, or unset it to use ~/.kube/config or the in-cluster configuration`);
+      const problem = inClusterProblem();
+      if (problem) throw new Error(problem);
+      return inCluster()!;
+    }
+    const config = mergeKubeconfigs(files);
+    return connectionFor(config, config['current-context'], files.join(path.delimiter));
+  });
 }

@@ -1,7 +1,8 @@
 // A small JSON client for the Kubernetes API: the operator's only network edge to it.
 // Raw JSON in and out, because client-node's typed serializers silently drop fields they do
 // not model (a CRD's `default`, `x-kubernetes-validations`) — a server-side apply must send
-// exactly the object it means. Authentication and TLS come from client-node's KubeConfig.
+// exactly the object it means. Authentication and TLS come from the Connection (connection.ts);
+// a 401 tells it so (an exec plugin's credential is then fetched again) and is retried once.
 import { Agent, request, type RequestOptions } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { createInterface } from 'node:readline';
@@ -71,6 +72,8 @@ export class KubeClient {
   private readonly kc: Connection;
   private readonly observe: RequestObserver;
   private agent: Agent | undefined;
+  /** The client certificate and key the agent was made with: an exec plugin may hand out new ones. */
+  private agentTls: { cert: unknown; key: unknown } | undefined;
 
   constructor(kc: Connection, observe: RequestObserver = () => undefined) {
     const cluster = kc.getCurrentCluster();
@@ -84,7 +87,11 @@ export class KubeClient {
     // Credentials are re-read per request: in-cluster service-account tokens rotate.
     const auth: RequestOptions = { headers: {} };
     await this.kc.applyToHTTPSOptions(auth);
-    this.agent ??= new Agent({ keepAlive: true, maxSockets: 64, ca: auth.ca, cert: auth.cert, key: auth.key, rejectUnauthorized: auth.rejectUnauthorized ?? true });
+    if (!this.agent || this.agentTls?.cert !== auth.cert || this.agentTls?.key !== auth.key) {
+      // Sockets of a replaced agent finish their requests and close when idle.
+      this.agent = new Agent({ keepAlive: true, maxSockets: 64, ca: auth.ca, cert: auth.cert, key: auth.key, rejectUnauthorized: auth.rejectUnauthorized ?? true, ...(auth.servername ? { servername: auth.servername } : {}) });
+      this.agentTls = { cert: auth.cert, key: auth.key };
+    }
     return {
       method,
       hostname: this.server.hostname,
@@ -101,6 +108,16 @@ export class KubeClient {
    * `signal` aborts it (the socket is destroyed, so a stalled server cannot hold it).
    */
   async request<T = KubeObject>(method: string, path: string, body?: unknown, contentType = 'application/json', signal?: AbortSignal): Promise<T> {
+    try {
+      return await this.send<T>(method, path, body, contentType, signal);
+    } catch (err) {
+      // Credentials refused: once more with fresh ones, when the connection can fetch them.
+      if (err instanceof ApiError && err.status === 401 && this.kc.refused?.()) return this.send<T>(method, path, body, contentType, signal);
+      throw err;
+    }
+  }
+
+  private async send<T>(method: string, path: string, body: unknown, contentType: string, signal: AbortSignal | undefined): Promise<T> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     signal?.throwIfAborted();
     const opts = await this.options(method, path, payload === undefined ? {} : { 'content-type': contentType });
@@ -187,6 +204,7 @@ export class KubeClient {
         res.on('error', settle);
         res.on('aborted', () => settle(new Error(`watch ${path} aborted by the server`)));
         if ((res.statusCode ?? 0) >= 300) {
+          if (res.statusCode === 401) this.kc.refused?.(); // the next watch fetches fresh credentials
           let text = '';
           res.on('data', (c: Buffer) => (text += c.toString()));
           res.on('end', () => settle(new ApiError(res.statusCode ?? 0, `watch ${path}: ${res.statusCode} ${text}`)));

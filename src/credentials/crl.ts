@@ -7,6 +7,7 @@
 // re-signed on every batch of revocations. Each entry's DER is built once and remembered
 // with the entry, so a re-signature costs a concatenation, a hash and one signature.
 import type { Ca } from './ca.ts';
+import { derNull, integerFromHex, oid, sequence, tlv, tlvOf } from './der.ts';
 import { signingParams, subtle, x509 } from './x509.ts';
 
 export type RevocationReason = 'superseded' | 'cessationOfOperation' | 'certificateHold' | 'keyCompromise' | 'unspecified';
@@ -90,7 +91,7 @@ function caParts(ca: Ca): Promise<CaParts> {
           ? sequence(oid({ 'P-384': '1.2.840.10045.4.3.3', 'P-521': '1.2.840.10045.4.3.4' }[alg.namedCurve ?? ''] ?? '1.2.840.10045.4.3.2'))
           : alg.name === 'Ed25519'
             ? sequence(oid('1.3.101.112'))
-            : sequence(oid('1.2.840.113549.1.1.11'), Buffer.from([0x05, 0x00]));
+            : sequence(oid('1.2.840.113549.1.1.11'), derNull);
       return {
         algorithm,
         issuer: Buffer.from(ca.certificate.subjectName.toArrayBuffer()),
@@ -146,52 +147,12 @@ function reasonExtension(code: number): Buffer {
 
 // --- DER ---------------------------------------------------------------------------------------
 
-function tlv(tag: number, ...content: Buffer[]): Buffer {
-  return tlvOf(tag, content);
-}
-
-/** tlv() for a list too long to spread as arguments (100,000 CRL entries). */
-function tlvOf(tag: number, content: readonly Buffer[]): Buffer {
-  let length = 0;
-  for (const c of content) length += c.length;
-  let header: Buffer;
-  if (length < 0x80) header = Buffer.from([tag, length]);
-  else {
-    const bytes: number[] = [];
-    for (let n = length; n > 0; n = Math.floor(n / 256)) bytes.unshift(n & 0xff);
-    header = Buffer.from([tag, 0x80 | bytes.length, ...bytes]);
-  }
-  return Buffer.concat([header, ...content], header.length + length);
-}
-
-const sequence = (...content: Buffer[]) => tlv(0x30, ...content);
-
-/** A non-negative INTEGER from hex: minimal, with a leading zero when the top bit is set. */
-function integerFromHex(hex: string): Buffer {
-  let bytes = Buffer.from(hex.length % 2 ? `0${hex}` : hex, 'hex');
-  let start = 0;
-  while (start < bytes.length - 1 && bytes[start] === 0) start++;
-  bytes = bytes.subarray(start);
-  return tlv(0x02, ...(bytes[0]! & 0x80 ? [Buffer.from([0]), bytes] : [bytes]));
-}
-
 /** UTCTime through 2049, GeneralizedTime after (RFC 5280 4.1.2.5), to the second. */
 function time(d: Date): Buffer {
   const iso = d.toISOString();
   const digits = iso.slice(0, 19).replace(/[-T:]/g, '');
   const year = d.getUTCFullYear();
   return year >= 1950 && year < 2050 ? tlv(0x17, Buffer.from(`${digits.slice(2)}Z`, 'ascii')) : tlv(0x18, Buffer.from(`${digits}Z`, 'ascii'));
-}
-
-function oid(dotted: string): Buffer {
-  const [a, b, ...rest] = dotted.split('.').map(Number);
-  const out = [a! * 40 + b!];
-  for (const n of rest) {
-    const groups = [n & 0x7f];
-    for (let v = Math.floor(n / 128); v > 0; v = Math.floor(v / 128)) groups.unshift((v & 0x7f) | 0x80);
-    out.push(...groups);
-  }
-  return tlv(0x06, Buffer.from(out));
 }
 
 /** WebCrypto's ECDSA signature (r ‖ s, fixed width) as the DER SEQUENCE X.509 carries. */

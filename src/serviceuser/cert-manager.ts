@@ -28,7 +28,7 @@
 // ends by then. Once expired, disabled by spec, deleted or switched to the built-in CA, the
 // Certificate is deleted and its Secret wiped.
 import { X509Certificate as NativeCertificate, createPrivateKey } from 'node:crypto';
-import { Certificate } from '@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate';
+import { checkedCertificate, type CertManagerCertificate } from '../api/cert-manager-certificate.ts';
 import { parseDuration } from '../api/duration.ts';
 import { apiVersion } from '../api/primitives.ts';
 import type { CertificateStatus, ServiceUser } from '../api/serviceuser.ts';
@@ -112,11 +112,13 @@ function fits(su: ServiceUser, c: { notBefore: number; notAfter: number }, now: 
 /** cert-manager wants renewBefore shorter than the duration. */
 const renewBeforeFor = (renewBefore: string, durationMs: number) => `${Math.floor(Math.min(parseDuration(renewBefore) ?? 0, durationMs / 2) / 1000)}s`;
 
-/** The cert-manager Certificate for a ServiceUser, typed and validated by @kubernetes-models. */
-export function certificateFor(su: ServiceUser, durationMs: number): Certificate {
+/** The cert-manager Certificate for a ServiceUser, checked against the fields cert-manager.io/v1 defines. */
+export function certificateFor(su: ServiceUser, durationMs: number): CertManagerCertificate {
   const spec = su.spec.credentials.clientCertificate;
   const ref = spec.issuerRef!;
-  const certificate = new Certificate({
+  return checkedCertificate({
+    apiVersion: 'cert-manager.io/v1',
+    kind: 'Certificate',
     metadata: {
       name: certificateNameOf(su),
       namespace: su.metadata.namespace!,
@@ -142,8 +144,6 @@ export function certificateFor(su: ServiceUser, durationMs: number): Certificate
       issuerRef: { name: ref.name, kind: ref.kind, group: ref.group },
     },
   });
-  certificate.validate();
-  return certificate;
 }
 
 const missing: CertificateProblem = {
@@ -327,7 +327,7 @@ async function upkeep(deps: { client: KubeClient; fieldManager: string }, ctx: C
   const { su } = ctx;
   const ns = su.metadata.namespace!;
   try {
-    const want = certificateFor(su, duration).toJSON() as KubeObject;
+    const want = certificateFor(su, duration) as KubeObject;
     if (!current) {
       const created = await createUnlessPresent(client, certificatesPath(ns), want, fieldManager);
       if (!isOwnedBy(created, su.metadata.uid)) {

@@ -183,7 +183,9 @@ export async function startVerificationServer(options: VerificationOptions): Pro
       const started = performance.now();
       handle(req, res).then(
         (outcome) => {
-          log.info({ method: req.method, path: route(req), status: res.statusCode, ms: Math.round(performance.now() - started), ...outcome }, 'verification request');
+          // Per request at debug: at info (the chart's default) the answers are counted in
+          // serviceuser_verifications_total, and nothing is built or written per request.
+          if (log.isLevelEnabled('debug')) log.debug({ method: req.method, path: route(req), status: res.statusCode, ms: Math.round(performance.now() - started), ...outcome }, 'verification request');
           options.onAnswer?.(endpointOf(route(req)), resultOf(outcome));
         },
         (err: unknown) => {
@@ -192,7 +194,7 @@ export async function startVerificationServer(options: VerificationOptions): Pro
           if (!(err instanceof HttpError)) log.error({ err: err instanceof Error ? err.message : String(err) }, 'verification failed');
           if (!res.headersSent) send(res, status, { error: statusText(status), message });
           else res.end();
-          log.info({ method: req.method, path: route(req), status, ms: Math.round(performance.now() - started), reason: (err instanceof HttpError && err.logReason) || message }, 'verification request');
+          if (log.isLevelEnabled('debug')) log.debug({ method: req.method, path: route(req), status, ms: Math.round(performance.now() - started), reason: (err instanceof HttpError && err.logReason) || message }, 'verification request');
           options.onAnswer?.(endpointOf(route(req)), `http_${status}`);
         },
       );

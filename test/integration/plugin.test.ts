@@ -565,7 +565,7 @@ describe('kubectl service-user', () => {
     expect(noFile.err).toContain('no such file');
     const viaEnv = await ksu(['list', '--context', 'team'], { env: { KUBECONFIG: `${path.join(dir, 'absent')}${path.delimiter}${file}` } });
     expect(viaEnv.out).toMatch(/^signer\s/m);
-    // A user whose credentials come from an exec plugin (client-node's KubeConfig, bundled).
+    // A user whose credentials come from an exec plugin (run by the plugin itself, as kubectl runs it).
     const admin = (config as unknown as { users: { name: string; user: Record<string, string> }[] }).users.find((u) => u.name === base.context.user)!.user;
     const pem = (data: string | undefined, file: string | undefined) =>
       data ? Buffer.from(data, 'base64').toString('utf8') : file ? readFileSync(path.resolve(path.dirname(inject('kubeconfig')), file), 'utf8') : undefined;

@@ -13,6 +13,7 @@ import { request as httpsRequest, createServer, type Server } from 'node:https';
 import { connect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubeClient, resourcePath } from '../../src/controller/kube.ts';
@@ -22,6 +23,7 @@ import { issueServingCertificate } from '../../src/credentials/certificate.ts';
 import { findSecrets, testLogger } from '../logs.ts';
 import { issueToken } from '../../src/credentials/token.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
+import { createLogger } from '../../src/observability/logger.ts';
 import { startOperator, type Operator } from '../../src/operator.ts';
 import { startControlPlane, type ControlPlane } from '../cluster/controlplane.ts';
 import { applyManifests, installCrds, manifestsIn } from '../crds.ts';
@@ -30,7 +32,7 @@ import { api, decodeSecret, testAccount } from '../operator.ts';
 import { freePort } from '../net.ts';
 import { callerCa, writeCertificate } from '../callers.ts';
 import { Directory } from '../../src/verify/directory.ts';
-import { startVerificationServer } from '../../src/verify/server.ts';
+import { startVerificationServer, verificationOptions } from '../../src/verify/server.ts';
 import { ServingCertificate } from '../../src/verify/serving-certificate.ts';
 import { keyRingOf } from '../../src/authority/ledger-key.ts';
 
@@ -549,6 +551,29 @@ describe('introspection and authorization', () => {
         server.close();
       }
     });
+  });
+
+  it('logs each request at debug only: at info (the chart\'s default) it is counted in the metrics and writes no line', async () => {
+    const own = await freePort();
+    const lines: string[] = [];
+    const metrics = createMetrics();
+    const directory = new Directory({ ring: keyRingOf(await client.get(resourcePath(resources.secrets, 'suo', 'service-user-operator-ledger-key'))) });
+    const server = await startVerificationServer(verificationOptions(
+      { address: `127.0.0.1:${own}` },
+      { directory, tls: ServingCertificate.fixed(await issueServingCertificate(await loadCa(caMaterial), ['127.0.0.1'], new Date())), caPem, crl: () => '', metrics, log: createLogger('info', new Writable({ write: (c: Buffer, _e, done) => (lines.push(c.toString()), done()) })), now: Date.now },
+    ));
+    try {
+      expect((await call('/v1/check/x', { method: 'GET', bearer: 'suo_not_a_token', port: own })).status).toBeGreaterThanOrEqual(400);
+      expect((await call('/v1/ca.crt', { method: 'GET', port: own })).status).toBe(200);
+      const counted = (await metrics.registry.getSingleMetricAsString('serviceuser_verifications_total')).split('\n').filter((l) => !l.startsWith('#') && l.trim());
+      expect(counted.reduce((n, l) => n + Number(l.split(' ').at(-1)), 0)).toBe(2);
+      expect(lines.join('')).not.toContain('verification request');
+      // The operator of this file logs at debug: there, every request has its line.
+      expect(logs.join('')).toContain('"msg":"verification request"');
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
   });
 
   it('answers malformed, oversized, wrong-type and slow requests with a 4xx, and keeps serving others', async () => {

@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { createCa, loadCa, type Ca } from '../../src/credentials/ca.ts';
 import { describeCertificate, issueClientCertificate, issueServingCertificate } from '../../src/credentials/certificate.ts';
 import { buildCrl, liveRevocations } from '../../src/credentials/crl.ts';
-import { newPkcs12Password, toPkcs12 } from '../../src/credentials/pkcs12.ts';
+import { newPkcs12Password, openPkcs12, toPkcs12 } from '../../src/credentials/pkcs12.ts';
 import { issueToken, parseToken, tokenPattern } from '../../src/credentials/token.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'credentials-'));
@@ -75,8 +75,10 @@ describe('the built-in CA', () => {
       const p12 = file(`${algorithm}${size ?? ''}.p12`, await toPkcs12({ certPem: leaf.certPem, keyPem: leaf.keyPem, caPem: ca.certPem, password, friendlyName: 'release-signer' }));
       const info = run('openssl', ['pkcs12', '-in', p12, '-info', '-noout', '-passin', `pass:${password}`]);
       expect(info.ok, info.out).toBe(true);
-      expect(info.out).toContain('MAC: sha256');
-      expect(info.out).toMatch(/Shrouded Keybag: PBES2, PBKDF2, AES-256-CBC/);
+      // OpenSSL 3's own defaults (docs/certificates.md: the password is 192 random bits).
+      expect(info.out).toContain('MAC: sha256, Iteration 2048');
+      expect(info.out).toContain('Shrouded Keybag: PBES2, PBKDF2, AES-256-CBC, Iteration 2048, PRF hmacWithSHA256');
+      expect(info.out).toContain('PKCS7 Encrypted data: PBES2, PBKDF2, AES-256-CBC, Iteration 2048, PRF hmacWithSHA256');
       const extracted = run('openssl', ['pkcs12', '-in', p12, '-nodes', '-passin', `pass:${password}`]);
       expect(extracted.out).toContain('BEGIN PRIVATE KEY');
       expect(run('openssl', ['pkcs12', '-in', p12, '-info', '-noout', '-passin', 'pass:wrong']).ok).toBe(false);
@@ -86,6 +88,20 @@ describe('the built-in CA', () => {
       expect(keytool.out).toContain('Certificate chain length: 2');
     });
   }
+
+  it('opens a PKCS#12 bundle openssl made, and refuses it with a wrong password or a flipped byte', { timeout: 60_000 }, async () => {
+    const leaf = await issueClientCertificate(ca, { identity: 'serviceuser:ci:x', friendlyName: 'x', namespace: 'ci', algorithm: 'RSA', notBefore: new Date(), notAfter: new Date(Date.now() + 3_600_000) });
+    const out = path.join(dir, 'by-openssl.p12');
+    const made = run('openssl', ['pkcs12', '-export', '-in', file('o.crt', leaf.certPem), '-inkey', file('o.key', leaf.keyPem), '-certfile', caFile, '-passout', 'pass:s3cret', '-out', out]);
+    expect(made.ok, made.out).toBe(true);
+    const der = readFileSync(out);
+    expect(openPkcs12(der, 's3cret')).toEqual({ keys: 1, serials: expect.arrayContaining([leaf.serialNumber.replace(/^0+/, '')]) });
+    expect(() => openPkcs12(der, 'wrong')).toThrow('integrity MAC does not verify');
+    const flipped = Buffer.from(der);
+    flipped[flipped.length - 60]! ^= 1; // inside the MAC value or salt: the MAC no longer verifies
+    expect(() => openPkcs12(flipped, 's3cret')).toThrow();
+    expect(() => openPkcs12(Buffer.from('junk'), 's3cret')).toThrow();
+  });
 
   it('publishes a CRL that makes openssl refuse revoked and held certificates and accept live ones', { timeout: 60_000 }, async () => {
     const issue = () =>
