@@ -31,7 +31,7 @@ import { servingCertificateFor, type ServingCertificate } from './verify/serving
 import type { Logger } from './observability/logger.ts';
 import type { Metrics } from './observability/metrics.ts';
 import { MetricsAccess, serveMetrics } from './observability/metrics-server.ts';
-import type { LedgerTrust } from './serviceuser/ledger-macs.ts';
+import type { LedgerTrust } from './authority/ledger-macs.ts';
 import { Directory } from './verify/directory.ts';
 import { startVerificationServer, verificationOptions, type VerificationSettings } from './verify/server.ts';
 

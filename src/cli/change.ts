@@ -10,7 +10,7 @@ import { tokenIdPattern } from '../api/primitives.ts';
 import { endDatePattern, serviceUserSpec } from '../api/serviceuser.ts';
 import { ApiError, type KubeObject } from '../controller/kube.ts';
 import { parseToken, tokenPrefix } from '../credentials/token.ts';
-import { expiresAt } from '../serviceuser/expiry.ts';
+import { expiresAt } from '../api/expiry.ts';
 import { needName, readServiceUser, suPath, withCluster, type Session } from './cluster.ts';
 import { UsageError } from './errors.ts';
 import { indent, serialize } from './format.ts';

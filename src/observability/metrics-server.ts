@@ -16,7 +16,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Registry } from 'prom-client';
 import type { Logger } from './logger.ts';
 import { splitAddress } from './http.ts';
-import { RateLimiter } from '../verify/ratelimit.ts';
+import { RateLimiter } from './ratelimit.ts';
 
 /** What the guard needs of the Kubernetes client: one JSON request. */
 export interface Reviewer {

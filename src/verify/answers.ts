@@ -5,8 +5,8 @@
 // identity: the caller cannot tell the two apart.
 import type { Verifiable } from './directory.ts';
 import { parseToken, tokenSha256 } from '../credentials/token.ts';
-import { friendlyNameOf, identityOf } from '../serviceuser/desired.ts';
-import { expiresAt } from '../serviceuser/expiry.ts';
+import { friendlyNameOf, identityOf } from '../api/names.ts';
+import { expiresAt } from '../api/expiry.ts';
 import { reportedAccounts, type Directory } from './directory.ts';
 import { userActive, verifyToken, type Verdict } from './verdict.ts';
 import { covers, sees, visibleAccounts, type Scope } from './scope.ts';

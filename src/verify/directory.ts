@@ -9,8 +9,8 @@
 // presented token's hash; a serial is indexed with its issuer, and a certificate caller is
 // matched by the identity its certificate names.
 import { serviceUser, type ServiceUser } from '../api/serviceuser.ts';
-import { identityOf } from '../serviceuser/desired.ts';
-import { sealHonoured, tokenHonoured, type LedgerTrust } from '../serviceuser/ledger-macs.ts';
+import { identityOf } from '../api/names.ts';
+import { sealHonoured, tokenHonoured, type LedgerTrust } from '../authority/ledger-macs.ts';
 import { sameDigest } from '../credentials/token.ts';
 import { objectKey, type ChangeType } from '../controller/informer.ts';
 import type { KubeObject } from '../controller/kube.ts';

@@ -6,7 +6,7 @@
 import type { TokenStatus } from '../api/serviceuser.ts';
 import type { Verifiable } from './directory.ts';
 import { parseToken, sameDigest, tokenSha256 } from '../credentials/token.ts';
-import { expiresAt } from '../serviceuser/expiry.ts';
+import { expiresAt } from '../api/expiry.ts';
 import { cidrContains, parseCidr } from '../api/cidr.ts';
 
 export type Verdict = { active: true; token: TokenStatus } | { active: false; reason: string };

@@ -14,7 +14,7 @@ import { isNotFound, KubeClient, type KubeObject } from '../../src/controller/ku
 import type { InformerSet } from '../../src/controller/informer.ts';
 import { newLedgerKey } from '../../src/credentials/mac.ts';
 import { issueToken } from '../../src/credentials/token.ts';
-import { EventRecorder } from '../../src/observability/events.ts';
+import { EventRecorder } from '../../src/controller/events.ts';
 import { serviceUserReconciler } from '../../src/serviceuser/reconcile.ts';
 import { eventually, kubeConfig, useNamespace } from '../kube.ts';
 import { api, decodeSecret, useOperator } from '../operator.ts';
