@@ -2,6 +2,8 @@
 // helper (eventually) and the one subprocess runner (run) every test uses.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { CoreV1Api, KubeConfig, KubernetesObjectApi } from '@kubernetes/client-node';
 import { afterAll, beforeAll, inject } from 'vitest';
 
@@ -25,6 +27,19 @@ export function useNamespace(prefix = 'test'): { name: string } {
     await core.deleteNamespace({ name: ns.name });
   });
   return ns;
+}
+
+/** A kubeconfig in `dir` that loads and points at nothing listening: for flags judged before any API call. */
+export function unreachableKubeconfig(dir: string): string {
+  const file = path.join(dir, 'kubeconfig');
+  writeFileSync(file, `apiVersion: v1
+kind: Config
+clusters: [ { name: c, cluster: { server: 'https://127.0.0.1:9' } } ]
+users: [ { name: u, user: { token: x } } ]
+contexts: [ { name: c, context: { cluster: c, user: u } } ]
+current-context: c
+`);
+  return file;
 }
 
 export function objectApi(): KubernetesObjectApi {
