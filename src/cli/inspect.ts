@@ -11,7 +11,7 @@ import { resources } from '../api/resources.ts';
 import { ApiError, resourcePath, type KubeObject } from '../controller/kube.ts';
 import { parseToken, tokenSha256 } from '../credentials/token.ts';
 import { suPath, withCluster, type Session } from './cluster.ts';
-import { CheckFailed, UsageError } from './errors.ts';
+import { CheckFailed, messageOf, UsageError } from './errors.ts';
 import { serialize, when } from './format.ts';
 import type { Invocation } from './main.ts';
 
@@ -111,7 +111,7 @@ export async function openPkcs12(der: Buffer, password: string, certSerial: stri
     if (!keys || !holdsCert) return { ok: false, detail: `opens, but holds ${keys} key(s) and ${holdsCert ? 'the' : 'not the'} certificate of tls.crt` };
     return { ok: true, detail: `opens with its password: ${keys} key, ${serials.length} certificate(s) including tls.crt's` };
   } catch (err) {
-    return { ok: false, detail: `does not open with its password: ${(err as Error).message}` };
+    return { ok: false, detail: `does not open with its password: ${messageOf(err)}` };
   }
 }
 
@@ -124,7 +124,7 @@ async function crlCheck(inv: Invocation, s: Session, cert: X509Certificate, ca: 
     try {
       pem = await fetchText(source, verifyCa);
     } catch (err) {
-      return { ok: undefined, detail: `unknown: ${(err as Error).message}` };
+      return { ok: undefined, detail: `unknown: ${messageOf(err)}` };
     }
   } else {
     // No verification URL: the revocation ledger itself, its shard ConfigMaps in the operator
@@ -150,7 +150,7 @@ async function crlCheck(inv: Invocation, s: Session, cert: X509Certificate, ca: 
       if (entry) return { ok: false, detail: `ON THE CRL since ${entry.revokedAt}, reason ${entry.reason}${entry.reason === 'certificateHold' ? ' (the ServiceUser is disabled)' : ''} (from ${where})` };
       return { ok: true, detail: `not revoked (from ${where})` };
     } catch (err) {
-      const why = err instanceof ApiError ? `${err.status === 403 ? 'forbidden' : err.status === 404 ? 'not found' : err.status}` : (err as Error).message;
+      const why = err instanceof ApiError ? `${err.status === 403 ? 'forbidden' : err.status === 404 ? 'not found' : err.status}` : messageOf(err);
       return { ok: undefined, detail: `unknown: cannot read ${where} (${why}); pass --verify-url or --operator-namespace` };
     }
   }
@@ -160,7 +160,7 @@ async function crlCheck(inv: Invocation, s: Session, cert: X509Certificate, ca: 
   try {
     crl = new x509.X509Crl(pem.replaceAll('X509 CRL', 'CRL'));
   } catch (err) {
-    return { ok: undefined, detail: `unknown: ${source} is not a CRL (${(err as Error).message})` };
+    return { ok: undefined, detail: `unknown: ${source} is not a CRL (${messageOf(err)})` };
   }
   if (ca && !(await crl.verify({ publicKey: new x509.X509Certificate(ca.raw).publicKey }).catch(() => false))) {
     return { ok: undefined, detail: `unknown: the CRL from ${source} is not signed by the CA` };
@@ -210,7 +210,7 @@ async function caOf(inv: Invocation, text: Texts, verifyCa: string | undefined):
       caPem = await fetchText(`${url.replace(/\/$/, '')}/v1/ca.crt`, verifyCa);
       caSource = `the verification service's /v1/ca.crt`;
     } catch (err) {
-      throw new UsageError(`cannot read ${url}/v1/ca.crt: ${(err as Error).message}${/certificate/i.test((err as Error).message) ? ' (pass --verify-ca FILE)' : ''}`);
+      throw new UsageError(`cannot read ${url}/v1/ca.crt: ${messageOf(err)}${/certificate/i.test(messageOf(err)) ? ' (pass --verify-ca FILE)' : ''}`);
     }
   }
   try {
@@ -237,7 +237,7 @@ async function certificateReport(inv: Invocation, s: Session, text: Texts, where
   try {
     cert = new X509Certificate(certPem);
   } catch (err) {
-    throw new CheckFailed(`tls.crt in ${where} is not a certificate: ${(err as Error).message}`);
+    throw new CheckFailed(`tls.crt in ${where} is not a certificate: ${messageOf(err)}`);
   }
   const { ca, caSource } = await caOf(inv, text, verifyCa);
   const now = inv.io.now();

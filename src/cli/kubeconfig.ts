@@ -7,7 +7,7 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import { load } from 'js-yaml';
 import { inCluster, simpleConnection, type Connection, type KubeconfigFile } from '../controller/connection.ts';
-import { UsageError } from './errors.ts';
+import { messageOf, UsageError } from './errors.ts';
 
 export interface ClusterFlags {
   kubeconfig?: string | undefined;
@@ -36,7 +36,7 @@ function readFile(file: string): KubeconfigFile {
   try {
     config = (load(readFileSync(file, 'utf8')) ?? {}) as KubeconfigFile;
   } catch (err) {
-    throw new UsageError(`cannot read kubeconfig ${file}: ${(err as Error).message}`);
+    throw new UsageError(`cannot read kubeconfig ${file}: ${messageOf(err)}`);
   }
   const dir = path.dirname(path.resolve(file));
   for (const [list, keys] of Object.entries(pathKeys)) {
