@@ -39,11 +39,11 @@ export function verifyToken(su: Verifiable | undefined, presented: string, now: 
 }
 
 /** Whether a ServiceUser may act at all right now (certificate callers, authorize by identity). */
-export function userActive(su: Verifiable | undefined, now: number): { active: true } | { active: false; reason: string } {
+export function userActive(su: Verifiable | undefined, now: number): { active: true; su: Verifiable } | { active: false; reason: string } {
   if (!su) return { active: false, reason: 'unknown service user' };
   if (su.metadata.deletionTimestamp) return { active: false, reason: 'service user is being deleted' };
   const end = expiresAt(su.spec.endDate);
   if (end !== undefined && now >= end) return { active: false, reason: 'service user expired' };
   if (su.spec.disabled) return { active: false, reason: 'service user disabled' };
-  return { active: true };
+  return { active: true, su };
 }
