@@ -15,7 +15,7 @@ import type { VerificationSettings } from './verify/server.ts';
 import { startVerifier } from './verifier.ts';
 import { copierKeyPrefixes, parseKeyPrefixes } from './api/secret-template.ts';
 import { parseTrustedHops } from './verify/forwarded.ts';
-import { certificatesIn } from './verify/server.ts';
+import { certificatesIn } from './verify/callers.ts';
 import { EmailSender } from './notify/email.ts';
 
 const help = `service-user-operator: service users as Kubernetes resources, their credentials in Secrets.

@@ -20,7 +20,7 @@ import type { Server } from 'node:https';
 import { resources } from './api/resources.ts';
 import type { Connection } from './controller/connection.ts';
 import { Informer, InformerSet } from './controller/informer.ts';
-import { ApiError, KubeClient } from './controller/kube.ts';
+import { ApiError, KubeClient, type KubeObject } from './controller/kube.ts';
 import { requestInfo } from './controller/request-info.ts';
 import { ensureCa } from './authority/ca-store.ts';
 import { ensureLedgerKey, keyRingOf } from './authority/ledger-key.ts';
@@ -31,7 +31,7 @@ import { servingCertificateFor, type ServingCertificate } from './verify/serving
 import type { Logger } from './observability/logger.ts';
 import type { Metrics } from './observability/metrics.ts';
 import { MetricsAccess, serveMetrics } from './observability/metrics-server.ts';
-import type { LedgerTrust } from './serviceuser/ledger-macs.ts';
+import type { LedgerTrust } from './authority/ledger-macs.ts';
 import { Directory } from './verify/directory.ts';
 import { startVerificationServer, verificationOptions, type VerificationSettings } from './verify/server.ts';
 
@@ -75,28 +75,25 @@ function waitReason(err: ApiError, namespace: string, what: string): string {
   return `cannot read ${what}: ${err.message}`;
 }
 
-export function startVerifier(options: VerifierOptions): Verifier {
-  const { log, metrics } = options;
-  const client = new KubeClient(options.kubeConfig, (method, path, status) => {
-    const { verbs, group, resource } = requestInfo(method, path, status);
-    for (const verb of verbs) metrics.apiRequests.inc({ verb, group, resource, code: String(status) });
-  });
-  const ns = options.operatorNamespace;
-  const now = options.now ?? Date.now;
-  const caName = options.caSecretName ?? 'service-user-operator-ca';
-  const keyName = options.ledgerKeySecretName ?? 'service-user-operator-ledger-key';
+interface VerifierContext {
+  options: VerifierOptions;
+  client: KubeClient;
+  log: Logger;
+  now: () => number;
+  trust: LedgerTrust;
+  stopping: () => boolean;
+}
+
+/** The three caches the verifier reads: ServiceUsers, the ledger key Secret (by name), the ledger's ConfigMaps. */
+function verifierCaches({ options, client, log }: VerifierContext, keyName: string) {
   const onError = (resource: string) => (err: unknown, retryInMs: number) => log.warn({ resource, err: String(err), retryInMs }, 'list/watch failed; restarting');
   const timeout = options.watchTimeoutSeconds ? { watchTimeoutSeconds: options.watchTimeoutSeconds } : {};
-  const trust: LedgerTrust = { ring: undefined, ...(options.adoptUnsignedLedger ? { adoptUnsigned: true } : {}) };
-  const directory = new Directory(trust);
-  let stopping = false;
-
+  const ns = options.operatorNamespace;
   const serviceUsers = new InformerSet(
     (options.namespaces?.length ? options.namespaces : [undefined]).map(
       (namespace) => new Informer(client, { resource: resources.serviceUsers, ...(namespace ? { namespace } : {}), ...timeout, onError: onError('serviceusers') }),
     ),
   );
-  serviceUsers.onChange((type, su) => directory.observe(type, su));
   // By name, so that RBAC grants this one Secret (resourceNames), not the namespace's.
   const ledgerKey = new InformerSet([new Informer(client, { resource: resources.secrets, namespace: ns, fieldSelector: `metadata.name=${keyName}`, ...timeout, onError: onError('secrets') })]);
   const crlMaps = new InformerSet([
@@ -108,24 +105,103 @@ export function startVerifier(options: VerifierOptions): Verifier {
       onError: onError('configmaps'),
     }),
   ]);
+  return { serviceUsers, ledgerKey, crlMaps };
+}
 
-  const authority = loadAuthority();
+/** The ledger key, the CA and the ledger, read (never created): waited for while absent. */
+async function loadAuthority(ctx: VerifierContext, caName: string, keyName: string): Promise<{ ca: Ca; ledger: RevocationLedger }> {
+  const { options, client, log, now, trust } = ctx;
+  const ns = options.operatorNamespace;
+  let said: string | undefined;
+  for (let attempt = 1; ; attempt++) {
+    let what = `the ledger key Secret ${ns}/${keyName}`;
+    try {
+      trust.ring = await ensureLedgerKey(client, ns, keyName, log, { create: false });
+      what = `the CA Secret ${ns}/${caName}`;
+      const ca = await ensureCa(client, ns, caName, log, { create: false });
+      const ledger = new RevocationLedger({ client, ca, namespace: ns, name: options.crlConfigMapName ?? 'service-user-operator-crl', log, now, readOnly: true });
+      await ledger.start();
+      if (said) log.info('the CA and the ledger key are there: verification starts');
+      return { ca, ledger };
+    } catch (err) {
+      if (!(err instanceof ApiError) || ctx.stopping()) throw err;
+      const reason = waitReason(err, ns, what);
+      const delay = Math.min(10_000, 500 * 2 ** attempt);
+      if (reason !== said) log.warn({ retryInMs: delay }, reason);
+      said = reason;
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
+
+/** A changed ledger key Secret: adopt its ring (keeping the one in use when it cannot be read), and judge again. */
+function onLedgerKey(ctx: VerifierContext, secret: KubeObject, rejudge: () => void): void {
+  let ring: KeyRing;
+  try {
+    ring = keyRingOf(secret);
+  } catch (err) {
+    // Keep verifying with the key in use: a bad edit must not stop verification.
+    ctx.log.error({ err: err instanceof Error ? err.message : String(err) }, 'ledger key Secret changed and cannot be used; keeping the previous key');
+    return;
+  }
+  if (sameRing(ctx.trust.ring, ring)) return;
+  ctx.trust.ring = ring;
+  ctx.log.info({ current: ring.current.id }, 'ledger key changed; records are judged again');
+  rejudge();
+}
+
+interface Serving {
+  server?: Server;
+  metricsServer?: HttpServer;
+  tls?: ServingCertificate;
+}
+
+/** The verification service (and /metrics), on a serving certificate from the CA. */
+async function serve(ctx: VerifierContext, { ca, ledger }: { ca: Ca; ledger: RevocationLedger }, directory: Directory, into: Serving): Promise<void> {
+  const { options, client, log, now } = ctx;
+  const { metrics } = options;
+  const ns = options.operatorNamespace;
+  const v = options.verification;
+  const names = v.dnsNames?.length ? v.dnsNames : ['localhost', '127.0.0.1', 'service-user-operator', `service-user-operator.${ns}.svc`, `service-user-operator.${ns}.svc.cluster.local`];
+  const tls = await servingCertificateFor({ tls: v.tls, tlsFiles: v.tlsFiles, names }, { ca, log, now });
+  into.tls = tls;
+  const server = await startVerificationServer(verificationOptions(v, { directory, tls, caPem: ca.certPem, crl: () => ledger.crlPem, metrics, log, now }));
+  into.server = server;
+  log.info({ address: server.address() }, 'verification service listening (verifier: reads only)');
+  const m = options.metricsServer;
+  if (m && !ctx.stopping()) {
+    const access = m.secure ? { secure: true as const, tls, access: new MetricsAccess(client, { log }) } : { secure: false as const };
+    const served = await serveMetrics(m.address, metrics.registry, access, log);
+    into.metricsServer = served;
+    log.info({ address: served.address(), secure: m.secure }, 'metrics listening');
+  }
+}
+
+async function closeServer(s: HttpServer | Server | undefined): Promise<void> {
+  if (!s) return;
+  s.closeAllConnections();
+  await new Promise((r) => s.close(r));
+}
+
+export function startVerifier(options: VerifierOptions): Verifier {
+  const { log, metrics } = options;
+  const client = new KubeClient(options.kubeConfig, (method, path, status) => {
+    const { verbs, group, resource } = requestInfo(method, path, status);
+    for (const verb of verbs) metrics.apiRequests.inc({ verb, group, resource, code: String(status) });
+  });
+  const caName = options.caSecretName ?? 'service-user-operator-ca';
+  const keyName = options.ledgerKeySecretName ?? 'service-user-operator-ledger-key';
+  const trust: LedgerTrust = { ring: undefined, ...(options.adoptUnsignedLedger ? { adoptUnsigned: true } : {}) };
+  let stopping = false;
+  const ctx: VerifierContext = { options, client, log, now: options.now ?? Date.now, trust, stopping: () => stopping };
+  const directory = new Directory(trust);
+  const { serviceUsers, ledgerKey, crlMaps } = verifierCaches(ctx, keyName);
+  const rejudge = () => directory.rejudge(serviceUsers.list());
+  serviceUsers.onChange((type, su) => directory.observe(type, su));
+
+  const authority = loadAuthority(ctx, caName, keyName);
   ledgerKey.onChange((type, secret) => {
-    if (type === 'DELETED') return;
-    void authority.then(() => {
-      let ring: KeyRing;
-      try {
-        ring = keyRingOf(secret);
-      } catch (err) {
-        // Keep verifying with the key in use: a bad edit must not stop verification.
-        log.error({ err: err instanceof Error ? err.message : String(err) }, 'ledger key Secret changed and cannot be used; keeping the previous key');
-        return;
-      }
-      if (sameRing(trust.ring, ring)) return;
-      trust.ring = ring;
-      log.info({ current: ring.current.id }, 'ledger key changed; records are judged again');
-      directory.rejudge(serviceUsers.list());
-    }, () => undefined);
+    if (type !== 'DELETED') void authority.then(() => onLedgerKey(ctx, secret, rejudge), () => undefined);
   });
   crlMaps.onChange((type, cm) => {
     if (type !== 'DELETED') void authority.then(({ ledger }) => ledger.observe(cm), () => undefined);
@@ -133,50 +209,11 @@ export function startVerifier(options: VerifierOptions): Verifier {
   const all = [serviceUsers, ledgerKey, crlMaps];
   for (const set of all) set.start();
 
-  /** The ledger key, the CA and the ledger, read (never created): waited for while absent. */
-  async function loadAuthority(): Promise<{ ca: Ca; ledger: RevocationLedger }> {
-    let said: string | undefined;
-    for (let attempt = 1; ; attempt++) {
-      let what = `the ledger key Secret ${ns}/${keyName}`;
-      try {
-        trust.ring = await ensureLedgerKey(client, ns, keyName, log, { create: false });
-        what = `the CA Secret ${ns}/${caName}`;
-        const ca = await ensureCa(client, ns, caName, log, { create: false });
-        const ledger = new RevocationLedger({ client, ca, namespace: ns, name: options.crlConfigMapName ?? 'service-user-operator-crl', log, now, readOnly: true });
-        await ledger.start();
-        if (said) log.info('the CA and the ledger key are there: verification starts');
-        return { ca, ledger };
-      } catch (err) {
-        if (!(err instanceof ApiError) || stopping) throw err;
-        const reason = waitReason(err, ns, what);
-        const delay = Math.min(10_000, 500 * 2 ** attempt);
-        if (reason !== said) log.warn({ retryInMs: delay }, reason);
-        said = reason;
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
-  }
-
-  let server: Server | undefined;
-  let metricsServer: HttpServer | undefined;
-  let servingTls: ServingCertificate | undefined;
-  const serving = authority.then(async ({ ca, ledger }) => {
+  const served: Serving = {};
+  const serving = authority.then(async (loaded) => {
     // What the directory saw before the ledger key was loaded was judged without it.
-    directory.rejudge(serviceUsers.list());
-    if (stopping) return;
-    const v = options.verification;
-    const names = v.dnsNames?.length ? v.dnsNames : ['localhost', '127.0.0.1', 'service-user-operator', `service-user-operator.${ns}.svc`, `service-user-operator.${ns}.svc.cluster.local`];
-    const tls = await servingCertificateFor({ tls: v.tls, tlsFiles: v.tlsFiles, names }, { ca, log, now });
-    servingTls = tls;
-    server = await startVerificationServer(verificationOptions(v, { directory, tls, caPem: ca.certPem, crl: () => ledger.crlPem, metrics, log, now }));
-    log.info({ address: server.address() }, 'verification service listening (verifier: reads only)');
-    const m = options.metricsServer;
-    if (m && !stopping) {
-      const access = m.secure ? { secure: true as const, tls, access: new MetricsAccess(client, { log }) } : { secure: false as const };
-      const served = await serveMetrics(m.address, metrics.registry, access, log);
-      metricsServer = served;
-      log.info({ address: served.address(), secure: m.secure }, 'metrics listening');
-    }
+    rejudge();
+    if (!stopping) await serve(ctx, loaded, directory, served);
   });
   let synced = false;
   const ready = Promise.all([...all.map((s) => s.synced), serving]).then(() => {
@@ -187,18 +224,18 @@ export function startVerifier(options: VerifierOptions): Verifier {
   return {
     ready,
     isReady: () => synced,
-    verificationPort: () => (server?.address() as { port: number } | null)?.port,
+    verificationPort: () => {
+      const address = served.server?.address();
+      return address && typeof address === 'object' ? address.port : undefined;
+    },
     async stop() {
       stopping = true;
       await Promise.all(all.map((s) => s.stop()));
       await authority.then(({ ledger }) => ledger.stop(), () => undefined);
       await serving.catch(() => undefined);
-      servingTls?.stop();
-      for (const s of [server, metricsServer] as (HttpServer | undefined)[]) {
-        if (!s) continue;
-        s.closeAllConnections();
-        await new Promise((r) => s.close(r));
-      }
+      served.tls?.stop();
+      await closeServer(served.server);
+      await closeServer(served.metricsServer);
       client.close();
     },
   };

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, inject } from 'vitest';
 import { repoRoot } from './cluster/controlplane.ts';
 import { KubeClient, resourcePath, type KubeObject } from '../src/controller/kube.ts';
 import { resources } from '../src/api/resources.ts';
+import type { ServiceUserStatus } from '../src/api/serviceuser.ts';
 import { recordLog, testLogger } from './logs.ts';
 import { createMetrics } from '../src/observability/metrics.ts';
 import { startOperator, type Operator, type OperatorOptions } from '../src/operator.ts';
@@ -67,6 +68,9 @@ export const testAccount = (name: string, namespaceSelector: object = { matchLab
   metadata: { name, labels: testNamespaceLabel },
   spec: { displayName: `Test account ${name}`, namespaceSelector },
 });
+
+/** A ServiceUser's status as the operator wrote it ({} before its first write); tests assert on it. */
+export const statusOf = (o: object): ServiceUserStatus => ('status' in o && o.status && typeof o.status === 'object' ? o.status : {}) as ServiceUserStatus;
 
 export const decodeSecret = (s: KubeObject) =>
   Object.fromEntries(Object.entries((s.data as Record<string, string>) ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]));

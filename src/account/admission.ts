@@ -1,11 +1,13 @@
 // Which accounts admit which namespaces: an Account's namespaceSelector against the
-// namespace's labels. Pure: the reconcilers feed it from their caches. A ServiceUser or
-// RoleBinding gets permissions only in accounts that exist and admit its namespace — the
-// operator's line of defence, also for objects that predate the admission policy.
-import type { Account } from '../api/account.ts';
+// namespace's labels. A ServiceUser or RoleBinding gets permissions only in accounts that
+// exist and admit its namespace — the operator's line of defence, also for objects that
+// predate the admission policy. Pure, but for admitsFromCaches: the one reading of the caches
+// the ServiceUser and RoleBinding reconcilers share (so neither imports another's reconcile).
+import { account as accountSchema, type Account } from '../api/account.ts';
 import { describeSelector, selects } from '../api/labels.ts';
 import { dnsSubdomain } from '../api/primitives.ts';
 import type { ConditionInput } from '../controller/conditions.ts';
+import type { InformerSet } from '../controller/informer.ts';
 
 export interface AccountProblem {
   account: string;
@@ -92,4 +94,18 @@ export function accountsAdmission(
   }
   if (condition.status === 'True' && before?.status === 'False') return { condition, events: [{ type: 'Normal', reason: 'AccountsAdmitted', message: condition.message }] };
   return { condition, events: [] };
+}
+
+/** Admission decisions read from the Account and Namespace caches. */
+export function admitsFromCaches(accounts: Pick<InformerSet, 'get'>, namespaces: Pick<InformerSet, 'get'>): Admits {
+  return admission({
+    account: (name) => {
+      const parsed = accountSchema.safeParse(accounts.get(name));
+      return parsed.success ? parsed.data : undefined;
+    },
+    namespaceLabels: (namespace) => {
+      const ns = namespaces.get(namespace);
+      return ns ? (ns.metadata.labels ?? {}) : undefined;
+    },
+  });
 }

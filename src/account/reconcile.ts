@@ -1,7 +1,7 @@
 // Account status: how many ServiceUsers it admits (for `kubectl get suacct`), and whether
 // its spec is one the operator can use. The admission decisions themselves are made by the
 // ServiceUser and RoleBinding reconciles (admission.ts), from the same caches.
-import { account as accountSchema, type Account } from '../api/account.ts';
+import { account as accountSchema } from '../api/account.ts';
 import { byAccount, rawAdmittedAccounts } from '../api/indexes.ts';
 import { describeSelector } from '../api/labels.ts';
 import { apiVersion } from '../api/primitives.ts';
@@ -10,21 +10,6 @@ import { setConditions, type Condition } from '../controller/conditions.ts';
 import type { InformerSet } from '../controller/informer.ts';
 import { resourcePath, type KubeClient } from '../controller/kube.ts';
 import { stableJson } from '../controller/stable-json.ts';
-import { admission, type Admits } from './admission.ts';
-
-/** Admission decisions read from the Account and Namespace caches. */
-export function admitsFromCaches(accounts: InformerSet, namespaces: InformerSet): Admits {
-  return admission({
-    account: (name) => {
-      const parsed = accountSchema.safeParse(accounts.get(name));
-      return parsed.success ? (parsed.data as Account) : undefined;
-    },
-    namespaceLabels: (namespace) => {
-      const ns = namespaces.get(namespace);
-      return ns ? (ns.metadata.labels ?? {}) : undefined;
-    },
-  });
-}
 
 export interface AccountDeps {
   client: KubeClient;

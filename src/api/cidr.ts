@@ -31,11 +31,11 @@ function ipBytes(ip: string): { family: 4 | 6; bytes: Uint8Array } | undefined {
 }
 
 export function parseCidr(text: string): Cidr | undefined {
-  const match = /^([^/]+)\/([0-9]{1,3})$/.exec(text);
-  if (!match) return undefined;
-  const ip = ipBytes(match[1]!);
-  const prefix = Number(match[2]);
-  if (!ip || match[2]!.length > 1 && match[2]!.startsWith('0')) return undefined;
+  const [, address, bits] = /^([^/]+)\/([0-9]{1,3})$/.exec(text) ?? [];
+  if (address === undefined || bits === undefined) return undefined;
+  const ip = ipBytes(address);
+  const prefix = Number(bits);
+  if (!ip || bits.length > 1 && bits.startsWith('0')) return undefined;
   if (prefix > ip.bytes.length * 8) return undefined;
   return { ...ip, prefix };
 }
@@ -51,12 +51,12 @@ export function isMasked(cidr: Cidr): boolean {
 export function cidrContains(cidr: Cidr, ip: string): boolean {
   // An IPv4-mapped IPv6 address (::ffff:10.0.0.1, as Node reports IPv4 peers on dual-stack
   // sockets) is matched as the IPv4 address it carries.
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-  const addr = ipBytes(mapped ? mapped[1]! : ip);
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip)?.[1];
+  const addr = ipBytes(mapped ?? ip);
   if (!addr || addr.family !== cidr.family) return false;
   for (let bit = 0; bit < cidr.prefix; bit++) {
     const mask = 0x80 >> bit % 8;
-    if ((addr.bytes[bit >> 3]! & mask) !== (cidr.bytes[bit >> 3]! & mask)) return false;
+    if (((addr.bytes[bit >> 3] ?? 0) & mask) !== ((cidr.bytes[bit >> 3] ?? 0) & mask)) return false;
   }
   return true;
 }

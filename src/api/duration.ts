@@ -12,7 +12,9 @@ export function parseDuration(text: string): number | undefined {
   if (!durationPattern.test(text)) return undefined;
   let total = 0;
   for (const [, value, , unit] of text.matchAll(/([0-9]+(\.[0-9]+)?)(ns|us|ms|s|m|h)/g)) {
-    total += Number(value) * unitMs[unit!]!;
+    const ms = unitMs[unit ?? ''];
+    if (ms === undefined) return undefined;
+    total += Number(value) * ms;
   }
   return total;
 }

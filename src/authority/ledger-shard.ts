@@ -46,6 +46,9 @@ export function encodeShard(entries: Iterable<LedgerEntry>): Buffer {
 
 const ownerPattern = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/;
 
+/** Whether `r` is a reason the CRL knows (RFC 5280's, by name). */
+export const isReason = (r: unknown): r is RevocationReason => typeof r === 'string' && Object.hasOwn(reasonCodes, r);
+
 /** Decodes a shard; `where` names it in errors (a ConfigMap edited by hand must not pass silently). */
 export function decodeShard(data: Buffer, where: string): LedgerEntry[] {
   let text: string;
@@ -58,18 +61,19 @@ export function decodeShard(data: Buffer, where: string): LedgerEntry[] {
   if (lines[0] !== header) throw new Error(`${where}: ${shardKey} must begin with the line ${JSON.stringify(header)}, not ${JSON.stringify(lines[0]?.slice(0, 80))}`);
   const out: LedgerEntry[] = [];
   for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!;
+    const line = lines[i] ?? '';
     if (!line) continue;
     const at = `${where}: ${shardKey} line ${i + 1}`;
-    const [serialNumber, reason, revokedAt, notAfter, owner, extra] = line.split('\t');
-    if (extra !== undefined || owner === undefined) throw new Error(`${at}: expected 5 tab-separated fields (serialNumber, reason, revokedAt, notAfter, owner)`);
-    if (!serialPattern.test(serialNumber!)) throw new Error(`${at}: serialNumber must be lowercase hexadecimal, at most 20 octets, not ${JSON.stringify(serialNumber)}`);
-    if (!Object.hasOwn(reasonCodes, reason!)) throw new Error(`${at}: reason must be one of ${Object.keys(reasonCodes).join(', ')}, not ${JSON.stringify(reason)}`);
-    const times = [revokedAt, notAfter].map((t) => (/^\d{1,15}$/.test(t!) ? new Date(Number(t)).toISOString() : undefined));
+    const fields = line.split('\t');
+    if (fields.length !== 5) throw new Error(`${at}: expected 5 tab-separated fields (serialNumber, reason, revokedAt, notAfter, owner)`);
+    const [serialNumber = '', reason, revokedAt = '', notAfter = '', owner = ''] = fields;
+    if (!serialPattern.test(serialNumber)) throw new Error(`${at}: serialNumber must be lowercase hexadecimal, at most 20 octets, not ${JSON.stringify(serialNumber)}`);
+    if (!isReason(reason)) throw new Error(`${at}: reason must be one of ${Object.keys(reasonCodes).join(', ')}, not ${JSON.stringify(reason)}`);
+    const times = [revokedAt, notAfter].map((t) => (/^\d{1,15}$/.test(t) ? new Date(Number(t)).toISOString() : undefined));
     if (!times[0]) throw new Error(`${at}: revokedAt must be milliseconds since the epoch, not ${JSON.stringify(revokedAt)}`);
     if (!times[1]) throw new Error(`${at}: notAfter must be milliseconds since the epoch, not ${JSON.stringify(notAfter)}`);
     if (!ownerPattern.test(owner)) throw new Error(`${at}: owner must be namespace/name, not ${JSON.stringify(owner)}`);
-    out.push({ serialNumber: serialNumber!, reason: reason as RevocationReason, revokedAt: times[0], notAfter: times[1], owner, identity: identityOf(owner) });
+    out.push({ serialNumber, reason, revokedAt: times[0], notAfter: times[1], owner, identity: identityOf(owner) });
   }
   return out;
 }

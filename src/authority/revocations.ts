@@ -36,7 +36,7 @@ import { buildCrl, isLive, reasonCodes, serialPattern, type RevocationReason } f
 import type { Ca } from '../credentials/ca.ts';
 import { isConflict, isNotFound, type KubeClient, type KubeObject } from '../controller/kube.ts';
 import type { Logger } from '../observability/logger.ts';
-import { decodeShard, defaultShardCount, encodeShard, identityOf, maxShardBytes, shardKey, shardName, shardOf, type LedgerEntry } from './ledger-shard.ts';
+import { decodeShard, defaultShardCount, encodeShard, identityOf, isReason, maxShardBytes, shardKey, shardName, shardOf, type LedgerEntry } from './ledger-shard.ts';
 
 export type { LedgerEntry } from './ledger-shard.ts';
 
@@ -149,7 +149,7 @@ export class RevocationLedger {
   /** Entries in the ledger (revoked and on hold, expired ones not yet pruned included). */
   get size(): number {
     let n = this.shards.reduce((n, s) => n + s.entries.size, 0);
-    for (const serial of this.journal.entries.keys()) if (!this.shards[shardOf(serial, this.shards.length)]!.entries.has(serial)) n++;
+    for (const serial of this.journal.entries.keys()) if (!this.shardAt(shardOf(serial, this.shards.length)).entries.has(serial)) n++;
     return n;
   }
 
@@ -158,9 +158,16 @@ export class RevocationLedger {
     return this.journal.entries.size;
   }
 
+  /** Shard `index`: always there once started (an index comes from shardOf over this.shards.length). */
+  private shardAt(index: number): Shard {
+    const shard = this.shards[index];
+    if (!shard) throw new Error(`revocation ledger ${this.name}: no shard ${index} of ${this.shards.length}`);
+    return shard;
+  }
+
   /** The serial's entry as this replica knows it: the journal's revocation over its shard's entry. */
   private entry(serial: string): LedgerEntry | undefined {
-    return this.journal.entries.get(serial) ?? this.shards[shardOf(serial, this.shards.length)]!.entries.get(serial);
+    return this.journal.entries.get(serial) ?? this.shardAt(shardOf(serial, this.shards.length)).entries.get(serial);
   }
 
   /** Revokes serials (idempotent). A revocation replaces a hold of the same serial. */
@@ -180,7 +187,7 @@ export class RevocationLedger {
         }),
       };
     } catch (err) {
-      return Promise.reject(err as Error);
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     return this.submit(change, owner);
   }
@@ -194,7 +201,7 @@ export class RevocationLedger {
         want.set(checkSerial(s.serialNumber, `setHolds(${owner}): serials[${i}].serialNumber`), new Date(s.notAfter).toISOString());
       });
     } catch (err) {
-      return Promise.reject(err as Error);
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     return this.submit({ kind: 'holds', owner, at: new Date(this.now()).toISOString(), want }, owner);
   }
@@ -238,7 +245,7 @@ export class RevocationLedger {
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
-    const data = (head?.data ?? {}) as Record<string, string>;
+    const data = stringData(head?.data);
     const shards = data.shards === undefined ? defaultShardCount : Number(data.shards);
     if (!Number.isInteger(shards) || shards < 1 || shards > 256) {
       throw new Error(`revocation ledger head ${this.where(this.name)}: shards must be an integer from 1 to 256, not ${JSON.stringify(data.shards)}`);
@@ -395,7 +402,7 @@ export class RevocationLedger {
       for (const c of changes) {
         if (c.kind !== 'revoke') continue;
         for (const e of c.entries) {
-          const existing = entries.get(e.serialNumber) ?? this.shards[e.shard]!.entries.get(e.serialNumber);
+          const existing = entries.get(e.serialNumber) ?? this.shardAt(e.shard).entries.get(e.serialNumber);
           if (existing && existing.reason !== 'certificateHold') continue;
           entries.set(e.serialNumber, revocationOf(c, e));
           changed = true;
@@ -510,7 +517,7 @@ export class RevocationLedger {
   private async writeShard(index: number, changes: Change[], now: number): Promise<void> {
     const name = shardName(this.name, index);
     for (let attempt = 1; ; attempt++) {
-      const shard = this.shards[index]!;
+      const shard = this.shardAt(index);
       const entries = new Map(shard.entries);
       if (!this.apply(index, entries, changes, now)) return;
       try {
@@ -576,7 +583,7 @@ export class RevocationLedger {
    */
   private async writeHead(current: KubeObject | undefined): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      const data = (current?.data ?? {}) as Record<string, string>;
+      const data = stringData(current?.data);
       if (current && data.shards !== undefined && data['revocations.json'] === undefined) return;
       if (data['revocations.json'] !== undefined) {
         const legacy = legacyEntries(data['revocations.json'], this.where(this.name));
@@ -605,7 +612,7 @@ export class RevocationLedger {
   /** Shard `index` as the API server has it now; deleted: what this replica knows, written again by POST. */
   private async reread(index: number): Promise<void> {
     const object = await this.fetch(shardName(this.name, index));
-    this.shards[index] = { resourceVersion: undefined, entries: this.shards[index]!.entries };
+    this.shards[index] = { resourceVersion: undefined, entries: this.shardAt(index).entries };
     if (object) this.replaceShard(index, this.decode(object), object.metadata.resourceVersion);
   }
 
@@ -712,7 +719,7 @@ export class RevocationLedger {
 
   /** Replaces shard `index` with a newer version, keeping the owner index of holds in step. */
   private replaceShard(index: number, entries: Map<string, LedgerEntry> | LedgerEntry[], resourceVersion: string | undefined): void {
-    const shard = this.shards[index]!;
+    const shard = this.shardAt(index);
     if (!newer(resourceVersion, shard.resourceVersion)) return;
     for (const e of shard.entries.values()) if (e.reason === 'certificateHold') this.holds.get(e.owner)?.delete(e.serialNumber);
     const map = entries instanceof Map ? entries : new Map(entries.map((e) => [e.serialNumber, e]));
@@ -741,7 +748,7 @@ export class RevocationLedger {
       return true;
     }
     const index = this.shardIndex(name);
-    if (index === undefined || !newer(resourceVersion, this.shards[index]!.resourceVersion)) return false;
+    if (index === undefined || !newer(resourceVersion, this.shardAt(index).resourceVersion)) return false;
     this.replaceShard(index, this.decode(object), resourceVersion);
     return true;
   }
@@ -776,7 +783,7 @@ export class RevocationLedger {
 
   /** The entries a shard or the journal holds; `what` names it in errors. */
   private entriesOf(what: 'shard' | 'journal', object: KubeObject): LedgerEntry[] {
-    const data = (object.binaryData as Record<string, string> | undefined)?.[shardKey];
+    const data = stringData(object.binaryData)[shardKey];
     const where = `revocation ledger ${what} ${this.where(object.metadata.name)}`;
     if (data === undefined) throw new Error(`${where}: binaryData.${shardKey} is missing`);
     return decodeShard(Buffer.from(data, 'base64'), where);
@@ -813,18 +820,18 @@ function legacyEntries(json: string, where: string): LedgerEntry[] {
   }
   if (!Array.isArray(parsed)) throw new Error(`revocation ledger ${where}: revocations.json must be an array`);
   return parsed.map((raw: unknown, i) => {
-    const e = (raw ?? {}) as Partial<LedgerEntry>;
+    const e: Record<string, unknown> = raw && typeof raw === 'object' ? { ...raw } : {};
     const at = `revocation ledger ${where}: revocations.json[${i}]`;
     const serialNumber = checkSerial(String(e.serialNumber), `${at}.serialNumber`);
     checkTime(String(e.notAfter), `${at}.notAfter`);
     checkTime(String(e.revokedAt), `${at}.revokedAt`);
     if (typeof e.owner !== 'string' || !e.owner.includes('/')) throw new Error(`${at}.owner must be namespace/name, not ${JSON.stringify(e.owner)}`);
-    if (typeof e.reason !== 'string' || !Object.hasOwn(reasonCodes, e.reason)) throw new Error(`${at}.reason must be one of ${Object.keys(reasonCodes).join(', ')}, not ${JSON.stringify(e.reason)}`);
+    if (!isReason(e.reason)) throw new Error(`${at}.reason must be one of ${Object.keys(reasonCodes).join(', ')}, not ${JSON.stringify(e.reason)}`);
     return {
       serialNumber,
-      reason: e.reason!,
-      notAfter: new Date(e.notAfter!).toISOString(),
-      revokedAt: new Date(e.revokedAt!).toISOString(),
+      reason: e.reason,
+      notAfter: new Date(String(e.notAfter)).toISOString(),
+      revokedAt: new Date(String(e.revokedAt)).toISOString(),
       owner: e.owner,
       identity: identityOf(e.owner),
     };
@@ -845,4 +852,10 @@ function checkTime(value: string, field: string): void {
 function newer(a: string | undefined, b: string | undefined): boolean {
   if (a === undefined) return b === undefined;
   return b === undefined || Number(a) > Number(b);
+}
+
+/** A ConfigMap's data or binaryData: its string values (anything else is not ours and is left out). */
+function stringData(data: unknown): Record<string, string> {
+  if (!data || typeof data !== 'object') return {};
+  return Object.fromEntries(Object.entries(data).filter((kv): kv is [string, string] => typeof kv[1] === 'string'));
 }

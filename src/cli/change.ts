@@ -10,7 +10,7 @@ import { tokenIdPattern } from '../api/primitives.ts';
 import { endDatePattern, serviceUserSpec } from '../api/serviceuser.ts';
 import { ApiError, type KubeObject } from '../controller/kube.ts';
 import { parseToken, tokenPrefix } from '../credentials/token.ts';
-import { expiresAt } from '../serviceuser/expiry.ts';
+import { expiresAt } from '../api/expiry.ts';
 import { needName, readServiceUser, suPath, withCluster, type Session } from './cluster.ts';
 import { UsageError } from './errors.ts';
 import { indent, serialize } from './format.ts';
@@ -145,7 +145,7 @@ export async function rotate(inv: Invocation): Promise<void> {
   if (inv.args.length > 1) throw new UsageError(`rotate takes one NAME (got ${inv.args.join(' ')})`);
   const both = !inv.flags.token && !inv.flags.certificate;
   await withCluster(inv, async (s) => {
-    const su = (await readServiceUser(s, name)) as Su;
+    const su = await readServiceUser<Su>(s, name);
     const creds = su.spec?.credentials ?? {};
     const token = (both || inv.flags.token) && creds.token?.enabled !== false;
     const certificate = (both || inv.flags.certificate) && creds.clientCertificate?.enabled !== false;
@@ -168,7 +168,7 @@ export async function revoke(inv: Invocation): Promise<void> {
   if (inv.args.length > 2) throw new UsageError(`revoke takes NAME and one TOKEN-ID (got ${inv.args.join(' ')})`);
   if (!tokenIdPattern.test(id)) throw notAnId(inv, name, id);
   await withCluster(inv, async (s) => {
-    const su = (await readServiceUser(s, name)) as Su;
+    const su = await readServiceUser<Su>(s, name);
     const tokens = su.status?.tokens ?? [];
     const token = tokens.find((t) => t.id === id);
     if (!token) {
@@ -208,7 +208,7 @@ export async function setDisabled(inv: Invocation, disabled: boolean): Promise<v
   const name = needName(inv);
   if (inv.args.length > 1) throw new UsageError(`${inv.command} takes one NAME (got ${inv.args.join(' ')})`);
   await withCluster(inv, async (s) => {
-    const su = (await readServiceUser(s, name)) as Su;
+    const su = await readServiceUser<Su>(s, name);
     await apply(inv, s, su, { disabled }, disabled ? 'disabled: verification refuses its credentials until enabled' : 'enabled', true);
   });
 }
@@ -234,25 +234,27 @@ export async function extend(inv: Invocation): Promise<void> {
   const byMs = by === undefined ? undefined : parseExtension(by);
   if (by !== undefined && !byMs) throw new UsageError(`--by ${by}: must be a positive duration such as 30d, 2w or 720h`);
   await withCluster(inv, async (s) => {
-    const su = (await readServiceUser(s, name)) as Su;
+    const su = await readServiceUser<Su>(s, name);
     const now = inv.io.now();
-    const current = expiresAt(su.spec?.endDate);
+    const currentEnd = su.spec?.endDate;
+    const current = expiresAt(currentEnd);
     let endDate: string;
-    if (until !== undefined) {
-      endDate = until;
+    if (until !== undefined || byMs === undefined) {
+      endDate = until ?? '';
     } else {
-      if (current === undefined) throw new UsageError(`${name} has no end date (spec.endDate): nothing to extend; set one with --until DATE`);
+      if (current === undefined || currentEnd === undefined) throw new UsageError(`${name} has no end date (spec.endDate): nothing to extend; set one with --until DATE`);
       // From the end date, or from now when it has passed (extending after expiry issues new credentials).
       const base = Math.max(current, now);
-      const next = base + byMs!;
-      const wholeDays = byMs! % 86_400_000 === 0 && /^\d{4}-\d{2}-\d{2}$/.test(su.spec!.endDate!) && base === current;
+      const next = base + byMs;
+      const wholeDays = byMs % 86_400_000 === 0 && /^\d{4}-\d{2}-\d{2}$/.test(currentEnd) && base === current;
       endDate = wholeDays ? rfc3339(next).slice(0, 10) : rfc3339(next);
     }
-    const at = expiresAt(endDate)!;
+    const at = expiresAt(endDate);
+    if (at === undefined) throw new UsageError(`--until ${endDate}: must be a date (2027-01-12) or an RFC 3339 time`);
     if (at <= now) throw new UsageError(`--until ${endDate} is in the past: the service user would expire at once`);
     if (current !== undefined && at < current) {
-      throw new UsageError(`${endDate} is before the current end date ${su.spec!.endDate}: extend only moves it later (to shorten, edit spec.endDate)`);
+      throw new UsageError(`${endDate} is before the current end date ${currentEnd}: extend only moves it later (to shorten, edit spec.endDate)`);
     }
-    await apply(inv, s, su, { endDate }, `end date ${current === undefined ? 'set' : `moved from ${su.spec!.endDate}`} to ${endDate}`, true);
+    await apply(inv, s, su, { endDate }, `end date ${current === undefined ? 'set' : `moved from ${currentEnd}`} to ${endDate}`, true);
   });
 }

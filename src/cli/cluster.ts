@@ -51,9 +51,10 @@ export function explain(err: unknown, server: string): Error {
 
 export const suPath = (ns: string | undefined, name?: string) => resourcePath(resources.serviceUsers, ns, name);
 
-export async function readServiceUser(s: Session, name: string): Promise<KubeObject> {
+/** The ServiceUser, read as `T` (the fields the command reads; the API server validated it against the CRD). */
+export async function readServiceUser<T extends KubeObject = KubeObject>(s: Session, name: string): Promise<T> {
   try {
-    return await s.client.get(suPath(s.namespace, name));
+    return await s.client.get<T>(suPath(s.namespace, name));
   } catch (err) {
     if (err instanceof ApiError && err.status === 404 && !/could not find the requested resource/.test(err.message)) {
       throw new UsageError(`serviceuser "${name}" not found in namespace "${s.namespace}" (kubectl service-user list -n ${s.namespace}, or pass -n)`);

@@ -5,6 +5,11 @@ export class UsageError extends Error {}
 /** A command that ran to the end and found something wrong (the report says what). */
 export class CheckFailed extends Error {}
 
+/** What an error says, whatever was thrown. */
+export function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 export const exitCodes = { ok: 0, error: 1, checkFailed: 2 } as const;
 
 /**

@@ -11,7 +11,7 @@ import { resources } from '../api/resources.ts';
 import { ApiError, resourcePath, type KubeObject } from '../controller/kube.ts';
 import { parseToken, tokenSha256 } from '../credentials/token.ts';
 import { suPath, withCluster, type Session } from './cluster.ts';
-import { CheckFailed, UsageError } from './errors.ts';
+import { CheckFailed, messageOf, UsageError } from './errors.ts';
 import { serialize, when } from './format.ts';
 import type { Invocation } from './main.ts';
 
@@ -91,7 +91,7 @@ export async function openPkcs12(der: Buffer, password: string, certSerial: stri
     if (!keys || !holdsCert) return { ok: false, detail: `opens, but holds ${keys} key(s) and ${holdsCert ? 'the' : 'not the'} certificate of tls.crt` };
     return { ok: true, detail: `opens with its password: ${keys} key, ${serials.length} certificate(s) including tls.crt's` };
   } catch (err) {
-    return { ok: false, detail: `does not open with its password: ${(err as Error).message}` };
+    return { ok: false, detail: `does not open with its password: ${messageOf(err)}` };
   }
 }
 
@@ -104,7 +104,7 @@ async function crlCheck(inv: Invocation, s: Session, cert: X509Certificate, ca: 
     try {
       pem = await fetchText(source, verifyCa);
     } catch (err) {
-      return { ok: undefined, detail: `unknown: ${(err as Error).message}` };
+      return { ok: undefined, detail: `unknown: ${messageOf(err)}` };
     }
   } else {
     // No verification URL: the revocation ledger itself, its shard ConfigMaps in the operator
@@ -130,7 +130,7 @@ async function crlCheck(inv: Invocation, s: Session, cert: X509Certificate, ca: 
       if (entry) return { ok: false, detail: `ON THE CRL since ${entry.revokedAt}, reason ${entry.reason}${entry.reason === 'certificateHold' ? ' (the ServiceUser is disabled)' : ''} (from ${where})` };
       return { ok: true, detail: `not revoked (from ${where})` };
     } catch (err) {
-      const why = err instanceof ApiError ? `${err.status === 403 ? 'forbidden' : err.status === 404 ? 'not found' : err.status}` : (err as Error).message;
+      const why = err instanceof ApiError ? `${err.status === 403 ? 'forbidden' : err.status === 404 ? 'not found' : err.status}` : messageOf(err);
       return { ok: undefined, detail: `unknown: cannot read ${where} (${why}); pass --verify-url or --operator-namespace` };
     }
   }
@@ -140,7 +140,7 @@ async function crlCheck(inv: Invocation, s: Session, cert: X509Certificate, ca: 
   try {
     crl = new x509.X509Crl(pem.replaceAll('X509 CRL', 'CRL'));
   } catch (err) {
-    return { ok: undefined, detail: `unknown: ${source} is not a CRL (${(err as Error).message})` };
+    return { ok: undefined, detail: `unknown: ${source} is not a CRL (${messageOf(err)})` };
   }
   if (ca && !(await crl.verify({ publicKey: new x509.X509Certificate(ca.raw).publicKey }).catch(() => false))) {
     return { ok: undefined, detail: `unknown: the CRL from ${source} is not signed by the CA` };
@@ -152,6 +152,128 @@ async function crlCheck(inv: Invocation, s: Session, cert: X509Certificate, ca: 
   return { ok: false, detail: `ON THE CRL since ${entry.revocationDate.toISOString()}, reason ${reason}${reason === 'certificateHold' ? ' (the ServiceUser is disabled)' : ''} (${age})` };
 }
 
+type Texts = (key: string) => string | undefined;
+interface RecordedToken { id: string; sha256: string; state: string }
+
+/** The owner's status.tokens, as far as it has the shape this check reads. */
+function recordedTokens(owner: KubeObject | undefined): RecordedToken[] {
+  const status = owner?.status;
+  const tokens = status && typeof status === 'object' && 'tokens' in status ? status.tokens : undefined;
+  return Array.isArray(tokens) ? tokens.filter((t): t is RecordedToken => typeof t?.sha256 === 'string' && typeof t.state === 'string') : [];
+}
+
+/** The token's form and checksum, and whether the owner's status records it. */
+function tokenReport(inv: Invocation, text: Texts, owner: KubeObject | undefined, tokenText: string): NonNullable<Report['token']> {
+  const parsed = parseToken(tokenText.trim());
+  const record = recordedTokens(owner).find((t) => t.sha256 === tokenSha256(tokenText));
+  const token: NonNullable<Report['token']> = {
+    ...(parsed.ok ? { id: parsed.id } : {}),
+    checksum: parsed.ok ? { ok: true, detail: 'form and checksum valid' } : { ok: false, detail: parsed.reason },
+    recorded: !owner
+      ? { ok: undefined, detail: 'unknown: no ServiceUser owns this Secret' }
+      : record
+        ? { ok: record.state !== 'Revoked', detail: `recorded in ${owner.metadata.name}'s status as ${record.state}` }
+        : { ok: false, detail: `not recorded in ${owner.metadata.name}'s status: verification refuses it` },
+    ...(inv.flags['show-token'] ? { token: tokenText } : {}),
+  };
+  if (parsed.ok && text('token-id') && text('token-id') !== parsed.id) token.checksum = { ok: false, detail: `token-id ${text('token-id')} does not match the token's id ${parsed.id}` };
+  return token;
+}
+
+/** The CA to check the chain against: the verification service's with --verify-url, else the Secret's ca.crt. */
+async function caOf(inv: Invocation, text: Texts, verifyCa: string | undefined): Promise<{ ca: X509Certificate | undefined; caSource: string }> {
+  let caPem = text('ca.crt');
+  let caSource = 'ca.crt in the Secret';
+  const url = inv.flags['verify-url'];
+  if (url) {
+    try {
+      caPem = await fetchText(`${url.replace(/\/$/, '')}/v1/ca.crt`, verifyCa);
+      caSource = `the verification service's /v1/ca.crt`;
+    } catch (err) {
+      throw new UsageError(`cannot read ${url}/v1/ca.crt: ${messageOf(err)}${/certificate/i.test(messageOf(err)) ? ' (pass --verify-ca FILE)' : ''}`);
+    }
+  }
+  try {
+    return { ca: caPem ? new X509Certificate(caPem) : undefined, caSource };
+  } catch {
+    return { ca: undefined, caSource };
+  }
+}
+
+function keyCheck(keyPem: string | undefined, cert: X509Certificate): Check {
+  try {
+    const pub = createPublicKey(keyPem ?? '');
+    return pub.export({ type: 'spki', format: 'der' }).equals(cert.publicKey.export({ type: 'spki', format: 'der' }))
+      ? { ok: true, detail: 'tls.key matches the certificate' }
+      : { ok: false, detail: 'tls.key does NOT match the certificate' };
+  } catch {
+    return { ok: false, detail: 'tls.key is missing or not a private key' };
+  }
+}
+
+/** The certificate's subject, validity, key, chain and CRL entry. */
+async function certificateReport(inv: Invocation, s: Session, text: Texts, where: string, certPem: string, verifyCa: string | undefined): Promise<{ cert: X509Certificate; report: NonNullable<Report['certificate']> }> {
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(certPem);
+  } catch (err) {
+    throw new CheckFailed(`tls.crt in ${where} is not a certificate: ${messageOf(err)}`);
+  }
+  const { ca, caSource } = await caOf(inv, text, verifyCa);
+  const now = inv.io.now();
+  const from = Date.parse(cert.validFrom);
+  const to = Date.parse(cert.validTo);
+  const chain: Check = !ca
+    ? { ok: undefined, detail: `unknown: no CA (${caSource} absent or unreadable)` }
+    : cert.checkIssued(ca) && cert.verify(ca.publicKey)
+      ? { ok: true, detail: `signed by ${ca.subject.replaceAll('\n', ', ')} (${caSource})` }
+      : { ok: false, detail: `NOT signed by ${ca.subject.replaceAll('\n', ', ')} (${caSource})` };
+  const report = {
+    subject: cert.subject.replaceAll('\n', ', '),
+    issuer: cert.issuer.replaceAll('\n', ', '),
+    serialNumber: cert.serialNumber.toLowerCase(),
+    notBefore: new Date(from).toISOString(),
+    notAfter: new Date(to).toISOString(),
+    validNow: now < from ? { ok: false, detail: 'not yet valid' } : now >= to ? { ok: false, detail: 'expired' } : { ok: true, detail: `valid, expires ${when(new Date(to).toISOString(), now)}` },
+    key: keyCheck(text('tls.key'), cert),
+    chain,
+    crl: await crlCheck(inv, s, cert, ca, verifyCa),
+  };
+  return { cert, report };
+}
+
+/** The report as a person reads it. */
+function rendered(report: Report, owner: KubeObject | undefined, now: number): string {
+  const mark = (c: Check) => (c.ok === true ? 'ok' : c.ok === false ? 'FAIL' : '?');
+  const line = (label: string, c: Check) => `  ${label.padEnd(12)}${mark(c).padEnd(6)}${c.detail}`;
+  const out = [
+    `Secret:       ${report.secret}${owner ? ` (ServiceUser ${owner.metadata.name})` : ''}`,
+    `Identity:     ${report.identity ?? '-'}`,
+    `Expires at:   ${report.expiresAt ? when(report.expiresAt, now) : 'never'}`,
+  ];
+  if (report.token) {
+    out.push(`Token:        ${report.token.id ?? '(no valid id)'}`, line('checksum', report.token.checksum), line('status', report.token.recorded));
+  } else {
+    out.push('Token:        none');
+  }
+  if (report.certificate) {
+    const c = report.certificate;
+    out.push('Certificate:', `  subject     ${c.subject}`, `  issuer      ${c.issuer}`, `  serial      ${c.serialNumber}`, `  validity    ${c.notBefore} to ${c.notAfter}`);
+    out.push(line('now', c.validNow), line('key', c.key), line('chain', c.chain), line('CRL', c.crl));
+  } else {
+    out.push('Certificate:  none');
+  }
+  if (report.pkcs12) out.push('PKCS#12:', line('client.p12', report.pkcs12));
+  if (report.token?.token) out.push(`Token (shown on request): ${report.token.token}`);
+  return `${out.join('\n')}\n`;
+}
+
+/** The Secret's data, decoded from base64. */
+function secretData(secret: KubeObject): Record<string, Buffer> {
+  const data = secret.data && typeof secret.data === 'object' ? Object.entries(secret.data) : [];
+  return Object.fromEntries(data.flatMap(([k, v]) => (typeof v === 'string' ? [[k, Buffer.from(v, 'base64')]] : [])));
+}
+
 export async function inspect(inv: Invocation): Promise<void> {
   if (inv.args[0] !== 'secret') throw new UsageError(`inspect what? kubectl service-user inspect secret NAME (got "${inv.args[0] ?? ''}")`);
   const name = inv.args[1];
@@ -160,84 +282,20 @@ export async function inspect(inv: Invocation): Promise<void> {
   const verifyCa = inv.flags['verify-ca'] ? readFileSync(inv.flags['verify-ca'], 'utf8') : undefined;
   await withCluster(inv, async (s) => {
     const { secret, owner } = await readSecretOrOwner(s, name);
-    const data = Object.fromEntries(Object.entries((secret.data as Record<string, string> | undefined) ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64')]));
-    const text = (k: string) => data[k]?.toString('utf8');
-    const status = owner?.status as { tokens?: { id: string; sha256: string; state: string }[] } | undefined;
+    const data = secretData(secret);
+    const text: Texts = (k) => data[k]?.toString('utf8');
     const report: Report = {
       secret: `${s.namespace}/${secret.metadata.name}`,
       serviceUser: owner?.metadata.name,
       identity: text('identity'),
       expiresAt: text('expires-at'),
     };
-    const now = inv.io.now();
     const tokenText = text('token') ?? text('SM_API_KEY');
-    if (tokenText !== undefined) {
-      const parsed = parseToken(tokenText.trim());
-      const record = status?.tokens?.find((t) => t.sha256 === tokenSha256(tokenText));
-      report.token = {
-        ...(parsed.ok ? { id: parsed.id } : {}),
-        checksum: parsed.ok ? { ok: true, detail: 'form and checksum valid' } : { ok: false, detail: parsed.reason },
-        recorded: !owner
-          ? { ok: undefined, detail: 'unknown: no ServiceUser owns this Secret' }
-          : record
-            ? { ok: record.state !== 'Revoked', detail: `recorded in ${owner.metadata.name}'s status as ${record.state}` }
-            : { ok: false, detail: `not recorded in ${owner.metadata.name}'s status: verification refuses it` },
-        ...(inv.flags['show-token'] ? { token: tokenText } : {}),
-      };
-      if (parsed.ok && text('token-id') && text('token-id') !== parsed.id) report.token.checksum = { ok: false, detail: `token-id ${text('token-id')} does not match the token's id ${parsed.id}` };
-    }
+    if (tokenText !== undefined) report.token = tokenReport(inv, text, owner, tokenText);
     const certPem = text('tls.crt');
     if (certPem) {
-      let cert: X509Certificate;
-      try {
-        cert = new X509Certificate(certPem);
-      } catch (err) {
-        throw new CheckFailed(`tls.crt in ${report.secret} is not a certificate: ${(err as Error).message}`);
-      }
-      let caPem = text('ca.crt');
-      let caSource = 'ca.crt in the Secret';
-      const url = inv.flags['verify-url'];
-      if (url) {
-        try {
-          caPem = await fetchText(`${url.replace(/\/$/, '')}/v1/ca.crt`, verifyCa);
-          caSource = `the verification service's /v1/ca.crt`;
-        } catch (err) {
-          throw new UsageError(`cannot read ${url}/v1/ca.crt: ${(err as Error).message}${/certificate/i.test((err as Error).message) ? ' (pass --verify-ca FILE)' : ''}`);
-        }
-      }
-      let ca: X509Certificate | undefined;
-      try {
-        ca = caPem ? new X509Certificate(caPem) : undefined;
-      } catch {
-        ca = undefined;
-      }
-      const from = Date.parse(cert.validFrom);
-      const to = Date.parse(cert.validTo);
-      let key: Check;
-      try {
-        const pub = createPublicKey(text('tls.key') ?? '');
-        key = pub.export({ type: 'spki', format: 'der' }).equals(cert.publicKey.export({ type: 'spki', format: 'der' }))
-          ? { ok: true, detail: 'tls.key matches the certificate' }
-          : { ok: false, detail: 'tls.key does NOT match the certificate' };
-      } catch {
-        key = { ok: false, detail: 'tls.key is missing or not a private key' };
-      }
-      const chain: Check = !ca
-        ? { ok: undefined, detail: `unknown: no CA (${caSource} absent or unreadable)` }
-        : cert.checkIssued(ca) && cert.verify(ca.publicKey)
-          ? { ok: true, detail: `signed by ${ca.subject.replaceAll('\n', ', ')} (${caSource})` }
-          : { ok: false, detail: `NOT signed by ${ca.subject.replaceAll('\n', ', ')} (${caSource})` };
-      report.certificate = {
-        subject: cert.subject.replaceAll('\n', ', '),
-        issuer: cert.issuer.replaceAll('\n', ', '),
-        serialNumber: cert.serialNumber.toLowerCase(),
-        notBefore: new Date(from).toISOString(),
-        notAfter: new Date(to).toISOString(),
-        validNow: now < from ? { ok: false, detail: 'not yet valid' } : now >= to ? { ok: false, detail: 'expired' } : { ok: true, detail: `valid, expires ${when(new Date(to).toISOString(), now)}` },
-        key,
-        chain,
-        crl: await crlCheck(inv, s, cert, ca, verifyCa),
-      };
+      const { cert, report: certificate } = await certificateReport(inv, s, text, report.secret, certPem, verifyCa);
+      report.certificate = certificate;
       const p12 = data['client.p12'];
       const password = text('client.p12.password') ?? text('SM_CLIENT_CERT_PASSWORD');
       if (p12) report.pkcs12 = password === undefined ? { ok: false, detail: 'client.p12 present but no password key' } : await openPkcs12(p12, password, cert.serialNumber.toLowerCase());
@@ -249,33 +307,8 @@ export async function inspect(inv: Invocation): Promise<void> {
           : `warning: printing the token of ${report.secret}: anyone who sees this output can use it until it is revoked (kubectl service-user revoke ${owner?.metadata.name ?? 'NAME'} ${report.token?.id ?? 'TOKEN-ID'})\n`,
       );
     }
-    const failed = [report.token?.checksum, report.token?.recorded, report.certificate?.validNow, report.certificate?.key, report.certificate?.chain, report.certificate?.crl, report.pkcs12].filter((c) => c?.ok === false);
-    if (inv.format === 'json' || inv.format === 'yaml') {
-      inv.io.out(serialize(report, inv.format));
-    } else {
-      const mark = (c: Check) => (c.ok === true ? 'ok' : c.ok === false ? 'FAIL' : '?');
-      const line = (label: string, c: Check) => `  ${label.padEnd(12)}${mark(c).padEnd(6)}${c.detail}`;
-      const out = [
-        `Secret:       ${report.secret}${owner ? ` (ServiceUser ${owner.metadata.name})` : ''}`,
-        `Identity:     ${report.identity ?? '-'}`,
-        `Expires at:   ${report.expiresAt ? when(report.expiresAt, now) : 'never'}`,
-      ];
-      if (report.token) {
-        out.push(`Token:        ${report.token.id ?? '(no valid id)'}`, line('checksum', report.token.checksum), line('status', report.token.recorded));
-      } else {
-        out.push('Token:        none');
-      }
-      if (report.certificate) {
-        const c = report.certificate;
-        out.push('Certificate:', `  subject     ${c.subject}`, `  issuer      ${c.issuer}`, `  serial      ${c.serialNumber}`, `  validity    ${c.notBefore} to ${c.notAfter}`);
-        out.push(line('now', c.validNow), line('key', c.key), line('chain', c.chain), line('CRL', c.crl));
-      } else {
-        out.push('Certificate:  none');
-      }
-      if (report.pkcs12) out.push('PKCS#12:', line('client.p12', report.pkcs12));
-      if (report.token?.token) out.push(`Token (shown on request): ${report.token.token}`);
-      inv.io.out(`${out.join('\n')}\n`);
-    }
-    if (failed.length) throw new CheckFailed(`${failed.length} check(s) failed for ${report.secret}: ${failed.map((c) => c!.detail).join('; ')}`);
+    const failed = [report.token?.checksum, report.token?.recorded, report.certificate?.validNow, report.certificate?.key, report.certificate?.chain, report.certificate?.crl, report.pkcs12].filter((c): c is Check => c?.ok === false);
+    inv.io.out(inv.format === 'json' || inv.format === 'yaml' ? serialize(report, inv.format) : rendered(report, owner, inv.io.now()));
+    if (failed.length) throw new CheckFailed(`${failed.length} check(s) failed for ${report.secret}: ${failed.map((c) => c.detail).join('; ')}`);
   });
 }

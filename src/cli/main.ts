@@ -4,7 +4,7 @@
 // milliseconds and most commands never need them). Exit codes: 0, 1 (error, with what to do
 // on stderr), 2 (inspect or whoami found a credential that does not verify).
 import { parseArgs } from 'node:util';
-import { CheckFailed, exitCodes, UsageError, withoutTokens } from './errors.ts';
+import { CheckFailed, exitCodes, messageOf, UsageError, withoutTokens } from './errors.ts';
 import type { OutputFormat } from './format.ts';
 
 export const usage = `kubectl service-user: service users, their credentials and who a token is.
@@ -80,7 +80,7 @@ function parse(args: string[]) {
   try {
     return parseArgs({ args: normalized, options, allowPositionals: true, strict: true });
   } catch (err) {
-    throw new UsageError(`${(err as Error).message.replace(/\. To specify.*$/s, '')}; see kubectl service-user --help`);
+    throw new UsageError(`${messageOf(err).replace(/\. To specify.*$/s, '')}; see kubectl service-user --help`);
   }
 }
 

@@ -95,7 +95,7 @@ function validity(t: TokenStatus, status: ServiceUserStatus, now: number): strin
 export async function status(inv: Invocation): Promise<void> {
   const name = needName(inv);
   await withCluster(inv, async (s) => {
-    const su = (await readServiceUser(s, name)) as Su;
+    const su = await readServiceUser<Su>(s, name);
     const selector = encodeURIComponent(`involvedObject.name=${name},involvedObject.kind=ServiceUser`);
     const events = (await s.client.get<{ items: CoreEvent[] }>(`/api/v1/namespaces/${encodeURIComponent(s.namespace)}/events?fieldSelector=${selector}`)).items
       .filter((e) => (e as unknown as { involvedObject?: { uid?: string } }).involvedObject?.uid === su.metadata.uid)

@@ -13,7 +13,7 @@ import { request } from 'node:https';
 import { parseToken, tokenSha256 } from '../credentials/token.ts';
 import type { KubeObject } from '../controller/kube.ts';
 import { suPath, withCluster } from './cluster.ts';
-import { CheckFailed, UsageError } from './errors.ts';
+import { CheckFailed, messageOf, UsageError } from './errors.ts';
 import { serialize, when } from './format.ts';
 import type { Invocation } from './main.ts';
 
@@ -73,7 +73,7 @@ async function readToken(inv: Invocation): Promise<string> {
     try {
       return readFileSync(file, 'utf8').trim();
     } catch (err) {
-      throw new UsageError(`--token-file ${file}: ${(err as Error).message}`);
+      throw new UsageError(`--token-file ${file}: ${messageOf(err)}`);
     }
   }
   if (inv.io.stdinIsTty) throw new UsageError('pipe the token in (… | kubectl service-user whoami) or pass --token-file FILE: it is never taken as an argument, where shell history would keep it');
@@ -105,7 +105,7 @@ export async function whoami(inv: Invocation): Promise<void> {
     try {
       return await post(`${url}${path}`, body, { ...tls, ...(bearer ? { bearer } : {}) });
     } catch (err) {
-      const m = (err as Error).message;
+      const m = messageOf(err);
       const hint = /certificate|self[- ]signed|issuer/i.test(m) ? ': pass --verify-ca FILE, the CA of the verification service (its /v1/ca.crt, or ca.crt in any credentials Secret of the built-in CA)' : '';
       throw new UsageError(`cannot reach the verification service at ${url}: ${m}${hint}`);
     }

@@ -5,7 +5,7 @@ import { createServer, type Server } from 'node:http';
 export async function serve(address: string, routes: Record<string, () => Promise<{ status: number; body: string; type?: string }>>): Promise<Server> {
   const [host, port] = splitAddress(address);
   const server = createServer((req, res) => {
-    const route = routes[(req.url ?? '').split('?')[0]!];
+    const route = routes[(req.url ?? '').split('?')[0] ?? ''];
     if (!route || req.method !== 'GET') {
       res.writeHead(404).end('not found\n');
       return;

@@ -16,7 +16,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Registry } from 'prom-client';
 import type { Logger } from './logger.ts';
 import { splitAddress } from './http.ts';
-import { RateLimiter } from '../verify/ratelimit.ts';
+import { RateLimiter } from './ratelimit.ts';
 
 /** What the guard needs of the Kubernetes client: one JSON request. */
 export interface Reviewer {
@@ -54,7 +54,10 @@ class ExpiringCache<V> {
     this.entries.delete(key);
     this.entries.set(key, { value, until: now + this.ttlMs });
     // Insertion order is age order: the first key is the oldest.
-    while (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value!);
+    for (const oldest of this.entries.keys()) {
+      if (this.entries.size <= this.max) break;
+      this.entries.delete(oldest);
+    }
   }
 }
 
@@ -80,9 +83,9 @@ export class MetricsAccess {
 
   /** Whether a request with this Authorization header, from this address, may read /metrics. */
   async admit(authorization: string | undefined, address: string): Promise<Admission> {
-    const match = /^Bearer\s+(\S+)$/i.exec(authorization ?? '');
-    if (!match) return this.failed(address, { kind: 'unauthenticated' });
-    const key = createHash('sha256').update(match[1]!).digest('hex');
+    const token = /^Bearer\s+(\S+)$/i.exec(authorization ?? '')?.[1];
+    if (!token) return this.failed(address, { kind: 'unauthenticated' });
+    const key = createHash('sha256').update(token).digest('hex');
     const now = this.now();
     const cached = this.allowed.get(key, now) ?? this.refused.get(key, now);
     if (cached) return cached.kind === 'allowed' ? { status: 200, user: cached.user } : this.failed(address, cached);
@@ -90,7 +93,7 @@ export class MetricsAccess {
     if (this.limiter.exhausted(address)) return tooMany;
     let pending = this.inflight.get(key);
     if (!pending) {
-      pending = this.review(match[1]!).finally(() => this.inflight.delete(key));
+      pending = this.review(token).finally(() => this.inflight.delete(key));
       this.inflight.set(key, pending);
     }
     let verdict: Verdict;

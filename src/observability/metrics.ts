@@ -4,14 +4,19 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 /** How many owners serviceuser_crl_entries reports: the largest, so its series stay few at any scale. */
 export const crlTopOwners = 20;
 
+/** The owners with the most CRL entries, read at each scrape (operator.ts sets it once the ledger loads). */
+type CrlOwners = { top?: (n: number) => { owner: string; entries: number }[] };
+
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  /** The owners with the most CRL entries, read at each scrape (operator.ts sets it once the ledger loads). */
-  const crlOwners: { top?: (n: number) => { owner: string; entries: number }[] } = {};
+  const crlOwners: CrlOwners = {};
+  return { registry, crlOwners, ...serviceUserMetrics(registry, crlOwners), ...controllerMetrics(registry), ...credentialMetrics(registry) };
+}
+
+/** Per ServiceUser: its end date, its phase, its CRL entries. */
+function serviceUserMetrics(registry: Registry, crlOwners: CrlOwners) {
   return {
-    registry,
-    crlOwners,
     crlEntries: new Gauge({
       name: 'serviceuser_crl_entries',
       help: `Serials the CRL lists for a ServiceUser (namespace/name, deleted ones too, until they expire), for the ${crlTopOwners} users with the most.`,
@@ -20,7 +25,7 @@ export function createMetrics() {
       collect() {
         this.reset();
         for (const { owner, entries } of crlOwners.top?.(crlTopOwners) ?? []) {
-          const [namespace, name] = owner.split('/') as [string, string];
+          const [namespace = '', name = ''] = owner.split('/');
           this.set({ namespace, name }, entries);
         }
       },
@@ -48,6 +53,18 @@ export function createMetrics() {
       labelNames: ['namespace', 'name'],
       registers: [registry],
     }),
+    info: new Gauge({
+      name: 'serviceuser_info',
+      help: 'One series per ServiceUser: its phase and friendly name (value 1).',
+      labelNames: ['namespace', 'name', 'phase', 'friendly_name'],
+      registers: [registry],
+    }),
+  };
+}
+
+/** The controllers at work: reconciles, queue depth, leadership, Kubernetes API requests. */
+function controllerMetrics(registry: Registry) {
+  return {
     reconciles: new Counter({
       name: 'serviceuser_operator_reconcile_total',
       help: 'Reconciles by controller and result (success, error).',
@@ -61,20 +78,9 @@ export function createMetrics() {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers: [registry],
     }),
-    tokensIssued: new Counter({
-      name: 'serviceuser_tokens_issued_total',
-      help: 'API tokens issued.',
-      registers: [registry],
-    }),
     leader: new Gauge({
       name: 'serviceuser_operator_leader',
       help: '1 while this replica holds the leader lease (and reconciles), else 0.',
-      registers: [registry],
-    }),
-    info: new Gauge({
-      name: 'serviceuser_info',
-      help: 'One series per ServiceUser: its phase and friendly name (value 1).',
-      labelNames: ['namespace', 'name', 'phase', 'friendly_name'],
       registers: [registry],
     }),
     queueDepth: new Gauge({
@@ -83,16 +89,27 @@ export function createMetrics() {
       labelNames: ['controller'],
       registers: [registry],
     }),
-    verifications: new Counter({
-      name: 'serviceuser_verifications_total',
-      help: 'Verification requests by endpoint and result (authenticated, refused, error...).',
-      labelNames: ['endpoint', 'result'],
-      registers: [registry],
-    }),
     apiRequests: new Counter({
       name: 'serviceuser_operator_api_requests_total',
       help: 'Requests to the Kubernetes API by RBAC verb, API group, resource and HTTP code (0: no answer). A server-side apply that created its object counts under patch and create, as it is authorized.',
       labelNames: ['verb', 'group', 'resource', 'code'],
+      registers: [registry],
+    }),
+  };
+}
+
+/** What happens to credentials: issued, revoked, verified, and the notices about them. */
+function credentialMetrics(registry: Registry) {
+  return {
+    tokensIssued: new Counter({
+      name: 'serviceuser_tokens_issued_total',
+      help: 'API tokens issued.',
+      registers: [registry],
+    }),
+    verifications: new Counter({
+      name: 'serviceuser_verifications_total',
+      help: 'Verification requests by endpoint and result (authenticated, refused, error...).',
+      labelNames: ['endpoint', 'result'],
       registers: [registry],
     }),
     notices: new Counter({

@@ -14,9 +14,9 @@ import { resourcePath, type KubeClient } from '../controller/kube.ts';
 import { OwnWrites } from '../controller/expectations.ts';
 import { withoutManagedFields } from '../controller/informer.ts';
 import { stableJson } from '../controller/stable-json.ts';
-import type { EventRecorder } from '../observability/events.ts';
+import type { EventRecorder } from '../controller/events.ts';
 import type { Logger } from '../observability/logger.ts';
-import { admitsFromCaches } from '../account/reconcile.ts';
+import { admitsFromCaches } from '../account/admission.ts';
 import { pinAccounts, resolve } from './resolve.ts';
 
 export interface BindingDeps {

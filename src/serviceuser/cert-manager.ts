@@ -36,7 +36,8 @@ import { isNotFound, type KubeClient, type KubeObject } from '../controller/kube
 import { stableJson } from '../controller/stable-json.ts';
 import { describeCertificate } from '../credentials/certificate.ts';
 import type { CertificateMaterial } from './certificate.ts';
-import { friendlyNameOf, identityOf, labels, type PlacedCertificate } from './desired.ts';
+import { type PlacedCertificate } from './desired.ts';
+import { friendlyNameOf, identityOf, labels } from '../api/names.ts';
 import { withPkcs12 } from './issuance.ts';
 import { conflictingManagers, createUnlessPresent, getIfPresent, isOwnedBy, ownerOf } from './ownership.ts';
 

@@ -14,16 +14,15 @@ import type { Grant } from '../rolebinding/resolve.ts';
 import { accountsAdmission, type AccountsVerdict } from '../account/admission.ts';
 import { admittedTemplate, defaultTemplateKeyPolicy, type TemplateKeyPolicy } from '../api/secret-template.ts';
 import { templateAdmission } from './template-keys.ts';
-import { expiresAt as endOf, isExpired, warnAt as warnOf } from './expiry.ts';
+import { expiresAt as endOf, isExpired, warnAt as warnOf } from '../api/expiry.ts';
+import { friendlyNameOf, identityOf, labels, managedBy, secretNameOf } from '../api/names.ts';
 import type { CertificateMaterial } from './certificate.ts';
 import { secretKeys, type Profile } from './secret.ts';
 import { expiryEvents, heldCredentials, phaseOf } from './phase.ts';
 import { honouredRecords, iso, tokenAnnotations, tokenLedger, type RevocationReason } from './tokens.ts';
-import { sealHonoured, sealOf, signToken, type LedgerTrust } from './ledger-macs.ts';
+import { sealHonoured, sealOf, signToken, type LedgerTrust } from '../authority/ledger-macs.ts';
 import type { KeyRing } from '../credentials/mac.ts';
 
-export const managedBy = 'service-user-operator';
-export const labels = { managedBy: 'app.kubernetes.io/managed-by', name: 'serviceusers.dev/name' } as const;
 /** The annotations the operator owns on the Secret (its self-description). */
 export const annotations = tokenAnnotations;
 
@@ -140,10 +139,6 @@ export function requestsThrottled(
   const before = previous?.find((c) => c.type === 'RequestsThrottled');
   return { condition, events: before?.status === 'True' && before.reason === reason ? [] : [{ type: reason === 'CrlBudgetExceeded' ? 'Warning' : 'Normal', reason: 'RequestThrottled', message }] };
 }
-
-export const identityOf = (su: Pick<ServiceUser, 'metadata'>) => `serviceuser:${su.metadata.namespace}:${su.metadata.name}`;
-export const friendlyNameOf = (su: Pick<ServiceUser, 'metadata'> & { spec: Pick<ServiceUser['spec'], 'friendlyName'> }) => su.spec.friendlyName ?? su.metadata.name;
-export const secretNameOf = (su: ServiceUser) => su.spec.credentials.secretName ?? `${su.metadata.name}-credentials`;
 
 /**
  * The ServiceUser that holds this friendly name, if not `su`: one that already holds it

@@ -8,7 +8,7 @@ import { fingerprintOf, issueClientCertificate } from '../credentials/certificat
 import { newPkcs12Password, toPkcs12 } from '../credentials/pkcs12.ts';
 import { x509 } from '../credentials/x509.ts';
 import type { CertificateMaterial, ObservedCertificate } from './certificate.ts';
-import { friendlyNameOf, identityOf } from './desired.ts';
+import { friendlyNameOf, identityOf } from '../api/names.ts';
 
 const text = (raw: Record<string, string>, key: string) => (raw[key] ? Buffer.from(raw[key], 'base64').toString('utf8') : undefined);
 

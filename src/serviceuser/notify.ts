@@ -7,7 +7,7 @@ import type { NoticeStatus, ServiceUser } from '../api/serviceuser.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { composeNotice, type Message } from '../notify/message.ts';
-import { friendlyNameOf, secretNameOf } from './desired.ts';
+import { friendlyNameOf, secretNameOf } from '../api/names.ts';
 
 export interface NoticeSender {
   send(message: Message): Promise<void>;

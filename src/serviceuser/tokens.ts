@@ -22,7 +22,7 @@ import { parseDuration } from '../api/duration.ts';
 import type { ServiceUserSpec, TokenStatus } from '../api/serviceuser.ts';
 import { parseToken, tokenSha256, type IssuedToken } from '../credentials/token.ts';
 import type { EventRecord, ObservedSecret } from './desired.ts';
-import { describeSecretToken, rotationRequestAnnotation, secretTokenHonoured, signToken, tokenHonoured, tokenMacAnnotation, type LedgerTrust } from './ledger-macs.ts';
+import { describeSecretToken, rotationRequestAnnotation, secretTokenHonoured, signToken, tokenHonoured, tokenMacAnnotation, type LedgerTrust } from '../authority/ledger-macs.ts';
 
 export const tokenAnnotations = {
   tokenCreatedAt: 'serviceusers.dev/token-created-at',

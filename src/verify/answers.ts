@@ -5,8 +5,8 @@
 // identity: the caller cannot tell the two apart.
 import type { Verifiable } from './directory.ts';
 import { parseToken, tokenSha256 } from '../credentials/token.ts';
-import { friendlyNameOf, identityOf } from '../serviceuser/desired.ts';
-import { expiresAt } from '../serviceuser/expiry.ts';
+import { friendlyNameOf, identityOf } from '../api/names.ts';
+import { expiresAt } from '../api/expiry.ts';
 import { reportedAccounts, type Directory } from './directory.ts';
 import { userActive, verifyToken, type Verdict } from './verdict.ts';
 import { covers, sees, visibleAccounts, type Scope } from './scope.ts';
@@ -90,23 +90,24 @@ export function authorize(
 ): { allowed: boolean; reason: string; identity?: string; hidden?: true } {
   // Decided before looking at the target, so it tells the caller nothing about it.
   if (!covers(scope, request.account)) return { allowed: false, reason: `account ${request.account} is outside the accounts this caller verifies in` };
-  let su: Verifiable | undefined;
+  let su: Verifiable;
   if (request.token) {
     const presented = verifyInScope(directory, request.token, now, scope, request.clientAddress);
-    if (!presented.verdict.active) return { allowed: false, reason: presented.verdict.reason, ...(presented.hidden ? { hidden: true as const } : {}) };
+    if (!presented.verdict.active || !presented.su) return { allowed: false, reason: presented.verdict.active ? 'unknown service user' : presented.verdict.reason, ...(presented.hidden ? { hidden: true as const } : {}) };
     su = presented.su;
   } else {
-    su = directory.byIdentityName(request.identity ?? '');
-    const hidden = su !== undefined && !sees(scope, su);
+    const named = directory.byIdentityName(request.identity ?? '');
+    const hidden = named !== undefined && !sees(scope, named);
     // Judged as if absent: the very answer an unknown identity gets.
-    const active = userActive(hidden ? undefined : su, now);
+    const active = userActive(hidden ? undefined : named, now);
     if (!active.active) return { allowed: false, reason: active.reason, ...(hidden ? { hidden: true as const } : {}) };
+    su = active.su;
   }
-  if (!reportedAccounts(su!).includes(request.account)) return { allowed: false, reason: `account ${request.account} is not among the service user's admitted accounts`, identity: identityOf(su!) };
-  const grant = (su!.status?.permissions ?? []).find((p) => p.account === request.account && p.permission === request.permission);
+  if (!reportedAccounts(su).includes(request.account)) return { allowed: false, reason: `account ${request.account} is not among the service user's admitted accounts`, identity: identityOf(su) };
+  const grant = (su.status?.permissions ?? []).find((p) => p.account === request.account && p.permission === request.permission);
   return grant
-    ? { allowed: true, reason: `granted by ${(grant.roles ?? []).join(', ')}`, identity: identityOf(su!) }
-    : { allowed: false, reason: `no RoleBinding grants ${request.permission} in account ${request.account}`, identity: identityOf(su!) };
+    ? { allowed: true, reason: `granted by ${(grant.roles ?? []).join(', ')}`, identity: identityOf(su) }
+    : { allowed: false, reason: `no RoleBinding grants ${request.permission} in account ${request.account}`, identity: identityOf(su) };
 }
 
 /**
@@ -118,6 +119,6 @@ export function certificateCaller(directory: Directory, caller: { serialNumber: 
   const su = directory.bySerialNumber(caller.issuer, serialNumber).find((c) => identityOf(c) === caller.identity);
   const active = userActive(su, now);
   if (!active.active) return { reason: active.reason };
-  if (su!.status?.certificate?.serialNumber.toLowerCase() !== serialNumber.toLowerCase()) return { reason: 'certificate superseded' };
-  return { su: su!, reason: 'ok' };
+  if (active.su.status?.certificate?.serialNumber.toLowerCase() !== serialNumber.toLowerCase()) return { reason: 'certificate superseded' };
+  return { su: active.su, reason: 'ok' };
 }

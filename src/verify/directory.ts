@@ -9,8 +9,8 @@
 // presented token's hash; a serial is indexed with its issuer, and a certificate caller is
 // matched by the identity its certificate names.
 import { serviceUser, type ServiceUser } from '../api/serviceuser.ts';
-import { identityOf } from '../serviceuser/desired.ts';
-import { sealHonoured, tokenHonoured, type LedgerTrust } from '../serviceuser/ledger-macs.ts';
+import { identityOf } from '../api/names.ts';
+import { sealHonoured, tokenHonoured, type LedgerTrust } from '../authority/ledger-macs.ts';
 import { sameDigest } from '../credentials/token.ts';
 import { objectKey, type ChangeType } from '../controller/informer.ts';
 import type { KubeObject } from '../controller/kube.ts';
@@ -128,9 +128,14 @@ export class Directory {
    * that hash (another namespace's record of the same id does not shadow it).
    */
   byTokenId(id: string, sha256?: string): Verifiable | undefined {
-    const candidates = this.byToken.get(id).map((k) => this.users.get(k)!);
+    const candidates = this.usersAt(this.byToken.get(id));
     if (sha256 === undefined || candidates.length < 2) return candidates[0];
     return candidates.find((su) => su.status?.tokens?.some((t) => t.id === id && sameDigest(t.sha256, sha256))) ?? candidates[0];
+  }
+
+  /** The users at these keys (an index names only keys the map holds; any other is skipped). */
+  private usersAt(keys: string[]): Verifiable[] {
+    return keys.flatMap((k) => this.users.get(k) ?? []);
   }
 
   byIdentityName(identity: string): Verifiable | undefined {
@@ -144,7 +149,7 @@ export class Directory {
    * (verified) certificate names.
    */
   bySerialNumber(issuer: string, serial: string): Verifiable[] {
-    return this.bySerial.get(serialKey(issuer, serial)).map((k) => this.users.get(k)!);
+    return this.usersAt(this.bySerial.get(serialKey(issuer, serial)));
   }
 
   get size(): number {

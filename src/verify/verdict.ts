@@ -6,7 +6,7 @@
 import type { TokenStatus } from '../api/serviceuser.ts';
 import type { Verifiable } from './directory.ts';
 import { parseToken, sameDigest, tokenSha256 } from '../credentials/token.ts';
-import { expiresAt } from '../serviceuser/expiry.ts';
+import { expiresAt } from '../api/expiry.ts';
 import { cidrContains, parseCidr } from '../api/cidr.ts';
 
 export type Verdict = { active: true; token: TokenStatus } | { active: false; reason: string };
@@ -39,11 +39,11 @@ export function verifyToken(su: Verifiable | undefined, presented: string, now: 
 }
 
 /** Whether a ServiceUser may act at all right now (certificate callers, authorize by identity). */
-export function userActive(su: Verifiable | undefined, now: number): { active: true } | { active: false; reason: string } {
+export function userActive(su: Verifiable | undefined, now: number): { active: true; su: Verifiable } | { active: false; reason: string } {
   if (!su) return { active: false, reason: 'unknown service user' };
   if (su.metadata.deletionTimestamp) return { active: false, reason: 'service user is being deleted' };
   const end = expiresAt(su.spec.endDate);
   if (end !== undefined && now >= end) return { active: false, reason: 'service user expired' };
   if (su.spec.disabled) return { active: false, reason: 'service user disabled' };
-  return { active: true };
+  return { active: true, su };
 }

@@ -3,7 +3,6 @@
 // (test/alerts/rules.test.yaml), every dashboard expression parsed by promtool, and every
 // metric they name exported by the operator (whose exposition `promtool check metrics` lints).
 // Needs no cluster: helm and promtool are built by the run's global setup.
-import { execFile } from 'node:child_process';
 import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -13,24 +12,12 @@ import { createMetrics } from '../../src/observability/metrics.ts';
 import { repoRoot } from '../cluster/controlplane.ts';
 import { helmBinary } from '../helm/helm.ts';
 import { promtoolBinary } from '../promtool/promtool.ts';
+import { run } from '../kube.ts';
 
 const chart = path.join(repoRoot, 'charts/service-user-operator');
 const dir = mkdtempSync(path.join(tmpdir(), 'alerts-'));
 let helm: string;
 let promtool: string;
-
-interface Run {
-  ok: boolean;
-  out: string;
-  err: string;
-}
-
-function run(cmd: string, args: string[], input?: string): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = execFile(cmd, args, { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024, timeout: 120_000 }, (error, out, err) => resolve({ ok: !error, out, err }));
-    if (input !== undefined) child.stdin!.end(input);
-  });
-}
 
 type Doc = { kind?: string; metadata?: { name?: string; labels?: Record<string, string> }; spec?: { groups?: RuleGroup[] }; data?: Record<string, string> };
 interface RuleGroup {
@@ -139,7 +126,7 @@ describe('what the alerts and dashboard read', () => {
     metrics.crlOwners.top = () => [{ owner: 'ci/a', entries: 3 }];
     metrics.crlOwnerBudget.set(100);
     const exposition = await metrics.registry.metrics();
-    const r = await run(promtool, ['check', 'metrics'], exposition);
+    const r = await run(promtool, ['check', 'metrics'], { input: exposition });
     // Lint findings from the operator's own series would print "<name> <problem>"; Node's
     // default process metrics are prom-client's and not ours to rename.
     const ours = (r.out + r.err).split('\n').filter((l) => l.startsWith('serviceuser_'));

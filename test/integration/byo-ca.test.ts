@@ -4,7 +4,6 @@
 // webhook. Go matches an issuer to its CA byte for byte, so this fails if the operator
 // re-encodes the CA's name (UTF8String → PrintableString, a multi-valued RDN split) in what it
 // issues — where openssl, comparing names loosely, still says OK (issue 21, item 1).
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -16,7 +15,7 @@ import { createMetrics } from '../../src/observability/metrics.ts';
 import { startOperator, type Operator } from '../../src/operator.ts';
 import { startControlPlane, type ControlPlane } from '../cluster/controlplane.ts';
 import { installCrds } from '../crds.ts';
-import { eventually } from '../kube.ts';
+import { eventually, run } from '../kube.ts';
 import { testLogger } from '../logs.ts';
 import { freePort } from '../net.ts';
 import { api, decodeSecret, testAccount } from '../operator.ts';
@@ -24,11 +23,6 @@ import { callerCa, writeCertificate } from '../callers.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'byo-ca-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-const run = (cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env) =>
-  new Promise<{ ok: boolean; out: string; err: string }>((resolve) =>
-    execFile(cmd, args, { encoding: 'utf8', env, timeout: 60_000 }, (error, out, err) => resolve({ ok: !error, out, err })),
-  );
 
 /** A CA as `openssl req -x509` makes it with these subject options (OpenSSL 3's defaults otherwise). */
 async function opensslCa(slug: string, subject: string[]): Promise<{ certPem: string; keyPem: string; certFile: string }> {
@@ -98,7 +92,7 @@ describe.each([
       writeFileSync(key, data['tls.key']!, { mode: 0o600 });
       const empty = path.join(dir, 'empty-kubeconfig');
       writeFileSync(empty, 'apiVersion: v1\nkind: Config\n');
-      const whoami = (auth: string[]) => run('kubectl', ['--server', controlPlane!.server, '--certificate-authority', apiserverCa, ...auth, 'auth', 'whoami', '-o', 'json'], { ...process.env, KUBECONFIG: empty });
+      const whoami = (auth: string[]) => run('kubectl', ['--server', controlPlane!.server, '--certificate-authority', apiserverCa, ...auth, 'auth', 'whoami', '-o', 'json'], { env: { ...process.env, KUBECONFIG: empty } });
       const username = (r: { ok: boolean; out: string }) => (r.ok ? (JSON.parse(r.out) as { status: { userInfo: { username: string } } }).status.userInfo.username : undefined);
       // The token: the kube-apiserver calls the webhook over TLS it verifies against the CA.
       const byToken = await eventually('the token accepted through the webhook', async () => username(await whoami(['--token', data.token!])), 30_000);

@@ -8,7 +8,7 @@ import { afterAll, expect, it } from 'vitest';
 import { KubeClient } from '../../src/controller/kube.ts';
 import { tokenSha256 } from '../../src/credentials/token.ts';
 import { eventually, kubeConfig, useNamespace } from '../kube.ts';
-import { api, decodeSecret, useOperatorProcesses } from '../operator.ts';
+import { api, decodeSecret, useOperatorProcesses, statusOf } from '../operator.ts';
 import { freePort } from '../net.ts';
 
 const ns = useNamespace('cawait');
@@ -21,8 +21,6 @@ afterAll(async () => {
   client.close();
 });
 
-type Status = { phase?: string; tokens?: { state: string; sha256: string }[]; certificate?: { serialNumber: string }; conditions?: { type: string; status: string; reason: string; message: string }[] };
-const statusOf = (o: { status?: unknown }) => (o.status ?? {}) as Status;
 const ready = (o: { status?: unknown }) => statusOf(o).conditions?.find((c) => c.type === 'Ready');
 
 /** GET over TLS without trusting anything: whether the verification service listens at all. */

@@ -11,7 +11,7 @@ import { createCa } from '../../src/credentials/ca.ts';
 import { certificateClaiming } from '../forge.ts';
 import { startCertManager, type CertManager } from '../certmanager/certmanager.ts';
 import { isNotFound, type KubeObject } from '../../src/controller/kube.ts';
-import { eventually, useNamespace } from '../kube.ts';
+import { eventually, useNamespace, run } from '../kube.ts';
 import { api, decodeSecret, useOperator } from '../operator.ts';
 
 const ns = useNamespace('cm');
@@ -26,11 +26,6 @@ let caPem = '';
 
 type Condition = { type: string; status: string; reason: string; message: string };
 const ready = (o: object) => ((o as { status?: { conditions?: Condition[] } }).status?.conditions ?? []).find((c) => c.type === 'Ready');
-const run = (cmd: string, args: string[]) => {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  return { ok: r.status === 0, out: `${r.stdout}${r.stderr}` };
-};
-
 beforeAll(async () => {
   certManager = await startCertManager(inject('kubeconfig'));
   const ca = await createCa({ commonName: 'cert-manager test CA' });
@@ -68,8 +63,8 @@ describe(`cert-manager issuer mode`, () => {
     const ca = path.join(dir, 'ca.crt');
     writeFileSync(cert, data['tls.crt']!);
     writeFileSync(ca, caPem);
-    expect(run('openssl', ['verify', '-purpose', 'sslclient', '-CAfile', ca, cert]).ok).toBe(true);
-    const text = run('openssl', ['x509', '-in', cert, '-noout', '-subject', '-enddate', '-text']).out;
+    expect((await run('openssl', ['verify', '-purpose', 'sslclient', '-CAfile', ca, cert])).ok).toBe(true);
+    const text = (await run('openssl', ['x509', '-in', cert, '-noout', '-subject', '-enddate', '-text'])).output;
     expect(text).toContain(`CN=serviceuser:${ns.name}:managed`.replace('CN=', 'CN = '));
     expect(text).toContain('TLS Web Client Authentication');
     expect(text).toContain('Public-Key: (2048 bit)');
@@ -83,9 +78,9 @@ describe(`cert-manager issuer mode`, () => {
     const raw = (await k().secret('managed-credentials'))!.data as Record<string, string>;
     const p12 = path.join(dir, 'managed.p12');
     writeFileSync(p12, Buffer.from(raw['client.p12']!, 'base64'));
-    expect(run('openssl', ['pkcs12', '-in', p12, '-info', '-noout', '-passin', `pass:${data['client.p12.password']}`]).ok).toBe(true);
-    const keytool = run('keytool', ['-list', '-keystore', p12, '-storetype', 'PKCS12', '-storepass', data['client.p12.password']!]);
-    expect(keytool.ok, keytool.out).toBe(true);
+    expect((await run('openssl', ['pkcs12', '-in', p12, '-info', '-noout', '-passin', `pass:${data['client.p12.password']}`])).ok).toBe(true);
+    const keytool = await run('keytool', ['-list', '-keystore', p12, '-storetype', 'PKCS12', '-storepass', data['client.p12.password']!]);
+    expect(keytool.ok, keytool.output).toBe(true);
   });
 
   it('reports a missing issuer with what to do', async () => {
@@ -116,7 +111,7 @@ const crlText = async () => {
   // The CRL the operator publishes (at /v1/crl): every replica signs it from the ledger.
   const file = path.join(dir, `crl-${Date.now()}-${Math.random()}.pem`);
   writeFileSync(file, running.operator.authority.ledger.crlPem);
-  return run('openssl', ['crl', '-in', file, '-noout', '-text']).out;
+  return (await run('openssl', ['crl', '-in', file, '-noout', '-text'])).output;
 };
 /** The CRL's entry for a serial (its lines up to the next entry), or undefined. */
 const crlEntry = (text: string, serial: string) => {
@@ -138,7 +133,7 @@ describe('cert-manager issuer mode at the edges', () => {
     const data = decodeSecret((await k().secret('ends-credentials'))!);
     const file = path.join(dir, 'ends.crt');
     writeFileSync(file, data['tls.crt']!);
-    expect(first.sha256).toBe(run('openssl', ['x509', '-in', file, '-noout', '-fingerprint', '-sha256']).out.split('=')[1]!.trim().replaceAll(':', '').toLowerCase());
+    expect(first.sha256).toBe((await run('openssl', ['x509', '-in', file, '-noout', '-fingerprint', '-sha256'])).output.split('=')[1]!.trim().replaceAll(':', '').toLowerCase());
     // The Secret cert-manager writes was created by the operator, and is the ServiceUser's.
     const issued = (await getIfPresent(secretPath('ends-client-tls')))!;
     expect(issued.metadata.ownerReferences?.map((r) => r.uid)).toContain(su.metadata.uid);
@@ -296,6 +291,6 @@ describe('attack: a forged certificate in the Secret cert-manager fills (issue 2
     writeFileSync(files.cert, data['tls.crt']!);
     writeFileSync(files.ca, data['ca.crt']!);
     writeFileSync(files.crl, running.operator.authority.ledger.crlPem);
-    expect(run('openssl', ['verify', '-crl_check', '-CAfile', files.ca, '-CRLfile', files.crl, files.cert]).out).toContain(': OK');
+    expect((await run('openssl', ['verify', '-crl_check', '-CAfile', files.ca, '-CRLfile', files.crl, files.cert])).output).toContain(': OK');
   });
 });

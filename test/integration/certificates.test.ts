@@ -1,6 +1,6 @@
 // Client certificates from the built-in CA, against the real API server, read by openssl
 // and keytool; revocation and holds checked with `openssl verify -crl_check`.
-import { spawnSync } from 'node:child_process';
+
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,10 +14,10 @@ import { isNotFound, KubeClient, type KubeObject } from '../../src/controller/ku
 import type { InformerSet } from '../../src/controller/informer.ts';
 import { newLedgerKey } from '../../src/credentials/mac.ts';
 import { issueToken } from '../../src/credentials/token.ts';
-import { EventRecorder } from '../../src/observability/events.ts';
+import { EventRecorder } from '../../src/controller/events.ts';
 import { serviceUserReconciler } from '../../src/serviceuser/reconcile.ts';
-import { eventually, kubeConfig, useNamespace } from '../kube.ts';
-import { api, decodeSecret, useOperator } from '../operator.ts';
+import { eventually, kubeConfig, run, useNamespace, type Ran } from '../kube.ts';
+import { api, decodeSecret, useOperator, statusOf } from '../operator.ts';
 
 const ns = useNamespace('certs');
 const running = useOperator(ns);
@@ -25,13 +25,6 @@ const dir = mkdtempSync(path.join(tmpdir(), 'certs-'));
 const k = () => api(running.client, ns.name);
 const base = { email: 'ops@example.com', accounts: ['acme'] };
 
-type Status = { phase?: string; certificate?: { serialNumber: string; notBefore: string; notAfter: string; renewalTime?: string; issuer: string; sha256?: string } };
-const statusOf = (o: object) => ((o as { status?: unknown }).status ?? {}) as Status;
-
-function run(cmd: string, args: string[]) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  return { ok: r.status === 0, out: `${r.stdout}${r.stderr}` };
-}
 
 /** The CRL the operator publishes (what /v1/crl serves), in a file for openssl. */
 async function crl(): Promise<string> {
@@ -41,7 +34,7 @@ async function crl(): Promise<string> {
 }
 
 /** openssl verify -crl_check of the Secret's certificate against its ca.crt and the published CRL. */
-async function verify(data: Record<string, string>): Promise<{ ok: boolean; out: string }> {
+async function verify(data: Record<string, string>): Promise<Ran> {
   const cert = path.join(dir, `leaf-${Date.now()}-${Math.random()}.pem`);
   const ca = path.join(dir, `ca-${Date.now()}-${Math.random()}.pem`);
   writeFileSync(cert, data['tls.crt']!);
@@ -63,7 +56,7 @@ describe('client certificates from the built-in CA', () => {
     expect(Object.keys(data).sort()).toEqual(['ca.crt', 'client.p12', 'client.p12.password', 'expires-at', 'identity', 'tls.crt', 'tls.key', 'token', 'token-id']);
     const certFile = path.join(dir, 'signer.crt');
     writeFileSync(certFile, data['tls.crt']!);
-    const text = run('openssl', ['x509', '-in', certFile, '-noout', '-subject', '-enddate', '-serial', '-ext', 'extendedKeyUsage']).out;
+    const text = (await run('openssl', ['x509', '-in', certFile, '-noout', '-subject', '-enddate', '-serial', '-ext', 'extendedKeyUsage'])).output;
     expect(text).toContain(`CN = serviceuser:${ns.name}:signer`);
     expect(text).toContain('OU = Release signer');
     expect(text).toContain('TLS Web Client Authentication');
@@ -73,18 +66,18 @@ describe('client certificates from the built-in CA', () => {
     expect(statusOf(su).certificate!.renewalTime).toBeUndefined();
     expect(text).toContain(`serial=${statusOf(su).certificate!.serialNumber.toUpperCase()}`);
     // The fingerprint status records is the one openssl computes.
-    const fingerprint = run('openssl', ['x509', '-in', certFile, '-noout', '-fingerprint', '-sha256']).out.split('=')[1]!.trim().replaceAll(':', '').toLowerCase();
+    const fingerprint = (await run('openssl', ['x509', '-in', certFile, '-noout', '-fingerprint', '-sha256'])).output.split('=')[1]!.trim().replaceAll(':', '').toLowerCase();
     expect(statusOf(su).certificate!.sha256).toBe(fingerprint);
 
     const p12 = path.join(dir, 'signer.p12');
     writeFileSync(p12, Buffer.from((raw.data as Record<string, string>)['client.p12']!, 'base64'));
     const password = data['client.p12.password']!;
-    const info = run('openssl', ['pkcs12', '-in', p12, '-info', '-noout', '-passin', `pass:${password}`]);
-    expect(info.ok, info.out).toBe(true);
-    expect(info.out).toContain('MAC: sha256');
-    const keytool = run('keytool', ['-list', '-keystore', p12, '-storetype', 'PKCS12', '-storepass', password]);
-    expect(keytool.ok, keytool.out).toBe(true);
-    expect(keytool.out).toContain('PrivateKeyEntry');
+    const info = await run('openssl', ['pkcs12', '-in', p12, '-info', '-noout', '-passin', `pass:${password}`]);
+    expect(info.ok, info.output).toBe(true);
+    expect(info.output).toContain('MAC: sha256');
+    const keytool = await run('keytool', ['-list', '-keystore', p12, '-storetype', 'PKCS12', '-storepass', password]);
+    expect(keytool.ok, keytool.output).toBe(true);
+    expect(keytool.output).toContain('PrivateKeyEntry');
     expect((await verify(data)).ok).toBe(true);
   });
 
@@ -93,8 +86,8 @@ describe('client certificates from the built-in CA', () => {
     const { data } = await activeSecret('pausable');
     expect((await verify(data)).ok).toBe(true);
     await k().patchServiceUser('pausable', { disabled: true });
-    await eventually('the hold on the CRL', async () => ((await verify(data)).out.includes('certificate revoked') ? true : undefined));
-    expect(run('openssl', ['crl', '-in', await crl(), '-noout', '-text']).out).toContain('Certificate Hold');
+    await eventually('the hold on the CRL', async () => ((await verify(data)).output.includes('certificate revoked') ? true : undefined));
+    expect((await run('openssl', ['crl', '-in', await crl(), '-noout', '-text'])).output).toContain('Certificate Hold');
     expect(decodeSecret((await k().secret('pausable-credentials'))!)['tls.crt']).toBe(data['tls.crt']);
     await k().patchServiceUser('pausable', { disabled: false });
     await eventually('the release', async () => ((await verify(data)).ok ? true : undefined));
@@ -109,8 +102,8 @@ describe('client certificates from the built-in CA', () => {
     // Its notAfter is the end date, so openssl also finds it expired; the CRL lists it all the same.
     const after = await verify(data);
     expect(after.ok).toBe(false);
-    expect(after.out).toMatch(/certificate revoked|certificate has expired/);
-    const listed = run('openssl', ['crl', '-in', await crl(), '-noout', '-text']).out;
+    expect(after.output).toMatch(/certificate revoked|certificate has expired/);
+    const listed = (await run('openssl', ['crl', '-in', await crl(), '-noout', '-text'])).output;
     expect(listed).toContain(`Serial Number: ${serial.toUpperCase()}`);
     expect(listed).toContain('Cessation Of Operation');
     expect(Object.keys(decodeSecret((await k().secret('ending-credentials'))!)).sort()).toEqual(['expires-at', 'identity']);
@@ -130,15 +123,15 @@ describe('client certificates from the built-in CA', () => {
     expect(data['tls.crt']).not.toBe(first.data['tls.crt']);
     expect(data['client.p12.password']).not.toBe(first.data['client.p12.password']);
     const old = await verify(first.data);
-    expect(old.out).toContain('certificate revoked');
-    expect(run('openssl', ['crl', '-in', await crl(), '-noout', '-text']).out).toContain('Superseded');
+    expect(old.output).toContain('certificate revoked');
+    expect((await run('openssl', ['crl', '-in', await crl(), '-noout', '-text'])).output).toContain('Superseded');
   });
 
   it('deletion puts the serial on the CRL before the Secret goes', async () => {
     await k().createServiceUser('doomed', base);
     const { data } = await activeSecret('doomed');
     await running.client.request('DELETE', `/apis/serviceusers.dev/v1alpha1/namespaces/${ns.name}/serviceusers/doomed`);
-    await eventually('revocation', async () => ((await verify(data)).out.includes('certificate revoked') ? true : undefined));
+    await eventually('revocation', async () => ((await verify(data)).output.includes('certificate revoked') ? true : undefined));
   });
 
   it('a PKCS#12 can be turned off and on without a new certificate', async () => {
@@ -154,10 +147,10 @@ describe('client certificates from the built-in CA', () => {
 });
 
 /** The certificate's notAfter as openssl reads it from the Secret. */
-const notAfterOf = (pem: string) => {
+const notAfterOf = async (pem: string) => {
   const file = path.join(dir, `na-${Date.now()}-${Math.random()}.pem`);
   writeFileSync(file, pem);
-  return Date.parse(run('openssl', ['x509', '-in', file, '-noout', '-enddate']).out.split('=')[1]!.trim());
+  return Date.parse((await run('openssl', ['x509', '-in', file, '-noout', '-enddate'])).output.split('=')[1]!.trim());
 };
 
 describe('at the edges: no certificate outlives its promise', () => {
@@ -171,10 +164,10 @@ describe('at the edges: no certificate outlives its promise', () => {
     const su = await k().waitFor('late-end', 'a certificate ending by the end date', (o) => !!statusOf(o).certificate && Date.parse(statusOf(o).certificate!.notAfter) <= Date.parse(end));
     expect(statusOf(su).certificate!.serialNumber).not.toBe(before.serialNumber);
     const data = decodeSecret((await k().secret('late-end-credentials'))!);
-    expect(notAfterOf(data['tls.crt']!)).toBeLessThanOrEqual(Date.parse(end));
+    expect(await notAfterOf(data['tls.crt']!)).toBeLessThanOrEqual(Date.parse(end));
     expect((await verify(data)).ok).toBe(true);
-    await eventually('the old one revoked', async () => ((await verify(first.data)).out.includes('certificate revoked') ? true : undefined));
-    expect(run('openssl', ['crl', '-in', await crl(), '-noout', '-text']).out).toContain('Superseded');
+    await eventually('the old one revoked', async () => ((await verify(first.data)).output.includes('certificate revoked') ? true : undefined));
+    expect((await run('openssl', ['crl', '-in', await crl(), '-noout', '-text'])).output).toContain('Superseded');
   });
 
   it('a lowered duration reissues with it, the old certificate revoked as superseded', async () => {
@@ -186,8 +179,8 @@ describe('at the edges: no certificate outlives its promise', () => {
     const c = statusOf(su).certificate!;
     expect(Date.parse(c.notAfter) - Date.parse(c.notBefore)).toBeLessThanOrEqual(24 * 3_600_000 + 61_000);
     const data = decodeSecret((await k().secret('shorter-credentials'))!);
-    expect(notAfterOf(data['tls.crt']!)).toBe(Date.parse(c.notAfter));
-    await eventually('the old one revoked', async () => ((await verify(first.data)).out.includes('certificate revoked') ? true : undefined));
+    expect(await notAfterOf(data['tls.crt']!)).toBe(Date.parse(c.notAfter));
+    await eventually('the old one revoked', async () => ((await verify(first.data)).output.includes('certificate revoked') ? true : undefined));
   });
 
   it('a Secret restored from a backup with a revoked certificate: it is not kept or recorded, a fresh one is issued and the old stays revoked', async () => {
@@ -198,7 +191,7 @@ describe('at the edges: no certificate outlives its promise', () => {
     running.operator.controllers.serviceUsers.enqueue(`${ns.name}/restored`);
     const renewed = statusOf(await k().waitFor('restored', 'the renewal', (o) => statusOf(o).certificate?.serialNumber !== old.serialNumber)).certificate!;
     running.clock.offsetMs -= 91 * 60_000;
-    expect((await verify(backup.data)).out).toContain('certificate revoked');
+    expect((await verify(backup.data)).output).toContain('certificate revoked');
     // The backup goes back into the Secret, as a restore (or a tenant keeping the old file) would do.
     await running.client.mergePatch(`/api/v1/namespaces/${ns.name}/secrets/restored-credentials`, { data: backup.raw.data });
     const su = await k().waitFor('restored', 'a fresh certificate', (o) => ![old.serialNumber, renewed.serialNumber, undefined].includes(statusOf(o).certificate?.serialNumber));
@@ -208,7 +201,7 @@ describe('at the edges: no certificate outlives its promise', () => {
     });
     expect(statusOf(su).certificate!.serialNumber).not.toBe(old.serialNumber);
     expect((await verify(data)).ok).toBe(true);
-    expect((await verify(backup.data)).out).toContain('certificate revoked');
+    expect((await verify(backup.data)).output).toContain('certificate revoked');
     // Never recorded again, and its revocation stands.
     expect(statusOf(await k().serviceUser('restored')).certificate!.serialNumber).not.toBe(old.serialNumber);
   });
@@ -228,7 +221,7 @@ describe('at the edges: no certificate outlives its promise', () => {
     });
     expect(statusOf(su).phase).toBe('Active');
     expect((await verify(data)).ok).toBe(true);
-    expect((await verify(before.data)).out).toContain('certificate revoked');
+    expect((await verify(before.data)).output).toContain('certificate revoked');
   });
 });
 
@@ -273,8 +266,8 @@ describe('at the edges: deletion and ownership', () => {
       return { ...o, spec };
     };
     await bareReconciler({ view: skew })('skewed');
-    expect((await verify(data)).out).toContain('certificate revoked');
-    expect(run('openssl', ['crl', '-in', await crl(), '-noout', '-text']).out).toContain(`Serial Number: ${serial.toUpperCase()}`);
+    expect((await verify(data)).output).toContain('certificate revoked');
+    expect((await run('openssl', ['crl', '-in', await crl(), '-noout', '-text'])).output).toContain(`Serial Number: ${serial.toUpperCase()}`);
     const left = await b().secret('skewed-credentials');
     expect(left ? Object.keys(decodeSecret(left)).filter((key) => ['token', 'tls.key', 'tls.crt'].includes(key)) : []).toEqual([]);
     const events = await b().events('skewed');

@@ -7,14 +7,12 @@ import { describe, expect, it } from 'vitest';
 import { resourcePath } from '../../src/controller/kube.ts';
 import { resources } from '../../src/api/resources.ts';
 import { eventually, useNamespace } from '../kube.ts';
-import { api, useAccounts, useOperator } from '../operator.ts';
+import { api, useAccounts, useOperator, statusOf } from '../operator.ts';
 
 const ns = useNamespace('crl-budget');
 const running = useOperator(ns, { crlOwnerBudget: 1 });
 useAccounts(['acme']);
 const k = () => api(running.client, ns.name);
-type Status = { phase?: string; certificate?: { serialNumber: string }; lastRenewalRequest?: string; conditions?: { type: string; reason: string; message: string }[] };
-const statusOf = (o: { status?: unknown }) => (o.status ?? {}) as Status;
 const throttled = (o: { status?: unknown }) => statusOf(o).conditions?.find((c) => c.type === 'RequestsThrottled');
 const active = (o: { status?: unknown }) => statusOf(o).phase === 'Active' && !!statusOf(o).certificate;
 

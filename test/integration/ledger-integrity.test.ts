@@ -20,7 +20,7 @@ import { tokenWithId } from '../forge.ts';
 import { testLogger } from '../logs.ts';
 import { eventually, kubeConfig, useNamespace } from '../kube.ts';
 import { freePort } from '../net.ts';
-import { api, decodeSecret, useAccounts } from '../operator.ts';
+import { api, decodeSecret, useAccounts, statusOf } from '../operator.ts';
 
 const home = useNamespace('ledger');
 const tenantNs = useNamespace('tenant');
@@ -34,8 +34,6 @@ let caPem: string;
 const k = () => api(client, home.name);
 const t = () => api(client, tenantNs.name);
 
-type Status = { tokens?: { id: string; state: string; mac?: string }[]; conditions?: { type: string; status: string; reason: string }[]; certificate?: { serialNumber: string; issuer: string }; lastRotationRequest?: string; lastRenewalRequest?: string };
-const statusOf = (o: KubeObject) => (o as KubeObject & { status?: Status }).status ?? {};
 const active = (o: KubeObject) => statusOf(o).conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 
 function kubectl(args: string[]): Promise<{ ok: boolean; out: string; err: string }> {

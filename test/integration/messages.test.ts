@@ -17,7 +17,7 @@ import { loadAll } from 'js-yaml';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { resourcePath, type KubeObject } from '../../src/controller/kube.ts';
 import { resources } from '../../src/api/resources.ts';
-import { verifierRole } from '../../src/verify/server.ts';
+import { verifierRole } from '../../src/verify/callers.ts';
 import { repoRoot } from '../cluster/controlplane.ts';
 import { eventually, useNamespace } from '../kube.ts';
 import { api, decodeSecret, useAccounts, useOperator } from '../operator.ts';

@@ -5,7 +5,6 @@
 // the real consumer, verifies the serving certificate against the built-in CA, as the chart's
 // ServiceMonitor does. Issue 22, item 7: on main, anyone reaching :8080 read them over plain
 // HTTP.
-import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubeClient, type KubeObject } from '../../src/controller/kube.ts';
 import { repoRoot } from '../cluster/controlplane.ts';
 import { helmBinary } from '../helm/helm.ts';
-import { eventually, kubeConfig, useNamespace } from '../kube.ts';
+import { eventually, kubeConfig, useNamespace, run } from '../kube.ts';
 import { freePort } from '../net.ts';
 import { api, decodeSecret, useAccounts, useOperatorProcesses } from '../operator.ts';
 
@@ -29,13 +28,6 @@ const output: string[] = [];
 let port: number;
 let readerRole: string;
 useAccounts(['acme'], admin);
-
-function run(cmd: string, args: string[]): Promise<{ ok: boolean; code: number; out: string; err: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { encoding: 'utf8', timeout: 60_000, maxBuffer: 16 << 20 }, (error, out, err) =>
-      resolve({ ok: !error, code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, out, err }));
-  });
-}
 
 /** A scrape with curl, verifying the serving certificate against the built-in CA. */
 async function scrape(token?: string, scheme = 'https'): Promise<{ status: number; body: string }> {

@@ -8,7 +8,7 @@ import { resources } from '../../src/api/resources.ts';
 import { parseToken, tokenSha256 } from '../../src/credentials/token.ts';
 import { verifyToken } from '../../src/verify/verdict.ts';
 import { eventually, useNamespace } from '../kube.ts';
-import { api, decodeSecret, useAccounts, useOperator } from '../operator.ts';
+import { api, decodeSecret, useAccounts, useOperator, statusOf } from '../operator.ts';
 import { findSecrets } from '../logs.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
 
@@ -19,8 +19,6 @@ const revokedTotal = async (reason: string) => (await metrics.registry.getSingle
 useAccounts(['acme-prod', 'acme-dev']);
 const seenTokens = new Set<string>();
 
-type Status = { phase?: string; tokens?: { id: string; sha256: string; state: string; reason?: string; validUntil?: string }[]; conditions?: { type: string; status: string; reason: string; message: string }[]; permissions?: unknown[] };
-const statusOf = (o: KubeObject) => (o.status ?? {}) as Status;
 const condition = (o: KubeObject, type: string) => statusOf(o).conditions?.find((c) => c.type === type);
 
 function k() {

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resources } from '../../src/api/resources.ts';
 import { KubeClient, resourcePath, type KubeObject } from '../../src/controller/kube.ts';
-import { EventRecorder } from '../../src/observability/events.ts';
+import { EventRecorder } from '../../src/controller/events.ts';
 import { createMetrics, type Metrics } from '../../src/observability/metrics.ts';
 import { startOperator, type Operator } from '../../src/operator.ts';
 import { testLogger } from '../logs.ts';

@@ -1,6 +1,5 @@
 // The Helm chart and the kustomize build render manifests the real API server accepts
 // (server-side dry run of every object), and both grant the same permissions.
-import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -9,18 +8,12 @@ import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { KubeClient, isConflict } from '../../src/controller/kube.ts';
 import { repoRoot } from '../cluster/controlplane.ts';
 import { helmBinary } from '../helm/helm.ts';
-import { eventually, kubeConfig, useNamespace } from '../kube.ts';
+import { eventually, kubeConfig, useNamespace, run } from '../kube.ts';
 
 const ns = useNamespace('chart');
 const dir = mkdtempSync(path.join(tmpdir(), 'chart-'));
 const chart = path.join(repoRoot, 'charts/service-user-operator');
 let helm: string;
-
-function run(cmd: string, args: string[]): Promise<{ ok: boolean; out: string; err: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { encoding: 'utf8', maxBuffer: 32 * 1024 * 1024, timeout: 120_000 }, (error, out, err) => resolve({ ok: !error, out, err }));
-  });
-}
 
 /** Every object applied with server-side dry run; returns the failures. */
 async function dryRunApply(yaml: string, name: string): Promise<string[]> {

@@ -18,7 +18,7 @@ import { repoRoot } from '../cluster/controlplane.ts';
 import { applyManifests } from '../crds.ts';
 import { krewBinary } from '../krew/krew.ts';
 import { eventually, useNamespace } from '../kube.ts';
-import { api, decodeSecret, useAccounts, useOperator } from '../operator.ts';
+import { api, decodeSecret, useAccounts, useOperator, statusOf } from '../operator.ts';
 
 const ns = useNamespace('plugin');
 const running = useOperator(ns, { verification: { address: '127.0.0.1:0' } });
@@ -79,8 +79,6 @@ function ksu(args: string[], options: { stdin?: string; env?: NodeJS.ProcessEnv 
 }
 const inNs = (...args: string[]) => ksu([...args, '-n', ns.name]);
 
-type Status = { phase?: string; tokens?: { id: string; state: string; reason?: string }[]; certificate?: { serialNumber: string }; permissions?: unknown[] };
-const statusOf = (o: KubeObject) => (o.status ?? {}) as Status;
 const activeToken = (o: KubeObject) => statusOf(o).tokens?.find((t) => t.state === 'Active')?.id;
 const day = 86_400_000;
 

@@ -11,7 +11,6 @@
 // ServiceAccount): the verifier can write nothing a bare ServiceAccount cannot, and read no
 // Secret but the CA and the ledger key; with watchNamespaces the controller has no Secret
 // access outside the watched namespaces and its own.
-import { execFile } from 'node:child_process';
 import { request as httpsRequest } from 'node:https';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -30,7 +29,7 @@ import { repoRoot } from '../cluster/controlplane.ts';
 import { installCertManagerCrds } from '../certmanager/certmanager.ts';
 import { helmBinary } from '../helm/helm.ts';
 import { callerCa, writeCertificate } from '../callers.ts';
-import { eventually, kubeConfig, useNamespace } from '../kube.ts';
+import { eventually, kubeConfig, useNamespace, run } from '../kube.ts';
 import { freePort } from '../net.ts';
 import { api, decodeSecret, useOperatorProcesses } from '../operator.ts';
 import { certificateClaiming } from '../forge.ts';
@@ -51,10 +50,6 @@ afterAll(async () => {
 });
 
 const plural: Record<string, string> = { ServiceAccount: 'serviceaccounts', ClusterRole: 'clusterroles', ClusterRoleBinding: 'clusterrolebindings', Role: 'roles', RoleBinding: 'rolebindings' };
-
-function run(cmd: string, args: string[]): Promise<{ ok: boolean; out: string; err: string }> {
-  return new Promise((resolve) => execFile(cmd, args, { encoding: 'utf8', maxBuffer: 16 << 20, timeout: 120_000 }, (error, out, err) => resolve({ ok: !error, out, err })));
-}
 
 /** The chart's ServiceAccounts by role in the split, and what the chart grants each (verb group/resource). */
 const identities = { controller: '', verifier: '' };

@@ -8,7 +8,7 @@ import { resources } from '../../src/api/resources.ts';
 import { resourcePath, type KubeObject } from '../../src/controller/kube.ts';
 import { credentialsDigest, digestAnnotation } from '../../src/serviceuser/restarts.ts';
 import { eventually, useNamespace } from '../kube.ts';
-import { api, useOperator } from '../operator.ts';
+import { api, useOperator, statusOf } from '../operator.ts';
 
 const ns = useNamespace('restarts');
 // Another tenant's namespace, with a workload of the same name as a target.
@@ -52,8 +52,6 @@ async function secretDigest(name: string): Promise<string> {
   return credentialsDigest(Object.fromEntries(Object.entries((secret.data as Record<string, string>) ?? {}).map(([key, v]) => [key, Buffer.from(v, 'base64')])));
 }
 
-type Status = { phase?: string; tokens?: { id: string; state: string }[]; permissions?: unknown[]; conditions?: { type: string; status: string; reason: string; message: string }[] };
-const statusOf = (o: KubeObject) => (o.status ?? {}) as Status;
 const activeToken = (o: KubeObject) => statusOf(o).tokens?.find((t) => t.state === 'Active')?.id;
 
 /** Waits until the Deployment carries the Secret's current digest and has a ReplicaSet for it. */

@@ -2,7 +2,7 @@
 // the object limit, read back by another replica, signed into a CRL openssl reads; batches,
 // concurrent replicas, the move from the single-ConfigMap format, the re-signing timer, and
 // ConfigMaps edited by hand.
-import { spawnSync } from 'node:child_process';
+
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,7 +14,7 @@ import { KubeClient, type KubeObject } from '../../src/controller/kube.ts';
 import { createCa, loadCa, type Ca } from '../../src/credentials/ca.ts';
 import { randomSerial } from '../../src/credentials/x509.ts';
 import { testLogger } from '../logs.ts';
-import { eventually, kubeConfig, useNamespace } from '../kube.ts';
+import { eventually, kubeConfig, useNamespace, run } from '../kube.ts';
 
 const ns = useNamespace('ledger');
 const dir = mkdtempSync(path.join(tmpdir(), 'ledger-'));
@@ -35,11 +35,6 @@ afterAll(async () => {
   admin.close();
 });
 
-function run(cmd: string, args: string[]) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 256 << 20 });
-  return { ok: r.status === 0, out: `${r.stdout}${r.stderr}` };
-}
-
 const caFile = () => {
   const f = path.join(dir, 'ca.crt');
   writeFileSync(f, ca.certPem);
@@ -47,15 +42,15 @@ const caFile = () => {
 };
 
 /** openssl's reading of a CRL, checked against the CA: its number and its serials. */
-function readCrl(pem: string): { number: number; serials: Set<string>; text: string } {
+async function readCrl(pem: string): Promise<{ number: number; serials: Set<string>; text: string }> {
   const file = path.join(dir, `crl-${Date.now()}-${Math.random()}.pem`);
   writeFileSync(file, pem);
-  const r = run('openssl', ['crl', '-in', file, '-noout', '-text', '-CAfile', caFile(), '-verify']);
-  expect(r.out).toContain('verify OK');
+  const r = await run('openssl', ['crl', '-in', file, '-noout', '-text', '-CAfile', caFile(), '-verify']);
+  expect(r.output).toContain('verify OK');
   return {
-    number: Number(/X509v3 CRL Number:\s+(\d+)/.exec(r.out)?.[1]),
-    serials: new Set([...r.out.matchAll(/Serial Number: ([0-9A-F]+)/g)].map((m) => m[1]!.toLowerCase())),
-    text: r.out,
+    number: Number(/X509v3 CRL Number:\s+(\d+)/.exec(r.output)?.[1]),
+    serials: new Set([...r.output.matchAll(/Serial Number: ([0-9A-F]+)/g)].map((m) => m[1]!.toLowerCase())),
+    text: r.output,
   };
 }
 
@@ -86,7 +81,7 @@ async function readByAFreshReplica(name: string, serials: string[]): Promise<voi
   const fresh = ledger(name);
   await fresh.start();
   expect(fresh.size).toBe(serials.length);
-  const crl = readCrl(fresh.crlPem);
+  const crl = (await readCrl(fresh.crlPem));
   for (const s of serials) expect(crl.serials.has(s)).toBe(true);
 }
 
@@ -123,7 +118,7 @@ describe('at 100,000 entries', () => {
     await b.start();
     expect(writes(before, 'big')).toEqual([]);
     expect(b.size).toBe(100_000);
-    const crl = readCrl(b.crlPem);
+    const crl = (await readCrl(b.crlPem));
     expect(crl.serials.size).toBe(100_000);
     for (const s of serials.slice(0, 1000)) expect(crl.serials.has(s)).toBe(true);
 
@@ -132,8 +127,8 @@ describe('at 100,000 entries', () => {
     await follow(b);
     const late = randomSerial();
     await a.revoke('team-0/late', [{ serialNumber: late, reason: 'superseded', notAfter: inAWeek() }]);
-    expect(readCrl(a.crlPem).serials.has(late)).toBe(true);
-    await eventually('the new serial on the other replica’s CRL', async () => (readCrl(b.crlPem).serials.has(late) ? true : undefined), 60_000);
+    expect((await readCrl(a.crlPem)).serials.has(late)).toBe(true);
+    await eventually('the new serial on the other replica’s CRL', async () => ((await readCrl(b.crlPem)).serials.has(late) ? true : undefined), 60_000);
     expect(await b.isListed(late)).toBe(true);
   });
 });
@@ -142,7 +137,7 @@ describe('batching', () => {
   it('revocations made together are one write per shard they touch and one CRL; each caller resolves once durable and listed', async () => {
     const l = ledger('batch');
     await l.start();
-    const before = readCrl(l.crlPem).number;
+    const before = (await readCrl(l.crlPem)).number;
     const since = requests.length;
     const serials = Array.from({ length: 300 }, () => randomSerial());
     const listedWhenResolved = await Promise.all(serials.map(async (serialNumber, i) => {
@@ -152,11 +147,11 @@ describe('batching', () => {
     expect(writes(since, 'batch')).toHaveLength(new Set(serials.map((s) => shardOf(s, 64))).size);
     // Every caller saw the same CRL when its promise resolved: one signature, listing all 300.
     expect(new Set(listedWhenResolved).size).toBe(1);
-    expect(readCrl(l.crlPem).number).toBeGreaterThan(before);
+    expect((await readCrl(l.crlPem)).number).toBeGreaterThan(before);
     const fresh = ledger('batch');
     await fresh.start();
     for (const s of serials) expect(await fresh.isListed(s)).toBe(true);
-    expect(readCrl(l.crlPem).serials.size).toBe(300);
+    expect((await readCrl(l.crlPem)).serials.size).toBe(300);
   });
 
   it('a change that changes nothing writes nothing and waits for nothing', async () => {
@@ -176,13 +171,13 @@ describe('batching', () => {
     await l.start();
     const [held, other] = [randomSerial(), randomSerial()];
     await l.setHolds('holds/a', [{ serialNumber: held, notAfter: inAWeek() }, { serialNumber: other, notAfter: inAWeek() }]);
-    expect(readCrl(l.crlPem).text).toContain('Certificate Hold');
+    expect((await readCrl(l.crlPem)).text).toContain('Certificate Hold');
     await l.setHolds('holds/a', [{ serialNumber: other, notAfter: inAWeek() }]);
     expect(await l.isListed(held)).toBe(false);
-    expect(readCrl(l.crlPem).serials).toEqual(new Set([other]));
+    expect((await readCrl(l.crlPem)).serials).toEqual(new Set([other]));
     await l.revoke('holds/a', [{ serialNumber: other, reason: 'cessationOfOperation', notAfter: inAWeek() }]);
     await l.setHolds('holds/a', []);
-    const crl = readCrl(l.crlPem);
+    const crl = (await readCrl(l.crlPem));
     expect(crl.serials).toEqual(new Set([other]));
     expect(crl.text).toContain('Cessation Of Operation');
     expect(crl.text).not.toContain('Certificate Hold');
@@ -228,12 +223,15 @@ describe('the journal', () => {
     expect(whileRevoking, JSON.stringify(whileRevoking)).toHaveLength(20);
     expect(journalWrites(since, 'jrnl')).toHaveLength(20);
     // Each durable and on this replica's CRL when its promise resolved.
-    serials.forEach((s, i) => expect(readCrl(crls[i]!).serials.has(s)).toBe(true));
+    for (const [i, s] of serials.entries()) expect((await readCrl(crls[i]!)).serials.has(s)).toBe(true);
     const fresh = ledger('jrnl');
     await fresh.start();
     expect(fresh.size).toBe(20);
     for (const s of serials) expect(await fresh.isRevoked(s)).toBe(true);
-    await eventually('the other replica’s CRL lists them', async () => (serials.every((s) => readCrl(follower.crlPem).serials.has(s)) ? true : undefined));
+    await eventually('the other replica’s CRL lists them', async () => {
+      const listed = (await readCrl(follower.crlPem)).serials;
+      return serials.every((s) => listed.has(s)) ? true : undefined;
+    });
 
     // Quiet for two seconds: folded, one write per shard touched and one for the journal.
     await eventually('the journal folded', async () => (l.journalSize === 0 ? true : undefined));
@@ -244,8 +242,8 @@ describe('the journal', () => {
     await afterFold.start();
     expect(afterFold.size).toBe(20);
     expect(afterFold.journalSize).toBe(0);
-    expect(readCrl(afterFold.crlPem).serials).toEqual(new Set(serials));
-    await eventually('the other replica still lists them all', async () => (follower.journalSize === 0 && readCrl(follower.crlPem).serials.size === 20 ? true : undefined));
+    expect((await readCrl(afterFold.crlPem)).serials).toEqual(new Set(serials));
+    await eventually('the other replica still lists them all', async () => (follower.journalSize === 0 && (await readCrl(follower.crlPem)).serials.size === 20 ? true : undefined));
   });
 
   it('is folded once it holds foldAt entries, whatever the pace', async () => {
@@ -274,7 +272,7 @@ describe('the journal', () => {
     await eventually('the journal folded', async () => (l.journalSize === 0 ? true : undefined));
     const fresh = ledger('jhold');
     await fresh.start();
-    const crl = readCrl(fresh.crlPem);
+    const crl = (await readCrl(fresh.crlPem));
     expect(crl.serials).toEqual(new Set([serial]));
     expect(crl.text).toContain('Cessation Of Operation');
     expect(crl.text).not.toContain('Certificate Hold');
@@ -376,7 +374,7 @@ describe('the single-ConfigMap format', () => {
     expect(await l.isListed(revoked)).toBe(true);
     expect(await l.isListed(held)).toBe(true);
     expect(await l.isListed(gone)).toBe(false);
-    const crl = readCrl(l.crlPem);
+    const crl = (await readCrl(l.crlPem));
     // CRL numbers keep rising past the old format's.
     expect(crl.number).toBeGreaterThan(41);
     expect(crl.serials).toEqual(new Set([revoked, held]));
@@ -399,7 +397,7 @@ describe('the single-ConfigMap format', () => {
     });
     await eventually('the straggler moved into a shard', async () => ((await l.isListed(straggler)) && !('revocations.json' in ((await headOf('upgrade')).data as object)) ? true : undefined));
     expect(await l.isListed(first)).toBe(true);
-    expect(readCrl(l.crlPem).serials).toEqual(new Set([first, straggler]));
+    expect((await readCrl(l.crlPem)).serials).toEqual(new Set([first, straggler]));
   });
 });
 
@@ -412,12 +410,12 @@ describe('the CRL’s lifetime', () => {
     const ownClient = new KubeClient(kubeConfig(), (method) => own.push({ method }));
     const l = ledger('timer', { now: () => Date.now() + clock.offset, clockCheckMs: 500, client: ownClient });
     await l.start();
-    const first = readCrl(l.crlPem);
+    const first = (await readCrl(l.crlPem));
     const since = own.length;
     // Six days and a minute later by the wall clock, nothing having changed.
     clock.offset = 6 * 86_400_000 + 60_000;
     const again = await eventually('the re-signed CRL', async () => {
-      const crl = readCrl(l.crlPem);
+      const crl = (await readCrl(l.crlPem));
       return crl.number > first.number ? crl : undefined;
     });
     expect(again.serials).toEqual(first.serials);
@@ -441,8 +439,8 @@ describe('the CRL’s lifetime', () => {
     writeFileSync(file, b.crlPem);
     const otherCa = path.join(dir, 'other-ca.crt');
     writeFileSync(otherCa, other.certPem);
-    expect(run('openssl', ['crl', '-in', file, '-noout', '-CAfile', otherCa, '-verify']).out).toContain('verify OK');
-    expect(run('openssl', ['crl', '-in', file, '-noout', '-text']).out).toContain(serial.toUpperCase());
+    expect((await run('openssl', ['crl', '-in', file, '-noout', '-CAfile', otherCa, '-verify'])).output).toContain('verify OK');
+    expect((await run('openssl', ['crl', '-in', file, '-noout', '-text'])).output).toContain(serial.toUpperCase());
   });
 });
 

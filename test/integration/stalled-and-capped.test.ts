@@ -13,22 +13,13 @@ import { authorize } from '../../src/verify/answers.ts';
 import { Directory } from '../../src/verify/directory.ts';
 import { verifyToken } from '../../src/verify/verdict.ts';
 import { eventually, useNamespace } from '../kube.ts';
-import { api, decodeSecret, useAccounts, useOperator } from '../operator.ts';
+import { api, decodeSecret, useAccounts, useOperator, statusOf } from '../operator.ts';
 import { platformWide } from '../../src/verify/scope.ts';
 
 const ns = useNamespace('edges');
 const running = useOperator(ns);
 useAccounts(['acme', ...Array.from({ length: 17 }, (_, i) => `acct-${String(i).padStart(2, '0')}`)]);
 const k = () => api(running.client, ns.name);
-
-type Status = {
-  phase?: string;
-  tokens?: { id: string; sha256: string; state: string; reason?: string }[];
-  certificate?: { serialNumber: string };
-  conditions?: { type: string; status: string; reason: string; message: string }[];
-  permissions?: { account: string; permission: string }[];
-};
-const statusOf = (o: KubeObject) => (o.status ?? {}) as Status;
 const condition = (o: KubeObject, type: string) => statusOf(o).conditions?.find((c) => c.type === type);
 const base = { email: 'ops@example.com', accounts: ['acme'] };
 /** An end date two days ahead, as a date (it ends at 23:59:59 UTC that day). */

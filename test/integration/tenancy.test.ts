@@ -22,9 +22,9 @@ import { startOperator, type Operator } from '../../src/operator.ts';
 import { repoRoot } from '../cluster/controlplane.ts';
 import { applyManifests, manifestsIn } from '../crds.ts';
 import { testLogger } from '../logs.ts';
-import { eventually, kubeConfig, useNamespace } from '../kube.ts';
+import { eventually, kubeConfig, useNamespace, run } from '../kube.ts';
 import { freePort } from '../net.ts';
-import { api, decodeSecret, testAccount } from '../operator.ts';
+import { api, decodeSecret, testAccount, statusOf } from '../operator.ts';
 
 const a = useNamespace('tenancy-a');
 const b = useNamespace('tenancy-b');
@@ -40,8 +40,6 @@ const cleanup: string[] = [];
 let operator: Operator;
 let port: number;
 
-type Status = { phase?: string; accounts?: string[]; permissions?: { account: string; permission: string }[]; conditions?: { type: string; status: string; reason: string; message: string }[] };
-const statusOf = (o: KubeObject) => (o.status ?? {}) as Status;
 const condition = (o: KubeObject, type: string) => statusOf(o).conditions?.find((c) => c.type === type);
 const inA = () => api(admin, a.name);
 const inB = () => api(admin, b.name);
@@ -494,8 +492,6 @@ describe('a tenant\'s requests are bounded (issue 22 item 4)', () => {
   const mallory = person('mallory');
   const name = 'churner';
   const dir = mkdtempSync(path.join(tmpdir(), 'tenancy-crl-'));
-  const run = (cmd: string, args: string[]) =>
-    new Promise<{ ok: boolean; out: string }>((resolve) => execFile(cmd, args, { encoding: 'utf8', timeout: 30_000, maxBuffer: 64 << 20 }, (error, out, err) => resolve({ ok: !error, out: out + err })));
   /** The serials the CRL lists, as a consumer gets it: curl from /v1/crl, read and verified by openssl. */
   async function crlSerials(): Promise<Set<string>> {
     const ca = path.join(dir, 'ca.crt');
@@ -503,8 +499,8 @@ describe('a tenant\'s requests are bounded (issue 22 item 4)', () => {
     const crl = path.join(dir, 'crl.pem');
     expect((await run('curl', ['-sS', '-m', '10', '--cacert', ca, '-o', crl, `https://127.0.0.1:${port}/v1/crl`])).ok).toBe(true);
     const text = await run('openssl', ['crl', '-in', crl, '-noout', '-text', '-CAfile', ca, '-verify']);
-    expect(text.out).toContain('verify OK');
-    return new Set([...text.out.matchAll(/Serial Number: ([0-9A-F]+)/g)].map((m) => m[1]!));
+    expect(text.output).toContain('verify OK');
+    return new Set([...text.output.matchAll(/Serial Number: ([0-9A-F]+)/g)].map((m) => m[1]!));
   }
 
   beforeAll(async () => {

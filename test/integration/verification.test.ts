@@ -7,7 +7,6 @@
 // about the accounts it verifies in; malformed requests get 4xx. The attacks of issue 11
 // (a verifier reading another tenant, a spoofed X-Forwarded-For, anonymous TokenReview) are
 // tests here.
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest, createServer, type Server } from 'node:https';
 import { connect } from 'node:tls';
@@ -27,7 +26,7 @@ import { createLogger } from '../../src/observability/logger.ts';
 import { startOperator, type Operator } from '../../src/operator.ts';
 import { startControlPlane, type ControlPlane } from '../cluster/controlplane.ts';
 import { applyManifests, installCrds, manifestsIn } from '../crds.ts';
-import { eventually } from '../kube.ts';
+import { eventually, run } from '../kube.ts';
 import { api, decodeSecret, testAccount } from '../operator.ts';
 import { freePort } from '../net.ts';
 import { callerCa, writeCertificate } from '../callers.ts';
@@ -54,23 +53,11 @@ const ns = 'apps';
 const k = () => api(client, ns);
 
 
-/**
- * Runs a command without blocking the event loop: the operator, and its verification service
- * that the kube-apiserver calls back, run in this very process.
- */
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ ok: boolean; status: number; out: string; err: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { encoding: 'utf8', env, timeout: 30_000 }, (error, stdout, stderr) => {
-      const status = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-      resolve({ ok: !error, status, out: stdout, err: stderr });
-    });
-  });
-}
-
+/** kubectl as the holder of `auth`, run without blocking the event loop (the operator and its verification service run in this very process). */
 function kubectl(args: string[], auth: string[]) {
   const empty = path.join(dir, 'empty-kubeconfig');
   writeFileSync(empty, 'apiVersion: v1\nkind: Config\n');
-  return run('kubectl', ['--server', controlPlane.server, '--certificate-authority', apiserverCa, ...auth, ...args], { ...process.env, KUBECONFIG: empty });
+  return run('kubectl', ['--server', controlPlane.server, '--certificate-authority', apiserverCa, ...auth, ...args], { env: { ...process.env, KUBECONFIG: empty } });
 }
 const whoami = async (auth: string[]) => {
   const r = await kubectl(['auth', 'whoami', '-o', 'json'], auth);
@@ -286,7 +273,7 @@ describe('an mTLS server that trusts /v1/ca.crt and checks /v1/crl', () => {
     const url = `https://127.0.0.1:${(server.address() as { port: number }).port}/`;
     const curl = async () => {
       const r = await run('curl', ['-sS', '-m', '10', '--cacert', path.join(dir, 'ca.crt'), '--cert', cert, '--key', key, url]);
-      return { status: r.status, stdout: r.out, stderr: r.err };
+      return { status: r.code, stdout: r.out, stderr: r.err };
     };
     try {
       expect((await curl()).stdout).toBe('hello, service user\n');

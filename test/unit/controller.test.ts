@@ -9,24 +9,25 @@ import { createServer, type Server } from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Informer } from '../../src/controller/informer.ts';
 import { KubeClient } from '../../src/controller/kube.ts';
 import { LeaderElector } from '../../src/controller/leader.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { WorkQueue } from '../../src/controller/queue.ts';
 import { requestInfo } from '../../src/controller/request-info.ts';
+import { eventually } from '../kube.ts';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until(what: string, check: () => boolean, ms = 5000) {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
+/** A gate work can wait at until the test opens it (then it stays open). */
+function gate(): { wait: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const wait = new Promise<void>((r) => (open = r));
+  return { wait, open };
 }
 
 describe('WorkQueue', () => {
+  afterEach(() => vi.useRealTimers());
+
   it('runs a key once however often it is added while waiting', async () => {
     const runs: string[] = [];
     let release!: () => void;
@@ -38,8 +39,7 @@ describe('WorkQueue', () => {
     q.add('block');
     for (let i = 0; i < 5; i++) q.add('a');
     release();
-    await until('both keys', () => runs.length === 2);
-    await sleep(20);
+    await eventually('both keys run and the queue idle', () => runs.length === 2 && q.size.pending === 0 && q.size.processing === 0);
     expect(runs).toEqual(['block', 'a']);
   });
 
@@ -47,43 +47,51 @@ describe('WorkQueue', () => {
     let running = 0;
     let maxRunning = 0;
     let runs = 0;
+    const work = gate();
     const q = new WorkQueue(async () => {
       running++;
       maxRunning = Math.max(maxRunning, running);
       runs++;
-      await sleep(20);
+      await work.wait;
       running--;
     }, { concurrency: 4 });
     q.add('k');
-    await sleep(5);
+    await eventually('the first run under way', () => running === 1);
     q.add('k');
     q.add('k');
-    await until('two runs', () => runs === 2 && running === 0);
+    work.open();
+    await eventually('two runs', () => runs === 2 && running === 0 && q.size.pending === 0 && q.size.processing === 0);
     expect(maxRunning).toBe(1);
   });
 
   it('bounds concurrency across keys', async () => {
     let running = 0;
     let maxRunning = 0;
+    const work = gate();
     const q = new WorkQueue(async () => {
       running++;
       maxRunning = Math.max(maxRunning, running);
-      await sleep(10);
+      await work.wait;
       running--;
     }, { concurrency: 3 });
     for (let i = 0; i < 20; i++) q.add(`k${i}`);
-    await until('all done', () => q.size.pending === 0 && q.size.processing === 0);
+    await eventually('as many runs as allowed', () => running === 3);
+    work.open();
+    await eventually('all done', () => q.size.pending === 0 && q.size.processing === 0);
     expect(maxRunning).toBe(3);
   });
 
   it('retries a failing key with growing, jittered delays, and resets after success', async () => {
+    vi.useFakeTimers();
     const times: number[] = [];
     const q = new WorkQueue(async () => {
       times.push(Date.now());
       if (times.length < 4) throw new Error('boom');
     }, { baseRetryMs: 40, maxRetryMs: 1000, random: () => 1 });
     q.add('k');
-    await until('four attempts', () => times.length === 4, 3000);
+    await vi.advanceTimersByTimeAsync(1000);
+    vi.useRealTimers();
+    expect(times).toHaveLength(4);
     const gaps = times.slice(1).map((t, i) => t - times[i]!);
     expect(gaps[0]).toBeGreaterThanOrEqual(35);
     expect(gaps[1]).toBeGreaterThanOrEqual(75);
@@ -94,6 +102,7 @@ describe('WorkQueue', () => {
   });
 
   it('requeues after the delay a reconcile asks for, keeping the earliest timer', async () => {
+    vi.useFakeTimers();
     const times: number[] = [];
     const q = new WorkQueue(async () => {
       times.push(Date.now());
@@ -101,21 +110,28 @@ describe('WorkQueue', () => {
     });
     q.addAfter('k', 10_000);
     q.add('k');
-    await until('requeued run', () => times.length === 2);
+    await vi.advanceTimersByTimeAsync(100);
+    vi.useRealTimers();
+    expect(times).toHaveLength(2);
     expect(times[1]! - times[0]!).toBeGreaterThanOrEqual(45);
     await q.shutdown();
   });
 
   it('shuts down: waits for running work, drops timers, takes nothing new', async () => {
+    let started = false;
     let finished = false;
+    const work = gate();
     const q = new WorkQueue(async () => {
-      await sleep(30);
+      started = true;
+      await work.wait;
       finished = true;
     });
     q.add('k');
     q.addAfter('later', 60_000);
-    await sleep(5);
-    await q.shutdown();
+    await eventually('the run under way', () => started);
+    const stopped = q.shutdown();
+    work.open();
+    await stopped;
     expect(finished).toBe(true);
     expect(q.size).toEqual({ pending: 0, processing: 0, timers: 0 });
     q.add('again');
@@ -176,7 +192,7 @@ describe('Informer', () => {
     informer.onChange((type, obj) => seen.push(`${type} ${obj.metadata.name}`));
     informer.start();
     await informer.synced;
-    await until('watch events', () => seen.length === 3);
+    await eventually('watch events', () => seen.length === 3);
     expect(errors).toHaveLength(1);
     expect(String(errors[0])).toContain('etcd unavailable');
     expect(seen).toEqual(['ADDED a', 'ADDED b', 'DELETED a']);
@@ -194,7 +210,7 @@ describe('Informer', () => {
     const errors: string[] = [];
     const informer = new Informer(client, { resource, watchTimeoutSeconds: 1, silenceGraceMs: 100, baseBackoffMs: 10, onError: (e) => errors.push(String(e)) });
     informer.start();
-    await until('a relist', () => informer.lists >= 2, 5000);
+    await eventually('a relist', () => informer.lists >= 2, 5000);
     expect(errors[0]).toContain('silent');
     await informer.stop();
   });
@@ -211,16 +227,17 @@ describe('Informer', () => {
     };
     const informer = new Informer(client, { resource, baseBackoffMs: 10 });
     informer.start();
-    await until('the relist after 410', () => requests.length >= 5);
+    await eventually('the relist after 410', () => requests.length >= 5);
     await informer.stop();
     expect(requests.slice(0, 5)).toEqual(['list', 'watch 10', 'watch 12', 'list', 'watch 10']);
   });
 
   it('keeps serving the last good cache while a relist fails', async () => {
     let fail = false;
+    let failedLists = 0;
     behave = (url, res) => {
       if (!url.searchParams.get('watch')) {
-        if (fail) return void res.writeHead(503).end('{}');
+        if (fail) return void (failedLists++, res.writeHead(503).end('{}'));
         return void res.writeHead(200).end(JSON.stringify({ items: [item('kept', '1')], metadata: { resourceVersion: '1' } }));
       }
       res.writeHead(200);
@@ -230,7 +247,7 @@ describe('Informer', () => {
     const informer = new Informer(client, { resource, baseBackoffMs: 10, maxBackoffMs: 20 });
     informer.start();
     await informer.synced;
-    await sleep(200);
+    await eventually('relists that fail', () => failedLists >= 2);
     expect(informer.get('ns/kept')?.metadata.name).toBe('kept');
     await informer.stop();
   });
@@ -251,7 +268,7 @@ describe('Informer', () => {
     await informer.synced;
     expect(names('build')).toEqual(['a', 'b']);
     expect(informer.get('ns/a')?.metadata.managedFields).toBeUndefined();
-    await until('watch events', () => events === 4);
+    await eventually('watch events', () => events === 4);
     expect(names('build')).toEqual([]);
     expect(names('deploy')).toEqual(['a']);
     expect(informer.list('ns').map((o) => o.metadata.name)).toEqual(['a']);
@@ -288,6 +305,8 @@ describe('LeaderElector', () => {
   const servers: Server[] = [];
   const clients: KubeClient[] = [];
   const puts: { holder: string; at: number }[] = [];
+  /** Lease reads per endpoint: a replica's attempts to take or renew it. */
+  const reads: Record<string, number> = {};
   let stallA = false;
   let heldAborted = 0;
 
@@ -304,6 +323,7 @@ describe('LeaderElector', () => {
           return; // never answered
         }
         const send = (status: number, object: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(object));
+        if (req.method === 'GET') reads[name] = (reads[name] ?? 0) + 1;
         if (req.method === 'GET') return lease.body ? send(200, lease.body) : send(404, { kind: 'Status', code: 404, reason: 'NotFound', message: 'not found' });
         const object = JSON.parse(body) as { metadata: Record<string, unknown>; spec: Record<string, unknown> };
         if (req.method === 'POST' && lease.body) return send(409, { kind: 'Status', code: 409, reason: 'AlreadyExists', message: 'exists' });
@@ -345,17 +365,17 @@ describe('LeaderElector', () => {
       });
     const a = elector('a', await endpoint('a', () => stallA));
     a.start();
-    await until('a to lead', () => a.leading);
+    await eventually('a to lead', () => a.leading);
     const b = elector('b', await endpoint('b', () => false));
     b.start();
-    await sleep(500);
+    await eventually('b to try for the Lease three times', () => (reads.b ?? 0) >= 3);
     expect(b.leading).toBe(false);
 
     stallA = true;
     const stalledAt = Date.now();
     const lastRenewal = puts.filter((p) => p.holder === 'a').at(-1)!.at;
-    await until('a to give up', () => events.some((e) => e.who === 'a' && e.what === 'stopped'), 5000);
-    await until('b to lead', () => b.leading, 5000);
+    await eventually('a to give up', () => events.some((e) => e.who === 'a' && e.what === 'stopped'), 5000);
+    await eventually('b to lead', () => b.leading, 5000);
     const stopped = events.find((e) => e.who === 'a' && e.what === 'stopped')!.at;
     const taken = puts.find((p) => p.holder === 'b')!.at;
     // a stopped within the renew deadline of its last renewal (give or take a timer tick),

@@ -1,12 +1,11 @@
 // Certificates revoked at their end date by their own timer, whatever the reconcile backlog:
 // all of those due together reach the ledger in the same turn (one batch there), never
 // before the end date, and not when the cache says the end date has moved.
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { EndDateRevocations } from '../../src/serviceuser/end-date-revocations.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 
 const cert = (serialNumber: string) => ({ serialNumber, notAfter: '2030-01-01T00:00:00.000Z' });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function harness(due: (owner: string) => boolean = () => true) {
   const calls: { owner: string; serial: string; at: number; turn: number }[] = [];
@@ -24,13 +23,17 @@ function harness(due: (owner: string) => boolean = () => true) {
 }
 
 describe('EndDateRevocations', () => {
+  // The clock is the test's: timers fire when it advances, whatever the machine's load.
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
   it('revokes every certificate due at the same instant in one turn, none before its end date', async () => {
     const { calls, revocations, done } = harness();
     const end = Date.now() + 150;
     for (let i = 0; i < 500; i++) revocations.track(`ns/su-${i}`, end, cert((i + 1).toString(16)));
     revocations.track('ns/later', end + 10_000, cert('ff'));
     expect(revocations.size).toBe(501);
-    await sleep(400);
+    await vi.advanceTimersByTimeAsync(400);
     expect(calls).toHaveLength(500);
     expect(calls.every((c) => c.at >= end)).toBe(true);
     // Timers armed a millisecond apart may fire a millisecond apart: a turn or two, not 500.
@@ -52,7 +55,7 @@ describe('EndDateRevocations', () => {
     revocations.track('ns/no-end', undefined, cert('05'));
     revocations.track('ns/deleted', end, cert('06'));
     revocations.forget('ns/deleted');
-    await sleep(300);
+    await vi.advanceTimersByTimeAsync(300);
     expect(calls.map((c) => `${c.owner} ${c.serial}`)).toEqual(['ns/renewed 02']);
     done();
   });
@@ -62,7 +65,7 @@ describe('EndDateRevocations', () => {
     const end = Date.now() + 50;
     revocations.track('ns/extended', end, cert('0a'));
     revocations.track('ns/due', end, cert('0b'));
-    await sleep(250);
+    await vi.advanceTimersByTimeAsync(250);
     expect(calls.map((c) => c.owner)).toEqual(['ns/due']);
     done();
   });
@@ -73,7 +76,7 @@ describe('EndDateRevocations', () => {
     log.warn = ((_: object, msg: string) => void warnings.push(msg)) as typeof log.warn;
     const revocations = new EndDateRevocations({ revoke: () => Promise.reject(new Error('API down')), stillDue: () => true, log });
     revocations.track('ns/a', Date.now() + 20, cert('0c'));
-    await sleep(150);
+    await vi.advanceTimersByTimeAsync(150);
     expect(warnings).toEqual(['could not revoke the certificate at the end date; its reconcile will']);
     revocations.track('ns/b', Date.now() + 20, cert('0d'));
     revocations.stop();

@@ -2,12 +2,13 @@
 // -retry-period): Go durations judged together, with client-go's orderings; a bad value stops
 // the start with an error naming the flag.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseLeaderTimings } from '../../src/controller/leader.ts';
+import { unreachableKubeconfig } from '../kube.ts';
 
 describe('parseLeaderTimings', () => {
   it('reads Go durations', () => {
@@ -31,14 +32,7 @@ describe('parseLeaderTimings', () => {
 
 const dir = mkdtempSync(path.join(tmpdir(), 'leader-timings-'));
 // A kubeconfig that loads (nothing is contacted before the flags are judged).
-const kubeconfig = path.join(dir, 'kubeconfig');
-writeFileSync(kubeconfig, `apiVersion: v1
-kind: Config
-clusters: [ { name: c, cluster: { server: 'https://127.0.0.1:9' } } ]
-users: [ { name: u, user: { token: x } } ]
-contexts: [ { name: c, context: { cluster: c, user: u } } ]
-current-context: c
-`);
+const kubeconfig = unreachableKubeconfig(dir);
 
 // Starts a Node process: slow on a loaded machine, not a timing claim.
 describe('the operator process', { timeout: 60_000 }, () => {

@@ -4,7 +4,7 @@ import { canonical, keyRingData, macOf, macValid, newLedgerKey, parseKeyRing, ty
 import { issueToken } from '../../src/credentials/token.ts';
 import { Directory } from '../../src/verify/directory.ts';
 import { certificateCaller, verifyPresented } from '../../src/verify/answers.ts';
-import { sealOf, signToken } from '../../src/serviceuser/ledger-macs.ts';
+import { sealOf, signToken } from '../../src/authority/ledger-macs.ts';
 import { tokenWithId } from '../forge.ts';
 
 const k1 = newLedgerKey('k1');

@@ -1,7 +1,7 @@
 // The revocation ledger's parts that need no API server: which shard a serial lands in, the
 // compact form of a shard (and what a hand-edited one is refused with), and the CRL at
 // 100,000 entries — DER built here, read by openssl and by @peculiar/x509 (PKI.js's kin).
-import { spawnSync } from 'node:child_process';
+
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,6 +12,7 @@ import { createCa, loadCa, type Ca } from '../../src/credentials/ca.ts';
 import { issueClientCertificate } from '../../src/credentials/certificate.ts';
 import { buildCrl, buildCrlDer, reasonCodes, type RevocationReason } from '../../src/credentials/crl.ts';
 import { generateKeys, privateKeyPem, randomSerial, signingParams, x509, type KeyAlgorithm } from '../../src/credentials/x509.ts';
+import { run } from '../kube.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'ledger-'));
 const file = (name: string, content: string | Buffer) => {
@@ -19,11 +20,6 @@ const file = (name: string, content: string | Buffer) => {
   writeFileSync(p, content);
   return p;
 };
-const run = (cmd: string, args: string[]) => {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 256 << 20 });
-  return { ok: r.status === 0, out: `${r.stdout}${r.stderr}` };
-};
-
 const reasons: RevocationReason[] = ['superseded', 'cessationOfOperation', 'certificateHold', 'keyCompromise', 'unspecified'];
 function entries(n: number, now = Date.now()): LedgerEntry[] {
   return Array.from({ length: n }, (_, i) => {
@@ -118,14 +114,14 @@ describe('the CRL', () => {
     const all = entries(100_000);
     const crl = await buildCrl(ca, all, { number: 123_456, now: new Date(), validity: 7 * 86_400_000 });
     const caFile = file('big-ca.crt', ca.certPem);
-    const text = run('openssl', ['crl', '-in', file('big.crl', crl), '-noout', '-text', '-CAfile', caFile, '-verify']);
-    expect(text.out).toContain('verify OK');
-    expect(text.out.match(/Serial Number: /g)).toHaveLength(100_000);
-    expect(text.out).toMatch(/X509v3 CRL Number:\s+123456/);
+    const text = await run('openssl', ['crl', '-in', file('big.crl', crl), '-noout', '-text', '-CAfile', caFile, '-verify']);
+    expect(text.output).toContain('verify OK');
+    expect(text.output.match(/Serial Number: /g)).toHaveLength(100_000);
+    expect(text.output).toMatch(/X509v3 CRL Number:\s+123456/);
     const sample = all[31_337]!;
-    expect(text.out).toContain(`Serial Number: ${sample.serialNumber.toUpperCase()}`);
+    expect(text.output).toContain(`Serial Number: ${sample.serialNumber.toUpperCase()}`);
     const der = await buildCrlDer(ca, all, { number: 2, now: new Date(), validity: 3_600_000 });
-    expect(run('openssl', ['crl', '-inform', 'DER', '-in', file('big.der', der), '-noout', '-CAfile', caFile, '-verify'])).toMatchObject({ ok: true });
+    expect(await run('openssl', ['crl', '-inform', 'DER', '-in', file('big.der', der), '-noout', '-CAfile', caFile, '-verify'])).toMatchObject({ ok: true });
   });
 
   it('lists 10,000 entries that @peculiar/x509 reads and verifies', { timeout: 120_000 }, async () => {
@@ -146,12 +142,12 @@ describe('the CRL', () => {
     const leaf = await issueClientCertificate(ca, { identity: 'serviceuser:ci:x', friendlyName: 'x', namespace: 'ci', algorithm: 'ECDSA', notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86_400_000) });
     const at = (serialNumber: string, revokedAt: string): LedgerEntry => ({ serialNumber, revokedAt, reason: 'superseded', notAfter: '2100-01-01T00:00:00Z', owner: 'a/b', identity: 'serviceuser:a:b' });
     const crl = file('edges.crl', await buildCrl(ca, [at('ff', '2026-01-02T03:04:05Z'), at('0001', '2051-06-07T08:09:10Z'), at(leaf.serialNumber, '2049-12-31T23:59:59Z')], { number: 255, now: new Date(), validity: 3_600_000 }));
-    const text = run('openssl', ['crl', '-in', crl, '-noout', '-text']).out;
+    const text = (await run('openssl', ['crl', '-in', crl, '-noout', '-text'])).output;
     expect(text).toMatch(/Serial Number: FF\s+Revocation Date: Jan {2}2 03:04:05 2026 GMT/);
     expect(text).toMatch(/Serial Number: 01\s+Revocation Date: Jun {2}7 08:09:10 2051 GMT/);
     expect(text).toMatch(/X509v3 CRL Number:\s+255/);
     // The issued certificate is refused by openssl verify -crl_check with this CRL.
-    expect(run('openssl', ['verify', '-crl_check', '-CAfile', file('edges-ca.crt', ca.certPem), '-CRLfile', crl, file('edges-leaf.crt', leaf.certPem)]).out).toContain('certificate revoked');
+    expect((await run('openssl', ['verify', '-crl_check', '-CAfile', file('edges-ca.crt', ca.certPem), '-CRLfile', crl, file('edges-leaf.crt', leaf.certPem)])).output).toContain('certificate revoked');
   });
 
   it('refuses an entry whose serial is not hexadecimal, naming whose it is', async () => {
@@ -163,7 +159,7 @@ describe('the CRL', () => {
     it(`is signed so that openssl verifies it with a ${algorithm}${size ? ` ${size}` : ''} CA`, async () => {
       const other = await caOf(algorithm, size);
       const crl = file(`${algorithm}${size ?? ''}.crl`, await buildCrl(other, entries(3), { number: 1, now: new Date(), validity: 3_600_000 }));
-      const out = run('openssl', ['crl', '-in', crl, '-noout', '-text', '-CAfile', file(`${algorithm}${size ?? ''}.crt`, other.certPem), '-verify']).out;
+      const out = (await run('openssl', ['crl', '-in', crl, '-noout', '-text', '-CAfile', file(`${algorithm}${size ?? ''}.crt`, other.certPem), '-verify'])).output;
       expect(out).toContain('verify OK');
       expect(out.match(/Serial Number: /g)).toHaveLength(3);
     });

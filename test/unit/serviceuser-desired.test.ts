@@ -5,7 +5,7 @@ import { serviceUser, serviceUserStatus, type ServiceUser } from '../../src/api/
 import { issueToken, parseToken, tokenSha256 } from '../../src/credentials/token.ts';
 import { desired, maxPermissionsBytes, recordablePermissions, type Desired, type ObservedSecret, type PlacedCertificate } from '../../src/serviceuser/desired.ts';
 import { verifyToken } from '../../src/verify/verdict.ts';
-import { expiresAt, isExpired } from '../../src/serviceuser/expiry.ts';
+import { expiresAt, isExpired } from '../../src/api/expiry.ts';
 import { newLedgerKey, type KeyRing } from '../../src/credentials/mac.ts';
 import { tokenWithId } from '../forge.ts';
 import { decideCertificate, renewalPace } from '../../src/serviceuser/certificate.ts';

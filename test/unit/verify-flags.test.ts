@@ -15,17 +15,11 @@ import { ServingCertificate } from '../../src/verify/serving-certificate.ts';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { createLogger } from '../../src/observability/logger.ts';
+import { unreachableKubeconfig } from '../kube.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'verify-flags-'));
 // A kubeconfig that loads (nothing is contacted before the flags are judged).
-const kubeconfig = path.join(dir, 'kubeconfig');
-writeFileSync(kubeconfig, `apiVersion: v1
-kind: Config
-clusters: [ { name: c, cluster: { server: 'https://127.0.0.1:9' } } ]
-users: [ { name: u, user: { token: x } } ]
-contexts: [ { name: c, context: { cluster: c, user: u } } ]
-current-context: c
-`);
+const kubeconfig = unreachableKubeconfig(dir);
 const main = (args: string[]) => {
   const r = spawnSync(process.execPath, [fileURLToPath(new URL('../../src/main.ts', import.meta.url)), '--kubeconfig', kubeconfig, '--metrics-bind-address', '0', '--health-probe-bind-address', '0', ...args], { encoding: 'utf8', timeout: 30_000 });
   return { status: r.status, out: `${r.stdout}${r.stderr}` };

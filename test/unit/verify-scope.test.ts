@@ -8,7 +8,7 @@ import { authorize, introspect, tokenReview } from '../../src/verify/answers.ts'
 import { Directory, reportedAccounts, type Verifiable } from '../../src/verify/directory.ts';
 import { platformWide, scopeOf, sees, visibleAccounts, type Scope } from '../../src/verify/scope.ts';
 import { newLedgerKey } from '../../src/credentials/mac.ts';
-import { sealOf, signToken } from '../../src/serviceuser/ledger-macs.ts';
+import { sealOf, signToken } from '../../src/authority/ledger-macs.ts';
 import type { TokenStatus } from '../../src/api/serviceuser.ts';
 
 const now = Date.parse('2027-01-01T00:00:00Z');

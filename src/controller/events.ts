@@ -6,8 +6,8 @@
 //     window is one Event whose count and lastTimestamp move (a PATCH), not a new Event;
 //   - best effort: a failed write is logged, never retried into a loop.
 import { randomBytes } from 'node:crypto';
-import { isNotFound, type KubeClient, type KubeObject } from '../controller/kube.ts';
-import type { Logger } from './logger.ts';
+import { isNotFound, type KubeClient, type KubeObject } from './kube.ts';
+import type { Logger } from '../observability/logger.ts';
 
 export interface EventInput {
   type: 'Normal' | 'Warning';

@@ -1,6 +1,6 @@
 // End dates: a date means 23:59:59 UTC that day (as DigiCert ONE does), an RFC 3339 time
 // is exact. Expired means now >= expiresAt, to the millisecond.
-import { parseDuration } from '../api/duration.ts';
+import { parseDuration } from './duration.ts';
 
 export function expiresAt(endDate: string | undefined): number | undefined {
   if (!endDate) return undefined;
