@@ -57,9 +57,9 @@ function facts(over: Partial<CertificateFacts> = {}): CertificateFacts {
 function recorder() {
   const actions: string[] = [];
   const certificateActions: CertificateActions = {
-    revoke: (owner, entries) => void actions.push(`revoke ${owner} ${entries.map((e) => `${e.serialNumber}:${e.reason}`).join(',')}`) ?? Promise.resolve(),
-    setHolds: (owner, serials) => void actions.push(`setHolds ${owner} [${serials.map((s) => s.serialNumber).join(',')}]`) ?? Promise.resolve(),
-    removeCertManager: (su) => void actions.push(`removeCertManager ${su.metadata.name}`) ?? Promise.resolve(),
+    revoke: (owner, entries) => (actions.push(`revoke ${owner} ${entries.map((e) => `${e.serialNumber}:${e.reason}`).join(',')}`), Promise.resolve()),
+    setHolds: (owner, serials) => (actions.push(`setHolds ${owner} [${serials.map((s) => s.serialNumber).join(',')}]`), Promise.resolve()),
+    removeCertManager: (su) => (actions.push(`removeCertManager ${su.metadata.name}`), Promise.resolve()),
     placeFromCertManager: (input): Promise<Placement> => {
       actions.push(`placeFromCertManager recorded=${input.recorded?.serialNumber ?? 'none'}`);
       return Promise.resolve({ problem: { reason: 'CertificateIssuing', message: 'waiting' } });
@@ -182,7 +182,7 @@ describe('the certificate plan, carried out', () => {
 function writer(options: { crash?: boolean; notices?: boolean; restarts?: boolean } = {}) {
   const actions: string[] = [];
   const write: WriteActions = {
-    writeSecret: (_su, want) => void actions.push(`secret ${want.name} ${'token' in want.data ? 'credentials' : 'wiped'}`) ?? Promise.resolve(),
+    writeSecret: (_su, want) => (actions.push(`secret ${want.name} ${'token' in want.data ? 'credentials' : 'wiped'}`), Promise.resolve()),
     ...(options.crash
       ? {
           crashAfterSecretWrite: () => {
@@ -199,8 +199,10 @@ function writer(options: { crash?: boolean; notices?: boolean; restarts?: boolea
       actions.push(`status ${status.phase}${status.notices?.some((n) => n.sentAt) ? ' (notices sent)' : ''}`);
       return Promise.resolve({ metadata: { name: 'ci' }, status });
     },
-    replaceTokens: () => void actions.push('tokens replaced') ?? Promise.resolve(),
-    settled: () => void actions.push('settled'),
+    replaceTokens: () => (actions.push('tokens replaced'), Promise.resolve()),
+    settled: () => {
+      actions.push('settled');
+    },
     deliverNotices: options.notices ? (_su, pending) => (actions.push(`notices ${pending.length}`), Promise.resolve({ sent: pending.map((n) => n.key) })) : undefined,
     now: () => t0,
   };
