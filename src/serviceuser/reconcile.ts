@@ -72,7 +72,7 @@ export interface ServiceUserDeps {
   crashAfterSecretWrite?: boolean;
 }
 
-
+/** The ServiceUser reconcile over `deps`; its caches are read in one place, observe.ts (the Secret's in secret-view.ts). */
 export function serviceUserReconciler(deps: ServiceUserDeps) {
   const { client, fieldManager } = deps;
   const observer = new ServiceUserObserver(deps);
