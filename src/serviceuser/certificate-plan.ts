@@ -9,7 +9,7 @@
 // placed, `after` once it is. Revocations come first, so they reach the CRL before the
 // Secret loses the certificate; a hold names the certificate placed, so it comes after.
 import type { CertificateStatus, ServiceUser } from '../api/serviceuser.ts';
-import { builtInRecorded, decideCertificate, renewalPace, type CertificateRevocation, type ObservedCertificate } from './certificate.ts';
+import { builtInRecorded, decideCertificate, renewalPace, type CertificateDecision, type CertificateRevocation, type ObservedCertificate } from './certificate.ts';
 import type { CertificateProblem } from './cert-manager.ts';
 import { hadCertManagerCertificate } from './cert-manager.ts';
 import { expiresAt, isExpired } from './expiry.ts';
@@ -40,9 +40,9 @@ export type CertificateIntent =
   /** The CA is not loaded and only it can judge what this user holds: the pass stops here. */
   | { kind: 'wait' }
   | { kind: 'none' }
-  | { kind: 'refuse'; problem: { reason: string; message: string } }
+  | { kind: 'refuse'; problem: { reason: 'CAUnavailable'; message: string } }
   | { kind: 'keep'; certificate: ObservedCertificate; renewalTime: number | undefined; renewalWaits?: { until: number; why?: string } }
-  | { kind: 'issue'; reason: string; notBefore: number; notAfter: number }
+  | { kind: 'issue'; reason: Extract<CertificateDecision, { kind: 'issue' }>['reason']; notBefore: number; notAfter: number }
   /** From cert-manager (cert-manager.ts: its own reads and writes), `recorded` as evidence. */
   | { kind: 'placeFromCertManager'; recorded: CertificateStatus | undefined };
 
