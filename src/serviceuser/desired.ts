@@ -7,7 +7,7 @@
 //   phase.ts        phase, conditions and the events their changes announce
 //   template-keys.ts which secretTemplate keys were left off the Secret, as a condition
 //   and what it holds itself: the rules that stop everything (blocker) and the Secret's layout.
-import { maxPermissions, maxRolesPerPermission, type CertificateSource, type ServiceUser, type ServiceUserStatus } from '../api/serviceuser.ts';
+import { maxPermissions, maxRolesPerPermission, type CertificateSource, type ServiceUser, type ServiceUserStatus, type TokenStatus } from '../api/serviceuser.ts';
 import { setConditions, type Condition, type ConditionInput } from '../controller/conditions.ts';
 import type { IssuedToken } from '../credentials/token.ts';
 import type { Grant } from '../rolebinding/resolve.ts';
@@ -19,7 +19,7 @@ import { friendlyNameOf, identityOf, labels, managedBy, secretNameOf } from '../
 import type { CertificateMaterial } from './certificate.ts';
 import { secretKeys, type Profile } from './secret.ts';
 import { expiryEvents, heldCredentials, phaseOf } from './phase.ts';
-import { honouredRecords, iso, tokenAnnotations, tokenLedger, type RevocationReason } from './tokens.ts';
+import { honouredRecords, iso, tokenAnnotations, tokenLedger, type RevocationReason, type TokenLedger } from './tokens.ts';
 import { sealHonoured, sealOf, signToken, type LedgerTrust } from '../authority/ledger-macs.ts';
 import type { KeyRing } from '../credentials/mac.ts';
 
@@ -175,187 +175,284 @@ export function blocker(su: ServiceUser, observed: Pick<Observed, 'peers' | 'sec
 
 export function desired(su: ServiceUser, observed: Observed, issue: () => IssuedToken): Desired {
   const { now } = observed;
-  const spec = su.spec;
-  const previous = su.status ?? {};
-  const events: EventRecord[] = [];
-  const identity = identityOf(su);
-  const secretName = secretNameOf(su);
-  const expires = endOf(spec.endDate);
-  const expired = isExpired(expires, now);
-  const prevConditions = previous.conditions as Condition[] | undefined;
-  const uid = su.metadata.uid ?? '';
-  const { trust } = observed;
-  const wasTrue = (type: string) => prevConditions?.some((c) => c.type === type && c.status === 'True') ?? false;
-  const ours = (secret: ObservedSecret | undefined) => !!secret && !!su.metadata.uid && secret.ownerUids.includes(su.metadata.uid);
+  const context = contextOf(su, observed, now);
+  // Rules only the operator can judge stop everything else, and never destroy anything —
+  // except what the end date promises: a stalled user expires like any other.
+  const blocked = blocker(su, observed);
+  return blocked ? stalled(context, blocked) : converging(context, issue);
+}
 
+/** What every part of one plan reads: the spec and the previous status, as derived once. */
+interface Context {
+  su: ServiceUser;
+  observed: Observed;
+  now: number;
+  previous: ServiceUserStatus;
+  prevConditions: Condition[] | undefined;
+  identity: string;
+  secretName: string;
+  expires: number | undefined;
+  expired: boolean;
+  uid: string;
+  trust: Observed['trust'];
+  /** The Secret is this user's (not someone else's under its name). */
+  ours: boolean;
+  template: ReturnType<typeof admittedTemplate>;
+  permissions: ReturnType<typeof recordablePermissions>;
+  /** What every status holds. */
+  base: ServiceUserStatus;
+}
+
+function contextOf(su: ServiceUser, observed: Observed, now: number): Context {
+  const expires = endOf(su.spec.endDate);
   const permissions = recordablePermissions(observed.permissions);
-  // Keys that would have another controller copy the Secret never reach it, whatever admission let through.
-  const template = admittedTemplate(observed.templateKeys ?? defaultTemplateKeyPolicy, spec.credentials.secretTemplate);
+  const secretName = secretNameOf(su);
+  return {
+    su,
+    observed,
+    now,
+    previous: su.status ?? {},
+    prevConditions: su.status?.conditions as Condition[] | undefined,
+    identity: identityOf(su),
+    secretName,
+    expires,
+    expired: isExpired(expires, now),
+    uid: su.metadata.uid ?? '',
+    trust: observed.trust,
+    ours: !!observed.secret && !!su.metadata.uid && observed.secret.ownerUids.includes(su.metadata.uid),
+    // Keys that would have another controller copy the Secret never reach it, whatever admission let through.
+    template: admittedTemplate(observed.templateKeys ?? defaultTemplateKeyPolicy, su.spec.credentials.secretTemplate),
+    permissions,
+    base: {
+      identity: identityOf(su),
+      friendlyName: friendlyNameOf(su),
+      secretName,
+      ...(expires !== undefined ? { expiresAt: iso(expires) } : {}),
+      permissions: permissions.recorded,
+      accounts: observed.accounts?.admitted ?? [],
+      observedGeneration: su.metadata.generation,
+    },
+  };
+}
+
+const wasTrue = (c: Context, type: string) => c.prevConditions?.some((p) => p.type === type && p.status === 'True') ?? false;
+
+/**
+ * status.permissions, status.accounts (where written) and status.certificate are sealed by
+ * one MAC, over the status as finally written.
+ */
+const sealed = (c: Context, status: ServiceUserStatus): ServiceUserStatus => ({ ...status, seal: sealOf(c.trust.ring, c.uid, status) });
+
+/** The Secret: the template's admitted keys, ours, and `data`; refused template keys named for removal. */
+function secretOf(c: Context, ownAnnotations: Record<string, string>, data: DesiredSecret['data']): DesiredSecret {
+  const { template } = c;
   const withheld = template.refused.length
     ? { withheld: { labels: template.refused.filter((r) => r.field === 'labels').map((r) => r.key), annotations: template.refused.filter((r) => r.field === 'annotations').map((r) => r.key) } }
     : {};
-  const base: ServiceUserStatus = {
-    identity,
-    friendlyName: friendlyNameOf(su),
-    secretName,
-    ...(expires !== undefined ? { expiresAt: iso(expires) } : {}),
-    permissions: permissions.recorded,
-    accounts: observed.accounts?.admitted ?? [],
-    observedGeneration: su.metadata.generation,
+  return {
+    name: c.secretName,
+    labels: { ...template.labels, [labels.managedBy]: managedBy, [labels.name]: c.su.metadata.name },
+    annotations: { ...template.annotations, ...ownAnnotations },
+    ...withheld,
+    data,
   };
+}
 
-  // status.permissions, status.accounts (where written) and status.certificate are sealed by
-  // one MAC, over the status as finally written.
-  const sealed = (status: ServiceUserStatus): ServiceUserStatus => ({ ...status, seal: sealOf(trust.ring, uid, status) });
-
-  // Rules only the operator can judge stop everything else, and never destroy anything —
-  // except what the end date promises: a stalled user expires like any other. Its tokens are
-  // revoked, its certificate too (the reconcile puts the recorded serial on the CRL before
-  // this runs) and its Secret's credentials wiped, when the Secret is ours: a Secret another
-  // owner holds (SecretNotOwned) is never written.
-  const blocked = blocker(su, observed);
-  if (blocked) {
-    const { reason, message } = blocked;
-    const stalledBefore = prevConditions?.find((c) => c.type === 'Stalled');
-    if (!(stalledBefore?.status === 'True' && stalledBefore.reason === reason)) events.push({ type: 'Warning', reason, message });
-    // Nothing is issued while stalled, and nothing unsigned is kept either.
-    const tokens = honouredRecords(previous.tokens ?? [], trust, uid).honoured.map((t) => ({ ...t }));
-    let secret: DesiredSecret | undefined;
-    const revocations: Desired['revocations'] = [];
-    if (expired) {
-      for (const t of tokens.filter((t) => t.state === 'Active' || t.state === 'Grace')) {
-        t.state = 'Revoked';
-        t.revokedAt = iso(expires!);
-        t.reason = 'Expired';
-        delete t.validUntil;
-        revocations.push({ id: t.id, reason: 'Expired' });
-      }
-      const held = { credentials: heldCredentials(previous), createdAt: su.metadata.creationTimestamp as string | undefined };
-      events.push(...expiryEvents(expires!, wasTrue('Expired'), revocations.map((r) => r.id), ours(observed.secret) ? secretName : undefined, held));
-      if (ours(observed.secret)) {
-        secret = {
-          name: secretName,
-          labels: { ...template.labels, [labels.managedBy]: managedBy, [labels.name]: su.metadata.name },
-          annotations: { ...template.annotations },
-          ...withheld,
-          data: secretKeys(spec.credentials.profile as Profile, { identity, expiresAt: iso(expires!), token: undefined }),
-        };
-      }
-    }
-    const endMessage = expires === undefined ? 'no end date' : `end date ${iso(expires)}`;
-    return {
-      secret,
-      events,
-      revocations,
-      // The end date is a timer for a stalled user too.
-      requeueAfterMs: !expired && expires !== undefined ? expires - now : undefined,
-      status: {
-        // Kept while stalled (sealed with the rest, and only if it was sealed before: a claim
-        // written by someone else is not laundered), so that the end date, a deletion or the
-        // fix can still revoke it.
-        ...sealed({ ...base, ...(previous.certificate && !expired && sealHonoured(trust, uid, previous) ? { certificate: previous.certificate } : {}) }),
-        ...(previous.lastRotationRequest !== undefined ? { lastRotationRequest: previous.lastRotationRequest } : {}),
-        ...(previous.lastRenewalRequest !== undefined ? { lastRenewalRequest: previous.lastRenewalRequest } : {}),
-        phase: expired ? 'Expired' : 'Failed',
-        tokens: tokens.map((t) => signToken(trust.ring, uid, t)),
-        conditions: setConditions(
-          prevConditions,
-          [
-            {
-              type: 'Ready',
-              status: 'False',
-              reason: expired ? 'Expired' : reason,
-              message: expired ? `expired at ${iso(expires!)}; credentials revoked. Still stalled: ${message}` : message,
-            },
-            { type: 'Reconciling', status: 'False', reason, message: 'waiting for the spec to change' },
-            { type: 'Stalled', status: 'True', reason, message },
-            ...(expired
-              ? [
-                  { type: 'CredentialsIssued', status: 'False' as const, reason: 'Expired', message: 'no live credential' },
-                  { type: 'Expired', status: 'True' as const, reason: 'EndDatePassed', message: endMessage },
-                ]
-              : []),
-          ],
-          su.metadata.generation,
-          now,
-        ),
-      },
-    };
+/**
+ * A stalled user: its tokens are revoked at the end date, its certificate too (the
+ * certificate plan revokes the recorded serial before this runs) and its Secret's
+ * credentials wiped, when the Secret is ours: a Secret another owner holds (SecretNotOwned)
+ * is never written. Nothing is issued while stalled, and nothing unsigned is kept either.
+ */
+function stalled(c: Context, blocked: { reason: string; message: string }): Desired {
+  const { reason, message } = blocked;
+  const events: EventRecord[] = [];
+  const stalledBefore = c.prevConditions?.find((p) => p.type === 'Stalled');
+  if (!(stalledBefore?.status === 'True' && stalledBefore.reason === reason)) events.push({ type: 'Warning', reason, message });
+  const tokens = honouredRecords(c.previous.tokens ?? [], c.trust, c.uid).honoured.map((t) => ({ ...t }));
+  const revocations = c.expired ? expireTokens(tokens, c.expires!) : [];
+  let secret: DesiredSecret | undefined;
+  if (c.expired) {
+    const held = { credentials: heldCredentials(c.previous), createdAt: c.su.metadata.creationTimestamp as string | undefined };
+    events.push(...expiryEvents(c.expires!, wasTrue(c, 'Expired'), revocations.map((r) => r.id), c.ours ? c.secretName : undefined, held));
+    if (c.ours) secret = secretOf(c, {}, secretKeys(c.su.spec.credentials.profile as Profile, { identity: c.identity, expiresAt: iso(c.expires!), token: undefined }));
   }
+  return {
+    secret,
+    events,
+    revocations,
+    // The end date is a timer for a stalled user too.
+    requeueAfterMs: !c.expired && c.expires !== undefined ? c.expires - c.now : undefined,
+    status: stalledStatus(c, blocked, tokens),
+  };
+}
 
-  const ledger = tokenLedger({
-    now,
-    spec: spec.credentials.token,
-    expired,
-    expires,
-    recorded: previous.tokens ?? [],
-    secret: observed.secret,
-    secretName,
-    issue,
-    uid,
-    trust,
-    lastRotationRequest: previous.lastRotationRequest,
-  });
-  // What status held without the operator's MAC is never honoured: said once, as a Warning.
-  const previousSealed = previous.seal !== undefined || (previous.permissions?.length ?? 0) > 0 || (previous as { accounts?: unknown[] }).accounts?.length || previous.certificate;
-  const forged = [
-    ledger.forged,
-    previousSealed && !sealHonoured(trust, uid, previous) ? 'status.permissions, accounts and certificate without a valid status.seal' : undefined,
-  ].filter(Boolean).join('; ');
+/** The live tokens revoked at the end date (in place), and the revocations. */
+function expireTokens(tokens: TokenStatus[], expires: number): Desired['revocations'] {
+  const revocations: Desired['revocations'] = [];
+  for (const t of tokens.filter((t) => t.state === 'Active' || t.state === 'Grace')) {
+    t.state = 'Revoked';
+    t.revokedAt = iso(expires);
+    t.reason = 'Expired';
+    delete t.validUntil;
+    revocations.push({ id: t.id, reason: 'Expired' });
+  }
+  return revocations;
+}
+
+function stalledStatus(c: Context, { reason, message }: { reason: string; message: string }, tokens: TokenStatus[]): ServiceUserStatus {
+  const { previous, expired, expires } = c;
+  const endMessage = expires === undefined ? 'no end date' : `end date ${iso(expires)}`;
+  return {
+    // Kept while stalled (sealed with the rest, and only if it was sealed before: a claim
+    // written by someone else is not laundered), so that the end date, a deletion or the
+    // fix can still revoke it.
+    ...sealed(c, { ...c.base, ...(previous.certificate && !expired && sealHonoured(c.trust, c.uid, previous) ? { certificate: previous.certificate } : {}) }),
+    ...(previous.lastRotationRequest !== undefined ? { lastRotationRequest: previous.lastRotationRequest } : {}),
+    ...(previous.lastRenewalRequest !== undefined ? { lastRenewalRequest: previous.lastRenewalRequest } : {}),
+    phase: expired ? 'Expired' : 'Failed',
+    tokens: tokens.map((t) => signToken(c.trust.ring, c.uid, t)),
+    conditions: setConditions(
+      c.prevConditions,
+      [
+        {
+          type: 'Ready',
+          status: 'False',
+          reason: expired ? 'Expired' : reason,
+          message: expired ? `expired at ${iso(expires!)}; credentials revoked. Still stalled: ${message}` : message,
+        },
+        { type: 'Reconciling', status: 'False', reason, message: 'waiting for the spec to change' },
+        { type: 'Stalled', status: 'True', reason, message },
+        ...(expired
+          ? [
+              { type: 'CredentialsIssued', status: 'False' as const, reason: 'Expired', message: 'no live credential' },
+              { type: 'Expired', status: 'True' as const, reason: 'EndDatePassed', message: endMessage },
+            ]
+          : []),
+      ],
+      c.su.metadata.generation,
+      c.now,
+    ),
+  };
+}
+
+/** A user nothing stops: its token ledger, certificate, phase and conditions. */
+function converging(c: Context, issue: () => IssuedToken): Desired {
+  const { su, now, expires, expired, previous, secretName } = c;
+  const spec = su.spec;
+  const ledger = tokenLedger({ now, spec: spec.credentials.token, expired, expires, recorded: previous.tokens ?? [], secret: c.observed.secret, secretName, issue, uid: c.uid, trust: c.trust, lastRotationRequest: previous.lastRotationRequest });
+  const events: EventRecord[] = [];
+  const forged = forgedRecords(c, ledger);
   if (forged) events.push({ type: 'Warning', reason: 'RecordForged', message: `${forged}: not honoured, dropped and rebuilt from what the operator signed` });
   // The Secret: credentials while not expired; identity and end date always.
-  const certificate = observed.certificate;
-  // A user's first credentials are one event, not one each: the story a person reads, and an
-  // Event object less a user for the API server (thousands in a rollout).
-  const firstToken = !previous.tokens?.length && certificate?.issued === 'Missing' ? ledger.events.findIndex((e) => e.reason === 'TokenIssued') : -1;
-  if (certificate && firstToken >= 0 && ledger.current) {
-    events.push(...ledger.events.filter((_, i) => i !== firstToken));
-    events.push({ type: 'Normal', reason: 'CredentialsIssued', message: `token ${ledger.current.id} and client certificate ${certificate.serialNumber} (valid until ${iso(certificate.notAfter)}) issued into Secret ${secretName}` });
-  } else {
-    events.push(...ledger.events);
-    if (certificate?.issued) events.push({ type: 'Normal', reason: 'CertificateIssued', message: `client certificate ${certificate.serialNumber} issued into Secret ${secretName} (${certificate.issued}), valid until ${iso(certificate.notAfter)}` });
-  }
-  const secret: DesiredSecret = {
-    name: secretName,
-    labels: { ...template.labels, [labels.managedBy]: managedBy, [labels.name]: su.metadata.name },
-    annotations: { ...template.annotations, ...ledger.annotations },
-    ...withheld,
-    data: secretKeys(spec.credentials.profile as Profile, { identity, expiresAt: expires !== undefined ? iso(expires) : undefined, token: ledger.current?.text, certificate: certificate?.material }),
+  const certificate = c.observed.certificate;
+  events.push(...credentialEvents(c, ledger));
+  const secret = secretOf(c, ledger.annotations, secretKeys(spec.credentials.profile as Profile, { identity: c.identity, expiresAt: expires !== undefined ? iso(expires) : undefined, token: ledger.current?.text, certificate: certificate?.material }));
+  const throttled = requestsThrottled(spec.credentials, { rotation: ledger.rotationWaits, renewal: certificate?.renewalWaits }, c.prevConditions);
+  const permissions = permissionsTruncated(c);
+  events.push(...permissions.events);
+  const warnAt = warnOf(expires, spec.expiryWarning);
+  const problem = c.observed.certificateProblem;
+  const expiredTokens = ledger.revocations.filter((r) => r.reason === 'Expired').map((r) => r.id);
+  const state = phaseOf({ su, now, expires, warnAt, tokenId: ledger.current?.id, certificate, certificateProblem: problem, secretName, previous: c.prevConditions, forged: forged || undefined, expiredTokens });
+  events.push(...state.events);
+  const accounts = accountsAdmission(c.observed.accounts, spec.accounts, c.prevConditions);
+  events.push(...accounts.events, ...throttled.events);
+  const templateKeys = templateAdmission(c.template.refused, c.prevConditions);
+  events.push(...templateKeys.events);
+  const next = nextChange(c, [state.expiringSoon ? undefined : warnAt, ledger.nextChange]);
+  return {
+    secret,
+    events,
+    revocations: ledger.revocations,
+    requeueAfterMs: next === undefined ? undefined : next - now,
+    status: sealed(c, {
+      ...c.base,
+      phase: state.phase,
+      tokens: ledger.tokens,
+      ...(ledger.lastRotationRequest !== undefined ? { lastRotationRequest: ledger.lastRotationRequest } : {}),
+      ...lastRenewalRequestOf(c),
+      ...(certificate ? { certificate: certificateRecord(certificate) } : {}),
+      conditions: setConditions(c.prevConditions, [...state.conditions, accounts.condition, templateKeys.condition, permissions.condition, ...(throttled.condition ? [throttled.condition] : [])], su.metadata.generation, now),
+    }),
   };
+}
 
-  // certificate.ts renewed for a new renewalRequest (or there was nothing to renew yet): it
-  // is handled. cert-manager renews its own certificates (cmctl renew): not recorded there.
-  const certificateSpec = spec.credentials.clientCertificate;
-  const lastRenewalRequest = certificateSpec.issuerRef || certificate?.renewalWaits ? previous.lastRenewalRequest : (certificateSpec.renewalRequest ?? previous.lastRenewalRequest);
-  const throttled = requestsThrottled(spec.credentials, { rotation: ledger.rotationWaits, renewal: certificate?.renewalWaits }, prevConditions);
-  const truncated = permissions.cut > 0;
-  const truncatedMessage = `RoleBindings grant ${observed.permissions.length} permissions; status records ${permissions.recorded.length} (at most ${maxPermissions}, the first by account, manager and permission) and verification grants only those: the other ${permissions.cut} are refused. Bind fewer roles or accounts, or split this service user`;
-  const previousTruncated = prevConditions?.find((c) => c.type === 'PermissionsTruncated');
-  if (truncated && !(previousTruncated?.status === 'True' && previousTruncated.message === truncatedMessage)) {
-    events.push({ type: 'Warning', reason: 'PermissionsTruncated', message: truncatedMessage });
+/** What status held without the operator's MAC: never honoured, said once as a Warning. */
+function forgedRecords(c: Context, ledger: TokenLedger): string {
+  const { previous } = c;
+  const previousSealed = previous.seal !== undefined || (previous.permissions?.length ?? 0) > 0 || (previous as { accounts?: unknown[] }).accounts?.length || previous.certificate;
+  return [
+    ledger.forged,
+    previousSealed && !sealHonoured(c.trust, c.uid, previous) ? 'status.permissions, accounts and certificate without a valid status.seal' : undefined,
+  ].filter(Boolean).join('; ');
+}
+
+/**
+ * The token ledger's events and the certificate's. A user's first credentials are one event,
+ * not one each: the story a person reads, and an Event object less a user for the API server
+ * (thousands in a rollout).
+ */
+function credentialEvents(c: Context, ledger: TokenLedger): EventRecord[] {
+  const certificate = c.observed.certificate;
+  const firstToken = !c.previous.tokens?.length && certificate?.issued === 'Missing' ? ledger.events.findIndex((e) => e.reason === 'TokenIssued') : -1;
+  if (certificate && firstToken >= 0 && ledger.current) {
+    return [
+      ...ledger.events.filter((_, i) => i !== firstToken),
+      { type: 'Normal', reason: 'CredentialsIssued', message: `token ${ledger.current.id} and client certificate ${certificate.serialNumber} (valid until ${iso(certificate.notAfter)}) issued into Secret ${c.secretName}` },
+    ];
   }
-  const permissionsCondition: ConditionInput = {
+  return [
+    ...ledger.events,
+    ...(certificate?.issued ? [{ type: 'Normal' as const, reason: 'CertificateIssued', message: `client certificate ${certificate.serialNumber} issued into Secret ${c.secretName} (${certificate.issued}), valid until ${iso(certificate.notAfter)}` }] : []),
+  ];
+}
+
+/**
+ * The renewal request handled: the certificate plan renewed for a new renewalRequest (or there
+ * was nothing to renew yet). cert-manager renews its own certificates (cmctl renew): not
+ * recorded there; nor is one that waits for its interval.
+ */
+function lastRenewalRequestOf(c: Context): Pick<ServiceUserStatus, 'lastRenewalRequest'> {
+  const spec = c.su.spec.credentials.clientCertificate;
+  const last = spec.issuerRef || c.observed.certificate?.renewalWaits ? c.previous.lastRenewalRequest : (spec.renewalRequest ?? c.previous.lastRenewalRequest);
+  return last !== undefined ? { lastRenewalRequest: last } : {};
+}
+
+const certificateRecord = (certificate: PlacedCertificate): NonNullable<ServiceUserStatus['certificate']> => ({
+  serialNumber: certificate.serialNumber,
+  notBefore: iso(certificate.notBefore),
+  notAfter: iso(certificate.notAfter),
+  ...(certificate.renewalTime !== undefined ? { renewalTime: iso(certificate.renewalTime) } : {}),
+  issuer: certificate.issuer,
+  sha256: certificate.sha256,
+  issuedBy: certificate.issuedBy,
+});
+
+/** The PermissionsTruncated condition, and its Warning when the cut changes. */
+function permissionsTruncated(c: Context): { condition: ConditionInput; events: EventRecord[] } {
+  const { permissions } = c;
+  const truncated = permissions.cut > 0;
+  const message = `RoleBindings grant ${c.observed.permissions.length} permissions; status records ${permissions.recorded.length} (at most ${maxPermissions}, the first by account, manager and permission) and verification grants only those: the other ${permissions.cut} are refused. Bind fewer roles or accounts, or split this service user`;
+  const before = c.prevConditions?.find((p) => p.type === 'PermissionsTruncated');
+  const events: EventRecord[] = truncated && !(before?.status === 'True' && before.message === message) ? [{ type: 'Warning', reason: 'PermissionsTruncated', message }] : [];
+  const condition: ConditionInput = {
     type: 'PermissionsTruncated',
     status: truncated ? 'True' : 'False',
     reason: truncated ? 'TooManyPermissions' : 'AllRecorded',
-    message: truncated ? truncatedMessage : `${permissions.recorded.length} permissions recorded (at most ${maxPermissions})`,
+    message: truncated ? message : `${permissions.recorded.length} permissions recorded (at most ${maxPermissions})`,
   };
+  return { condition, events };
+}
 
-  const warnAt = warnOf(expires, spec.expiryWarning);
-  const problem = observed.certificateProblem;
-  const expiredTokens = ledger.revocations.filter((r) => r.reason === 'Expired').map((r) => r.id);
-  const state = phaseOf({ su, now, expires, warnAt, tokenId: ledger.current?.id, certificate, certificateProblem: problem, secretName, previous: prevConditions, forged: forged || undefined, expiredTokens });
-  events.push(...state.events);
-  const accounts = accountsAdmission(observed.accounts, spec.accounts, prevConditions);
-  events.push(...accounts.events, ...throttled.events);
-  const templateKeys = templateAdmission(template.refused, prevConditions);
-  events.push(...templateKeys.events);
-
-  // The next instant anything changes by itself.
+/** The next instant anything changes by itself: the end date, `more` (the warning, the ledger's), the certificate's times. */
+function nextChange(c: Context, more: (number | undefined)[]): number | undefined {
+  const { now, expired } = c;
+  const certificate = c.observed.certificate;
+  const problem = c.observed.certificateProblem;
   const upcoming = [
-    expired ? undefined : expires,
-    state.expiringSoon ? undefined : warnAt,
-    ledger.nextChange,
+    expired ? undefined : c.expires,
+    ...more,
     certificate?.renewalTime,
     certificate && !expired ? certificate.notAfter : undefined,
     certificate?.renewalWaits?.until,
@@ -363,33 +460,5 @@ export function desired(su: ServiceUser, observed: Observed, issue: () => Issued
   // An external issuer that is behind is looked at again soon: its progress does not wake us.
   // The built-in CA wakes its waiters itself when it loads; 30 s is only a fallback.
   if (problem && !expired) upcoming.push(now + (problem.reason === 'CertManagerMissing' || problem.reason === 'CAUnavailable' ? 30_000 : 3_000));
-  const next = upcoming.length ? Math.min(...upcoming) : undefined;
-
-  return {
-    secret,
-    events,
-    revocations: ledger.revocations,
-    requeueAfterMs: next === undefined ? undefined : next - now,
-    status: sealed({
-      ...base,
-      phase: state.phase,
-      tokens: ledger.tokens,
-      ...(ledger.lastRotationRequest !== undefined ? { lastRotationRequest: ledger.lastRotationRequest } : {}),
-      ...(lastRenewalRequest !== undefined ? { lastRenewalRequest } : {}),
-      ...(certificate
-        ? {
-            certificate: {
-              serialNumber: certificate.serialNumber,
-              notBefore: iso(certificate.notBefore),
-              notAfter: iso(certificate.notAfter),
-              ...(certificate.renewalTime !== undefined ? { renewalTime: iso(certificate.renewalTime) } : {}),
-              issuer: certificate.issuer,
-              sha256: certificate.sha256,
-              issuedBy: certificate.issuedBy,
-            },
-          }
-        : {}),
-      conditions: setConditions(prevConditions, [...state.conditions, accounts.condition, templateKeys.condition, permissionsCondition, ...(throttled.condition ? [throttled.condition] : [])], su.metadata.generation, now),
-    }),
-  };
+  return upcoming.length ? Math.min(...upcoming) : undefined;
 }

@@ -1,47 +1,38 @@
-// The ServiceUser reconcile: the edge between desired.ts and the API server. It reads the
-// caches (and the Secret itself, uncached, because a stale Secret would look like a
-// deleted or edited one — unless it is a version whose data it already holds: our own last
-// write, the restart's first list, see currentSecret), writes the Secret (secret-write.ts),
-// then the status by server-side apply under one field manager, records events and
-// returns when to look again.
+// The ServiceUser reconcile: observe → plan → execute, and the edge between them and the API
+// server. observe.ts reads the caches and the Secret (secret-view.ts: one view of it) and what
+// the CA and ledger say of its certificate; certificate-plan.ts and desired.ts plan, pure;
+// execute.ts carries the plan out in its crash-safe order; here each action is bound to the
+// API server (status by server-side apply under one field manager), the ledger and the CA,
+// and events, logs and metrics tell what was done and when to look again.
 import type { z } from 'zod';
 import { apiVersion } from '../api/primitives.ts';
 import { resources } from '../api/resources.ts';
-import { certificateStatus, serviceUser, tokenStatus, type NoticeStatus, type ServiceUser, type TokenStatus } from '../api/serviceuser.ts';
+import { serviceUser, type NoticeStatus, type ServiceUser } from '../api/serviceuser.ts';
 import type { TemplateKeyPolicy } from '../api/secret-template.ts';
 import { setConditions, type Condition } from '../controller/conditions.ts';
 import type { FirstList } from '../controller/first-list.ts';
 import type { InformerSet } from '../controller/informer.ts';
-import { isNotFound, resourcePath, type KubeClient, type KubeObject } from '../controller/kube.ts';
+import { resourcePath, type KubeClient, type KubeObject } from '../controller/kube.ts';
 import type { Result } from '../controller/queue.ts';
 import type { IssuedToken } from '../credentials/token.ts';
 import type { EventRecorder } from '../controller/events.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import { resolve } from '../rolebinding/resolve.ts';
-import { judgeAccounts } from '../account/admission.ts';
-import { admitsFromCaches } from '../account/admission.ts';
-import { parseAll } from '../api/parse.ts';
-import { role } from '../api/role.ts';
-import { roleBinding } from '../api/rolebinding.ts';
-import { stableJson } from '../controller/stable-json.ts';
-import { objectKey, withoutManagedFields } from '../controller/informer.ts';
-import { OwnWrites } from '../controller/expectations.ts';
-import { byFriendlyName, bySubject, inNamespace } from '../api/indexes.ts';
 import type { RevocationLedger } from '../authority/revocations.ts';
 import type { Ca } from '../credentials/ca.ts';
-import { builtInRecorded, decideCertificate, defaultCrlOwnerBudget, renewalPace, renewalTimeOf } from './certificate.ts';
-import { blocker, desired, type ObservedSecret, type PlacedCertificate } from './desired.ts';
-import { friendlyNameOf, labels, secretNameOf } from '../api/names.ts';
-import { builtInCertificateIn, issueFromCa, observeCertificate, withPkcs12 } from './issuance.ts';
-import { hadCertManagerCertificate, placeFromCertManager, removeCertManagerCertificate, type CertificateProblem } from './cert-manager.ts';
-import { credentialKeys } from './secret.ts';
-import { digestOf, observeSecret, secretWriter, SecretTaken, upToDate, type SeenSecret } from './secret-write.ts';
-import { expiresAt, isExpired, warnAt } from '../api/expiry.ts';
+import { desired } from './desired.ts';
+import { issueFromCa, withPkcs12 } from './issuance.ts';
+import { placeFromCertManager, removeCertManagerCertificate } from './cert-manager.ts';
+import { secretWriter, SecretTaken, type SecretWriter } from './secret-write.ts';
+import { expiresAt, isExpired } from '../api/expiry.ts';
 import { planRestarts } from './restarts.ts';
-import { sealHonoured, signToken, tokenHonoured, type LedgerTrust } from '../authority/ledger-macs.ts';
-import { markSent, noticesDue, withNotices } from './notices.ts';
+import type { LedgerTrust } from '../authority/ledger-macs.ts';
 import type { EndDateRevocations } from './end-date-revocations.ts';
+import { planCertificate } from './certificate-plan.ts';
+import { carryOut, placeCertificate, type CertificateActions, type WriteActions } from './execute.ts';
+import { finalize, type FinalizeDeps } from './finalize.ts';
+import { ServiceUserObserver, type AuthorityState } from './observe.ts';
+import { UserMetrics } from './user-metrics.ts';
 
 export const finalizer = 'serviceusers.dev/revoke';
 
@@ -81,406 +72,159 @@ export interface ServiceUserDeps {
   crashAfterSecretWrite?: boolean;
 }
 
-/** What status recorded, field by field: a part that does not parse is read as absent, never as a reason to skip the rest. */
-function recordedStatus(status: unknown): { tokens: TokenStatus[]; certificate: z.output<typeof certificateStatus> | undefined; secretName: string | undefined } {
-  const s = (status ?? {}) as Record<string, unknown>;
-  const tokens = Array.isArray(s.tokens) ? s.tokens.flatMap((t) => { const p = tokenStatus.safeParse(t); return p.success ? [p.data] : []; }) : [];
-  const certificate = certificateStatus.safeParse(s.certificate);
-  return { tokens, certificate: certificate.success ? certificate.data : undefined, secretName: typeof s.secretName === 'string' ? s.secretName : undefined };
-}
-
+/** The ServiceUser reconcile over `deps`; its caches are read in one place, observe.ts (the Secret's in secret-view.ts). */
 export function serviceUserReconciler(deps: ServiceUserDeps) {
   const { client, fieldManager } = deps;
+  const observer = new ServiceUserObserver(deps);
+  const view = observer.secrets;
+  const metrics = new UserMetrics(deps.metrics);
   const suPath = (ns: string, name: string, sub?: string) => resourcePath(resources.serviceUsers, ns, name, sub);
-  const secretPath = (ns: string, name: string) => resourcePath(resources.secrets, ns, name);
-
-  async function readSecret(ns: string, name: string): Promise<KubeObject | undefined> {
-    try {
-      return await client.get(secretPath(ns, name));
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    }
-  }
-
-  // What our writes to each ServiceUser returned, until the cache shows them: a reconcile
-  // that follows at once (woken by our own Secret write) must not decide on the object from
-  // before them, or it redoes the work and tells `kubectl describe` a crash happened.
-  const own = new OwnWrites();
-  const secrets = secretWriter(client, fieldManager);
-  // The Secret as our last apply left it: the reconciles our own writes wake use it instead
-  // of reading it back. Any other version of it the Secret watch delivers (a change by
-  // someone else, a deletion) drops it before that event's reconcile runs, which then reads
-  // the Secret live; a reconcile that changes nothing once the watch has shown our version
-  // drops it too, so it is held only while the user is being worked on.
-  const ownSecrets = new Map<string, { secret: KubeObject; seen: boolean }>();
-  // What our last write of each user's Secret left, by resourceVersion and digest of its data
-  // (~150 bytes a user): at the end date, a Secret the metadata cache shows at that version is
-  // known without the live read — thousands of end dates in a minute are a request less each.
-  const written = new Map<string, { name: string; resourceVersion: string; digest: string }>();
-  deps.secrets?.onChange((type, s) => {
-    const owner = s.metadata.labels?.[labels.name];
-    const key = `${s.metadata.namespace}/${owner}`;
-    if (type === 'DELETED' && owner && written.get(key)?.name === s.metadata.name) written.delete(key);
-    const mine = owner && ownSecrets.get(key);
-    if (!mine || mine.secret.metadata.name !== s.metadata.name) return;
-    if (type !== 'DELETED' && s.metadata.resourceVersion === mine.secret.metadata.resourceVersion) mine.seen = true;
-    else ownSecrets.delete(key);
-  });
-  // Users whose Secret a POST found there when the cache had none: read live at their next pass.
-  // Kept until our write succeeds (or the user goes): a name someone else holds stays read live.
-  const readLive = new Set<string>();
-  let secretsSynced = false;
-  void deps.secrets?.synced.then(() => (secretsSynced = true));
-  async function currentSecret(key: string, ns: string, name: string, expiring: boolean, heldByOthers: boolean): Promise<SeenSecret | undefined> {
-    const mine = ownSecrets.get(key);
-    if (mine?.secret.metadata.name === name) {
-      if (deps.secrets?.get(`${ns}/${name}`)?.metadata.resourceVersion === mine.secret.metadata.resourceVersion) mine.seen = true;
-      return observeSecret(mine.secret);
-    }
-    ownSecrets.delete(key);
-    // A new user's Secret is not there: the cache (every Secret carrying our name label) has
-    // none, and the POST that creates it fails if one appeared meanwhile — then it is read live.
-    const cached = deps.secrets?.get(`${ns}/${name}`);
-    if (secretsSynced && !heldByOthers && !readLive.has(key) && !cached) return undefined;
-    // After a restart: the data the first list carried, at the version the cache still shows.
-    const listed = cached && deps.listedSecrets?.get(`${ns}/${name}`, cached.metadata.resourceVersion);
-    if (listed) return observeSecret({ ...cached, data: listed });
-    return (expiring && knownSecret(key, ns, name)) || observeSecret(await readSecret(ns, name));
-  }
-  /**
-   * An expired user's Secret without reading it: the metadata cache shows it at the version our
-   * last write left. Its data is then known by digest only, which is all an expiry needs — it
-   * wipes whatever is there, revokes what status recorded (which our write's status records:
-   * ownSecrets holds a Secret until status does), and skips the write if the wipe is done.
-   */
-  function knownSecret(key: string, ns: string, name: string): SeenSecret | undefined {
-    const last = written.get(key);
-    const cached = deps.secrets?.get(`${ns}/${name}`);
-    if (!last || last.name !== name || !cached || cached.metadata.resourceVersion !== last.resourceVersion) return undefined;
-    return observeSecret({ ...cached, data: {} }, last.digest);
-  }
-  const remember = (su: KubeObject, written: KubeObject) => {
-    own.wrote(objectKey(su), withoutManagedFields(written), su.metadata.resourceVersion);
-    return written;
-  };
-
-  async function applyStatus(su: KubeObject, status: unknown): Promise<KubeObject> {
-    return remember(su, await client.apply(
+  const applyStatus = async (su: KubeObject, status: unknown): Promise<KubeObject> =>
+    observer.remember(su, await client.apply(
       suPath(su.metadata.namespace!, su.metadata.name, 'status'),
       { apiVersion, kind: 'ServiceUser', metadata: { name: su.metadata.name, namespace: su.metadata.namespace }, status },
       fieldManager,
     ));
-  }
-
-  async function setFinalizer(su: KubeObject, present: boolean): Promise<KubeObject> {
-    // Our own apply configuration holds only the finalizer: applying without it releases it.
-    return remember(su, await client.apply(
+  // Our own apply configuration holds only the finalizer: applying without it releases it.
+  const setFinalizer = async (su: KubeObject, present: boolean): Promise<KubeObject> =>
+    observer.remember(su, await client.apply(
       suPath(su.metadata.namespace!, su.metadata.name),
       { apiVersion, kind: 'ServiceUser', metadata: { name: su.metadata.name, namespace: su.metadata.namespace, ...(present ? { finalizers: [finalizer] } : {}) } },
       fieldManager,
     ));
-  }
-
-  /**
-   * Revokes and wipes before the ServiceUser goes. What status recorded is enough, so a spec
-   * this version cannot parse (CRD and operator versions apart) still revokes its tokens and
-   * certificate and wipes the Secrets it owns.
-   */
-  async function finalize(raw: KubeObject, su: ServiceUser | undefined): Promise<void> {
-    const ns = raw.metadata.namespace!;
-    const log = deps.log.child({ serviceUser: `${ns}/${raw.metadata.name}` });
-    const { ca, ledger } = deps.authority;
-    const status = recordedStatus(raw.status);
-    // status.certificate is honoured only under a valid seal: a serial claimed by a status
-    // writer (another user's) must not be revoked on this user's behalf.
-    if (!sealHonoured(deps.trust, raw.metadata.uid, (raw.status ?? {}) as Parameters<typeof sealHonoured>[2])) status.certificate = undefined;
-    const now = deps.now();
-    const uid = raw.metadata.uid ?? '';
-    const ring = deps.trust.ring!;
-    const honoured = status.tokens.filter((t) => tokenHonoured(deps.trust, uid, t));
-    const tokens = honoured.map(({ validUntil: _, ...t }) => signToken(ring, uid, t.state === 'Revoked' ? t : { ...t, state: 'Revoked' as const, revokedAt: new Date(now).toISOString(), reason: 'Deleted' }));
-    const live = honoured.filter((t) => t.state !== 'Revoked');
-    await applyStatus(raw, { ...(raw.status as object | undefined), tokens });
-    const owner = `${ns}/${raw.metadata.name}`;
-    deps.endDates?.forget(owner);
-    const secrets = [];
-    for (const name of new Set([su ? secretNameOf(su) : undefined, status.secretName].filter((n): n is string => !!n))) {
-      const secret = await readSecret(ns, name);
-      if (secret && (secret.metadata.ownerReferences ?? []).some((o) => o.uid === raw.metadata.uid)) secrets.push(secret);
-    }
-    // Only what the built-in CA issued to this user: status's record of it (issuedBy, sealed),
-    // and one a crash left unrecorded in the Secret (signed by the CA for this identity).
-    const recorded = builtInRecorded(status.certificate, undefined);
-    const revoke = recorded ? [{ ...recorded, reason: 'cessationOfOperation' as const }] : [];
-    for (const secret of secrets) {
-      const held = await builtInCertificateIn((secret.data as Record<string, string> | undefined) ?? {}, ca, `serviceuser:${ns}:${raw.metadata.name}`);
-      if (held && !revoke.some((r) => r.serialNumber === held.serialNumber)) revoke.push({ ...held, reason: 'cessationOfOperation' });
-    }
-    await ledger.revoke(owner, revoke);
-    await ledger.setHolds(owner, []);
-    if (su?.spec.credentials.clientCertificate.issuerRef || hadCertManagerCertificate({ status: raw.status } as ServiceUser, ca.certificate.subject)) {
-      await removeCertManagerCertificate(client, raw);
-    }
-    for (const secret of secrets) {
-      const present = credentialKeys.filter((k) => k in ((secret.data as object | undefined) ?? {}));
-      if (present.length) await client.mergePatch(secretPath(ns, secret.metadata.name), { metadata: { uid: secret.metadata.uid }, data: Object.fromEntries(present.map((k) => [k, null])) });
-    }
-    if (live.length) deps.metrics.tokensRevoked.inc({ reason: 'Deleted' }, live.length);
-    if (live.length) await deps.events.record(raw, { type: 'Normal', reason: 'TokenRevoked', message: `ServiceUser deleted: tokens ${live.map((t) => t.id).join(', ')} revoked` });
-    await setFinalizer(raw, false);
-    deps.metrics.expiration.remove({ namespace: ns, name: raw.metadata.name });
-    deps.metrics.expiryWarning.remove({ namespace: ns, name: raw.metadata.name });
-    deps.metrics.expiringSoon.remove({ namespace: ns, name: raw.metadata.name });
-    setInfo(`${ns}/${raw.metadata.name}`, undefined);
-    log.info('credentials revoked; finalizer removed');
-  }
-
-  // The serviceuser_info series per key, to drop the old one when phase or name changes.
-  const infoLabels = new Map<string, { namespace: string; name: string; phase: string; friendly_name: string }>();
-  const setInfo = (key: string, labels: { namespace: string; name: string; phase: string; friendly_name: string } | undefined) => {
-    const old = infoLabels.get(key);
-    if (old) deps.metrics.info.remove(old);
-    if (labels) {
-      deps.metrics.info.set(labels, 1);
-      infoLabels.set(key, labels);
-    } else {
-      infoLabels.delete(key);
-    }
-  };
-
-  /** status.certificate when the operator sealed it; a serial anyone else wrote there is not this user's to revoke. */
-  const sealedCertificate = (su: ServiceUser) => (su.status && sealHonoured(deps.trust, su.metadata.uid, su.status) ? su.status.certificate : undefined);
-
-  /**
-   * The certificate to hold: the Secret's own when the CA issued it, it is not revoked and
-   * not due, else a new one. Revocations and holds reach the CRL before the Secret changes.
-   */
-  async function placeCertificate(su: ServiceUser, secret: ObservedSecret | undefined, now: number): Promise<{ placed?: PlacedCertificate; problem?: CertificateProblem }> {
-    const { ca, ledger } = deps.authority;
-    const owner = `${su.metadata.namespace}/${su.metadata.name}`;
-    const end = expiresAt(su.spec.endDate);
-    const spec = su.spec.credentials.clientCertificate;
-    const expired = end !== undefined && now >= end;
-    const builtIn = ca.certificate.subject;
-    if (spec.enabled && spec.issuerRef && !expired) {
-      // From the built-in CA to cert-manager: what the built-in CA issued to this user is
-      // superseded (a revocation replaces any hold), whether status recorded it or only the
-      // Secret holds it. Nothing cert-manager's issuers issued ever goes on this CRL.
-      const sealed = sealedCertificate(su);
-      const inSecret = secret?.raw?.['tls.crt'] ? await observeCertificate(secret.raw, ca, su) : undefined;
-      const recorded = builtInRecorded(sealed, inSecret);
-      const revoke = [
-        ...(recorded ? [{ ...recorded, reason: 'superseded' as const }] : []),
-        ...(inSecret?.trusted && inSecret.serialNumber !== recorded?.serialNumber ? [{ serialNumber: inSecret.serialNumber, reason: 'superseded' as const, notAfter: new Date(inSecret.notAfter).toISOString() }] : []),
-      ];
-      if (revoke.length) {
-        await ledger.revoke(owner, revoke);
-        await ledger.setHolds(owner, []);
-      }
-      return placeFromCertManager(deps, { su, ourSecretRaw: secret?.raw, recorded: sealed, now, endDate: end });
-    }
-    // Back from cert-manager to the built-in CA, certificates turned off, or expired: its
-    // Certificate would go on issuing (even one still waiting for an issuer that appears
-    // later), into a Secret nobody wipes.
-    // An expired (or certificate-disabled) user that still names an issuer is checked at every
-    // pass — they are rare, and cert-manager may have finished a write after the last wipe.
-    if (hadCertManagerCertificate(su, builtIn) || spec.issuerRef) await removeCertManagerCertificate(client, su);
-    let observed = secret?.raw ? await observeCertificate(secret.raw, ca, su) : undefined;
-    // A certificate the CA issued that the ledger lists as revoked is never kept or recorded
-    // again: a Secret restored from a backup, an old Secret put back, or the one status records
-    // revoked at an end date that has since moved (end-date-revocations.ts acts on the cache).
-    if (observed?.trusted && (await ledger.isRevoked(observed.serialNumber))) {
-      observed = { ...observed, revoked: true };
-    }
-    // Only serials the built-in CA issued to this user go on its CRL: a cert-manager
-    // certificate status still records is the issuer's, whatever issuer name it carries.
-    const recorded = builtInRecorded(sealedCertificate(su), observed);
-    const pace = renewalPace(ledger.listedFor(owner), deps.crlOwnerBudget ?? defaultCrlOwnerBudget);
-    const { decision, revoke } = decideCertificate(su, observed, recorded, now, end, pace);
-    await ledger.revoke(owner, revoke);
-    let placed: PlacedCertificate | undefined;
-    if (decision.kind === 'keep') {
-      const c = decision.certificate;
-      // trusted: signed by the CA for this identity, with its key — issued here to this user.
-      placed = { material: await withPkcs12(c.material, su), serialNumber: c.serialNumber, notBefore: c.notBefore, notAfter: c.notAfter, issuer: c.issuer, sha256: c.sha256, renewalTime: decision.renewalTime, issuedBy: 'BuiltInCA' };
-      if (decision.renewalWaits !== undefined) placed.renewalWaits = { until: decision.renewalWaits, ...(pace.why ? { why: pace.why } : {}) };
-    } else if (decision.kind === 'issue') {
-      const issued = await issueFromCa(ca, su, decision);
-      placed = { ...issued, material: await withPkcs12(issued.material, su), renewalTime: renewalTimeOf(issued.notAfter, su.spec.credentials.clientCertificate.renewBefore, end), issuedBy: 'BuiltInCA', issued: decision.reason };
-    }
-    await ledger.setHolds(owner, su.spec.disabled && placed ? [{ serialNumber: placed.serialNumber, notAfter: new Date(placed.notAfter).toISOString() }] : []);
-    return placed ? { placed } : {};
-  }
-
-  /**
-   * The certificate while the built-in CA is not loaded: a cert-manager issuer does not need
-   * it; a user with no certificate anywhere is issued its token and told its certificate waits;
-   * one with a certificate recorded or in its Secret waits whole ('wait'), since only the CA
-   * can judge that certificate, and wiping or keeping it blind could destroy a working one.
-   */
-  function withoutCa(su: ServiceUser, secret: ObservedSecret | undefined, now: number, reason: string, blocked: boolean): 'wait' | Promise<{ placed?: PlacedCertificate; problem?: { reason: string; message: string } }> {
-    const end = expiresAt(su.spec.endDate);
-    const spec = su.spec.credentials.clientCertificate;
-    const expired = isExpired(end, now);
-    if (spec.enabled && spec.issuerRef && !expired && !blocked) return placeFromCertManager(deps, { su, ourSecretRaw: secret?.raw, recorded: sealedCertificate(su), now, endDate: end });
-    if (su.status?.certificate || secret?.raw?.['tls.crt']) return 'wait';
-    if (!spec.enabled || spec.issuerRef || expired || blocked) return Promise.resolve({});
-    return Promise.resolve({
-      problem: { reason: 'CAUnavailable', message: `the client certificate waits for the built-in CA: ${reason}. The token is issued meanwhile` },
-    });
-  }
+  const finalizeDeps: FinalizeDeps = { ...deps, readSecret: (ns, name) => view.read(ns, name), applyStatus, setFinalizer, forgetMetrics: (ns, name) => metrics.forget(ns, name) };
+  const certificateActions = certificateActionsOf(deps);
+  const secrets = secretWriter(client, fieldManager);
+  const pass: Pass = { deps, observer, applyStatus, certificateActions, secrets, metrics };
 
   return async function reconcile(key: string): Promise<Result | void> {
-    let raw = own.view(key, deps.serviceUsers.get(key));
-    if (!raw) {
-      written.delete(key);
-      readLive.delete(key);
-      return;
-    }
-    const ns = raw.metadata.namespace!;
+    let raw = observer.serviceUser(key);
+    if (!raw) return void view.gone(key);
     const log = deps.log.child({ serviceUser: key });
     const parsed = serviceUser.safeParse(raw);
-
     const authority = deps.authorityState?.() ?? { ready: true as const };
     // Every record is MACed with the ledger key: without it nothing can be written (operator.ts
     // loads it with the CA, and enqueues every user once it is there).
     if (!deps.trust.ring) return void log.debug('waits for the ledger key');
     if (raw.metadata.deletionTimestamp) {
-      ownSecrets.delete(key);
-      written.delete(key);
+      view.deleting(key);
       // Revoking needs the CA (the CRL); the operator enqueues every user once it is loaded.
       if (!authority.ready) return void log.debug('deletion waits for the built-in CA');
-      if (raw.metadata.finalizers?.includes(finalizer)) await finalize(raw, parsed.success ? parsed.data : undefined);
+      if (raw.metadata.finalizers?.includes(finalizer)) await finalize(finalizeDeps, raw, parsed.success ? parsed.data : undefined);
       return;
     }
-    if (!parsed.success) {
-      // Admission should have refused it (an outdated CRD?); say what is wrong and wait.
-      const message = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
-      const previous = (raw.status as { conditions?: Condition[] } | undefined)?.conditions;
-      if (!previous?.some((c) => c.type === 'Stalled' && c.status === 'True' && c.message === message)) {
-        await deps.events.record(raw, { type: 'Warning', reason: 'InvalidSpec', message });
-      }
-      await applyStatus(raw, {
-        ...(raw.status as object | undefined),
-        phase: 'Failed',
-        observedGeneration: raw.metadata.generation,
-        conditions: setConditions(previous, [
-          { type: 'Ready', status: 'False', reason: 'InvalidSpec', message },
-          { type: 'Reconciling', status: 'False', reason: 'InvalidSpec', message: 'waiting for the spec to change' },
-          { type: 'Stalled', status: 'True', reason: 'InvalidSpec', message },
-        ], raw.metadata.generation, deps.now()),
-      });
-      log.warn({ problems: message }, 'invalid ServiceUser');
-      return;
-    }
-    const su = parsed.data;
+    if (!parsed.success) return refuseInvalid(deps, raw, parsed.error, applyStatus, log);
     if (!raw.metadata.finalizers?.includes(finalizer)) raw = await setFinalizer(raw, true);
+    return reconcileUser(pass, key, raw, parsed.data, authority, log);
+  };
+}
 
-    // Only what bears on this user: those sharing its friendly name, the bindings naming it
-    // and their roles (index lookups: a reconcile costs the same at 10 or 10,000 users).
-    const users = parseAll(deps.serviceUsers.byIndex(byFriendlyName, inNamespace(ns, friendlyNameOf(su))), serviceUser);
-    const bindings = parseAll(deps.roleBindings.byIndex(bySubject, inNamespace(ns, su.metadata.name)), roleBinding);
-    const roles = parseAll(bindings.map((b) => deps.roles.get(b.spec.roleRef.name)), role);
-    const admits = admitsFromCaches(deps.accounts, deps.namespaces);
-    const accounts = judgeAccounts(su.spec.accounts, ns, admits);
-    const permissions = resolve([su], bindings, roles, admits).permissionsOf(ns, su.metadata.name);
-    // A name someone else's Secret holds (the user is stalled on it) is read live: their Secret is not in our cache.
-    const heldByOthers = !!su.status?.conditions?.some((c) => c.type === 'Stalled' && c.status === 'True' && c.reason === 'SecretNotOwned');
-    const secret = await currentSecret(key, ns, secretNameOf(su), isExpired(expiresAt(su.spec.endDate), deps.now()), heldByOthers);
-    const now = deps.now();
-    const blocked = blocker(su, { peers: users, secret });
-    let placement: { placed?: PlacedCertificate; problem?: { reason: string; message: string } };
-    if (!authority.ready) {
-      const waiting = withoutCa(su, blocked?.reason === 'SecretNotOwned' ? undefined : secret, now, authority.reason, !!blocked);
-      if (waiting === 'wait') return void log.debug('waits for the built-in CA: it has a certificate to keep, renew, revoke or hold');
-      placement = await waiting;
-    } else if (!blocked) {
-      placement = await placeCertificate(su, secret, now);
-    } else {
-      // A stalled user issues nothing, but its end date still revokes: placing the certificate
-      // of an expired user only revokes (what status recorded, and what our own Secret holds).
-      placement = isExpired(expiresAt(su.spec.endDate), now) ? await placeCertificate(su, blocked.reason === 'SecretNotOwned' ? undefined : secret, now) : {};
-    }
-    const { placed: certificate, problem: certificateProblem } = placement;
-    const detail = certificateProblem && 'detail' in certificateProblem ? certificateProblem.detail : undefined;
-    if (typeof detail === 'string') log.info({ reason: certificateProblem!.reason }, detail);
-    if (authority.ready) {
-      const end = expiresAt(su.spec.endDate);
-      const builtIn = certificate?.issuedBy === 'BuiltInCA';
-      deps.endDates?.track(key, isExpired(end, now) ? undefined : end, builtIn ? { serialNumber: certificate.serialNumber, notAfter: new Date(certificate.notAfter).toISOString() } : undefined);
-    }
-    const trust = { ...deps.trust, ring: deps.trust.ring! };
-    const plan = desired(su, { now, secret, peers: users, permissions, accounts, certificate, certificateProblem, trust, ...(deps.templateKeys ? { templateKeys: deps.templateKeys } : {}) }, () => {
-      deps.metrics.tokensIssued.inc();
-      return deps.issue();
-    });
+/** What every pass of one reconciler shares. */
+interface Pass {
+  deps: ServiceUserDeps;
+  observer: ServiceUserObserver;
+  applyStatus: (su: KubeObject, status: unknown) => Promise<KubeObject>;
+  certificateActions: CertificateActions;
+  secrets: SecretWriter;
+  metrics: UserMetrics;
+}
 
-    let wrote = false;
-    if (plan.secret && !upToDate(secret, plan.secret, su.metadata.uid!)) {
-      const applied = await secrets.write(su, plan.secret, secret).catch((err: unknown) => {
-        if (err instanceof SecretTaken) readLive.add(key);
+/** Admission should have refused it (an outdated CRD?): say what is wrong and wait. */
+async function refuseInvalid(deps: ServiceUserDeps, raw: KubeObject, error: z.ZodError, applyStatus: Pass['applyStatus'], log: Logger): Promise<void> {
+  const message = error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+  const previous = (raw.status as { conditions?: Condition[] } | undefined)?.conditions;
+  if (!previous?.some((c) => c.type === 'Stalled' && c.status === 'True' && c.message === message)) {
+    await deps.events.record(raw, { type: 'Warning', reason: 'InvalidSpec', message });
+  }
+  await applyStatus(raw, {
+    ...(raw.status as object | undefined),
+    phase: 'Failed',
+    observedGeneration: raw.metadata.generation,
+    conditions: setConditions(previous, [
+      { type: 'Ready', status: 'False', reason: 'InvalidSpec', message },
+      { type: 'Reconciling', status: 'False', reason: 'InvalidSpec', message: 'waiting for the spec to change' },
+      { type: 'Stalled', status: 'True', reason: 'InvalidSpec', message },
+    ], raw.metadata.generation, deps.now()),
+  });
+  log.warn({ problems: message }, 'invalid ServiceUser');
+}
+
+/** The certificate actions bound to the built-in CA, its ledger and cert-manager. */
+function certificateActionsOf(deps: ServiceUserDeps): CertificateActions {
+  return {
+    revoke: (owner, entries) => deps.authority.ledger.revoke(owner, entries),
+    setHolds: (owner, serials) => deps.authority.ledger.setHolds(owner, serials),
+    removeCertManager: (su) => removeCertManagerCertificate(deps.client, su),
+    placeFromCertManager: (input) => placeFromCertManager(deps, input),
+    issue: (su, window) => issueFromCa(deps.authority.ca, su, window),
+    withPkcs12,
+  };
+}
+
+/** One pass over a valid, finalized ServiceUser: observe, plan, execute. */
+async function reconcileUser(pass: Pass, key: string, raw: KubeObject, su: ServiceUser, authority: AuthorityState, log: Logger): Promise<Result | void> {
+  const { deps } = pass;
+  const seen = await pass.observer.observe(key, su, authority);
+  const { now, secret } = seen;
+  const certificatePlan = planCertificate(su, seen.certificate, now, !!seen.blocked);
+  if (certificatePlan.certificate.kind === 'wait') return void log.debug('waits for the built-in CA: it has a certificate to keep, renew, revoke or hold');
+  const { placed: certificate, problem: certificateProblem } = await placeCertificate(pass.certificateActions, su, certificatePlan, { now, ourSecretRaw: seen.ourSecret?.raw });
+  const detail = certificateProblem && 'detail' in certificateProblem ? certificateProblem.detail : undefined;
+  if (typeof detail === 'string') log.info({ reason: certificateProblem!.reason }, detail);
+  if (authority.ready) {
+    const end = expiresAt(su.spec.endDate);
+    const builtIn = certificate?.issuedBy === 'BuiltInCA';
+    deps.endDates?.track(key, isExpired(end, now) ? undefined : end, builtIn ? { serialNumber: certificate.serialNumber, notAfter: new Date(certificate.notAfter).toISOString() } : undefined);
+  }
+  const trust = { ...deps.trust, ring: deps.trust.ring! };
+  const plan = desired(su, { now, secret, peers: seen.peers, permissions: seen.permissions, accounts: seen.accounts, certificate, certificateProblem, trust, ...(deps.templateKeys ? { templateKeys: deps.templateKeys } : {}) }, () => {
+    deps.metrics.tokensIssued.inc();
+    return deps.issue();
+  });
+  const written = await carryOut(writeActions(pass, key, raw, log), su, { status: raw.status, secret }, plan, now);
+  for (const r of plan.revocations) deps.metrics.tokensRevoked.inc({ reason: r.reason });
+  for (const e of written.events) {
+    // A Warning event is something to act on: it logs at warn, where alerting on logs looks.
+    log[e.type === 'Warning' ? 'warn' : 'info']({ reason: e.reason, type: e.type }, e.message);
+    // Not on the reconcile's path (unless the recorder's backlog is full): it writes and
+    // aggregates them, and logs its own failures.
+    await deps.events.whenRoom();
+    void deps.events.record(raw, e);
+  }
+  pass.metrics.report(key, su, written.status, now);
+  const requeueAfterMs = Math.min(plan.requeueAfterMs ?? Infinity, written.noticeRetryMs ?? Infinity);
+  return requeueAfterMs === Infinity ? {} : { requeueAfterMs };
+}
+
+/** The write actions of one pass, bound to the API server and the Secret view. */
+function writeActions(pass: Pass, key: string, raw: KubeObject, log: Logger): WriteActions {
+  const { deps, observer } = pass;
+  const { client, fieldManager } = deps;
+  const view = observer.secrets;
+  return {
+    async writeSecret(su, want, seen, certificate) {
+      const applied = await pass.secrets.write(su, want, seen).catch((err: unknown) => {
+        if (err instanceof SecretTaken) view.taken(key);
         throw err;
       });
-      readLive.delete(key);
-      ownSecrets.set(key, { secret: applied, seen: false });
-      written.set(key, { name: applied.metadata.name, resourceVersion: applied.metadata.resourceVersion!, digest: digestOf(applied.data as Record<string, string> | undefined) });
-      wrote = true;
-      log.info({ secret: plan.secret.name, tokenId: plan.secret.data['token-id'], certificate: plan.status.certificate?.serialNumber }, 'Secret applied');
-      if (deps.crashAfterSecretWrite) {
-        log.fatal('test fault: exiting between the Secret write and the status write');
-        process.exit(137);
-      }
-    }
-    // Workloads to roll out: judged before the status write (their condition), annotated after it.
-    const restarts = plan.secret ? await planRestarts(client, fieldManager, su, plan.secret, now) : undefined;
-    if (restarts) plan.status.conditions = [...(plan.status.conditions ?? []), restarts.condition];
-    // Notices owed to spec.email go into status with it (the outbox), then out by SMTP.
-    const previousNotices = (raw.status as { notices?: NoticeStatus[] } | undefined)?.notices;
-    const notify = deps.deliverNotices && su.spec.notifications.email;
-    const notices = notify ? withNotices(previousNotices, noticesDue(su.status, plan.status, su.metadata.generation, now)) : previousNotices?.filter((n) => n.sentAt);
-    if (notices?.length) plan.status.notices = notices;
-    if (stableJson(plan.status) !== stableJson(raw.status ?? {})) {
-      const applied = await applyStatus(raw, plan.status);
-      // Apply keeps list entries another field manager added (kubectl patch --subresource=status):
-      // a record the operator did not write is replaced, not left beside ours.
-      const tokens = (applied.status as { tokens?: unknown } | undefined)?.tokens;
-      if (stableJson(tokens ?? []) !== stableJson(plan.status.tokens ?? [])) {
-        remember(raw, await client.mergePatch(suPath(ns, su.metadata.name, 'status'), { status: { tokens: plan.status.tokens ?? [] } }));
-      }
-      wrote = true;
-    }
-    if (!wrote && ownSecrets.get(key)?.seen) ownSecrets.delete(key);
-    if (restarts) plan.events.push(...restarts.events, ...(await restarts.apply()));
-    let noticeRetryMs: number | undefined;
-    const pending = notify ? (plan.status.notices ?? []).filter((n) => !n.sentAt) : [];
-    if (pending.length) {
-      const { sent, retryInMs } = await deps.deliverNotices!(su, pending);
-      if (sent.length) remember(raw, await applyStatus(raw, { ...plan.status, notices: markSent(plan.status.notices!, sent, deps.now()) }));
-      noticeRetryMs = retryInMs;
-    }
-    for (const r of plan.revocations) deps.metrics.tokensRevoked.inc({ reason: r.reason });
-    for (const e of plan.events) {
-      // A Warning event is something to act on: it logs at warn, where alerting on logs looks.
-      log[e.type === 'Warning' ? 'warn' : 'info']({ reason: e.reason, type: e.type }, e.message);
-      // Not on the reconcile's path (unless the recorder's backlog is full): it writes and
-      // aggregates them, and logs its own failures.
-      await deps.events.whenRoom();
-      void deps.events.record(raw, e);
-    }
-    setInfo(key, { namespace: ns, name: su.metadata.name, phase: plan.status.phase ?? 'Pending', friendly_name: plan.status.friendlyName ?? su.metadata.name });
-    const end = expiresAt(su.spec.endDate);
-    if (end !== undefined) {
-      deps.metrics.expiration.set({ namespace: ns, name: su.metadata.name }, end / 1000);
-      const warn = warnAt(end, su.spec.expiryWarning)!;
-      deps.metrics.expiryWarning.set({ namespace: ns, name: su.metadata.name }, warn / 1000);
-      deps.metrics.expiringSoon.set({ namespace: ns, name: su.metadata.name }, now >= warn && now < end ? 1 : 0);
-    } else {
-      deps.metrics.expiration.remove({ namespace: ns, name: su.metadata.name });
-      deps.metrics.expiryWarning.remove({ namespace: ns, name: su.metadata.name });
-      deps.metrics.expiringSoon.remove({ namespace: ns, name: su.metadata.name });
-    }
-    const requeueAfterMs = Math.min(plan.requeueAfterMs ?? Infinity, noticeRetryMs ?? Infinity);
-    return requeueAfterMs === Infinity ? {} : { requeueAfterMs };
+      view.wrote(key, applied);
+      log.info({ secret: want.name, tokenId: want.data['token-id'], certificate }, 'Secret applied');
+    },
+    ...(deps.crashAfterSecretWrite
+      ? {
+          crashAfterSecretWrite: () => {
+            log.fatal('test fault: exiting between the Secret write and the status write');
+            process.exit(137);
+          },
+        }
+      : {}),
+    planRestarts: (su, secret, now) => planRestarts(client, fieldManager, su, secret, now),
+    applyStatus: (status) => pass.applyStatus(raw, status),
+    async replaceTokens(tokens) {
+      observer.remember(raw, await client.mergePatch(resourcePath(resources.serviceUsers, raw.metadata.namespace!, raw.metadata.name, 'status'), { status: { tokens } }));
+    },
+    settled: () => view.settled(key),
+    deliverNotices: deps.deliverNotices,
+    now: deps.now,
   };
 }

@@ -144,86 +144,133 @@ export function honouredRecords(recorded: TokenStatus[], trust: LedgerTrust, uid
 }
 
 export function tokenLedger(input: TokenLedgerInput): TokenLedger {
-  const { now, spec, expired, expires, secret, secretName } = input;
-  const grace = parseDuration(spec.gracePeriod) ?? 0;
-  const events: EventRecord[] = [];
-  const { uid, trust } = input;
-  // 0. Only what the operator MAC'd is the ledger; anything else is reported and dropped.
-  const { honoured, forged } = honouredRecords(input.recorded, trust, uid);
-  const problems: string[] = [];
-  if (forged.length) problems.push(`status.tokens held ${forged.map((t) => `${t.id} (${t.state})`).join(', ')} without a valid MAC`);
-  let tokens: TokenStatus[] = honoured.map(({ mac: _, ...t }) => ({ ...t }));
-  const revocations: TokenLedger['revocations'] = [];
-  const revoke = (t: TokenStatus, reason: RevocationReason, at: number) => {
-    t.state = 'Revoked';
-    t.revokedAt = iso(at);
-    t.reason = reason;
-    delete t.validUntil;
-    revocations.push({ id: t.id, reason });
-    // The end date's revocations are told by one Expired event (phase.ts), not one each.
-    const why = reason === 'GraceCapped' ? ` (at most ${maxGraceTokens} rotated-out tokens stay valid at once; the oldest goes first)` : '';
-    if (reason !== 'Expired') events.push({ type: reason === 'Rotated' || reason === 'GracePeriodEnded' ? 'Normal' : 'Warning', reason: 'TokenRevoked', message: `token ${t.id} revoked: ${reason}${why}` });
-  };
-  const live = () => tokens.filter((t) => t.state === 'Active' || t.state === 'Grace');
-
-  // 1. Grace periods that ended, tokens revoked by spec, and the end date.
-  for (const t of tokens) {
-    if (t.state === 'Grace' && t.validUntil && Date.parse(t.validUntil) <= now) revoke(t, 'GracePeriodEnded', Date.parse(t.validUntil));
-  }
-  const revokedIds = new Set(spec.revokedTokenIds ?? []);
-  for (const t of live()) if (revokedIds.has(t.id)) revoke(t, 'RevokedBySpec', now);
-  if (expired) for (const t of live()) revoke(t, 'Expired', expires!);
-  if (!spec.enabled) for (const t of live()) revoke(t, 'TokenDisabled', now);
-
-  // 2. The Secret's token against the record.
-  let current: TokenLedger['current'];
-  let replaces: { id: string; reason: RevocationReason } | undefined;
-  const inSecret = readSecretToken(secret, trust, uid);
-  if (!expired && spec.enabled) {
-    const recorded = inSecret && tokens.find((t) => t.sha256 === inSecret.sha256);
-    if (inSecret?.valid && recorded?.state === 'Active') {
-      current = { text: inSecret.text, id: recorded.id, createdAt: Date.parse(recorded.createdAt) };
-    } else if (inSecret?.valid && !recorded && !inSecret.honoured) {
-      problems.push(`Secret ${secretName} holds token ${inSecret.id}, which status does not record, without a valid serviceusers.dev/token-mac`);
-    } else if (inSecret?.valid && !recorded) {
-      const replaced = inSecret.replaces && tokens.find((t) => t.id === inSecret.replaces!.id && t.state === 'Active');
-      const createdAt = inSecret.createdAt ?? now;
-      if (replaced || live().every((t) => t.state !== 'Active')) {
-        // Finish what a crash interrupted, or record what a lost status forgot.
-        if (replaced) {
-          if (inSecret.replaces!.reason === 'Rotated') {
-            replaced.state = 'Grace';
-            replaced.validUntil = iso(createdAt + grace);
-          } else {
-            revoke(replaced, inSecret.replaces!.reason, createdAt);
-          }
-        }
-        tokens.push({ id: inSecret.id!, sha256: inSecret.sha256, createdAt: iso(createdAt), state: 'Active' });
-        current = { text: inSecret.text, id: inSecret.id!, createdAt };
-        events.push({ type: 'Normal', reason: 'TokenRecorded', message: `token ${inSecret.id} found in Secret ${secretName} and recorded` });
-      }
-    }
-    if (!current) {
-      // The Active tokens' plaintext is gone from the Secret: nobody should hold them.
-      const reason: RevocationReason = !secret || !inSecret ? 'SecretDeleted' : 'SecretTampered';
-      const lost = live().filter((t) => t.state === 'Active');
-      for (const t of lost) revoke(t, reason, now);
-      if (lost.length) events.push({ type: 'Warning', reason: reason === 'SecretDeleted' ? 'SecretRepaired' : 'SecretTampered', message: `Secret ${secretName} no longer holds token ${lost.map((t) => t.id).join(', ')}; revoked and replaced` });
-      if (lost[0]) replaces = { id: lost[0].id, reason };
-    }
-  }
-
+  const w = startLedger(input);
+  endLives(w);
+  const inSecret = readSecretToken(input.secret, input.trust, input.uid);
+  if (!input.expired && input.spec.enabled) matchSecret(w, inSecret);
   // One token is Active: the one the Secret holds. Another Active record can only be an old
   // one of this user put back into status (its MAC is genuine, but it was superseded).
-  for (const t of live()) if (t.state === 'Active' && t.id !== current?.id) revoke(t, 'NotCurrent', now);
+  for (const t of live(w)) if (t.state === 'Active' && t.id !== w.current?.id) revoke(w, t, 'NotCurrent', input.now);
+  const { handled, rotationWaits, every } = rotate(w, inSecret);
+  const issuedNow = issueIfNeeded(w);
+  bound(w);
+  const { trust, uid, now } = input;
+  const upcoming = [
+    w.current && every !== undefined ? w.current.createdAt + every : undefined,
+    ...w.tokens.filter((t) => t.state === 'Grace' && t.validUntil).map((t) => Date.parse(t.validUntil!)),
+    rotationWaits,
+  ].filter((t): t is number => t !== undefined && t > now);
+  return {
+    tokens: w.tokens.map((t) => signToken(trust.ring, uid, t)),
+    current: w.current,
+    annotations: selfDescription(w, inSecret, handled, issuedNow),
+    events: w.events,
+    revocations: w.revocations,
+    nextChange: upcoming.length ? Math.min(...upcoming) : undefined,
+    lastRotationRequest: handled,
+    rotationWaits,
+    forged: w.problems.length ? w.problems.join('; ') : undefined,
+  };
+}
 
-  // 3. Rotation: on schedule, or asked for by a new spec.rotationRequest. A request is
-  // handled once: status records it, and so does the Secret's self-description of the token
-  // issued while it was current (a crash, or a stale read, before status records it does not
-  // rotate twice). A request already there when the first token is issued is recorded
-  // without a rotation.
+/** One pass over the ledger: the records being changed and what the changes say. */
+interface Work {
+  input: TokenLedgerInput;
+  tokens: TokenStatus[];
+  events: EventRecord[];
+  revocations: TokenLedger['revocations'];
+  problems: string[];
+  /** The token the Secret is to hold. */
+  current: TokenLedger['current'];
+  /** The token `current` replaces, and why (the Secret's self-description). */
+  replaces: { id: string; reason: RevocationReason } | undefined;
+}
+
+/** 0. Only what the operator MAC'd is the ledger; anything else is reported and dropped. */
+function startLedger(input: TokenLedgerInput): Work {
+  const { honoured, forged } = honouredRecords(input.recorded, input.trust, input.uid);
+  const problems: string[] = [];
+  if (forged.length) problems.push(`status.tokens held ${forged.map((t) => `${t.id} (${t.state})`).join(', ')} without a valid MAC`);
+  return { input, tokens: honoured.map(({ mac: _, ...t }) => ({ ...t })), events: [], revocations: [], problems, current: undefined, replaces: undefined };
+}
+
+const live = (w: Work) => w.tokens.filter((t) => t.state === 'Active' || t.state === 'Grace');
+
+function revoke(w: Work, t: TokenStatus, reason: RevocationReason, at: number): void {
+  t.state = 'Revoked';
+  t.revokedAt = iso(at);
+  t.reason = reason;
+  delete t.validUntil;
+  w.revocations.push({ id: t.id, reason });
+  // The end date's revocations are told by one Expired event (phase.ts), not one each.
+  const why = reason === 'GraceCapped' ? ` (at most ${maxGraceTokens} rotated-out tokens stay valid at once; the oldest goes first)` : '';
+  if (reason !== 'Expired') w.events.push({ type: reason === 'Rotated' || reason === 'GracePeriodEnded' ? 'Normal' : 'Warning', reason: 'TokenRevoked', message: `token ${t.id} revoked: ${reason}${why}` });
+}
+
+/** 1. Grace periods that ended, tokens revoked by spec, and the end date. */
+function endLives(w: Work): void {
+  const { now, spec, expired, expires } = w.input;
+  for (const t of w.tokens) {
+    if (t.state === 'Grace' && t.validUntil && Date.parse(t.validUntil) <= now) revoke(w, t, 'GracePeriodEnded', Date.parse(t.validUntil));
+  }
+  const revokedIds = new Set(spec.revokedTokenIds ?? []);
+  for (const t of live(w)) if (revokedIds.has(t.id)) revoke(w, t, 'RevokedBySpec', now);
+  if (expired) for (const t of live(w)) revoke(w, t, 'Expired', expires!);
+  if (!spec.enabled) for (const t of live(w)) revoke(w, t, 'TokenDisabled', now);
+}
+
+/** 2. The Secret's token against the record (crash safety: see the header). */
+function matchSecret(w: Work, inSecret: ReturnType<typeof readSecretToken>): void {
+  const { now, secret, secretName } = w.input;
+  const recorded = inSecret && w.tokens.find((t) => t.sha256 === inSecret.sha256);
+  if (inSecret?.valid && recorded?.state === 'Active') {
+    w.current = { text: inSecret.text, id: recorded.id, createdAt: Date.parse(recorded.createdAt) };
+  } else if (inSecret?.valid && !recorded && !inSecret.honoured) {
+    w.problems.push(`Secret ${secretName} holds token ${inSecret.id}, which status does not record, without a valid serviceusers.dev/token-mac`);
+  } else if (inSecret?.valid && !recorded) {
+    finishFromSecret(w, inSecret);
+  }
+  if (w.current) return;
+  // The Active tokens' plaintext is gone from the Secret: nobody should hold them.
+  const reason: RevocationReason = !secret || !inSecret ? 'SecretDeleted' : 'SecretTampered';
+  const lost = live(w).filter((t) => t.state === 'Active');
+  for (const t of lost) revoke(w, t, reason, now);
+  if (lost.length) w.events.push({ type: 'Warning', reason: reason === 'SecretDeleted' ? 'SecretRepaired' : 'SecretTampered', message: `Secret ${secretName} no longer holds token ${lost.map((t) => t.id).join(', ')}; revoked and replaced` });
+  if (lost[0]) w.replaces = { id: lost[0].id, reason };
+}
+
+/** Finish what a crash interrupted, or record what a lost status forgot: the Secret's honoured token that status does not know. */
+function finishFromSecret(w: Work, inSecret: NonNullable<ReturnType<typeof readSecretToken>>): void {
+  const { now, secretName } = w.input;
+  const grace = parseDuration(w.input.spec.gracePeriod) ?? 0;
+  const replaced = inSecret.replaces && w.tokens.find((t) => t.id === inSecret.replaces!.id && t.state === 'Active');
+  const createdAt = inSecret.createdAt ?? now;
+  if (!replaced && !live(w).every((t) => t.state !== 'Active')) return;
+  if (replaced) {
+    if (inSecret.replaces!.reason === 'Rotated') {
+      replaced.state = 'Grace';
+      replaced.validUntil = iso(createdAt + grace);
+    } else {
+      revoke(w, replaced, inSecret.replaces!.reason, createdAt);
+    }
+  }
+  w.tokens.push({ id: inSecret.id!, sha256: inSecret.sha256, createdAt: iso(createdAt), state: 'Active' });
+  w.current = { text: inSecret.text, id: inSecret.id!, createdAt };
+  w.events.push({ type: 'Normal', reason: 'TokenRecorded', message: `token ${inSecret.id} found in Secret ${secretName} and recorded` });
+}
+
+/**
+ * 3. Rotation: on schedule, or asked for by a new spec.rotationRequest. A request is handled
+ * once: status records it, and so does the Secret's self-description of the token issued
+ * while it was current (a crash, or a stale read, before status records it does not rotate
+ * twice). A request already there when the first token is issued is recorded without a
+ * rotation.
+ */
+function rotate(w: Work, inSecret: ReturnType<typeof readSecretToken>): { handled: string | undefined; rotationWaits: number | undefined; every: number | undefined } {
+  const { now, spec } = w.input;
+  const { current } = w;
   const requested = spec.rotationRequest;
-  let handled = input.lastRotationRequest;
+  let handled = w.input.lastRotationRequest;
   if (current && inSecret?.honoured && inSecret.id === current.id && requested !== undefined && inSecret.rotationRequest === requested) handled = requested;
   const every = spec.rotateEvery ? parseDuration(spec.rotateEvery) : undefined;
   const due = current && every !== undefined && current.createdAt + every <= now;
@@ -233,68 +280,60 @@ export function tokenLedger(input: TokenLedgerInput): TokenLedger {
   const rotationWaits = current && asked && !due ? requestWaitsUntil(current.createdAt, now, requestIntervalMs) : undefined;
   if (rotationWaits !== undefined) asked = false;
   if (current && (due || asked)) {
-    const old = tokens.find((t) => t.id === current!.id)!;
+    const old = w.tokens.find((t) => t.id === current.id)!;
     old.state = 'Grace';
-    old.validUntil = iso(now + grace);
-    replaces = { id: old.id, reason: 'Rotated' };
+    old.validUntil = iso(now + (parseDuration(spec.gracePeriod) ?? 0));
+    w.replaces = { id: old.id, reason: 'Rotated' };
     const why = asked ? `rotation requested (rotationRequest ${JSON.stringify(requested)})` : 'rotated on schedule';
-    events.push({ type: 'Normal', reason: 'TokenRotated', message: `token ${old.id} ${why}; it stays valid until ${old.validUntil}` });
-    current = undefined;
+    w.events.push({ type: 'Normal', reason: 'TokenRotated', message: `token ${old.id} ${why}; it stays valid until ${old.validUntil}` });
+    w.current = undefined;
   }
   if (asked) handled = requested;
+  return { handled, rotationWaits, every };
+}
 
-  // 4. Issue when needed.
-  let issuedNow = false;
-  if (!current && !expired && spec.enabled) {
-    issuedNow = true;
-    const fresh = input.issue();
-    tokens.push({ id: fresh.id, sha256: fresh.sha256, createdAt: iso(now), state: 'Active' });
-    current = { text: fresh.token, id: fresh.id, createdAt: now };
-    events.push({ type: 'Normal', reason: 'TokenIssued', message: `token ${fresh.id} issued into Secret ${secretName}` });
-  }
+/** 4. Issue when needed; whether a token was. */
+function issueIfNeeded(w: Work): boolean {
+  const { now, expired, spec, secretName } = w.input;
+  if (w.current || expired || !spec.enabled) return false;
+  const fresh = w.input.issue();
+  w.tokens.push({ id: fresh.id, sha256: fresh.sha256, createdAt: iso(now), state: 'Active' });
+  w.current = { text: fresh.token, id: fresh.id, createdAt: now };
+  w.events.push({ type: 'Normal', reason: 'TokenIssued', message: `token ${fresh.id} issued into Secret ${secretName}` });
+  return true;
+}
 
-  // 5. Keep the ledger bounded: at most maxGraceTokens in grace (the oldest revoked first),
-  // the live tokens and the latest revocations.
-  const inGrace = tokens.filter((t) => t.state === 'Grace').sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
-  for (const t of inGrace.slice(0, Math.max(0, inGrace.length - maxGraceTokens))) revoke(t, 'GraceCapped', now);
-  const revoked = tokens.filter((t) => t.state === 'Revoked').sort((a, b) => (b.revokedAt ?? '').localeCompare(a.revokedAt ?? ''));
-  const keep = new Set([...live(), ...revoked.slice(0, keptRevoked)]);
-  tokens = tokens.filter((t) => keep.has(t));
+/** 5. Keep the ledger bounded: at most maxGraceTokens in grace (the oldest revoked first), the live tokens and the latest revocations. */
+function bound(w: Work): void {
+  const inGrace = w.tokens.filter((t) => t.state === 'Grace').sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  for (const t of inGrace.slice(0, Math.max(0, inGrace.length - maxGraceTokens))) revoke(w, t, 'GraceCapped', w.input.now);
+  const revoked = w.tokens.filter((t) => t.state === 'Revoked').sort((a, b) => (b.revokedAt ?? '').localeCompare(a.revokedAt ?? ''));
+  const keep = new Set([...live(w), ...revoked.slice(0, keptRevoked)]);
+  w.tokens = w.tokens.filter((t) => keep.has(t));
+}
 
-  // The Secret's self-description, so that a crash before status is written can be finished;
-  // MAC'd, so that only the operator can write one the reconcile acts on.
+/**
+ * The Secret's self-description, so that a crash before status is written can be finished;
+ * MAC'd, so that only the operator can write one the reconcile acts on. A token issued in
+ * this pass carries the rotation request handled then.
+ */
+function selfDescription(w: Work, inSecret: ReturnType<typeof readSecretToken>, handled: string | undefined, issuedNow: boolean): Record<string, string> {
+  const { current } = w;
   const annotations: Record<string, string> = {};
-  if (current) {
-    const same = inSecret?.honoured && inSecret.id === current.id;
-    const carried = replaces ?? (same ? inSecret.replaces : undefined);
-    const request = issuedNow ? handled : same ? inSecret.rotationRequest : undefined;
-    const description = {
-      id: current.id,
-      sha256: tokenSha256(current.text),
-      createdAt: iso(current.createdAt),
-      replaces: carried ? `${carried.id}:${carried.reason}` : undefined,
-      rotationRequest: request,
-    };
-    annotations[tokenAnnotations.tokenCreatedAt] = description.createdAt;
-    if (description.replaces) annotations[tokenAnnotations.tokenReplaces] = description.replaces;
-    if (request !== undefined) annotations[tokenAnnotations.tokenRotationRequest] = request;
-    annotations[tokenAnnotations.tokenMac] = describeSecretToken(trust.ring, uid, description);
-  }
-
-  const upcoming = [
-    current && every !== undefined ? current.createdAt + every : undefined,
-    ...tokens.filter((t) => t.state === 'Grace' && t.validUntil).map((t) => Date.parse(t.validUntil!)),
-    rotationWaits,
-  ].filter((t): t is number => t !== undefined && t > now);
-  return {
-    tokens: tokens.map((t) => signToken(trust.ring, uid, t)),
-    current,
-    annotations,
-    events,
-    revocations,
-    nextChange: upcoming.length ? Math.min(...upcoming) : undefined,
-    lastRotationRequest: handled,
-    rotationWaits,
-    forged: problems.length ? problems.join('; ') : undefined,
+  if (!current) return annotations;
+  const same = inSecret?.honoured && inSecret.id === current.id;
+  const carried = w.replaces ?? (same ? inSecret.replaces : undefined);
+  const request = issuedNow ? handled : same ? inSecret.rotationRequest : undefined;
+  const description = {
+    id: current.id,
+    sha256: tokenSha256(current.text),
+    createdAt: iso(current.createdAt),
+    replaces: carried ? `${carried.id}:${carried.reason}` : undefined,
+    rotationRequest: request,
   };
+  annotations[tokenAnnotations.tokenCreatedAt] = description.createdAt;
+  if (description.replaces) annotations[tokenAnnotations.tokenReplaces] = description.replaces;
+  if (request !== undefined) annotations[tokenAnnotations.tokenRotationRequest] = request;
+  annotations[tokenAnnotations.tokenMac] = describeSecretToken(w.input.trust.ring, w.input.uid, description);
+  return annotations;
 }
