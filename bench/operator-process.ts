@@ -61,7 +61,10 @@ export async function startOperatorProcess(kubeconfig: string, namespaces: strin
   child.once('exit', (code, signal) => {
     if (code !== 0 && signal !== 'SIGTERM') process.stderr.write(`operator exited (${code ?? signal}):\n${stderr}\n`);
   });
-  const metrics = async () => parseMetrics(await fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text()));
+  // Once more on a failed fetch: a kept-alive connection the server closed meanwhile (its
+  // keep-alive timeout is 5 s; a heap snapshot takes longer) fails the first request made on it.
+  const scrape = () => fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text());
+  const metrics = async () => parseMetrics(await scrape().catch(scrape));
   const status = (field: string) => Number(/(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(field)) ?? '')?.[1] ?? NaN) * 1024;
   return {
     verifyPort,

@@ -7,11 +7,11 @@
 import type { z } from 'zod';
 import { apiVersion } from '../api/primitives.ts';
 import { resources } from '../api/resources.ts';
-import { certificateStatus, serviceUser, tokenStatus, type NoticeStatus, type ServiceUser, type TokenStatus } from '../api/serviceuser.ts';
+import { certificateStatus, tokenStatus, type NoticeStatus, type ServiceUser, type TokenStatus } from '../api/serviceuser.ts';
 import type { TemplateKeyPolicy } from '../api/secret-template.ts';
 import { setConditions, type Condition } from '../controller/conditions.ts';
 import type { FirstList } from '../controller/first-list.ts';
-import type { InformerSet } from '../controller/informer.ts';
+import type { CacheReader, InformerSet } from '../controller/informer.ts';
 import { isNotFound, resourcePath, type KubeClient, type KubeObject } from '../controller/kube.ts';
 import type { Result } from '../controller/queue.ts';
 import type { IssuedToken } from '../credentials/token.ts';
@@ -21,11 +21,9 @@ import type { Metrics } from '../observability/metrics.ts';
 import { resolve } from '../rolebinding/resolve.ts';
 import { judgeAccounts } from '../account/admission.ts';
 import { admitsFromCaches } from '../account/reconcile.ts';
-import { parseAll } from '../api/parse.ts';
-import { role } from '../api/role.ts';
-import { roleBinding } from '../api/rolebinding.ts';
+import { objectOf, typedServiceUser, validValues, type AccountEntry, type NamespaceEntry, type RoleBindingEntry, type RoleEntry, type SecretEntry, type ServiceUserEntry } from '../api/stores.ts';
 import { stableJson } from '../controller/stable-json.ts';
-import { objectKey, withoutManagedFields } from '../controller/informer.ts';
+import { objectKey } from '../controller/informer.ts';
 import { OwnWrites } from '../controller/expectations.ts';
 import { byFriendlyName, bySubject, inNamespace } from '../api/indexes.ts';
 import type { RevocationLedger } from '../authority/revocations.ts';
@@ -46,14 +44,14 @@ export const finalizer = 'serviceusers.dev/revoke';
 
 export interface ServiceUserDeps {
   client: KubeClient;
-  serviceUsers: InformerSet;
-  roleBindings: InformerSet;
-  roles: InformerSet;
+  serviceUsers: CacheReader<ServiceUserEntry>;
+  roleBindings: CacheReader<RoleBindingEntry>;
+  roles: CacheReader<RoleEntry>;
   /** Accounts and the namespaces' labels: which accounts admit the ServiceUser. */
-  accounts: InformerSet;
-  namespaces: InformerSet;
+  accounts: CacheReader<AccountEntry>;
+  namespaces: CacheReader<NamespaceEntry>;
   /** Our Secrets, metadata only: whether one changed since we wrote it. */
-  secrets?: InformerSet;
+  secrets?: InformerSet<SecretEntry>;
   /** Their data as the Secret informer's first list carried it, until a restart's first passes are done (first-list.ts). */
   listedSecrets?: FirstList;
   events: EventRecorder;
@@ -105,7 +103,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
   // What our writes to each ServiceUser returned, until the cache shows them: a reconcile
   // that follows at once (woken by our own Secret write) must not decide on the object from
   // before them, or it redoes the work and tells `kubectl describe` a crash happened.
-  const own = new OwnWrites();
+  const own = new OwnWrites<ServiceUserEntry>();
   const secrets = secretWriter(client, fieldManager);
   // The Secret as our last apply left it: the reconciles our own writes wake use it instead
   // of reading it back. Any other version of it the Secret watch delivers (a change by
@@ -160,7 +158,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
     return observeSecret({ ...cached, data: {} }, last.digest);
   }
   const remember = (su: KubeObject, written: KubeObject) => {
-    own.wrote(objectKey(su), withoutManagedFields(written), su.metadata.resourceVersion);
+    own.wrote(objectKey(su), typedServiceUser(written), su.metadata.resourceVersion);
     return written;
   };
 
@@ -331,15 +329,15 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
   }
 
   return async function reconcile(key: string): Promise<Result | void> {
-    let raw = own.view(key, deps.serviceUsers.get(key));
-    if (!raw) {
+    const cached = own.view(key, deps.serviceUsers.get(key));
+    if (!cached) {
       written.delete(key);
       readLive.delete(key);
       return;
     }
+    let raw = objectOf(cached);
     const ns = raw.metadata.namespace!;
     const log = deps.log.child({ serviceUser: key });
-    const parsed = serviceUser.safeParse(raw);
 
     const authority = deps.authorityState?.() ?? { ready: true as const };
     // Every record is MACed with the ledger key: without it nothing can be written (operator.ts
@@ -350,12 +348,12 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
       written.delete(key);
       // Revoking needs the CA (the CRL); the operator enqueues every user once it is loaded.
       if (!authority.ready) return void log.debug('deletion waits for the built-in CA');
-      if (raw.metadata.finalizers?.includes(finalizer)) await finalize(raw, parsed.success ? parsed.data : undefined);
+      if (raw.metadata.finalizers?.includes(finalizer)) await finalize(raw, cached.valid ? cached.value : undefined);
       return;
     }
-    if (!parsed.success) {
+    if (!cached.valid) {
       // Admission should have refused it (an outdated CRD?); say what is wrong and wait.
-      const message = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+      const message = cached.problem;
       const previous = (raw.status as { conditions?: Condition[] } | undefined)?.conditions;
       if (!previous?.some((c) => c.type === 'Stalled' && c.status === 'True' && c.message === message)) {
         await deps.events.record(raw, { type: 'Warning', reason: 'InvalidSpec', message });
@@ -373,14 +371,14 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
       log.warn({ problems: message }, 'invalid ServiceUser');
       return;
     }
-    const su = parsed.data;
+    const su = cached.value;
     if (!raw.metadata.finalizers?.includes(finalizer)) raw = await setFinalizer(raw, true);
 
     // Only what bears on this user: those sharing its friendly name, the bindings naming it
     // and their roles (index lookups: a reconcile costs the same at 10 or 10,000 users).
-    const users = parseAll(deps.serviceUsers.byIndex(byFriendlyName, inNamespace(ns, friendlyNameOf(su))), serviceUser);
-    const bindings = parseAll(deps.roleBindings.byIndex(bySubject, inNamespace(ns, su.metadata.name)), roleBinding);
-    const roles = parseAll(bindings.map((b) => deps.roles.get(b.spec.roleRef.name)), role);
+    const users = validValues(deps.serviceUsers.byIndex(byFriendlyName, inNamespace(ns, friendlyNameOf(su))));
+    const bindings = validValues(deps.roleBindings.byIndex(bySubject, inNamespace(ns, su.metadata.name)));
+    const roles = validValues(bindings.map((b) => deps.roles.get(b.spec.roleRef.name)));
     const admits = admitsFromCaches(deps.accounts, deps.namespaces);
     const accounts = judgeAccounts(su.spec.accounts, ns, admits);
     const permissions = resolve([su], bindings, roles, admits).permissionsOf(ns, su.metadata.name);
