@@ -48,7 +48,8 @@ export async function startOperatorProcess(kubeconfig: string, namespaces: strin
       // BENCH_CPU_PROF=DIR: a V8 CPU profile of the operator, written when it stops.
       ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.BENCH_CPU_PROF)}`] : []),
       path.join(repoRoot, 'dist/main.js'), '--kubeconfig', kubeconfig, '--namespace', namespaces.join(','), '--operator-namespace', operatorNamespace,
-      '--metrics-bind-address', `127.0.0.1:${metricsPort}`, '--health-probe-bind-address', '0', '--verify-bind-address', `127.0.0.1:${verifyPort}`,
+      // Plain HTTP on loopback: the bench scrapes without a token (/metrics is HTTPS with review by default).
+      '--metrics-bind-address', `127.0.0.1:${metricsPort}`, '--no-metrics-secure', '--health-probe-bind-address', '0', '--verify-bind-address', `127.0.0.1:${verifyPort}`,
       '--concurrency', String(concurrency), '--log-level', 'warn',
     ],
     { stdio: ['ignore', 'pipe', 'pipe'], cwd: scratch },
@@ -61,10 +62,7 @@ export async function startOperatorProcess(kubeconfig: string, namespaces: strin
   child.once('exit', (code, signal) => {
     if (code !== 0 && signal !== 'SIGTERM') process.stderr.write(`operator exited (${code ?? signal}):\n${stderr}\n`);
   });
-  // Once more on a failed fetch: a kept-alive connection the server closed meanwhile (its
-  // keep-alive timeout is 5 s; a heap snapshot takes longer) fails the first request made on it.
-  const scrape = () => fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text());
-  const metrics = async () => parseMetrics(await scrape().catch(scrape));
+  const metrics = async () => parseMetrics(await fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text()));
   const status = (field: string) => Number(/(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(field)) ?? '')?.[1] ?? NaN) * 1024;
   return {
     verifyPort,
