@@ -2,11 +2,11 @@
 // its spec is one the operator can use. The admission decisions themselves are made by the
 // ServiceUser and RoleBinding reconciles (admission.ts), from the same caches.
 import { accountsOf, byAccount } from '../api/indexes.ts';
-import { objectOf, type AccountEntry, type NamespaceEntry, type ServiceUserEntry } from '../api/stores.ts';
+import { objectOf, recordedConditions, type AccountEntry, type NamespaceEntry, type ServiceUserEntry } from '../api/stores.ts';
 import { describeSelector } from '../api/labels.ts';
 import { apiVersion } from '../api/primitives.ts';
 import { resources } from '../api/resources.ts';
-import { setConditions, type Condition } from '../controller/conditions.ts';
+import { setConditions } from '../controller/conditions.ts';
 import type { CacheReader } from '../controller/informer.ts';
 import { resourcePath, type KubeClient } from '../controller/kube.ts';
 import { stableJson } from '../controller/stable-json.ts';
@@ -36,7 +36,7 @@ export function accountReconciler(deps: AccountDeps) {
     const cached = deps.accounts.get(name);
     if (!cached || cached.metadata.deletionTimestamp) return;
     const raw = objectOf(cached);
-    const previous = cached.valid ? cached.value.status?.conditions : (raw.status as { conditions?: Condition[] } | undefined)?.conditions;
+    const previous = recordedConditions(cached);
     const serviceUsers = deps.serviceUsers.byIndex(byAccount, name).filter((su) => accountsOf(su).admitted.includes(name)).length;
     const ready = cached.valid
       ? {

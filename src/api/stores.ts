@@ -12,11 +12,12 @@
 //     its own reconciler says why and can still finalize it; every other reader skips it;
 //   - a Namespace keeps its name and labels (what Account selectors read), a Secret its
 //     metadata alone: its data is read live, or from the first list (controller/first-list.ts).
-import type { z } from 'zod';
+import { z } from 'zod';
 import type { KubeObject, ObjectMeta } from '../controller/kube.ts';
 import { account, type Account } from './account.ts';
+import { conditions } from './primitives.ts';
 import { role, type Role } from './role.ts';
-import { roleBinding, type RoleBinding } from './rolebinding.ts';
+import { pinnedAccounts, roleBinding, type RoleBinding } from './rolebinding.ts';
 import { serviceUser, type ServiceUser } from './serviceuser.ts';
 
 /** Written by `kubectl apply`: the whole object again, read by no one here. */
@@ -98,4 +99,21 @@ export function validValues<T extends KubeObject>(entries: (Typed<T> | undefined
   const out: T[] = [];
   for (const e of entries) if (e?.valid) out.push(e.value);
   return out;
+}
+
+/** What status an object that does not parse still says, field by field (a part that does not parse is absent). */
+const recorded = z.object({ conditions: conditions.optional().catch(undefined), pinnedAccounts: pinnedAccounts.optional().catch(undefined) });
+
+/** The conditions status recorded, of an object parsed or not. */
+export function recordedConditions(e: RoleBindingEntry | RoleEntry | AccountEntry): z.output<typeof conditions> | undefined {
+  if (e.valid) return e.value.status?.conditions;
+  const r = recorded.safeParse(e.raw.status ?? {});
+  return r.success ? r.data.conditions : undefined;
+}
+
+/** The accounts a RoleBinding's status pinned, of a binding parsed or not. */
+export function recordedPins(e: RoleBindingEntry): z.output<typeof pinnedAccounts> | undefined {
+  if (e.valid) return e.value.status?.pinnedAccounts;
+  const r = recorded.safeParse(e.raw.status ?? {});
+  return r.success ? r.data.pinnedAccounts : undefined;
 }

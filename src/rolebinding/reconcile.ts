@@ -4,8 +4,8 @@
 // ServiceUser's status.permissions, written by the ServiceUser reconcile.
 import { apiVersion } from '../api/primitives.ts';
 import { resources } from '../api/resources.ts';
-import { objectOf, typedRoleBinding, validValues, type AccountEntry, type NamespaceEntry, type RoleBindingEntry, type RoleEntry, type ServiceUserEntry } from '../api/stores.ts';
-import { setConditions, type Condition } from '../controller/conditions.ts';
+import { objectOf, recordedConditions, recordedPins, typedRoleBinding, validValues, type AccountEntry, type NamespaceEntry, type RoleBindingEntry, type RoleEntry, type ServiceUserEntry } from '../api/stores.ts';
+import { setConditions } from '../controller/conditions.ts';
 import type { CacheReader } from '../controller/informer.ts';
 import { resourcePath, type KubeClient } from '../controller/kube.ts';
 import { OwnWrites } from '../controller/expectations.ts';
@@ -38,14 +38,14 @@ export function roleBindingReconciler(deps: BindingDeps) {
     if (!cached || cached.metadata.deletionTimestamp) return;
     const raw = objectOf(cached);
     const ns = raw.metadata.namespace ?? '';
-    const previous = (raw.status as { conditions?: Condition[] } | undefined)?.conditions;
+    const previous = recordedConditions(cached);
     const parsed = cached.valid ? { success: true as const, data: cached.value } : { success: false as const, problem: cached.problem };
     let ready: { status: 'True' | 'False'; reason: string; message: string };
     let subjects = '';
     let pinned: ReturnType<typeof pinAccounts>;
     if (!parsed.success) {
       // Kept as it was: a spec that fails to parse for a while must not reset the pin.
-      pinned = (raw.status as { pinnedAccounts?: ReturnType<typeof pinAccounts> } | undefined)?.pinnedAccounts;
+      pinned = recordedPins(cached);
       ready = { status: 'False', reason: 'InvalidSpec', message: parsed.problem };
     } else {
       subjects = parsed.data.spec.subjects.map((s) => s.name).join(', ');
@@ -106,7 +106,7 @@ export function roleReconciler(deps: BindingDeps) {
     const cached = deps.roles.get(key);
     if (!cached || cached.metadata.deletionTimestamp) return;
     const raw = objectOf(cached);
-    const previous = (raw.status as { conditions?: Condition[] } | undefined)?.conditions;
+    const previous = recordedConditions(cached);
     const ready = cached.valid
       ? { status: 'True' as const, reason: 'Valid', message: `${cached.value.spec.permissions.length} permissions in ${cached.value.spec.manager}` }
       : { status: 'False' as const, reason: 'InvalidSpec', message: cached.problem };
