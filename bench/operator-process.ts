@@ -49,7 +49,8 @@ export async function startOperatorProcess(kubeconfig: string, namespaces: strin
       // BENCH_CPU_PROF=DIR: a V8 CPU profile of the operator, written when it stops.
       ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.BENCH_CPU_PROF)}`] : []),
       path.join(repoRoot, 'dist/main.js'), '--kubeconfig', kubeconfig, '--namespace', namespaces.join(','), '--operator-namespace', operatorNamespace,
-      '--metrics-bind-address', `127.0.0.1:${metricsPort}`, '--health-probe-bind-address', '0', '--verify-bind-address', `127.0.0.1:${verifyPort}`,
+      // Plain HTTP on loopback: the bench scrapes without a token (/metrics is HTTPS with review by default).
+      '--metrics-bind-address', `127.0.0.1:${metricsPort}`, '--no-metrics-secure', '--health-probe-bind-address', '0', '--verify-bind-address', `127.0.0.1:${verifyPort}`,
       '--concurrency', String(concurrency), '--log-level', 'warn',
     ],
     { stdio: ['ignore', 'pipe', 'pipe'], cwd: scratch },

@@ -3,11 +3,12 @@
 // exist and admit its namespace — the operator's line of defence, also for objects that
 // predate the admission policy. Pure, but for admitsFromCaches: the one reading of the caches
 // the ServiceUser and RoleBinding reconcilers share (so neither imports another's reconcile).
-import { account as accountSchema, type Account } from '../api/account.ts';
+import type { Account } from '../api/account.ts';
 import { describeSelector, selects } from '../api/labels.ts';
 import { dnsSubdomain } from '../api/primitives.ts';
 import type { ConditionInput } from '../controller/conditions.ts';
-import type { InformerSet } from '../controller/informer.ts';
+import type { AccountEntry, NamespaceEntry } from '../api/stores.ts';
+import type { CacheReader } from '../controller/informer.ts';
 
 export interface AccountProblem {
   account: string;
@@ -97,15 +98,12 @@ export function accountsAdmission(
 }
 
 /** Admission decisions read from the Account and Namespace caches. */
-export function admitsFromCaches(accounts: Pick<InformerSet, 'get'>, namespaces: Pick<InformerSet, 'get'>): Admits {
+export function admitsFromCaches(accounts: CacheReader<AccountEntry>, namespaces: CacheReader<NamespaceEntry>): Admits {
   return admission({
     account: (name) => {
-      const parsed = accountSchema.safeParse(accounts.get(name));
-      return parsed.success ? parsed.data : undefined;
+      const cached = accounts.get(name);
+      return cached?.valid ? cached.value : undefined;
     },
-    namespaceLabels: (namespace) => {
-      const ns = namespaces.get(namespace);
-      return ns ? (ns.metadata.labels ?? {}) : undefined;
-    },
+    namespaceLabels: (namespace) => namespaces.get(namespace)?.metadata.labels,
   });
 }

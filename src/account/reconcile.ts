@@ -1,38 +1,38 @@
 // Account status: how many ServiceUsers it admits (for `kubectl get suacct`), and whether
 // its spec is one the operator can use. The admission decisions themselves are made by the
 // ServiceUser and RoleBinding reconciles (admission.ts), from the same caches.
-import { account as accountSchema } from '../api/account.ts';
-import { byAccount, rawAdmittedAccounts } from '../api/indexes.ts';
+import { accountsOf, byAccount } from '../api/indexes.ts';
+import { objectOf, recordedConditions, type AccountEntry, type ServiceUserEntry } from '../api/stores.ts';
 import { describeSelector } from '../api/labels.ts';
 import { apiVersion } from '../api/primitives.ts';
 import { resources } from '../api/resources.ts';
-import { setConditions, type Condition } from '../controller/conditions.ts';
-import type { InformerSet } from '../controller/informer.ts';
+import { setConditions } from '../controller/conditions.ts';
+import type { CacheReader } from '../controller/informer.ts';
 import { resourcePath, type KubeClient } from '../controller/kube.ts';
 import { stableJson } from '../controller/stable-json.ts';
 
 export interface AccountDeps {
   client: KubeClient;
-  accounts: InformerSet;
-  serviceUsers: InformerSet;
+  accounts: CacheReader<AccountEntry>;
+  serviceUsers: CacheReader<ServiceUserEntry>;
   fieldManager: string;
   now: () => number;
 }
 
 export function accountReconciler(deps: AccountDeps) {
   return async function reconcile(name: string): Promise<void> {
-    const raw = deps.accounts.get(name);
-    if (!raw || raw.metadata.deletionTimestamp) return;
-    const parsed = accountSchema.safeParse(raw);
-    const previous = (raw.status as { conditions?: Condition[] } | undefined)?.conditions;
-    const serviceUsers = deps.serviceUsers.byIndex(byAccount, name).filter((su) => rawAdmittedAccounts(su).includes(name)).length;
-    const ready = parsed.success
+    const cached = deps.accounts.get(name);
+    if (!cached || cached.metadata.deletionTimestamp) return;
+    const raw = objectOf(cached);
+    const previous = recordedConditions(cached);
+    const serviceUsers = deps.serviceUsers.byIndex(byAccount, name).filter((su) => accountsOf(su).admitted.includes(name)).length;
+    const ready = cached.valid
       ? {
           status: 'True' as const,
-          reason: parsed.data.spec.namespaceSelector ? 'Valid' : 'AdmitsNoNamespace',
-          message: `admits ${describeSelector(parsed.data.spec.namespaceSelector)}; ${serviceUsers} ServiceUser${serviceUsers === 1 ? '' : 's'} use it`,
+          reason: cached.value.spec.namespaceSelector ? 'Valid' : 'AdmitsNoNamespace',
+          message: `admits ${describeSelector(cached.value.spec.namespaceSelector)}; ${serviceUsers} ServiceUser${serviceUsers === 1 ? '' : 's'} use it`,
         }
-      : { status: 'False' as const, reason: 'InvalidSpec', message: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') };
+      : { status: 'False' as const, reason: 'InvalidSpec', message: cached.problem };
     const status = {
       serviceUsers,
       observedGeneration: raw.metadata.generation,

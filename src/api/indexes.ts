@@ -1,9 +1,12 @@
-// The cache lookups the operator makes, as informer indexes over raw API objects: who uses
+// The cache lookups the operator makes, as informer indexes over the typed caches (stores.ts;
+// an object that does not parse is indexed by what its raw form names): who uses
 // a friendly name, which RoleBindings name a ServiceUser, which name a Role, which objects
 // name an Account or live in a namespace (whose labels Accounts select). With them a
 // reconcile or an event handler reads the few objects that matter, not its whole namespace
 // (at 10,000 ServiceUsers a namespace scan per event is the difference between seconds and
 // minutes after a restart).
+import { objectOf, type RoleBindingEntry, type ServiceUserEntry } from './stores.ts';
+
 interface Raw {
   metadata: { name: string; namespace?: string };
   spec?: unknown;
@@ -37,14 +40,21 @@ export const rawAdmittedAccounts = (o: Raw & { status?: unknown }) => {
 export const inNamespace = (namespace: string | undefined, value: string) => `${namespace ?? ''}/${value}`;
 
 export const serviceUserIndexers = {
-  [byFriendlyName]: (o: Raw) => [inNamespace(o.metadata.namespace, rawFriendlyName(o))],
-  [byAccount]: rawAccounts,
-  [byNamespace]: (o: Raw) => [o.metadata.namespace ?? ''],
+  [byFriendlyName]: (e: ServiceUserEntry) => [inNamespace(e.metadata.namespace, friendlyNameOfEntry(e))],
+  [byAccount]: (e: ServiceUserEntry) => rawAccounts(objectOf(e)),
+  [byNamespace]: (e: ServiceUserEntry) => [e.metadata.namespace ?? ''],
 };
 
 export const roleBindingIndexers = {
-  [bySubject]: (o: Raw) => [...new Set(rawSubjects(o).map((name) => inNamespace(o.metadata.namespace, name)))],
-  [byRole]: (o: Raw) => [(o.spec as BindingSpec)?.roleRef?.name ?? ''],
-  [byAccount]: rawAccounts,
-  [byNamespace]: (o: Raw) => [o.metadata.namespace ?? ''],
+  [bySubject]: (e: RoleBindingEntry) => [...new Set(subjectsOf(e).map((name) => inNamespace(e.metadata.namespace, name)))],
+  [byRole]: (e: RoleBindingEntry) => [e.valid ? e.value.spec.roleRef.name : ((e.raw.spec as BindingSpec)?.roleRef?.name ?? '')],
+  [byAccount]: (e: RoleBindingEntry) => rawAccounts(objectOf(e)),
+  [byNamespace]: (e: RoleBindingEntry) => [e.metadata.namespace ?? ''],
 };
+
+/** A cached ServiceUser's friendly name (its raw spec's when it does not parse). */
+export const friendlyNameOfEntry = (e: ServiceUserEntry) => (e.valid ? (e.value.spec.friendlyName ?? e.value.metadata.name) : rawFriendlyName(e.raw));
+/** The ServiceUser names a cached RoleBinding lists as subjects. */
+export const subjectsOf = (e: RoleBindingEntry) => (e.valid ? e.value.spec.subjects.map((s) => s.name) : rawSubjects(e.raw));
+/** The accounts a cached ServiceUser names in its spec and those its status says it is admitted in. */
+export const accountsOf = (e: ServiceUserEntry) => ({ named: rawAccounts(objectOf(e)), admitted: rawAdmittedAccounts(objectOf(e)) });

@@ -20,17 +20,22 @@ export function compareResourceVersion(a: string | undefined, b: string | undefi
   return a === b ? 0 : a < b ? -1 : 1;
 }
 
-interface Expectation {
-  object: KubeObject;
+/** What an expectation compares: the identity and version of what was written and of what is cached. */
+interface Versioned {
+  metadata: { uid?: string | undefined; resourceVersion?: string | undefined };
+}
+
+interface Expectation<T extends Versioned> {
+  object: T;
   /** Versions we know precede `object` (the one we wrote over, our earlier writes). */
   older: Set<string>;
 }
 
-export class OwnWrites {
-  private readonly last = new Map<string, Expectation>();
+export class OwnWrites<T extends Versioned = KubeObject> {
+  private readonly last = new Map<string, Expectation<T>>();
 
   /** Our write of `key` returned `object`; `over` is the version it was made over. */
-  wrote(key: string, object: KubeObject, over: string | undefined): void {
+  wrote(key: string, object: T, over: string | undefined): void {
     const before = this.last.get(key);
     const older = new Set(before?.older ?? []);
     if (over) older.add(over);
@@ -42,7 +47,7 @@ export class OwnWrites {
    * The freshest object for `key`: the cache's, unless our own later write has not reached
    * it yet, then that write. An object gone from the cache is gone (its deletion was seen).
    */
-  view(key: string, cached: KubeObject | undefined): KubeObject | undefined {
+  view(key: string, cached: T | undefined): T | undefined {
     const mine = this.last.get(key);
     if (!mine) return cached;
     // Gone, or deleted and created again under the same name: not the object we wrote.

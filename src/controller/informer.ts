@@ -9,7 +9,19 @@ import { resourcePath } from './kube.ts';
 
 export type ChangeType = 'ADDED' | 'MODIFIED' | 'DELETED';
 
-export interface InformerOptions {
+/** What a cache needs of what it holds: the key and version its transform kept. */
+export interface Cacheable {
+  metadata: { name: string; namespace?: string | undefined; resourceVersion?: string | undefined };
+}
+
+/**
+ * A change and what the cache held before it (client-go's UpdateFunc(old, new)): a map
+ * function compares the two ("did the labels change?") without a shadow copy of its own.
+ * `old` is undefined for an object the cache did not hold.
+ */
+export type ChangeHandler<T> = (type: ChangeType, obj: T, old: T | undefined) => void;
+
+export interface InformerOptions<T extends Cacheable = KubeObject> {
   resource: Resource;
   /** Watch one namespace; all namespaces when absent. */
   namespace?: string;
@@ -25,16 +37,17 @@ export interface InformerOptions {
   onError?: (err: unknown, retryInMs: number) => void;
   random?: () => number;
   /**
-   * Trims each object before it is cached and handed to handlers (controller-runtime's
-   * cache transform): what the operator never reads costs no memory. Default: drops
-   * `metadata.managedFields`.
+   * Turns each object into what is cached and handed to handlers (controller-runtime's
+   * cache transform): parsed once, into a typed projection holding only what the operator
+   * reads (api/stores.ts), so what it never reads costs no memory and readers neither parse
+   * again nor cast. Default (a KubeObject cache): drops `metadata.managedFields`.
    */
-  transform?: (obj: KubeObject) => KubeObject;
+  transform?: (obj: KubeObject) => T;
   /**
    * Named secondary indexes (client-go's Indexers): each maps an object to the values it is
    * found under, so that "which objects name X" is a lookup, not a scan of the cache.
    */
-  indexers?: Record<string, (obj: KubeObject) => string[]>;
+  indexers?: Record<string, (obj: T) => string[]>;
 }
 
 /** The default transform: managedFields are server-side apply's bookkeeping, read by no one here. */
@@ -44,15 +57,15 @@ export function withoutManagedFields(obj: KubeObject): KubeObject {
   return { ...obj, metadata };
 }
 
-export const objectKey = (o: { metadata: { name: string; namespace?: string } }) =>
+export const objectKey = (o: { metadata: { name: string; namespace?: string | undefined } }) =>
   o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name;
 
-export class Informer<T extends KubeObject = KubeObject> {
+export class Informer<T extends Cacheable = KubeObject> {
   private store = new Map<string, T>();
-  private readonly handlers: ((type: ChangeType, obj: T) => void)[] = [];
+  private readonly handlers: ChangeHandler<T>[] = [];
   private readonly client: KubeClient;
-  private readonly options: Required<Omit<InformerOptions, 'namespace' | 'labelSelector' | 'fieldSelector' | 'onError' | 'indexers'>> &
-    Pick<InformerOptions, 'namespace' | 'labelSelector' | 'fieldSelector' | 'onError' | 'indexers'>;
+  private readonly options: Required<Omit<InformerOptions<T>, 'namespace' | 'labelSelector' | 'fieldSelector' | 'onError' | 'indexers'>> &
+    Pick<InformerOptions<T>, 'namespace' | 'labelSelector' | 'fieldSelector' | 'onError' | 'indexers'>;
   private indexes = new Map<string, Map<string, Map<string, T>>>();
   private abort = new AbortController();
   private stopped = false;
@@ -63,7 +76,7 @@ export class Informer<T extends KubeObject = KubeObject> {
   /** Counts relists, for tests and metrics. */
   lists = 0;
 
-  constructor(client: KubeClient, options: InformerOptions) {
+  constructor(client: KubeClient, options: InformerOptions<T>) {
     this.client = client;
     this.options = {
       watchTimeoutSeconds: 300,
@@ -71,13 +84,14 @@ export class Informer<T extends KubeObject = KubeObject> {
       baseBackoffMs: 500,
       maxBackoffMs: 30_000,
       random: Math.random,
-      transform: withoutManagedFields,
+      // Without a transform T is KubeObject (the type parameter's default): the raw object, trimmed.
+      transform: withoutManagedFields as unknown as (obj: KubeObject) => T,
       ...options,
     };
     this.synced = new Promise((resolve) => (this.markSynced = resolve));
   }
 
-  onChange(handler: (type: ChangeType, obj: T) => void): void {
+  onChange(handler: ChangeHandler<T>): void {
     this.handlers.push(handler);
   }
 
@@ -144,8 +158,8 @@ export class Informer<T extends KubeObject = KubeObject> {
     return `${resourcePath(resource, namespace)}?${params}`;
   }
 
-  private emit(type: ChangeType, obj: T): void {
-    for (const h of this.handlers) h(type, obj);
+  private emit(type: ChangeType, obj: T, old: T | undefined): void {
+    for (const h of this.handlers) h(type, obj, old);
   }
 
   private async run(): Promise<void> {
@@ -176,10 +190,10 @@ export class Informer<T extends KubeObject = KubeObject> {
     let resourceVersion: string;
     let cont: string | undefined;
     do {
-      const page = await this.client.get<{ items: T[]; metadata: { resourceVersion: string; continue?: string } }>(
+      const page = await this.client.get<{ items: KubeObject[]; metadata: { resourceVersion: string; continue?: string } }>(
         this.path({ limit: '500', ...(cont ? { continue: cont } : {}) }),
       );
-      for (const item of page.items) fresh.set(objectKey(item), this.options.transform(item) as T);
+      for (const item of page.items) fresh.set(objectKey(item), this.options.transform(item));
       resourceVersion = page.metadata.resourceVersion;
       cont = page.metadata.continue || undefined;
     } while (cont);
@@ -188,11 +202,11 @@ export class Informer<T extends KubeObject = KubeObject> {
     this.indexes = new Map();
     for (const [key, obj] of fresh) this.put(key, obj);
     this.lists++;
-    for (const [key, obj] of previous) if (!fresh.has(key)) this.emit('DELETED', obj);
+    for (const [key, obj] of previous) if (!fresh.has(key)) this.emit('DELETED', obj, obj);
     for (const [key, obj] of fresh) {
       const old = previous.get(key);
-      if (!old) this.emit('ADDED', obj);
-      else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) this.emit('MODIFIED', obj);
+      if (!old) this.emit('ADDED', obj, undefined);
+      else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) this.emit('MODIFIED', obj, old);
     }
     this.markSynced();
     return resourceVersion;
@@ -225,11 +239,12 @@ export class Informer<T extends KubeObject = KubeObject> {
           }
           if (event.object.metadata?.resourceVersion) current = event.object.metadata.resourceVersion;
           if (event.type === 'BOOKMARK') return;
-          const obj = this.options.transform(event.object) as T;
+          const obj = this.options.transform(event.object);
           const key = objectKey(obj);
-          if (event.type === 'DELETED') this.remove(key, this.store.get(key) ?? obj);
+          const old = this.store.get(key);
+          if (event.type === 'DELETED') this.remove(key, old ?? obj);
           else this.put(key, obj);
-          this.emit(event.type, obj);
+          this.emit(event.type, obj, old);
         },
         abort.signal,
       );
@@ -249,8 +264,11 @@ export class Informer<T extends KubeObject = KubeObject> {
   }
 }
 
+/** What a reconcile reads of a cache: a narrow dependency, so a test can hand it a few objects. */
+export type CacheReader<T extends Cacheable> = Pick<InformerSet<T>, 'get' | 'list' | 'byIndex'>;
+
 /** Several informers of one resource (one per watched namespace) read as one cache. */
-export class InformerSet<T extends KubeObject = KubeObject> {
+export class InformerSet<T extends Cacheable = KubeObject> {
   readonly informers: Informer<T>[];
   constructor(informers: Informer<T>[]) {
     this.informers = informers;
@@ -268,7 +286,7 @@ export class InformerSet<T extends KubeObject = KubeObject> {
   byIndex(name: string, value: string): T[] {
     return this.informers.flatMap((i) => i.byIndex(name, value));
   }
-  onChange(handler: (type: ChangeType, obj: T) => void): void {
+  onChange(handler: ChangeHandler<T>): void {
     for (const i of this.informers) i.onChange(handler);
   }
   start(): void {

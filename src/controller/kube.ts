@@ -8,27 +8,10 @@ import type { IncomingMessage } from 'node:http';
 import { createInterface } from 'node:readline';
 import type { Connection } from './connection.ts';
 
-export interface ObjectMeta {
-  name: string;
-  namespace?: string;
-  uid?: string;
-  resourceVersion?: string;
-  generation?: number;
-  creationTimestamp?: string;
-  deletionTimestamp?: string;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  finalizers?: string[];
-  managedFields?: unknown[];
-  ownerReferences?: { apiVersion: string; kind: string; name: string; uid: string; controller?: boolean; blockOwnerDeletion?: boolean }[];
-}
-
-export interface KubeObject {
-  apiVersion?: string;
-  kind?: string;
-  metadata: ObjectMeta;
-  [key: string]: unknown;
-}
+// The object shapes live on the floor below (api/object.ts: the typed stores project them);
+// the client speaks them.
+export type { KubeObject, ObjectMeta } from '../api/object.ts';
+import type { KubeObject } from '../api/object.ts';
 
 export interface WatchEvent {
   type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';

@@ -2,17 +2,13 @@
 // the accounts a binding without spec.accounts is pinned to (resolve.ts), and a Role's
 // permission count for `kubectl get`. The grants themselves land in each
 // ServiceUser's status.permissions, written by the ServiceUser reconcile.
-import { parseAll } from '../api/parse.ts';
 import { apiVersion } from '../api/primitives.ts';
 import { resources } from '../api/resources.ts';
-import { role as roleSchema } from '../api/role.ts';
-import { roleBinding as bindingSchema } from '../api/rolebinding.ts';
-import { serviceUser } from '../api/serviceuser.ts';
-import { setConditions, type Condition } from '../controller/conditions.ts';
-import type { InformerSet } from '../controller/informer.ts';
+import { objectOf, recordedConditions, recordedPins, typedRoleBinding, validValues, type AccountEntry, type NamespaceEntry, type RoleBindingEntry, type RoleEntry, type ServiceUserEntry } from '../api/stores.ts';
+import { setConditions } from '../controller/conditions.ts';
+import type { CacheReader } from '../controller/informer.ts';
 import { resourcePath, type KubeClient } from '../controller/kube.ts';
 import { OwnWrites } from '../controller/expectations.ts';
-import { withoutManagedFields } from '../controller/informer.ts';
 import { stableJson } from '../controller/stable-json.ts';
 import type { EventRecorder } from '../controller/events.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -21,11 +17,11 @@ import { pinAccounts, resolve } from './resolve.ts';
 
 export interface BindingDeps {
   client: KubeClient;
-  serviceUsers: InformerSet;
-  roleBindings: InformerSet;
-  roles: InformerSet;
-  accounts: InformerSet;
-  namespaces: InformerSet;
+  serviceUsers: CacheReader<ServiceUserEntry>;
+  roleBindings: CacheReader<RoleBindingEntry>;
+  roles: CacheReader<RoleEntry>;
+  accounts: CacheReader<AccountEntry>;
+  namespaces: CacheReader<NamespaceEntry>;
   events: EventRecorder;
   /** Where a Warning event is also said, at warn (a Normal one at info); absent: events only. */
   log?: Pick<Logger, 'info' | 'warn'>;
@@ -36,28 +32,29 @@ export interface BindingDeps {
 export function roleBindingReconciler(deps: BindingDeps) {
   // Our last status write per binding until the cache shows it: a reconcile woken at once
   // (by a subject's status write) would otherwise announce the same verdict twice.
-  const own = new OwnWrites();
+  const own = new OwnWrites<RoleBindingEntry>();
   return async function reconcile(key: string): Promise<void> {
-    const raw = own.view(key, deps.roleBindings.get(key));
-    if (!raw || raw.metadata.deletionTimestamp) return;
-    const ns = raw.metadata.namespace!;
-    const previous = (raw.status as { conditions?: Condition[] } | undefined)?.conditions;
-    const parsed = bindingSchema.safeParse(raw);
+    const cached = own.view(key, deps.roleBindings.get(key));
+    if (!cached || cached.metadata.deletionTimestamp) return;
+    const raw = objectOf(cached);
+    const ns = raw.metadata.namespace ?? '';
+    const previous = recordedConditions(cached);
+    const parsed = cached.valid ? { success: true as const, data: cached.value } : { success: false as const, problem: cached.problem };
     let ready: { status: 'True' | 'False'; reason: string; message: string };
     let subjects = '';
     let pinned: ReturnType<typeof pinAccounts>;
     if (!parsed.success) {
       // Kept as it was: a spec that fails to parse for a while must not reset the pin.
-      pinned = (raw.status as { pinnedAccounts?: ReturnType<typeof pinAccounts> } | undefined)?.pinnedAccounts;
-      ready = { status: 'False', reason: 'InvalidSpec', message: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') };
+      pinned = recordedPins(cached);
+      ready = { status: 'False', reason: 'InvalidSpec', message: parsed.problem };
     } else {
       subjects = parsed.data.spec.subjects.map((s) => s.name).join(', ');
-      const named = parseAll(parsed.data.spec.subjects.map((x) => deps.serviceUsers.get(`${ns}/${x.name}`)), serviceUser);
+      const named = validValues(parsed.data.spec.subjects.map((x) => deps.serviceUsers.get(`${ns}/${x.name}`)));
       const admits = admitsFromCaches(deps.accounts, deps.namespaces);
       // Recorded before the verdict is: the ServiceUser reconcile reads the pin from here.
       pinned = pinAccounts(parsed.data, named);
       const binding = { ...parsed.data, status: { ...parsed.data.status, pinnedAccounts: pinned } };
-      const verdict = resolve(named, [binding], parseAll([deps.roles.get(parsed.data.spec.roleRef.name)], roleSchema), admits).verdictOf(
+      const verdict = resolve(named, [binding], validValues([deps.roles.get(parsed.data.spec.roleRef.name)]), admits).verdictOf(
         ns,
         raw.metadata.name,
       )!;
@@ -91,7 +88,7 @@ export function roleBindingReconciler(deps: BindingDeps) {
       { apiVersion, kind: 'RoleBinding', metadata: { name: raw.metadata.name, namespace: ns }, status },
       deps.fieldManager,
     );
-    own.wrote(key, withoutManagedFields(written), raw.metadata.resourceVersion);
+    own.wrote(key, typedRoleBinding(written), raw.metadata.resourceVersion);
     // Announced once the verdict is recorded; the recorder sends it off this path.
     const before = previous?.find((c) => c.type === 'Ready');
     if (ready.status === 'False' && (before?.status !== 'False' || before.message !== ready.message)) {
@@ -106,15 +103,15 @@ export function roleBindingReconciler(deps: BindingDeps) {
 
 export function roleReconciler(deps: BindingDeps) {
   return async function reconcile(key: string): Promise<void> {
-    const raw = deps.roles.get(key);
-    if (!raw || raw.metadata.deletionTimestamp) return;
-    const parsed = roleSchema.safeParse(raw);
-    const previous = (raw.status as { conditions?: Condition[] } | undefined)?.conditions;
-    const ready = parsed.success
-      ? { status: 'True' as const, reason: 'Valid', message: `${parsed.data.spec.permissions.length} permissions in ${parsed.data.spec.manager}` }
-      : { status: 'False' as const, reason: 'InvalidSpec', message: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') };
+    const cached = deps.roles.get(key);
+    if (!cached || cached.metadata.deletionTimestamp) return;
+    const raw = objectOf(cached);
+    const previous = recordedConditions(cached);
+    const ready = cached.valid
+      ? { status: 'True' as const, reason: 'Valid', message: `${cached.value.spec.permissions.length} permissions in ${cached.value.spec.manager}` }
+      : { status: 'False' as const, reason: 'InvalidSpec', message: cached.problem };
     const status = {
-      ...(parsed.success ? { permissionCount: parsed.data.spec.permissions.length } : {}),
+      ...(cached.valid ? { permissionCount: cached.value.spec.permissions.length } : {}),
       observedGeneration: raw.metadata.generation,
       conditions: setConditions(previous, [{ type: 'Ready', ...ready }], raw.metadata.generation, deps.now()),
     };

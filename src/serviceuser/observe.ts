@@ -18,12 +18,10 @@
 import { judgeAccounts, type AccountsVerdict } from '../account/admission.ts';
 import { admitsFromCaches } from '../account/admission.ts';
 import { byFriendlyName, bySubject, inNamespace } from '../api/indexes.ts';
-import { parseAll } from '../api/parse.ts';
-import { role } from '../api/role.ts';
-import { roleBinding } from '../api/rolebinding.ts';
-import { serviceUser, type ServiceUser } from '../api/serviceuser.ts';
+import type { ServiceUser } from '../api/serviceuser.ts';
 import { OwnWrites } from '../controller/expectations.ts';
-import { objectKey, withoutManagedFields, type InformerSet } from '../controller/informer.ts';
+import { objectKey, type CacheReader } from '../controller/informer.ts';
+import { typedServiceUser, validValues, type AccountEntry, type NamespaceEntry, type RoleBindingEntry, type RoleEntry, type ServiceUserEntry } from '../api/stores.ts';
 import type { KubeObject } from '../controller/kube.ts';
 import type { RevocationLedger } from '../authority/revocations.ts';
 import type { Ca } from '../credentials/ca.ts';
@@ -39,11 +37,11 @@ import { SecretView, type SecretViewDeps } from './secret-view.ts';
 import type { SeenSecret } from './secret-write.ts';
 
 export interface ObserveDeps extends SecretViewDeps {
-  serviceUsers: InformerSet;
-  roleBindings: InformerSet;
-  roles: InformerSet;
-  accounts: InformerSet;
-  namespaces: InformerSet;
+  serviceUsers: CacheReader<ServiceUserEntry>;
+  roleBindings: CacheReader<RoleBindingEntry>;
+  roles: CacheReader<RoleEntry>;
+  accounts: CacheReader<AccountEntry>;
+  namespaces: CacheReader<NamespaceEntry>;
   now: () => number;
   authority: { ca: Ca; ledger: Pick<RevocationLedger, 'isRevoked' | 'listedFor'> };
   trust: LedgerTrust;
@@ -70,7 +68,7 @@ export class ServiceUserObserver {
   // What our writes to each ServiceUser returned, until the cache shows them: a reconcile
   // that follows at once (woken by our own Secret write) must not decide on the object from
   // before them, or it redoes the work and tells `kubectl describe` a crash happened.
-  private readonly own = new OwnWrites();
+  private readonly own = new OwnWrites<ServiceUserEntry>();
   readonly secrets: SecretView;
 
   private readonly deps: ObserveDeps;
@@ -81,13 +79,13 @@ export class ServiceUserObserver {
   }
 
   /** The ServiceUser as our last write left it, or as the cache has it once it caught up. */
-  serviceUser(key: string): KubeObject | undefined {
+  serviceUser(key: string): ServiceUserEntry | undefined {
     return this.own.view(key, this.deps.serviceUsers.get(key));
   }
 
   /** Our write to the ServiceUser `su` returned `written`. */
   remember(su: KubeObject, written: KubeObject): KubeObject {
-    this.own.wrote(objectKey(su), withoutManagedFields(written), su.metadata.resourceVersion);
+    this.own.wrote(objectKey(su), typedServiceUser(written), su.metadata.resourceVersion);
     return written;
   }
 
@@ -95,9 +93,9 @@ export class ServiceUserObserver {
   async observe(key: string, su: ServiceUser, authority: AuthorityState): Promise<Observation> {
     const { deps } = this;
     const ns = su.metadata.namespace!;
-    const peers = parseAll(deps.serviceUsers.byIndex(byFriendlyName, inNamespace(ns, friendlyNameOf(su))), serviceUser);
-    const bindings = parseAll(deps.roleBindings.byIndex(bySubject, inNamespace(ns, su.metadata.name)), roleBinding);
-    const roles = parseAll(bindings.map((b) => deps.roles.get(b.spec.roleRef.name)), role);
+    const peers = validValues(deps.serviceUsers.byIndex(byFriendlyName, inNamespace(ns, friendlyNameOf(su))));
+    const bindings = validValues(deps.roleBindings.byIndex(bySubject, inNamespace(ns, su.metadata.name)));
+    const roles = validValues(bindings.map((b) => deps.roles.get(b.spec.roleRef.name)));
     const admits = admitsFromCaches(deps.accounts, deps.namespaces);
     const accounts = judgeAccounts(su.spec.accounts, ns, admits);
     const permissions = resolve([su], bindings, roles, admits).permissionsOf(ns, su.metadata.name);

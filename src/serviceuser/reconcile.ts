@@ -4,14 +4,14 @@
 // execute.ts carries the plan out in its crash-safe order; here each action is bound to the
 // API server (status by server-side apply under one field manager), the ledger and the CA,
 // and events, logs and metrics tell what was done and when to look again.
-import type { z } from 'zod';
 import { apiVersion } from '../api/primitives.ts';
 import { resources } from '../api/resources.ts';
-import { serviceUser, type NoticeStatus, type ServiceUser } from '../api/serviceuser.ts';
+import type { NoticeStatus, ServiceUser } from '../api/serviceuser.ts';
 import type { TemplateKeyPolicy } from '../api/secret-template.ts';
 import { setConditions, type Condition } from '../controller/conditions.ts';
 import type { FirstList } from '../controller/first-list.ts';
-import type { InformerSet } from '../controller/informer.ts';
+import type { CacheReader, InformerSet } from '../controller/informer.ts';
+import { objectOf, type AccountEntry, type NamespaceEntry, type RoleBindingEntry, type RoleEntry, type SecretEntry, type ServiceUserEntry } from '../api/stores.ts';
 import { resourcePath, type KubeClient, type KubeObject } from '../controller/kube.ts';
 import type { Result } from '../controller/queue.ts';
 import type { IssuedToken } from '../credentials/token.ts';
@@ -38,14 +38,14 @@ export const finalizer = 'serviceusers.dev/revoke';
 
 export interface ServiceUserDeps {
   client: KubeClient;
-  serviceUsers: InformerSet;
-  roleBindings: InformerSet;
-  roles: InformerSet;
+  serviceUsers: CacheReader<ServiceUserEntry>;
+  roleBindings: CacheReader<RoleBindingEntry>;
+  roles: CacheReader<RoleEntry>;
   /** Accounts and the namespaces' labels: which accounts admit the ServiceUser. */
-  accounts: InformerSet;
-  namespaces: InformerSet;
+  accounts: CacheReader<AccountEntry>;
+  namespaces: CacheReader<NamespaceEntry>;
   /** Our Secrets, metadata only: whether one changed since we wrote it. */
-  secrets?: InformerSet;
+  secrets?: InformerSet<SecretEntry>;
   /** Their data as the Secret informer's first list carried it, until a restart's first passes are done (first-list.ts). */
   listedSecrets?: FirstList;
   events: EventRecorder;
@@ -98,10 +98,10 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
   const pass: Pass = { deps, observer, applyStatus, certificateActions, secrets, metrics };
 
   return async function reconcile(key: string): Promise<Result | void> {
-    let raw = observer.serviceUser(key);
-    if (!raw) return void view.gone(key);
+    const cached = observer.serviceUser(key);
+    if (!cached) return void view.gone(key);
+    let raw = objectOf(cached);
     const log = deps.log.child({ serviceUser: key });
-    const parsed = serviceUser.safeParse(raw);
     const authority = deps.authorityState?.() ?? { ready: true as const };
     // Every record is MACed with the ledger key: without it nothing can be written (operator.ts
     // loads it with the CA, and enqueues every user once it is there).
@@ -110,12 +110,12 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
       view.deleting(key);
       // Revoking needs the CA (the CRL); the operator enqueues every user once it is loaded.
       if (!authority.ready) return void log.debug('deletion waits for the built-in CA');
-      if (raw.metadata.finalizers?.includes(finalizer)) await finalize(finalizeDeps, raw, parsed.success ? parsed.data : undefined);
+      if (raw.metadata.finalizers?.includes(finalizer)) await finalize(finalizeDeps, raw, cached.valid ? cached.value : undefined);
       return;
     }
-    if (!parsed.success) return refuseInvalid(deps, raw, parsed.error, applyStatus, log);
+    if (!cached.valid) return refuseInvalid(deps, raw, cached.problem, applyStatus, log);
     if (!raw.metadata.finalizers?.includes(finalizer)) raw = await setFinalizer(raw, true);
-    return reconcileUser(pass, key, raw, parsed.data, authority, log);
+    return reconcileUser(pass, key, raw, cached.value, authority, log);
   };
 }
 
@@ -130,8 +130,7 @@ interface Pass {
 }
 
 /** Admission should have refused it (an outdated CRD?): say what is wrong and wait. */
-async function refuseInvalid(deps: ServiceUserDeps, raw: KubeObject, error: z.ZodError, applyStatus: Pass['applyStatus'], log: Logger): Promise<void> {
-  const message = error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+async function refuseInvalid(deps: ServiceUserDeps, raw: KubeObject, message: string, applyStatus: Pass['applyStatus'], log: Logger): Promise<void> {
   const previous = (raw.status as { conditions?: Condition[] } | undefined)?.conditions;
   if (!previous?.some((c) => c.type === 'Stalled' && c.status === 'True' && c.message === message)) {
     await deps.events.record(raw, { type: 'Warning', reason: 'InvalidSpec', message });

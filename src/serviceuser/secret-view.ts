@@ -22,6 +22,7 @@
 import { resources } from '../api/resources.ts';
 import type { FirstList } from '../controller/first-list.ts';
 import type { InformerSet } from '../controller/informer.ts';
+import type { SecretEntry } from '../api/stores.ts';
 import { isNotFound, resourcePath, type KubeClient, type KubeObject } from '../controller/kube.ts';
 import { labels } from '../api/names.ts';
 import { digestOf, observeSecret, type SeenSecret } from './secret-write.ts';
@@ -29,7 +30,7 @@ import { digestOf, observeSecret, type SeenSecret } from './secret-write.ts';
 export interface SecretViewDeps {
   client: Pick<KubeClient, 'get'>;
   /** Our Secrets, metadata only: whether one changed since we wrote it. */
-  secrets?: InformerSet | undefined;
+  secrets?: InformerSet<SecretEntry> | undefined;
   /** Their data as the Secret informer's first list carried it (first-list.ts). */
   listedSecrets?: FirstList | undefined;
 }
@@ -60,7 +61,7 @@ export class SecretView {
   }
 
   /** A Secret event from the watch: drops what it makes stale. */
-  private changed(type: string, s: KubeObject): void {
+  private changed(type: string, s: SecretEntry): void {
     const owner = s.metadata.labels?.[labels.name];
     const key = `${s.metadata.namespace}/${owner}`;
     if (type === 'DELETED' && owner && this.written.get(key)?.name === s.metadata.name) this.written.delete(key);

@@ -95,12 +95,15 @@ export class Directory {
 
   /** Feed from the ServiceUser informer's change events. */
   observe(type: ChangeType, raw: KubeObject): void {
-    const key = objectKey(raw);
-    this.forget(key);
-    if (type === 'DELETED') return;
     const parsed = serviceUser.safeParse(raw);
-    if (!parsed.success) return;
-    const su = verifiable(parsed.data, this.trust);
+    this.observeParsed(type, objectKey(raw), parsed.success ? parsed.data : undefined);
+  }
+
+  /** Feed from a typed cache (api/stores.ts): `parsed` undefined when the object does not parse. */
+  observeParsed(type: ChangeType, key: string, parsed: ServiceUser | undefined): void {
+    this.forget(key);
+    if (type === 'DELETED' || !parsed) return;
+    const su = verifiable(parsed, this.trust);
     this.users.set(key, su);
     this.byIdentity.set(identityOf(su), key);
     for (const t of su.status?.tokens ?? []) this.byToken.add(t.id, key);

@@ -11,7 +11,7 @@ import { testLogger } from '../logs.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
 import { startOperator } from '../../src/operator.ts';
 import { isNotFound, KubeClient, type KubeObject } from '../../src/controller/kube.ts';
-import type { InformerSet } from '../../src/controller/informer.ts';
+import { typedServiceUser, type ServiceUserEntry } from '../../src/api/stores.ts';
 import { newLedgerKey } from '../../src/credentials/mac.ts';
 import { issueToken } from '../../src/credentials/token.ts';
 import { EventRecorder } from '../../src/controller/events.ts';
@@ -235,15 +235,16 @@ const trust = { ring: { current: ledgerKey, keys: [ledgerKey] } };
 const b = () => api(running.client, bare.name);
 function bareReconciler(options: { client?: KubeClient; view?: (o: KubeObject) => KubeObject } = {}) {
   const client = options.client ?? running.client;
-  let current: KubeObject | undefined;
-  const cache = { get: () => current, byIndex: () => [] } as unknown as InformerSet;
+  let current: ServiceUserEntry | undefined;
+  const none = { get: () => undefined, list: () => [], byIndex: () => [] };
   const reconcile = serviceUserReconciler({
-    client, serviceUsers: cache, roleBindings: cache, roles: cache, accounts: cache, namespaces: cache, events: new EventRecorder(client, testLogger()), log: testLogger(), metrics: createMetrics(),
+    client, serviceUsers: { get: () => current, list: () => [], byIndex: () => [] }, roleBindings: none, roles: none, accounts: none, namespaces: none, events: new EventRecorder(client, testLogger()), log: testLogger(), metrics: createMetrics(),
     fieldManager: 'service-user-operator', now: Date.now, issue: issueToken, authority: running.operator.authority, trust,
   });
   return async (name: string) => {
     const live = await b().serviceUser(name);
-    current = options.view ? options.view(live) : live;
+    // Into the cache as its informer would put it: parsed once (a spec that does not parse, with the reason).
+    current = typedServiceUser(options.view ? options.view(live) : live);
     return reconcile(`${bare.name}/${name}`);
   };
 }

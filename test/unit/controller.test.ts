@@ -275,6 +275,31 @@ describe('Informer', () => {
     expect(informer.list('other')).toEqual([]);
     await informer.stop();
   });
+
+  it('lists in pages of 500, following continue, and hands each handler what it held before the change', async () => {
+    requests.length = 0;
+    const pages: string[] = [];
+    behave = (url, res) => {
+      if (!url.searchParams.get('watch')) {
+        pages.push(`limit=${url.searchParams.get('limit')} continue=${url.searchParams.get('continue') ?? ''}`);
+        const first = !url.searchParams.get('continue');
+        return void res.writeHead(200).end(JSON.stringify(first ? { items: [item('a', '1')], metadata: { resourceVersion: '2', continue: 'next' } } : { items: [item('b', '2')], metadata: { resourceVersion: '2' } }));
+      }
+      res.writeHead(200);
+      res.write(`${JSON.stringify({ type: 'MODIFIED', object: item('a', '3') })}\n`);
+      res.write(`${JSON.stringify({ type: 'DELETED', object: item('b', '4') })}\n`);
+    };
+    const informer = new Informer(client, { resource });
+    const seen: string[] = [];
+    informer.onChange((type, obj, old) => seen.push(`${type} ${obj.metadata.name}@${obj.metadata.resourceVersion} was ${old?.metadata.resourceVersion ?? 'none'}`));
+    informer.start();
+    await informer.synced;
+    expect(pages).toEqual(['limit=500 continue=', 'limit=500 continue=next']);
+    expect(informer.list().map((o) => o.metadata.name).sort()).toEqual(['a', 'b']);
+    await eventually('watch events', () => seen.length === 4);
+    expect(seen).toEqual(['ADDED a@1 was none', 'ADDED b@2 was none', 'MODIFIED a@3 was 1', 'DELETED b@4 was 2']);
+    await informer.stop();
+  });
 });
 
 describe('requestInfo', () => {

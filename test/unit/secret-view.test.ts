@@ -3,6 +3,7 @@
 // live. What a real API server shows end to end is in test/integration/own-writes.test.ts.
 import { describe, expect, it } from 'vitest';
 import type { InformerSet } from '../../src/controller/informer.ts';
+import type { SecretEntry } from '../../src/api/stores.ts';
 import type { KubeObject } from '../../src/controller/kube.ts';
 import { FirstList } from '../../src/controller/first-list.ts';
 import { SecretView } from '../../src/serviceuser/secret-view.ts';
@@ -20,7 +21,7 @@ const metadataOnly = (s: KubeObject): KubeObject => ({ ...s, data: undefined });
 async function world() {
   const cached = new Map<string, KubeObject>();
   const handlers: ((type: 'ADDED' | 'MODIFIED' | 'DELETED', obj: KubeObject) => void)[] = [];
-  const secrets = { get: (k: string) => cached.get(k), onChange: (h: (typeof handlers)[number]) => handlers.push(h), synced: Promise.resolve() } as unknown as InformerSet;
+  const secrets = { get: (k: string) => cached.get(k), onChange: (h: (typeof handlers)[number]) => handlers.push(h), synced: Promise.resolve() } as unknown as InformerSet<SecretEntry>;
   const reads: string[] = [];
   let live: KubeObject | undefined = secret('10');
   const client = { get: (path: string) => (reads.push(path), live ? Promise.resolve(live) : Promise.reject(Object.assign(new Error('not found'), { status: 404 }))) };
