@@ -12,6 +12,7 @@ import { benchIdle } from './idle.ts';
 import { benchMemory } from './memory.ts';
 import { benchLedger } from './ledger.ts';
 import { benchPeer } from './peer.ts';
+import { benchWeight } from './weight.ts';
 import { summaryRows, printSummary } from './summary.ts';
 
 const env = process.env;
@@ -36,6 +37,8 @@ const benches: Record<string, () => Promise<object>> = {
     const users = Number(env.LEDGER_USERS ?? 10_000);
     return benchLedger(users, Number(env.LEDGER_DELETE_USERS ?? Math.round(users / 2)), env.LEDGER_LEAD_SECONDS ? Number(env.LEDGER_LEAD_SECONDS) : undefined);
   },
+  // No control plane: the production package count and one PKCS#12 bundle's time (median).
+  weight: () => benchWeight(Number(env.BENCH_PKCS12 ?? 200)),
   // cert-manager and the operator, each on its own control plane, N client certificates each.
   peer: () => benchPeer(Number(env.BENCH_PEER ?? 10_000)),
 };

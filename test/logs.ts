@@ -42,3 +42,17 @@ export function testLogger(lines?: string[]): Logger {
   });
   return createLogger('debug', sink);
 }
+
+/**
+ * Whether `controller` logged a finished reconcile of `key` in `lines[from…]` (a testLogger's
+ * debug lines): the event that says a wake-up was acted on, where a fixed wait would guess.
+ */
+export function reconciledSince(lines: string[], from: number, controller: string, key: string): boolean {
+  return lines.slice(from).some((text) =>
+    text.split('\n').some((line) => {
+      if (!line.includes('"reconciled"')) return false;
+      const entry: unknown = JSON.parse(line);
+      return !!entry && typeof entry === 'object' && 'controller' in entry && entry.controller === controller && 'key' in entry && entry.key === key;
+    }),
+  );
+}

@@ -8,6 +8,6 @@ import type { ServiceUser } from './serviceuser.ts';
 export const managedBy = 'service-user-operator';
 export const labels = { managedBy: 'app.kubernetes.io/managed-by', name: 'serviceusers.dev/name' } as const;
 
-export const identityOf = (su: Pick<ServiceUser, 'metadata'>) => `serviceuser:${su.metadata.namespace}:${su.metadata.name}`;
+export const identityOf = (su: { metadata: { namespace?: string | undefined; name: string } }) => `serviceuser:${su.metadata.namespace}:${su.metadata.name}`;
 export const friendlyNameOf = (su: Pick<ServiceUser, 'metadata'> & { spec: Pick<ServiceUser['spec'], 'friendlyName'> }) => su.spec.friendlyName ?? su.metadata.name;
 export const secretNameOf = (su: ServiceUser) => su.spec.credentials.secretName ?? `${su.metadata.name}-credentials`;

@@ -16,6 +16,7 @@ import { suPath, withCluster } from './cluster.ts';
 import { CheckFailed, messageOf, UsageError } from './errors.ts';
 import { serialize, when } from './format.ts';
 import type { Invocation } from './main.ts';
+import { identityOf } from '../api/names.ts';
 
 interface Answer {
   status: number;
@@ -116,9 +117,10 @@ export async function whoami(inv: Invocation): Promise<void> {
   if (answer.status === 200) {
     const b = answer.body as { active?: boolean; sub?: string; friendly_name?: string; token_id?: string; exp?: number; accounts?: string[]; permissions?: Who['permissions'] };
     if (!b.active) throw new CheckFailed(`token ${parsed.id} is not active: revoked, expired, disabled, outside its allowed networks, or unknown`);
+    if (typeof b.sub !== 'string') throw new UsageError(`the verification service at ${url} answered active without naming the holder (sub): is it this operator's?`);
     who = {
       active: true,
-      identity: b.sub!,
+      identity: b.sub,
       ...(b.friendly_name ? { friendlyName: b.friendly_name } : {}),
       tokenId: b.token_id ?? parsed.id,
       ...(b.exp ? { expiresAt: new Date(b.exp * 1000).toISOString().replace(/\.000Z$/, 'Z') } : {}),
@@ -143,7 +145,7 @@ export async function whoami(inv: Invocation): Promise<void> {
       const status = su.status as { friendlyName?: string; expiresAt?: string; accounts?: string[]; permissions?: Who['permissions'] } | undefined;
       return {
         active: true as const,
-        identity: `serviceuser:${su.metadata.namespace}:${su.metadata.name}`,
+        identity: identityOf(su),
         ...(status?.friendlyName ? { friendlyName: status.friendlyName } : {}),
         tokenId: parsed.id,
         ...(status?.expiresAt ? { expiresAt: status.expiresAt } : {}),

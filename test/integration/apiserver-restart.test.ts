@@ -11,6 +11,7 @@ import { createMetrics } from '../../src/observability/metrics.ts';
 import { startOperator } from '../../src/operator.ts';
 import { startControlPlane } from '../cluster/controlplane.ts';
 import { installCrds } from '../crds.ts';
+import { eventually } from '../kube.ts';
 import { freePort } from '../net.ts';
 import { api, decodeSecret } from '../operator.ts';
 
@@ -23,7 +24,8 @@ it('recovers from an API server restart without restarting itself', { timeout: 2
   const client = new KubeClient(kc);
   await installCrds(kc);
   await client.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'apps' } });
-  const operator = startOperator({ kubeConfig: kc, log: testLogger(), metrics: createMetrics(), operatorNamespace: 'apps', namespaces: ['apps'] });
+  const logs: string[] = [];
+  const operator = startOperator({ kubeConfig: kc, log: testLogger(logs), metrics: createMetrics(), operatorNamespace: 'apps', namespaces: ['apps'] });
   const k = api(client, 'apps');
   const active = (o: object) => (o as { status?: { phase?: string } }).status?.phase === 'Active';
   try {
@@ -33,7 +35,9 @@ it('recovers from an API server restart without restarting itself', { timeout: 2
     const token = decodeSecret((await k.secret('before-credentials'))!).token;
 
     await controlPlane.stop();
-    await new Promise((r) => setTimeout(r, 3000)); // the operator's watches fail and back off
+    // The operator's watches fail and back off before the API server comes back.
+    const stoppedAt = logs.length;
+    await eventually("the operator's watches to fail", async () => (logs.slice(stoppedAt).some((l) => l.includes('list/watch failed; restarting')) ? true : undefined), 30_000);
     controlPlane = await startControlPlane({ dir, port, keepState: true });
 
     await k.createServiceUser('after', { email: 'ops@example.com', accounts: ['acme'] });

@@ -56,7 +56,7 @@ it('without creating it: says what to do in one line, issues nothing unsigned, a
   const verify = await freePort();
   const output: string[] = [];
   processes.start(
-    ['--operator-namespace', operatorNs, '--no-create-operator-namespace', '--log-format', 'text', '--verify-bind-address', `127.0.0.1:${verify}`, '--metrics-bind-address', '0', '--health-probe-bind-address', '0'],
+    ['--operator-namespace', operatorNs, '--no-create-operator-namespace', '--log-format', 'text', '--log-level', 'debug', '--verify-bind-address', `127.0.0.1:${verify}`, '--metrics-bind-address', '0', '--health-probe-bind-address', '0'],
     { output },
   );
   await k.createServiceUser('tokens-only', { email: 'ops@example.com', accounts: ['acme'], credentials: { clientCertificate: { enabled: false } } });
@@ -64,8 +64,9 @@ it('without creating it: says what to do in one line, issues nothing unsigned, a
 
   const hint = `namespace ${operatorNs} does not exist: create it with "kubectl create namespace ${operatorNs}", or pass --operator-namespace`;
   await eventually('the one line at the terminal', async () => (output.join('').includes(hint) ? true : undefined), 30_000);
-  // One line, once, however many retries follow; nothing is written meanwhile.
-  await new Promise((r) => setTimeout(r, 3_000));
+  // One line, once, however many retries follow (each a debug line); nothing is written meanwhile.
+  const retries = () => output.join('').split('\n').filter((l) => l.includes('still waiting for the built-in CA')).length;
+  await eventually('two retries after the line', async () => (retries() >= 2 ? true : undefined), 30_000);
   const lines = output.join('').split('\n').filter((l) => l.includes(hint));
   expect(lines).toHaveLength(1);
   expect(lines[0]).toMatch(/^\S+ WARN {2}namespace .* does not exist: .*; meanwhile nothing is issued/);

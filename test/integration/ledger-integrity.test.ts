@@ -17,7 +17,7 @@ import { createMetrics } from '../../src/observability/metrics.ts';
 import { startOperator, type Operator } from '../../src/operator.ts';
 import { applyManifests, manifestsIn } from '../crds.ts';
 import { tokenWithId } from '../forge.ts';
-import { testLogger } from '../logs.ts';
+import { reconciledSince, testLogger } from '../logs.ts';
 import { eventually, kubeConfig, useNamespace } from '../kube.ts';
 import { freePort } from '../net.ts';
 import { api, decodeSecret, useAccounts, statusOf } from '../operator.ts';
@@ -140,8 +140,9 @@ describe('the ledger cannot be forged', () => {
     const warned = await eventually('the RecordForged event', async () => (await events(home.name, 'victim')).find((e) => e.reason === 'RecordForged'));
     expect(warned).toMatchObject({ type: 'Warning', message: expect.stringContaining(mine.id) });
     // Another reconcile (a label edit wakes it) does not bring it back.
+    const poked = logs.length;
     await client.mergePatch(resourcePath(resources.serviceUsers, home.name, 'victim'), { metadata: { labels: { poke: '1' } } });
-    await new Promise((r) => setTimeout(r, 1500));
+    await eventually('the reconcile the label edit wakes', async () => reconciledSince(logs, poked, 'serviceuser', `${home.name}/victim`), 30_000);
     expect(statusOf(await k().serviceUser('victim')).tokens!.some((x) => x.id === mine.id)).toBe(false);
     expect(await authenticated(mine.token)).toBe(false);
     expect(await authenticated(victim.token)).toBe(true);
@@ -213,8 +214,9 @@ describe('rotation and renewal on demand', () => {
 
     // The same values applied again (and a wake-up): nothing more.
     await k().patchServiceUser('rotor', { credentials: { token: { rotationRequest: 'r1' }, clientCertificate: { renewalRequest: 'c1' } } });
+    const poked = logs.length;
     await client.mergePatch(resourcePath(resources.serviceUsers, home.name, 'rotor'), { metadata: { labels: { poke: '1' } } });
-    await new Promise((r) => setTimeout(r, 1500));
+    await eventually('the reconcile the label edit wakes', async () => reconciledSince(logs, poked, 'serviceuser', `${home.name}/rotor`), 30_000);
     const after = statusOf(await k().serviceUser('rotor'));
     expect(after.tokens).toHaveLength(2);
     expect(after.certificate!.serialNumber).toBe(statusOf(rotated).certificate!.serialNumber);
