@@ -485,7 +485,9 @@ describe('kubectl service-user', () => {
     const gone = await ksu(['whoami', '--verify-url', verifyUrl, '--verify-ca', caFile], { stdin: revokedToken });
     expect(gone.code).toBe(2);
     expect(gone.err).toMatch(/token \w{16} is not active: revoked, expired, disabled/);
-    const typo = await ksu(['whoami', '--verify-url', verifyUrl, '--verify-ca', caFile], { stdin: `${auditorToken.slice(0, -1)}x` });
+    // Change the last character to one it is not: a fixed 'x' is the token itself 1 time in 62.
+    const typoed = auditorToken.slice(0, -1) + (auditorToken.endsWith('x') ? 'y' : 'x');
+    const typo = await ksu(['whoami', '--verify-url', verifyUrl, '--verify-ca', caFile], { stdin: typoed });
     expect(typo.code).toBe(2);
     expect(typo.err).toContain('token checksum mismatch (typo or truncation): checked offline, nothing was sent');
     const noUrl = await ksu(['whoami'], { stdin: auditorToken, env: { SERVICE_USER_VERIFY_URL: '' } });
