@@ -49,7 +49,7 @@ export const kinds: KindDefinition[] = [
     scope: 'Namespaced',
     description:
       'A non-human identity (build server, signing pipeline, GitOps job) whose API token and client certificate the operator keeps in a Secret and revokes at its end date.',
-    object: serviceUser as unknown as KindDefinition['object'],
+    object: serviceUser,
     printerColumns: [
       { name: 'Friendly Name', type: 'string', jsonPath: '.status.friendlyName' },
       { name: 'Phase', type: 'string', jsonPath: '.status.phase' },
@@ -68,7 +68,7 @@ export const kinds: KindDefinition[] = [
     shortNames: ['surole'],
     scope: 'Cluster',
     description: 'A named set of permissions in one product area ("manager"), granted to service users by RoleBindings.',
-    object: role as unknown as KindDefinition['object'],
+    object: role,
     printerColumns: [
       { name: 'Manager', type: 'string', jsonPath: '.spec.manager' },
       { name: 'Display Name', type: 'string', jsonPath: '.spec.displayName' },
@@ -84,7 +84,7 @@ export const kinds: KindDefinition[] = [
     shortNames: ['surb'],
     scope: 'Namespaced',
     description: 'Grants a Role to ServiceUsers of the same namespace, optionally narrowed to some of their accounts.',
-    object: roleBinding as unknown as KindDefinition['object'],
+    object: roleBinding,
     printerColumns: [
       { name: 'Role', type: 'string', jsonPath: '.spec.roleRef.name' },
       { name: 'Subjects', type: 'string', jsonPath: '.status.subjects' },
@@ -100,7 +100,7 @@ export const kinds: KindDefinition[] = [
     scope: 'Cluster',
     description:
       'An account on the vendor platforms, and which namespaces may use it: ServiceUsers and RoleBindings get permissions in an account only when its namespaceSelector admits their namespace.',
-    object: account as unknown as KindDefinition['object'],
+    object: account,
     printerColumns: [
       { name: 'Display Name', type: 'string', jsonPath: '.spec.displayName' },
       { name: 'Service Users', type: 'integer', jsonPath: '.status.serviceUsers' },
@@ -116,20 +116,22 @@ export const kinds: KindDefinition[] = [
  * no JavaScript safe-integer bounds on int64 fields.
  */
 export function openApiSchema(schema: z.ZodType): JsonSchema {
-  const json = z.toJSONSchema(schema, { target: 'openapi-3.0', io: 'input', reused: 'inline', unrepresentable: 'throw' });
-  return structural(json as JsonSchema);
+  return structural(z.toJSONSchema(schema, { target: 'openapi-3.0', io: 'input', reused: 'inline', unrepresentable: 'throw' }));
 }
 
-function structural(node: JsonSchema): JsonSchema {
+/** A JSON Schema node: an object that is not an array. */
+const isNode = (value: unknown): value is JsonSchema => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+function structural(node: object): JsonSchema {
   const out: JsonSchema = {};
   for (const [key, value] of Object.entries(node)) {
     if (key === '$schema' || key === 'propertyNames') continue;
     if (key === 'additionalProperties' && value === false) continue;
-    if ((key === 'maximum' || key === 'minimum') && Math.abs(value as number) === Number.MAX_SAFE_INTEGER) continue;
-    if (key === 'properties') {
-      out[key] = Object.fromEntries(Object.entries(value as Record<string, JsonSchema>).map(([k, v]) => [k, structural(v)]));
-    } else if ((key === 'items' || key === 'additionalProperties') && typeof value === 'object' && value !== null) {
-      out[key] = structural(value as JsonSchema);
+    if ((key === 'maximum' || key === 'minimum') && typeof value === 'number' && Math.abs(value) === Number.MAX_SAFE_INTEGER) continue;
+    if (key === 'properties' && isNode(value)) {
+      out[key] = Object.fromEntries(Object.entries(value).map(([k, v]) => [k, isNode(v) ? structural(v) : v]));
+    } else if ((key === 'items' || key === 'additionalProperties') && isNode(value)) {
+      out[key] = structural(value);
     } else if (key === 'anyOf' || key === 'oneOf' || key === 'allOf' || key === '$ref' || key === '$defs') {
       throw new Error(`schema uses ${key}, which a structural CRD schema cannot hold: ${JSON.stringify(node)}`);
     } else {

@@ -69,11 +69,12 @@ export function selects(selector: LabelSelector | undefined, labels: Record<stri
   for (const [k, v] of Object.entries(selector.matchLabels ?? {})) if (!has(k) || labels[k] !== v) return false;
   for (const r of selector.matchExpressions ?? []) {
     const values = r.values ?? [];
+    const value = has(r.key) ? labels[r.key] : undefined;
     const held =
-      r.operator === 'In' ? has(r.key) && values.includes(labels[r.key]!)
-      : r.operator === 'NotIn' ? !has(r.key) || !values.includes(labels[r.key]!)
-      : r.operator === 'Exists' ? has(r.key)
-      : !has(r.key);
+      r.operator === 'In' ? value !== undefined && values.includes(value)
+      : r.operator === 'NotIn' ? value === undefined || !values.includes(value)
+      : r.operator === 'Exists' ? value !== undefined
+      : value === undefined;
     if (!held) return false;
   }
   return true;

@@ -15,15 +15,23 @@ export interface CelRule {
 
 const validationsKey = 'x-kubernetes-validations';
 
+// The CEL rules ride in zod's metadata under the key the CRD carries them in; declared here
+// (zod's documented augmentation) so reading them back is typed.
+declare module 'zod' {
+  interface GlobalMeta {
+    [validationsKey]?: CelRule[];
+  }
+}
+
 /** Adds CEL rules to a schema's metadata, which the CRD generator copies into the CRD. */
 export function withCel<T extends z.ZodType>(schema: T, rules: CelRule[]): T {
   const meta = schema.meta() ?? {};
-  const existing = (meta[validationsKey] as CelRule[] | undefined) ?? [];
-  return schema.meta({ ...meta, [validationsKey]: [...existing, ...rules] }) as T;
+  const existing = meta[validationsKey] ?? [];
+  return schema.meta({ ...meta, [validationsKey]: [...existing, ...rules] });
 }
 
 export function celRules(schema: z.ZodType): CelRule[] {
-  return (schema.meta()?.[validationsKey] as CelRule[] | undefined) ?? [];
+  return schema.meta()?.[validationsKey] ?? [];
 }
 
 /**
@@ -42,8 +50,8 @@ export function rule<T extends z.ZodType>(
   schema: T,
   r: { cel: string; check: (value: z.output<T>) => boolean; message: string; path?: string[]; reason?: CelRule['reason']; hint?: string },
 ): T {
-  const refined = schema.refine(r.check, { message: r.message, ...(r.path ? { path: r.path } : {}) }) as T;
-  const onString = !r.path && (schema as unknown as { _zod: { def: { type: string } } })._zod.def.type === 'string';
+  const refined = schema.refine(r.check, { message: r.message, ...(r.path ? { path: r.path } : {}) });
+  const onString = !r.path && schema.type === 'string';
   return withCel(refined, [
     {
       rule: r.cel,
@@ -65,7 +73,7 @@ export function celString(text: string): string {
  * would make the API server answer "should match '^[A-Za-z0-9_-]…'", which nobody reads.
  */
 export function matches<T extends z.ZodString>(schema: T, pattern: RegExp, message: string): T {
-  return rule(schema, { cel: `self.matches(${celString(pattern.source)})`, check: (v) => pattern.test(v as string), message });
+  return rule(schema, { cel: `self.matches(${celString(pattern.source)})`, check: (v) => pattern.test(v), message });
 }
 
 /** Only the API server can enforce this one: it needs the object's previous version. */

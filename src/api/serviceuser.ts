@@ -29,7 +29,8 @@ const daysInMonthCel =
   ` : (${mo} in ['04', '06', '09', '11'] ? 30 : 31))`;
 
 function isCalendarDate(text: string): boolean {
-  const [year, month, day] = text.slice(0, 10).split('-').map(Number) as [number, number, number];
+  // Only called on text endDatePattern matched: YYYY-MM-DD first.
+  const [year, month, day] = [Number(text.slice(0, 4)), Number(text.slice(5, 7)), Number(text.slice(8, 10))];
   const leap = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
   const days = month === 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31;
   return day <= days;
@@ -60,10 +61,18 @@ function durationBelow(a: string, b: string): string {
   return `!(${ok(a)} && ${ok(b)}) || duration(self.${a}) < duration(self.${b})`;
 }
 
+/** Whether both are durations and `a` is the shorter; when one is not, its own field says so (as the CEL does). */
+function shorter(a: string, b: string): boolean {
+  const [x, y] = [parseDuration(a), parseDuration(b)];
+  return x === undefined || y === undefined || x < y;
+}
+
 function atLeast(schema: ReturnType<typeof duration>, min: string, what: string) {
+  const floor = parseDuration(min);
+  if (floor === undefined) throw new Error(`atLeast(${what}): '${min}' is not a Go duration`);
   return rule(schema, {
     cel: `!${isDurationCel('self')} || duration(self) >= duration('${min}')`,
-    check: (v) => (parseDuration(v) ?? Infinity) >= parseDuration(min)!,
+    check: (v) => (parseDuration(v) ?? Infinity) >= floor,
     message: `${what} must be at least ${min}`,
   });
 }
@@ -121,7 +130,7 @@ export const tokenSpec = rule(
   }),
   {
     cel: durationBelow('gracePeriod', 'rotateEvery'),
-    check: (t) => !t.rotateEvery || parseDuration(t.gracePeriod)! < parseDuration(t.rotateEvery)!,
+    check: (t) => !t.rotateEvery || shorter(t.gracePeriod, t.rotateEvery),
     message: 'gracePeriod must be shorter than rotateEvery, or rotated-out tokens would pile up',
     path: ['gracePeriod'],
   },
@@ -135,7 +144,7 @@ export const issuerRef = z
   })
   .describe("A cert-manager issuer; null or absent means the operator's built-in CA.");
 
-const keySizes = { ECDSA: [256, 384, 521], RSA: [2048, 3072, 4096], Ed25519: [] } as const;
+const keySizes: Record<'ECDSA' | 'RSA' | 'Ed25519', readonly number[]> = { ECDSA: [256, 384, 521], RSA: [2048, 3072, 4096], Ed25519: [] };
 
 export const privateKey = rule(
   z.object({
@@ -145,7 +154,7 @@ export const privateKey = rule(
   {
     cel:
       "!has(self.size) || (self.algorithm == 'ECDSA' && self.size in [256, 384, 521]) || (self.algorithm == 'RSA' && self.size in [2048, 3072, 4096])",
-    check: (k) => k.size === undefined || (keySizes[k.algorithm] as readonly number[]).includes(k.size),
+    check: (k) => k.size === undefined || keySizes[k.algorithm].includes(k.size),
     message: 'size must be 256, 384 or 521 for ECDSA, 2048, 3072 or 4096 for RSA, and absent for Ed25519',
     path: ['size'],
   },
@@ -169,7 +178,7 @@ export const clientCertificateSpec = rule(
   }),
   {
     cel: durationBelow('renewBefore', 'duration'),
-    check: (c) => parseDuration(c.renewBefore)! < parseDuration(c.duration)!,
+    check: (c) => shorter(c.renewBefore, c.duration),
     message: 'renewBefore must be shorter than duration, or the certificate would be renewed as soon as it is issued',
     path: ['renewBefore'],
   },
