@@ -5,8 +5,8 @@
 // Reading and merging the files, and exec credential plugins, are the operator's own
 // (controller/connection.ts): no client library is bundled for them.
 import { existsSync, readFileSync } from 'node:fs';
-import { connectionFor, inCluster, kubeconfigFiles, mergeKubeconfigs, type Connection } from '../controller/connection.ts';
-import { UsageError } from './errors.ts';
+import { connectionFor, headersOf, inCluster, kubeconfigFiles, mergeKubeconfigs, type Connection } from '../controller/connection.ts';
+import { messageOf, UsageError } from './errors.ts';
 
 export interface ClusterFlags {
   kubeconfig?: string | undefined;
@@ -33,7 +33,7 @@ function impersonating(connection: Connection, as: string | undefined, groups: s
     applyToHTTPSOptions: async (opts) => {
       await connection.applyToHTTPSOptions(opts);
       opts.headers = {
-        ...(opts.headers as Record<string, string> | undefined),
+        ...headersOf(opts),
         ...(as ? { 'Impersonate-User': as } : {}),
         ...(groups.length ? { 'Impersonate-Group': groups } : {}),
       };
@@ -56,7 +56,7 @@ export async function target(flags: ClusterFlags): Promise<Target> {
       // A person may answer an exec plugin's prompt when the plugin runs at a terminal.
       connection = connectionFor(config, context, present.join(', '), !!process.stdin.isTTY);
     } catch (err) {
-      throw new UsageError((err as Error).message, { cause: err });
+      throw new UsageError(messageOf(err), { cause: err });
     }
   } else {
     connection = inCluster();

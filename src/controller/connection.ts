@@ -7,10 +7,12 @@
 // auth-provider and proxy-url are refused with what to use instead. No client library is
 // loaded for it: client-node's KubeConfig alone brought some 30 MB of heap and 65 packages.
 import { existsSync, readFileSync } from 'node:fs';
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { RequestOptions } from 'node:https';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { load } from 'js-yaml';
+import { z } from 'zod';
 import { execConfig, ExecCredentials, type ExecCluster } from './exec-credential.ts';
 
 /** What the client needs of a connection. A client-node KubeConfig is one too (the tests pass theirs). */
@@ -37,6 +39,19 @@ interface Material {
   exec?: ExecCredentials;
 }
 
+/** The headers a request already carries, as an object (node also takes a flat [name, value, …] list). */
+export function headersOf(opts: RequestOptions): OutgoingHttpHeaders {
+  const h = opts.headers;
+  if (h === undefined) return {};
+  if (isList(h)) {
+    const out: OutgoingHttpHeaders = {};
+    for (let i = 0; i + 1 < h.length; i += 2) out[h[i] ?? ''] = h[i + 1];
+    return out;
+  }
+  return h;
+}
+const isList = (h: OutgoingHttpHeaders | readonly string[]): h is readonly string[] => Array.isArray(h);
+
 /** A token file is re-read at most once a minute: projected service-account tokens rotate. */
 function connectionOf(m: Material): Connection {
   let token = m.token;
@@ -59,7 +74,7 @@ function connectionOf(m: Material): Connection {
       if (m.insecure) opts.rejectUnauthorized = false;
       if (m.serverName) opts.servername = m.serverName;
       if (m.basic && !bearer) opts.auth = m.basic;
-      const headers = { ...(opts.headers as Record<string, string> | undefined), ...m.headers };
+      const headers = { ...headersOf(opts), ...m.headers };
       if (bearer) headers.authorization = `Bearer ${bearer}`;
       if (Object.keys(headers).length) opts.headers = headers;
     },
@@ -98,54 +113,79 @@ export function inClusterProblem(dir = serviceAccountDir, env: NodeJS.ProcessEnv
   return undefined;
 }
 
-type Named<T> = { name: string } & T;
-export interface KubeconfigFile {
-  'current-context'?: string;
-  contexts?: Named<{ context: { cluster: string; user: string; namespace?: string } }>[];
-  clusters?: Named<{ cluster: Record<string, unknown> }>[];
-  users?: Named<{ user: Record<string, unknown> }>[];
-}
+// A kubeconfig as read here: the lists and their entries' shape checked, each cluster and user
+// a mapping whose fields are read one by one below (with what is refused named there).
+const mapping = z.record(z.string(), z.unknown(), { error: 'must be a mapping' });
+/** Entries left empty (`- null`) are skipped, as kubectl skips them. */
+const entries = <T extends z.ZodType>(entry: T) =>
+  z
+    .array(entry.nullable(), { error: 'must be a list' })
+    .optional()
+    .transform((list) => list?.filter((e): e is z.output<T> => e !== null));
+const entryName = z.string({ error: 'must be the entry\'s name' });
+const kubeconfigFile = z.object({
+  'current-context': z
+    .string()
+    .nullish()
+    .transform((name) => name || undefined),
+  contexts: entries(z.object({ name: entryName, context: z.object({ cluster: z.string().default(''), user: z.string().default(''), namespace: z.string().optional() }) })),
+  clusters: entries(z.object({ name: entryName, cluster: mapping.optional() })),
+  users: entries(z.object({ name: entryName, user: mapping.optional() })),
+});
+export type KubeconfigFile = z.output<typeof kubeconfigFile>;
 
 const pathKeys = { clusters: ['certificate-authority'], users: ['client-certificate', 'client-key', 'tokenFile'] } as const;
+
+/** Relative paths made absolute against `dir`, and an exec plugin's command too when it names a path. */
+function resolvePaths(inner: Record<string, unknown>, keys: readonly string[], dir: string): void {
+  for (const key of keys) {
+    const value = inner[key];
+    if (typeof value === 'string') inner[key] = path.resolve(dir, value);
+  }
+  const exec = mapping.safeParse(inner.exec);
+  if (exec.success && typeof exec.data.command === 'string' && exec.data.command.includes('/')) {
+    inner.exec = { ...exec.data, command: path.resolve(dir, exec.data.command) };
+  }
+}
 
 /**
  * One kubeconfig file, its relative paths made absolute against its own directory (kubectl
  * resolves them per file), and an exec plugin's command too when it names a path.
  */
 export function readKubeconfig(file: string): KubeconfigFile {
-  let config: KubeconfigFile;
+  let text: unknown;
   try {
-    config = (load(readFileSync(file, 'utf8')) ?? {}) as KubeconfigFile;
+    text = load(readFileSync(file, 'utf8')) ?? {};
   } catch (err) {
-    throw new Error(`cannot read kubeconfig ${file}: ${(err as Error).message}`, { cause: err });
+    throw new Error(`cannot read kubeconfig ${file}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
-  if (typeof config !== 'object' || Array.isArray(config)) throw new Error(`kubeconfig ${file} is not a kubeconfig (a YAML mapping with clusters, users and contexts)`);
+  if (typeof text !== 'object' || Array.isArray(text)) throw new Error(`kubeconfig ${file} is not a kubeconfig (a YAML mapping with clusters, users and contexts)`);
+  const parsed = kubeconfigFile.safeParse(text);
+  if (!parsed.success) throw new Error(`kubeconfig ${file}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  const config = parsed.data;
   const dir = path.dirname(path.resolve(file));
-  for (const list of ['clusters', 'users'] as const) {
-    if (config[list] !== undefined && !Array.isArray(config[list])) throw new Error(`kubeconfig ${file}: ${list} must be a list`);
-    for (const entry of (config[list] ?? []) as unknown as Record<string, Record<string, unknown> | undefined>[]) {
-      const inner = entry?.[list === 'clusters' ? 'cluster' : 'user'];
-      if (!inner || typeof inner !== 'object') continue;
-      for (const key of pathKeys[list]) if (typeof inner[key] === 'string') inner[key] = path.resolve(dir, inner[key]);
-      const exec = inner.exec as { command?: unknown } | undefined;
-      if (typeof exec?.command === 'string' && exec.command.includes('/')) exec.command = path.resolve(dir, exec.command);
-    }
-  }
+  for (const c of config.clusters ?? []) if (c.cluster) resolvePaths(c.cluster, pathKeys.clusters, dir);
+  for (const u of config.users ?? []) if (u.user) resolvePaths(u.user, pathKeys.users, dir);
   return config;
 }
 
 /** Several kubeconfig files as kubectl merges them: the first to set a name, or current-context, wins. */
 export function mergeKubeconfigs(files: string[]): KubeconfigFile {
-  const merged: Required<Pick<KubeconfigFile, 'contexts' | 'clusters' | 'users'>> & KubeconfigFile = { contexts: [], clusters: [], users: [] };
+  let current: string | undefined;
+  const contexts: NonNullable<KubeconfigFile['contexts']> = [];
+  const clusters: NonNullable<KubeconfigFile['clusters']> = [];
+  const users: NonNullable<KubeconfigFile['users']> = [];
+  const add = <T extends { name: string }>(into: T[], from: T[] | undefined) => {
+    for (const entry of from ?? []) if (!into.some((e) => e.name === entry.name)) into.push(entry);
+  };
   for (const file of files) {
     const config = readKubeconfig(file);
-    merged['current-context'] ??= config['current-context'] || undefined;
-    for (const list of ['contexts', 'clusters', 'users'] as const) {
-      const into = merged[list] as { name: string }[];
-      for (const entry of (config[list] ?? []) as { name: string }[]) if (entry && !into.some((e) => e.name === entry.name)) into.push(entry);
-    }
+    current ??= config['current-context'];
+    add(contexts, config.contexts);
+    add(clusters, config.clusters);
+    add(users, config.users);
   }
-  return merged;
+  return { 'current-context': current, contexts, clusters, users };
 }
 
 /** The kubeconfig files to read: the one given, else $KUBECONFIG's (existing ones), else ~/.kube/config if present. */
@@ -158,11 +198,16 @@ export function kubeconfigFiles(file?: string, env = process.env.KUBECONFIG): st
 
 const bytes = (data: unknown, ref: unknown) => (typeof data === 'string' ? Buffer.from(data, 'base64') : typeof ref === 'string' ? readFileSync(ref) : undefined);
 
+const named = z.object({ name: z.string() });
+/** A cluster's extensions; ones that are not `{name, extension}` are not the exec plugin's. */
+const extensions = z.array(z.object({ name: z.string(), extension: z.unknown() }).nullable().catch(null)).catch([]);
+
 /** Fields a kubeconfig may hold that are refused here, with what to do instead. */
 function refusal(cluster: Record<string, unknown>, user: Record<string, unknown>, names: { cluster: string; user: string }): string | undefined {
-  const provider = user['auth-provider'] as { name?: string } | undefined;
+  const provider = user['auth-provider'];
   if (provider) {
-    return `users["${names.user}"].user.auth-provider${provider.name ? ` (${provider.name})` : ''} is not supported: the legacy auth-provider plugins were removed from kubectl and client-go in Kubernetes 1.26. Use an exec credential plugin (users[].user.exec) instead — gke-gcloud-auth-plugin for GKE, kubelogin for AKS and for OIDC — as kubectl itself now does`;
+    const name = named.safeParse(provider).data?.name;
+    return `users["${names.user}"].user.auth-provider${name ? ` (${name})` : ''} is not supported: the legacy auth-provider plugins were removed from kubectl and client-go in Kubernetes 1.26. Use an exec credential plugin (users[].user.exec) instead — gke-gcloud-auth-plugin for GKE, kubelogin for AKS and for OIDC — as kubectl itself now does`;
   }
   if (cluster['proxy-url']) {
     return `clusters["${names.cluster}"].cluster.proxy-url is not supported: the operator connects to the API server directly. Run it where the API server is reachable (in the cluster, as the chart does), or give it a kubeconfig without proxy-url`;
@@ -172,7 +217,7 @@ function refusal(cluster: Record<string, unknown>, user: Record<string, unknown>
 
 /** What an exec plugin may be told of the cluster (ExecCredential spec.cluster). */
 function execCluster(cluster: Record<string, unknown>, ca: Buffer | undefined): ExecCluster {
-  const config = (cluster.extensions as { name?: string; extension?: unknown }[] | undefined)?.find((e) => e?.name === 'client.authentication.k8s.io/exec')?.extension;
+  const config = extensions.parse(cluster.extensions).find((e) => e?.name === 'client.authentication.k8s.io/exec')?.extension;
   return {
     server: cluster.server,
     ...(cluster['tls-server-name'] ? { 'tls-server-name': cluster['tls-server-name'] } : {}),
@@ -187,8 +232,9 @@ function impersonation(user: Record<string, unknown>): Record<string, string | s
   const headers: Record<string, string | string[]> = {};
   if (typeof user.as === 'string' && user.as) headers['Impersonate-User'] = user.as;
   if (typeof user['as-uid'] === 'string' && user['as-uid']) headers['Impersonate-Uid'] = user['as-uid'];
-  if (Array.isArray(user['as-groups']) && user['as-groups'].length) headers['Impersonate-Group'] = (user['as-groups'] as unknown[]).map(String);
-  for (const [k, v] of Object.entries((user['as-user-extra'] as Record<string, unknown> | undefined) ?? {})) headers[`Impersonate-Extra-${encodeURIComponent(k)}`] = (Array.isArray(v) ? v : [v]).map(String);
+  const groups = user['as-groups'];
+  if (Array.isArray(groups) && groups.length) headers['Impersonate-Group'] = Array.from(groups, String);
+  for (const [k, v] of Object.entries(mapping.safeParse(user['as-user-extra']).data ?? {})) headers[`Impersonate-Extra-${encodeURIComponent(k)}`] = (Array.isArray(v) ? v : [v]).map(String);
   return headers;
 }
 
@@ -202,6 +248,7 @@ export function connectionFor(config: KubeconfigFile, contextName: string | unde
   if (!contextName) throw new Error(`no current-context in ${where}: set one (kubectl config use-context NAME; contexts: ${contexts})`);
   const context = config.contexts?.find((c) => c.name === contextName)?.context;
   if (!context) throw new Error(`context "${contextName}" not found in ${where} (contexts: ${contexts})`);
+  if (!context.cluster) throw new Error(`context "${contextName}" in ${where} names no cluster: set contexts[].context.cluster`);
   const cluster = config.clusters?.find((c) => c.name === context.cluster)?.cluster;
   if (!cluster) throw new Error(`context "${contextName}" names cluster "${context.cluster}", which is not in ${where}`);
   if (typeof cluster.server !== 'string' || !cluster.server) throw new Error(`clusters["${context.cluster}"].cluster.server is not set in ${where}: it must be the API server's URL`);
@@ -245,8 +292,9 @@ export function loadConnection(file?: string): Promise<Connection> {
     if (!files.length) {
       if (process.env.KUBECONFIG) throw new Error(`KUBECONFIG=${process.env.KUBECONFIG} names no file that exists: fix it, or unset it to use ~/.kube/config or the in-cluster configuration`);
       const problem = inClusterProblem();
-      if (problem) throw new Error(problem);
-      return inCluster()!;
+      const connection = problem ? undefined : inCluster();
+      if (!connection) throw new Error(problem ?? `in-cluster configuration incomplete: the ServiceAccount token at ${serviceAccountDir} went away while starting`);
+      return connection;
     }
     const config = mergeKubeconfigs(files);
     return connectionFor(config, config['current-context'], files.join(path.delimiter));

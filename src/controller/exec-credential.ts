@@ -67,18 +67,21 @@ export function runExecPlugin(exec: ExecConfig, options: ExecOptions): Promise<E
   const request = { apiVersion: exec.apiVersion, kind: 'ExecCredential', spec: { interactive, ...(exec.provideClusterInfo && options.cluster ? { cluster: options.cluster } : {}) } };
   const env = { ...process.env, ...Object.fromEntries((exec.env ?? []).map((e) => [e.name, e.value])), KUBERNETES_EXEC_INFO: JSON.stringify(request) };
   return new Promise((resolve, reject) => {
-    const child = spawn(exec.command, exec.args ?? [], { env, stdio: [interactive ? 'inherit' : 'ignore', 'pipe', interactive ? 'inherit' : 'pipe'] });
+    // At a terminal the plugin may prompt (stdin, stderr); its answer is always on stdout.
+    const args = exec.args ?? [];
+    const child = interactive ? spawn(exec.command, args, { env, stdio: ['inherit', 'pipe', 'inherit'] }) : spawn(exec.command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let settled = false;
-    const settle = (err: Error | undefined, credential?: ExecCredential) => {
+    const settle = (outcome: { err: Error } | { credential: ExecCredential }) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      if (err) reject(err);
-      else resolve(credential!);
+      if ('err' in outcome) reject(outcome.err);
+      else resolve(outcome.credential);
     };
-    child.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    const fail = (err: Error) => settle({ err });
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
     child.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr = (stderr + c).slice(-2000)));
     const said = () => (stderr.trim() ? `: ${stderr.trim()}` : '');
     const limit = options.timeoutMs ?? 60_000;
@@ -87,19 +90,19 @@ export function runExecPlugin(exec: ExecConfig, options: ExecOptions): Promise<E
       ? undefined
       : setTimeout(() => {
           child.kill('SIGKILL');
-          settle(new Error(`${where}.command "${exec.command}" did not finish in ${limit / 1000} s and was killed${said()}`));
+          fail(new Error(`${where}.command "${exec.command}" did not finish in ${limit / 1000} s and was killed${said()}`));
         }, limit);
     const hint = exec.installHint ? ` (${exec.installHint.trim()})` : '';
     child.on('error', (err: NodeJS.ErrnoException) => {
-      settle(new Error(err.code === 'ENOENT' ? `${where}.command "${exec.command}" was not found on PATH${hint}` : `${where}.command "${exec.command}" could not run: ${err.message}`));
+      fail(new Error(err.code === 'ENOENT' ? `${where}.command "${exec.command}" was not found on PATH${hint}` : `${where}.command "${exec.command}" could not run: ${err.message}`));
     });
     child.on('close', (code, signal) => {
-      if (signal) return settle(new Error(`${where}.command "${exec.command}" was killed by ${signal}${said()}`));
-      if (code !== 0) return settle(new Error(`${where}.command "${exec.command}" exited with code ${code}${said()}`));
+      if (signal) return fail(new Error(`${where}.command "${exec.command}" was killed by ${signal}${said()}`));
+      if (code !== 0) return fail(new Error(`${where}.command "${exec.command}" exited with code ${code}${said()}`));
       try {
-        settle(undefined, credentialFrom(stdout, exec.apiVersion, where));
+        settle({ credential: credentialFrom(stdout, exec.apiVersion, where) });
       } catch (err) {
-        settle(err as Error);
+        fail(err instanceof Error ? err : new Error(String(err)));
       }
     });
   });
@@ -123,7 +126,7 @@ export function credentialFrom(stdout: string, apiVersion: string, where: string
   if (!status.token && !status.clientCertificateData) throw new Error(`${where}.command printed an ExecCredential with neither status.token nor status.clientCertificateData and status.clientKeyData`);
   return {
     ...(status.token ? { token: status.token } : {}),
-    ...(status.clientCertificateData ? { cert: Buffer.from(status.clientCertificateData), key: Buffer.from(status.clientKeyData!) } : {}),
+    ...(status.clientCertificateData && status.clientKeyData ? { cert: Buffer.from(status.clientCertificateData), key: Buffer.from(status.clientKeyData) } : {}),
     ...(status.expirationTimestamp ? { expiresAt: Date.parse(status.expirationTimestamp) } : {}),
   };
 }

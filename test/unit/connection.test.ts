@@ -65,6 +65,11 @@ describe('simpleKubeconfig', () => {
     expect(() => connectionFor(config, 'other', 'F')).toThrow('context "other" names cluster "x", which is not in F');
     expect(() => connectionFor(config, undefined, 'F')).toThrow(/no current-context in F/);
   });
+  it('names a kubeconfig field of the wrong shape and what it must be', () => {
+    const file = path.join(dir, 'bad-shape');
+    writeFileSync(file, dump({ clusters: { k: {} }, users: [{ name: 'u', user: 'token' }] }));
+    expect(() => readKubeconfig(file)).toThrow(`kubeconfig ${file}: clusters: must be a list; users.0.user: must be a mapping`);
+  });
 });
 
 describe('several kubeconfig files', () => {
