@@ -8,7 +8,7 @@
 // with the entry, so a re-signature costs a concatenation, a hash and one signature.
 import type { Ca } from './ca.ts';
 import { derNull, integerFromHex, oid, sequence, tlv, tlvOf } from './der.ts';
-import { signingParams, subtle, x509 } from './x509.ts';
+import { namedCurveOf, signingParams, subtle, x509 } from './x509.ts';
 
 export type RevocationReason = 'superseded' | 'cessationOfOperation' | 'certificateHold' | 'keyCompromise' | 'unspecified';
 
@@ -59,7 +59,7 @@ export async function buildCrlDer(ca: Ca, entries: readonly Revocation[], option
     ...(list.length ? [tlvOf(0x30, list)] : []),
     tlv(0xa0, sequence(fixed.authorityKeyIdentifier, sequence(oid('2.5.29.20'), tlv(0x04, integerFromHex(options.number.toString(16)))))),
   );
-  const signature = Buffer.from(await subtle.sign(signingParams(ca.key), ca.key, tbs as Uint8Array<ArrayBuffer>));
+  const signature = Buffer.from(await subtle.sign(signingParams(ca.key), ca.key, new Uint8Array(tbs)));
   return sequence(tbs, fixed.algorithm, tlv(0x03, Buffer.from([0]), fixed.ecdsa ? ecdsaSignatureDer(signature) : signature));
 }
 
@@ -85,10 +85,10 @@ function caParts(ca: Ca): Promise<CaParts> {
   let parts = partsOf.get(ca);
   if (!parts) {
     parts = (async () => {
-      const alg = ca.key.algorithm as { name: string; namedCurve?: string };
+      const alg = ca.key.algorithm;
       const algorithm =
         alg.name === 'ECDSA'
-          ? sequence(oid({ 'P-384': '1.2.840.10045.4.3.3', 'P-521': '1.2.840.10045.4.3.4' }[alg.namedCurve ?? ''] ?? '1.2.840.10045.4.3.2'))
+          ? sequence(oid({ 'P-384': '1.2.840.10045.4.3.3', 'P-521': '1.2.840.10045.4.3.4' }[namedCurveOf(alg) ?? ''] ?? '1.2.840.10045.4.3.2'))
           : alg.name === 'Ed25519'
             ? sequence(oid('1.3.101.112'))
             : sequence(oid('1.2.840.113549.1.1.11'), derNull);

@@ -35,7 +35,7 @@ export function integerFromHex(hex: string): Buffer {
   let start = 0;
   while (start < bytes.length - 1 && bytes[start] === 0) start++;
   bytes = bytes.subarray(start);
-  return tlv(0x02, ...(bytes[0]! & 0x80 ? [Buffer.from([0]), bytes] : [bytes]));
+  return tlv(0x02, ...((bytes[0] ?? 0) & 0x80 ? [Buffer.from([0]), bytes] : [bytes]));
 }
 
 export const integer = (n: number) => integerFromHex(n.toString(16));
@@ -45,7 +45,8 @@ export const bmpString = (s: string) => tlv(0x1e, Buffer.from(s, 'utf16le').swap
 
 export function oid(dotted: string): Buffer {
   const [a, b, ...rest] = dotted.split('.').map(Number);
-  const out = [a! * 40 + b!];
+  if (a === undefined || b === undefined) throw new Error(`OID ${dotted}: needs at least two arcs`);
+  const out = [a * 40 + b];
   for (const n of rest) {
     const groups = [n & 0x7f];
     for (let v = Math.floor(n / 128); v > 0; v = Math.floor(v / 128)) groups.unshift((v & 0x7f) | 0x80);
@@ -66,8 +67,9 @@ export interface Element {
 /** The element at `offset` of `buf`. Throws on anything truncated or not DER-shaped. */
 export function readElement(buf: Buffer, offset = 0): Element {
   const at = (i: number) => {
-    if (i >= buf.length) throw new Error('DER truncated');
-    return buf[i]!;
+    const byte = buf[i];
+    if (byte === undefined) throw new Error('DER truncated');
+    return byte;
   };
   const tag = at(offset);
   if ((tag & 0x1f) === 0x1f) throw new Error('DER: multi-byte tags are not used here');

@@ -36,7 +36,7 @@ export const minKeyBytes = 32;
 export function canonical(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) =>
     v && typeof v === 'object' && !Array.isArray(v) && !Buffer.isBuffer(v)
-      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).filter(([, x]) => x !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      ? Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
       : v,
   );
 }
@@ -61,10 +61,10 @@ export function macOf(ring: KeyRing, purpose: MacPurpose, uid: string, fields: u
 /** Whether `mac` was made by a key of the ring over these fields, for this purpose and uid. */
 export function macValid(ring: KeyRing | undefined, purpose: MacPurpose, uid: string | undefined, fields: unknown, mac: string | undefined): boolean {
   if (!ring || !uid || !mac) return false;
-  const match = /^v1\.([-a-z0-9]{1,32})\.([A-Za-z0-9_-]{43})$/.exec(mac);
-  const key = match && ring.keys.find((k) => k.id === match[1]);
-  if (!key) return false;
-  const presented = Buffer.from(match[2]!, 'base64url');
+  const [, id, value] = /^v1\.([-a-z0-9]{1,32})\.([A-Za-z0-9_-]{43})$/.exec(mac) ?? [];
+  const key = id === undefined ? undefined : ring.keys.find((k) => k.id === id);
+  if (!key || value === undefined) return false;
+  const presented = Buffer.from(value, 'base64url');
   const expected = hmac(key, purpose, uid, fields);
   return presented.length === expected.length && timingSafeEqual(presented, expected);
 }

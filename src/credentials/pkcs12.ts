@@ -38,9 +38,11 @@ const aesCbc: Record<string, { cipher: string; keyLength: number }> = {
   '2.16.840.1.101.3.4.1.42': { cipher: 'aes-256-cbc', keyLength: 32 },
 };
 /** MAC digests: OID → hash name, output and block size in bytes (for the PKCS#12 KDF). */
+/** The digest the bundles written here are MACed with. */
+const sha256Mac = { hash: 'sha256', u: 32, v: 64 };
 const macDigests: Record<string, { hash: string; u: number; v: number }> = {
   '1.3.14.3.2.26': { hash: 'sha1', u: 20, v: 64 },
-  '2.16.840.1.101.3.4.2.1': { hash: 'sha256', u: 32, v: 64 },
+  '2.16.840.1.101.3.4.2.1': sha256Mac,
   '2.16.840.1.101.3.4.2.2': { hash: 'sha384', u: 48, v: 128 },
   '2.16.840.1.101.3.4.2.3': { hash: 'sha512', u: 64, v: 128 },
 };
@@ -76,7 +78,7 @@ export function pkcs12Kdf(password: string, salt: Buffer, id: number, iterations
     for (let j = 0; j < I.length; j += v) {
       let carry = 1;
       for (let k = v - 1; k >= 0; k--) {
-        const sum = I[j + k]! + B[k]! + carry;
+        const sum = I.readUInt8(j + k) + B.readUInt8(k) + carry;
         I[j + k] = sum & 0xff;
         carry = sum >> 8;
       }
@@ -87,7 +89,7 @@ export function pkcs12Kdf(password: string, salt: Buffer, id: number, iterations
 
 function macData(password: string, authSafe: Buffer): Buffer {
   const salt = randomBytes(16);
-  const key = pkcs12Kdf(password, salt, 3, pkcs12Iterations, macDigests['2.16.840.1.101.3.4.2.1']!, 32);
+  const key = pkcs12Kdf(password, salt, 3, pkcs12Iterations, sha256Mac, 32);
   const mac = createHmac('sha256', key).update(authSafe).digest();
   return sequence(sequence(sequence(oid('2.16.840.1.101.3.4.2.1'), derNull), octets(mac)), octets(salt), integer(pkcs12Iterations));
 }

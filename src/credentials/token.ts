@@ -6,6 +6,7 @@
 //   checksum  CRC-32 of everything before it, 6 base62 characters: a typo is caught offline
 // Only the SHA-256 of a token leaves the Secret.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 import { tokenIdPattern } from '../api/primitives.ts';
 
 export const tokenPrefix = 'suo_';
@@ -17,26 +18,15 @@ const base62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 function toBase62(value: bigint, width: number): string {
   let out = '';
   for (let i = 0; i < width; i++) {
-    out = base62[Number(value % 62n)]! + out;
+    out = base62.charAt(Number(value % 62n)) + out;
     value /= 62n;
   }
   return out;
 }
 
-const crcTable = Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-
-function crc32(text: string): number {
-  let crc = 0xffffffff;
-  for (const byte of Buffer.from(text, 'utf8')) crc = crcTable[(crc ^ byte) & 0xff]! ^ (crc >>> 8);
-  return (crc ^ 0xffffffff) >>> 0;
-}
-
+/** CRC-32 (IEEE, zlib's) of the UTF-8 body, in base62. */
 function checksum(body: string): string {
-  return toBase62(BigInt(crc32(body)), 6);
+  return toBase62(BigInt(crc32(Buffer.from(body, 'utf8'))), 6);
 }
 
 export interface IssuedToken {
@@ -66,13 +56,13 @@ export type ParsedToken = { ok: true; id: string } | { ok: false; reason: string
 
 /** Checks form and checksum without any lookup: typos and truncation are caught here. */
 export function parseToken(text: string): ParsedToken {
-  const match = tokenPattern.exec(text);
-  if (!match) {
+  const [, id, , sum] = tokenPattern.exec(text) ?? [];
+  if (id === undefined) {
     return { ok: false, reason: text.startsWith(tokenPrefix) ? 'malformed token (wrong length or characters)' : 'not a service-user token' };
   }
-  if (checksum(text.slice(0, -6)) !== match[3]) return { ok: false, reason: 'token checksum mismatch (typo or truncation)' };
-  if (!tokenIdPattern.test(match[1]!)) return { ok: false, reason: 'malformed token id' };
-  return { ok: true, id: match[1]! };
+  if (checksum(text.slice(0, -6)) !== sum) return { ok: false, reason: 'token checksum mismatch (typo or truncation)' };
+  if (!tokenIdPattern.test(id)) return { ok: false, reason: 'malformed token id' };
+  return { ok: true, id };
 }
 
 export function tokenSha256(token: string): string {
