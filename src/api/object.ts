@@ -21,3 +21,14 @@ export interface KubeObject {
   metadata: ObjectMeta;
   [key: string]: unknown;
 }
+
+/**
+ * A Secret's or ConfigMap's `data` (or `binaryData`): its string entries, the only kind the
+ * API server sends; anything else (an object built by hand) reads as absent.
+ */
+export function stringMap(obj: KubeObject, field: 'data' | 'binaryData' = 'data'): Record<string, string> {
+  const value = obj[field];
+  const out: Record<string, string> = {};
+  if (typeof value === 'object' && value !== null) for (const [k, v] of Object.entries(value)) if (typeof v === 'string') out[k] = v;
+  return out;
+}

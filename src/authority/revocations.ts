@@ -34,6 +34,7 @@
 // timer, checked against the wall clock hourly, as a suspended host's timers run late.
 import { buildCrl, isLive, reasonCodes, serialPattern, type RevocationReason } from '../credentials/crl.ts';
 import type { Ca } from '../credentials/ca.ts';
+import { stringMap } from '../api/object.ts';
 import { isConflict, isNotFound, type KubeClient, type KubeObject } from '../controller/kube.ts';
 import type { Logger } from '../observability/logger.ts';
 import { decodeShard, defaultShardCount, encodeShard, identityOf, isReason, maxShardBytes, shardKey, shardName, shardOf, type LedgerEntry } from './ledger-shard.ts';
@@ -215,7 +216,8 @@ export class RevocationLedger {
   topOwners(n: number): { owner: string; entries: number }[] {
     const top: { owner: string; entries: number }[] = [];
     for (const [owner, serials] of this.owned) {
-      if (top.length === n && serials.size <= top[n - 1]!.entries) continue;
+      const last = top[n - 1];
+      if (last && serials.size <= last.entries) continue;
       top.push({ owner, entries: serials.size });
       top.sort((a, b) => b.entries - a.entries || a.owner.localeCompare(b.owner));
       if (top.length > n) top.pop();
@@ -282,7 +284,7 @@ export class RevocationLedger {
     const name = object.metadata.name;
     if (name === this.name) {
       // An older version wrote its single-ConfigMap format during an upgrade: move it again.
-      if (!this.readOnly && (object.data as Record<string, string> | undefined)?.['revocations.json'] !== undefined) {
+      if (!this.readOnly && stringMap(object)['revocations.json'] !== undefined) {
         this.writeHead(object).catch((err: unknown) => this.log.warn({ err: String(err) }, 'could not move revocations into the ledger shards'));
       }
       return;
@@ -312,7 +314,7 @@ export class RevocationLedger {
       this.draining ??= this.drain().finally(() => (this.draining = undefined));
     }).finally(() => {
       if (owner !== undefined) {
-        const n = this.busy.get(owner)! - 1;
+        const n = (this.busy.get(owner) ?? 1) - 1;
         if (n) this.busy.set(owner, n);
         else this.busy.delete(owner);
       }
@@ -505,10 +507,11 @@ export class RevocationLedger {
   }
 
   private async writeShards(indexes: number[], changes: Change[], now: number): Promise<void> {
-    let next = 0;
+    // The workers share one iterator: each takes the next shard not yet taken.
+    const todo = indexes.values();
     await Promise.all(
       Array.from({ length: Math.min(shardWriteConcurrency, indexes.length) }, async () => {
-        while (next < indexes.length) await this.writeShard(indexes[next++]!, changes, now);
+        for (const index of todo) await this.writeShard(index, changes, now);
       }),
     );
   }
@@ -664,8 +667,9 @@ export class RevocationLedger {
     }
     this.signTimer = setTimeout(() => {
       this.signTimer = undefined;
-      const job = this.signWanted!;
+      const job = this.signWanted;
       this.signWanted = undefined;
+      if (!job) return;
       this.signRunning = true;
       this.sign(job.due).then(
         () => job.waiters.forEach((w) => w.resolve()),
@@ -773,7 +777,8 @@ export class RevocationLedger {
   private decode(object: KubeObject): LedgerEntry[] {
     const where = this.where(object.metadata.name);
     const entries = this.entriesOf('shard', object);
-    const index = this.shardIndex(object.metadata.name)!;
+    const index = this.shardIndex(object.metadata.name);
+    if (index === undefined) throw new Error(`revocation ledger ConfigMap ${where} is not one of its ${this.shards.length} shards`);
     for (const e of entries) {
       const belongs = shardOf(e.serialNumber, this.shards.length);
       if (belongs !== index) throw new Error(`revocation ledger shard ${where}: serial ${e.serialNumber} belongs in shard ${shardName(this.name, belongs)}`);

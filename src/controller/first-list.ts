@@ -6,6 +6,7 @@
 // ledger key load), answering only at the version the cache still shows, until released —
 // when the first passes are done, or `closeAfterMs` past the first sync at the latest: a
 // transient the size of the listed data.
+import { stringMap } from '../api/object.ts';
 import type { KubeObject } from './kube.ts';
 import { objectKey } from './informer.ts';
 
@@ -21,7 +22,7 @@ export class FirstList {
   /** From the informer's transform: kept while the first list is arriving. */
   offer(obj: KubeObject): void {
     if (!this.open || !obj.metadata.resourceVersion) return;
-    this.held.set(objectKey(obj), { resourceVersion: obj.metadata.resourceVersion, data: (obj.data as Record<string, string> | undefined) ?? {} });
+    this.held.set(objectKey(obj), { resourceVersion: obj.metadata.resourceVersion, data: stringMap(obj) });
   }
 
   /** The first list is in (the informer synced): keep what it brought for a while, take nothing more. */
