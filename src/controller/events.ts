@@ -31,12 +31,19 @@ export interface EventRecorderOptions {
   now?: () => number;
 }
 
+/** The Event as first written: what it is about and why (its name, count and times are added per write). */
+interface EventBody {
+  involvedObject: { kind: string | undefined; name: string; [field: string]: unknown };
+  reason: string;
+  [field: string]: unknown;
+}
+
 interface Series {
   key: string;
   namespace: string;
   /** The Event's name once created. */
   name: string | undefined;
-  body: Record<string, unknown>;
+  body: EventBody;
   count: number;
   written: number;
   lastTimestamp: string;
@@ -155,8 +162,9 @@ export class EventRecorder {
   }
 
   private pump(): void {
-    while (this.running < this.concurrency && this.queue.length) {
-      const s = this.queue.shift()!;
+    while (this.running < this.concurrency) {
+      const s = this.queue.shift();
+      if (!s) break;
       this.running++;
       void this.write(s).finally(() => {
         this.running--;
@@ -193,7 +201,7 @@ export class EventRecorder {
         }
       }
       if (!s.name) {
-        const name = `${(s.body.involvedObject as { name: string }).name}.${randomBytes(8).toString('hex')}`;
+        const name = `${s.body.involvedObject.name}.${randomBytes(8).toString('hex')}`;
         await this.client.request('POST', base, { ...s.body, metadata: { name, namespace: s.namespace }, count, lastTimestamp: s.lastTimestamp });
         s.name = name;
       }
@@ -201,7 +209,7 @@ export class EventRecorder {
       this.settle(s, false);
     } catch (err) {
       s.failed = true;
-      const involved = s.body.involvedObject as { kind: string; name: string };
+      const involved = s.body.involvedObject;
       this.log.warn({ err: String(err), reason: s.body.reason, object: `${involved.kind}/${involved.name}` }, 'could not record event');
     }
   }

@@ -132,10 +132,11 @@ export class Informer<T extends Cacheable = KubeObject> {
   private unindex(key: string, obj: T): void {
     for (const [name, indexer] of Object.entries(this.options.indexers ?? {})) {
       const index = this.indexes.get(name);
+      if (!index) continue;
       for (const value of indexer(obj)) {
-        const bucket = index?.get(value);
+        const bucket = index.get(value);
         bucket?.delete(key);
-        if (bucket?.size === 0) index!.delete(value);
+        if (bucket?.size === 0) index.delete(value);
       }
     }
   }

@@ -6,12 +6,24 @@
 import { Agent, request, type RequestOptions } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { createInterface } from 'node:readline';
-import type { Connection } from './connection.ts';
+import { z } from 'zod';
+import { headersOf, type Connection } from './connection.ts';
 
 // The object shapes live on the floor below (api/object.ts: the typed stores project them);
 // the client speaks them.
 export type { KubeObject, ObjectMeta } from '../api/object.ts';
 import type { KubeObject } from '../api/object.ts';
+
+/** What an error answer's body may say (a metav1.Status); a body that is not one is quoted as it is. */
+const apiStatus = z.object({ message: z.string().optional(), reason: z.string().optional() });
+
+function jsonOrUndefined(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
 
 export interface WatchEvent {
   type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
@@ -81,7 +93,7 @@ export class KubeClient {
       port: this.server.port || 443,
       path: `${this.server.pathname.replace(/\/$/, '')}${path}`,
       agent: this.agent,
-      headers: { ...(auth.headers as Record<string, string>), accept: 'application/json', ...headers },
+      headers: { ...headersOf(auth), accept: 'application/json', ...headers },
       ...(auth.auth ? { auth: auth.auth } : {}),
     };
   }
@@ -135,16 +147,9 @@ export class KubeClient {
     res.text = '';
     this.observe(method, path, res.status);
     if (res.status >= 300) {
-      let message = text;
-      let reason: string | undefined;
-      try {
-        const status = JSON.parse(text) as { message?: string; reason?: string };
-        message = status.message ?? message;
-        reason = status.reason;
-      } catch {
-        // not a Status object; keep the raw text
-      }
-      throw new ApiError(res.status, `${method} ${path}: ${res.status} ${message}`, reason);
+      const status = apiStatus.safeParse(jsonOrUndefined(text));
+      const message = (status.success ? status.data.message : undefined) ?? text;
+      throw new ApiError(res.status, `${method} ${path}: ${res.status} ${message}`, status.success ? status.data.reason : undefined);
     }
     return (text ? JSON.parse(text) : undefined) as T;
   }

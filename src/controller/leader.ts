@@ -30,14 +30,18 @@ export interface LeaderTimings {
  * another has taken over. Parsed once, at the edge; the message names the flag to change.
  */
 export function parseLeaderTimings(raw: { leaseDuration: string; renewDeadline: string; retryPeriod: string }): { ok: true; timings: LeaderTimings } | { ok: false; message: string } {
-  const parsed: Partial<Record<keyof typeof raw, number>> = {};
-  for (const key of ['leaseDuration', 'renewDeadline', 'retryPeriod'] as const) {
-    const flag = `--leader-election-${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  const positive = (key: keyof typeof raw) => {
     const ms = parseDuration(raw[key]);
-    if (ms === undefined || ms <= 0) return { ok: false, message: `${flag} must be a positive duration such as 15s or 1m30s, got "${raw[key]}"` };
-    parsed[key] = ms;
+    return ms !== undefined && ms > 0 ? ms : undefined;
+  };
+  const [leaseDurationMs, renewDeadlineMs, retryPeriodMs] = [positive('leaseDuration'), positive('renewDeadline'), positive('retryPeriod')];
+  if (leaseDurationMs === undefined || renewDeadlineMs === undefined || retryPeriodMs === undefined) {
+    // The first of them that is not a positive duration, named by its flag.
+    const key = leaseDurationMs === undefined ? 'leaseDuration' : renewDeadlineMs === undefined ? 'renewDeadline' : 'retryPeriod';
+    const flag = `--leader-election-${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    return { ok: false, message: `${flag} must be a positive duration such as 15s or 1m30s, got "${raw[key]}"` };
   }
-  const timings = { leaseDurationMs: parsed.leaseDuration!, renewDeadlineMs: parsed.renewDeadline!, retryPeriodMs: parsed.retryPeriod! };
+  const timings = { leaseDurationMs, renewDeadlineMs, retryPeriodMs };
   if (timings.leaseDurationMs % 1000 !== 0) return { ok: false, message: `--leader-election-lease-duration must be whole seconds (the Lease records seconds), got "${raw.leaseDuration}"` };
   if (!(timings.leaseDurationMs > timings.renewDeadlineMs)) return { ok: false, message: `--leader-election-lease-duration (${raw.leaseDuration}) must be longer than --leader-election-renew-deadline (${raw.renewDeadline}): a leader must stop before another may take the Lease` };
   if (!(timings.renewDeadlineMs > 1.2 * timings.retryPeriodMs)) return { ok: false, message: `--leader-election-renew-deadline (${raw.renewDeadline}) must be longer than 1.2 × --leader-election-retry-period (${raw.retryPeriod}): a leader needs a retry (with jitter) before its deadline` };

@@ -114,8 +114,9 @@ export class WorkQueue {
   }
 
   private pump(): void {
-    while (!this.stopped && this.processing.size < this.concurrency && this.pending.length) {
-      const key = this.pending.shift()!;
+    while (!this.stopped && this.processing.size < this.concurrency) {
+      const key = this.pending.shift();
+      if (key === undefined) break;
       this.queued.delete(key);
       this.processing.add(key);
       const run = this.process(key).finally(() => this.inFlight.delete(run));
