@@ -5,6 +5,7 @@
 // the manifest of the last client-side kubectl apply, Argo CD's default sync) is a conflict,
 // as with kubectl apply --server-side: the error names the owner and the two ways on. A field
 // only ever written imperatively (create, edit) is taken over, and said so.
+import { z } from 'zod';
 import { parseDuration } from '../api/duration.ts';
 import { tokenIdPattern } from '../api/primitives.ts';
 import { endDatePattern, serviceUserSpec } from '../api/serviceuser.ts';
@@ -45,8 +46,12 @@ const lastAppliedKey = 'kubectl.kubernetes.io/last-applied-configuration';
 /** The dotted paths of the leaves a patch sets: spec.endDate, spec.credentials.token.revokedTokenIds. */
 function leaves(value: unknown, prefix: string): string[] {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return [prefix];
-  return Object.entries(value as Record<string, unknown>).flatMap(([k, v]) => leaves(v, `${prefix}.${k}`));
+  return Object.entries(value).flatMap(([k, v]) => leaves(v, `${prefix}.${k}`));
 }
+
+const mapping = z.record(z.string(), z.unknown());
+/** Who wrote the object's fields, as far as judging a conflict needs (an entry of another shape names no one). */
+const managedFields = z.array(z.object({ manager: z.string().optional(), operation: z.string().optional() }).catch({})).catch([]);
 
 /** Which of the paths the object's last client-side apply (kubectl apply, Argo CD's default sync) declared. */
 function declaredByLastApply(su: Su, paths: string[]): string[] {
@@ -58,7 +63,7 @@ function declaredByLastApply(su: Su, paths: string[]): string[] {
   } catch {
     return [];
   }
-  const has = (p: string) => p.split('.').reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined), applied) !== undefined;
+  const has = (p: string) => p.split('.').reduce<unknown>((o, k) => mapping.safeParse(o).data?.[k], applied) !== undefined;
   return paths.filter(has);
 }
 
@@ -70,10 +75,10 @@ type ConflictAnswer = { refuse: UsageError } | { takeOver: string };
  * manifest); taken over when its owner only ever wrote it imperatively (create, edit).
  */
 function judgeConflict(err: ApiError, su: Su, spec: Record<string, unknown>): ConflictAnswer {
-  const owners = [...new Set([...err.message.matchAll(/conflicts? with "([^"]+)"/g)].map((m) => m[1]!))];
-  const managed = (su.metadata.managedFields ?? []) as { manager?: string; operation?: string }[];
+  const owners = [...new Set([...err.message.matchAll(/conflicts? with "([^"]+)"/g)].flatMap(([, owner]) => owner ?? []))];
+  const managed = managedFields.parse(su.metadata.managedFields ?? []);
   const appliers = owners.filter((o) => managed.some((m) => m.manager === o && m.operation === 'Apply'));
-  const fields = [...new Set([...err.message.matchAll(/\.(spec\.[\w.]+)/g)].map((m) => m[1]!))];
+  const fields = [...new Set([...err.message.matchAll(/\.(spec\.[\w.]+)/g)].flatMap(([, field]) => field ?? []))];
   const lastApplied = declaredByLastApply(su, leaves(spec, 'spec'));
   if (owners.length && !appliers.length && !lastApplied.length) {
     // Written only imperatively (create, edit): nobody declares it, so the request is the

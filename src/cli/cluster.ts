@@ -42,7 +42,7 @@ export function explain(err: unknown, server: string): Error {
     }
     return new UsageError(`Error from server (${err.reason ?? err.status}): ${message}`);
   }
-  const code = (err as { code?: string }).code;
+  const code = err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
   if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'ETIMEDOUT' || code === 'ECONNRESET') {
     return new UsageError(`cannot reach the API server at ${server} (${code}): is the cluster up, and is --context right?`);
   }

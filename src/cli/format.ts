@@ -2,11 +2,13 @@
 // relative times ("in 6d", "3h ago"), and -o json|yaml for scripts.
 import { dump } from 'js-yaml';
 
-export type OutputFormat = 'table' | 'json' | 'yaml' | 'name';
+export const outputFormats = ['table', 'json', 'yaml', 'name'] as const;
+export type OutputFormat = (typeof outputFormats)[number];
+export const isOutputFormat = (value: string): value is OutputFormat => outputFormats.some((f) => f === value);
 
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('   ').trimEnd();
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('   ').trimEnd();
   return [line(headers), ...rows.map(line)].join('\n') + '\n';
 }
 

@@ -7,6 +7,8 @@
 import { createPublicKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
+import { z } from 'zod';
+import { stringMap } from '../api/object.ts';
 import { resources } from '../api/resources.ts';
 import { ApiError, resourcePath, type KubeObject } from '../controller/kube.ts';
 import { parseToken, tokenSha256 } from '../credentials/token.ts';
@@ -55,6 +57,9 @@ export function fetchText(url: string, ca?: string): Promise<string> {
   });
 }
 
+/** The Secret a ServiceUser's status names (an object without one names none). */
+const recordedSecret = z.object({ status: z.object({ secretName: z.string() }) });
+
 async function readSecretOrOwner(s: Session, name: string): Promise<{ secret: KubeObject; owner: KubeObject | undefined }> {
   const get = async (path: string) => {
     try {
@@ -72,7 +77,7 @@ async function readSecretOrOwner(s: Session, name: string): Promise<{ secret: Ku
   }
   // NAME may be the ServiceUser: its Secret is status.secretName.
   const su = await get(suPath(s.namespace, name));
-  const secretName = (su?.status as { secretName?: string } | undefined)?.secretName;
+  const secretName = recordedSecret.safeParse(su).data?.status.secretName;
   const viaOwner = secretName ? await get(resourcePath(resources.secrets, s.namespace, secretName)) : undefined;
   if (su && viaOwner) return { secret: viaOwner, owner: su };
   throw new UsageError(
@@ -123,7 +128,7 @@ async function crlCheck(inv: Invocation, s: Session, cert: X509Certificate, ca: 
       // The shards and the journal (revocations not yet folded into their shard): a revocation
       // in the journal outranks a hold in the shard.
       const found = list.items.flatMap((cm) => {
-        const data = (cm.binaryData as Record<string, string> | undefined)?.[shardKey];
+        const data = stringMap(cm, 'binaryData')[shardKey];
         return data ? decodeShard(Buffer.from(data, 'base64'), `ConfigMap ${ns}/${cm.metadata.name}`).filter((e) => e.serialNumber.replace(/^0+/, '') === serial) : [];
       });
       const entry = found.find((e) => e.reason !== 'certificateHold') ?? found[0];

@@ -5,7 +5,8 @@
 // on stderr), 2 (inspect or whoami found a credential that does not verify).
 import { parseArgs } from 'node:util';
 import { CheckFailed, exitCodes, messageOf, UsageError, withoutTokens } from './errors.ts';
-import type { OutputFormat } from './format.ts';
+import { text } from 'node:stream/consumers';
+import { isOutputFormat, type OutputFormat } from './format.ts';
 
 export const usage = `kubectl service-user: service users, their credentials and who a token is.
 
@@ -123,10 +124,10 @@ export async function run(argv: string[], io: Io): Promise<number> {
     const handler = commands[command];
     if (!handler) throw new UsageError(`unknown command "${command}" for "kubectl service-user"; commands: ${Object.keys(commands).join(', ')} (kubectl service-user --help)`);
     const output = flags.output ?? 'table';
-    if (!['table', 'json', 'yaml', 'name'].includes(output)) throw new UsageError(`--output ${output}: must be json or yaml${command === 'list' ? ' or name' : ''}`);
+    if (!isOutputFormat(output)) throw new UsageError(`--output ${output}: must be json or yaml${command === 'list' ? ' or name' : ''}`);
     if (output === 'name' && command !== 'list') throw new UsageError('-o name is for list only; use -o json or -o yaml');
     if (flags['dry-run'] !== undefined && !['client', 'server'].includes(flags['dry-run'])) throw new UsageError(`--dry-run=${flags['dry-run']}: must be client or server`);
-    await handler({ command, flags, args, format: output as OutputFormat, io });
+    await handler({ command, flags, args, format: output, io });
     return exitCodes.ok;
   } catch (err) {
     // Messages may quote arguments back: a token among them is cut to its id.
@@ -144,11 +145,7 @@ export async function main(): Promise<void> {
   const io: Io = {
     out: (t) => process.stdout.write(t),
     err: (t) => process.stderr.write(t),
-    stdin: async () => {
-      const chunks: Buffer[] = [];
-      for await (const c of process.stdin) chunks.push(c as Buffer);
-      return Buffer.concat(chunks).toString('utf8');
-    },
+    stdin: () => text(process.stdin),
     stdinIsTty: process.stdin.isTTY === true,
     now: Date.now,
   };

@@ -1,6 +1,5 @@
 // list and status: what `kubectl get su` would need jsonpath for, as cmctl shows certificates.
 import type { ServiceUserStatus, TokenStatus } from '../api/serviceuser.ts';
-import type { Condition } from '../controller/conditions.ts';
 import type { KubeObject } from '../controller/kube.ts';
 import { readServiceUser, needName, suPath, withCluster } from './cluster.ts';
 import { UsageError } from './errors.ts';
@@ -66,7 +65,7 @@ const noneAdmitted = '<none admitted>';
 
 /** The accounts status says admit the user; before the operator has judged, those spec names. */
 function accountsColumn(su: Su): string {
-  const admitted = (su.status as { accounts?: string[] } | undefined)?.accounts;
+  const admitted = su.status?.accounts;
   if (admitted?.length) return admitted.join(',');
   if (admitted && su.spec?.accounts?.length) return noneAdmitted;
   return su.spec?.accounts?.join(',') ?? '';
@@ -81,6 +80,7 @@ interface CoreEvent {
   eventTime?: string;
   firstTimestamp?: string;
   metadata: { creationTimestamp?: string };
+  involvedObject?: { uid?: string };
 }
 
 const eventTime = (e: CoreEvent) => Date.parse(e.lastTimestamp ?? e.eventTime ?? e.firstTimestamp ?? e.metadata.creationTimestamp ?? '') || 0;
@@ -98,7 +98,7 @@ export async function status(inv: Invocation): Promise<void> {
     const su = await readServiceUser<Su>(s, name);
     const selector = encodeURIComponent(`involvedObject.name=${name},involvedObject.kind=ServiceUser`);
     const events = (await s.client.get<{ items: CoreEvent[] }>(`/api/v1/namespaces/${encodeURIComponent(s.namespace)}/events?fieldSelector=${selector}`)).items
-      .filter((e) => (e as unknown as { involvedObject?: { uid?: string } }).involvedObject?.uid === su.metadata.uid)
+      .filter((e) => e.involvedObject?.uid === su.metadata.uid)
       .sort((a, b) => eventTime(a) - eventTime(b))
       .slice(-10);
     const st = su.status ?? {};
@@ -115,9 +115,9 @@ export async function status(inv: Invocation): Promise<void> {
       `Phase:          ${st.phase ?? 'Pending'}`,
       `Expires:        ${st.expiresAt ? when(st.expiresAt, now) : 'never (no spec.endDate)'}`,
       `Secret:         ${st.secretName ?? '-'}`,
-      `Accounts:       ${(st as { accounts?: string[] }).accounts?.join(', ') ?? su.spec?.accounts?.join(', ') ?? '-'}`,
+      `Accounts:       ${st.accounts?.join(', ') ?? su.spec?.accounts?.join(', ') ?? '-'}`,
     ];
-    const conditions = (st.conditions ?? []) as Condition[];
+    const conditions = st.conditions ?? [];
     lines.push('Conditions:');
     lines.push(conditions.length ? indent(table(['TYPE', 'STATUS', 'REASON', 'SINCE', 'MESSAGE'], conditions.map((c) => [c.type, c.status, c.reason, relative(Date.parse(c.lastTransitionTime), now), c.message])).trimEnd()) : '  none yet (is the operator running?)');
     const tokens = st.tokens ?? [];

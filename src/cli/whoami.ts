@@ -9,6 +9,7 @@
 // through the kubeconfig, and reads identity, end date, accounts and permissions there.
 // The token is checked offline first (form, checksum) and never printed.
 import { readFileSync } from 'node:fs';
+import { z } from 'zod';
 import { request } from 'node:https';
 import { parseToken, tokenSha256 } from '../credentials/token.ts';
 import type { KubeObject } from '../controller/kube.ts';
@@ -20,8 +21,29 @@ import { identityOf } from '../api/names.ts';
 
 interface Answer {
   status: number;
-  body: Record<string, unknown>;
+  body: unknown;
 }
+
+/** What an answer's body says for itself (its `message`), for errors. */
+const said = (body: unknown) => String(z.object({ message: z.unknown() }).safeParse(body).data?.message ?? '');
+
+const permissions = z.array(z.object({ account: z.string(), manager: z.string(), permission: z.string() }));
+/** /v1/introspect's answer (RFC 7662 names, plus the accounts and permissions the holder has). */
+const introspection = z.object({
+  active: z.boolean().optional(),
+  sub: z.string().optional(),
+  friendly_name: z.string().optional(),
+  token_id: z.string().optional(),
+  exp: z.number().optional(),
+  accounts: z.array(z.string()).optional(),
+  permissions: permissions.optional(),
+});
+/** The tokens a ServiceUser's status records (an object without them records none). */
+const recordedTokens = z.object({ status: z.object({ tokens: z.array(z.object({ id: z.string(), sha256: z.string() })) }) });
+/** What the holder's status says of it; a status that does not parse says nothing. */
+const holderStatus = z
+  .object({ friendlyName: z.string().optional(), expiresAt: z.string().optional(), accounts: z.array(z.string()).optional(), permissions: permissions.optional() })
+  .catch({});
 
 function post(url: string, body: unknown, options: { ca?: string; cert?: string; key?: string; bearer?: string }): Promise<Answer> {
   const payload = JSON.stringify(body);
@@ -40,9 +62,9 @@ function post(url: string, body: unknown, options: { ca?: string; cert?: string;
         res.setEncoding('utf8');
         res.on('data', (c: string) => (text += c));
         res.on('end', () => {
-          let parsed: Record<string, unknown>;
+          let parsed: unknown;
           try {
-            parsed = JSON.parse(text) as Record<string, unknown>;
+            parsed = JSON.parse(text);
           } catch {
             parsed = { message: text.slice(0, 200) };
           }
@@ -101,7 +123,7 @@ export async function whoami(inv: Invocation): Promise<void> {
   const parsed = parseToken(token);
   if (!parsed.ok) throw new CheckFailed(`${parsed.reason}: checked offline, nothing was sent`);
 
-  const tls = { ...(ca ? { ca } : {}), ...(cert ? { cert, key: key! } : {}) };
+  const tls = { ...(ca ? { ca } : {}), ...(cert && key ? { cert, key } : {}) };
   const call = async (path: string, body: unknown, bearer?: string) => {
     try {
       return await post(`${url}${path}`, body, { ...tls, ...(bearer ? { bearer } : {}) });
@@ -115,7 +137,9 @@ export async function whoami(inv: Invocation): Promise<void> {
   let who: Who | undefined;
   const answer = await call('/v1/introspect', { token }, cert ? undefined : token);
   if (answer.status === 200) {
-    const b = answer.body as { active?: boolean; sub?: string; friendly_name?: string; token_id?: string; exp?: number; accounts?: string[]; permissions?: Who['permissions'] };
+    const read = introspection.safeParse(answer.body);
+    if (!read.success) throw new UsageError(`the verification service at ${url} answered /v1/introspect with something else: ${read.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ')}`);
+    const b = read.data;
     if (!b.active) throw new CheckFailed(`token ${parsed.id} is not active: revoked, expired, disabled, outside its allowed networks, or unknown`);
     if (typeof b.sub !== 'string') throw new UsageError(`the verification service at ${url} answered active without naming the holder (sub): is it this operator's?`);
     who = {
@@ -132,7 +156,7 @@ export async function whoami(inv: Invocation): Promise<void> {
     // The token could not even authenticate itself: it is not active.
     throw new CheckFailed(`token ${parsed.id} is not active: revoked, expired, disabled, outside its allowed networks, or unknown`);
   } else if (answer.status === 401 || (answer.status === 403 && cert)) {
-    throw new UsageError(`the verification service refused the caller certificate (${answer.status}): ${String(answer.body.message ?? '')}`);
+    throw new UsageError(`the verification service refused the caller certificate (${answer.status}): ${said(answer.body)}`);
   } else if (answer.status === 403) {
     // Active (it authenticated as a caller) but not allowed to introspect. TokenReview answers
     // only authenticated callers now, so find the token's own ServiceUser through the
@@ -140,9 +164,9 @@ export async function whoami(inv: Invocation): Promise<void> {
     const digest = tokenSha256(token);
     who = await withCluster(inv, async (s) => {
       const list = await s.client.get<{ items: KubeObject[] }>(inv.flags.namespace ? suPath(inv.flags.namespace) : '/apis/serviceusers.dev/v1alpha1/serviceusers');
-      const su = list.items.find((o) => ((o.status as { tokens?: { id: string; sha256: string }[] } | undefined)?.tokens ?? []).some((t) => t.id === parsed.id && t.sha256 === digest));
+      const su = list.items.find((o) => (recordedTokens.safeParse(o).data?.status.tokens ?? []).some((t) => t.id === parsed.id && t.sha256 === digest));
       if (!su) throw new CheckFailed(`token ${parsed.id} is not recorded by any ServiceUser you can read${inv.flags.namespace ? ` in namespace ${inv.flags.namespace}` : ''}`);
-      const status = su.status as { friendlyName?: string; expiresAt?: string; accounts?: string[]; permissions?: Who['permissions'] } | undefined;
+      const status = holderStatus.parse(su.status ?? {});
       return {
         active: true as const,
         identity: identityOf(su),
@@ -155,7 +179,7 @@ export async function whoami(inv: Invocation): Promise<void> {
       };
     });
   } else {
-    throw new UsageError(`the verification service answered ${answer.status}: ${String(answer.body.message ?? '')}`);
+    throw new UsageError(`the verification service answered ${answer.status}: ${said(answer.body)}`);
   }
 
   if (inv.format === 'json' || inv.format === 'yaml') {
