@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { loadConnection } from './controller/connection.ts';
 import { serve, probeRoutes } from './observability/http.ts';
 import { metricsBindingProblem } from './observability/metrics-server.ts';
-import { createLogger, logFormats, type LogFormat } from './observability/logger.ts';
+import { createLogger, logFormats } from './observability/logger.ts';
 import { createMetrics } from './observability/metrics.ts';
 import { startOperator } from './operator.ts';
 import { parseLeaderTimings } from './controller/leader.ts';
@@ -160,7 +160,8 @@ if (values.help) {
   process.exit(0);
 }
 
-if (!(logFormats as readonly string[]).includes(values['log-format'])) {
+const logFormat = logFormats.find((f) => f === values['log-format']);
+if (!logFormat) {
   process.stderr.write(`--log-format must be ${logFormats.join(' or ')}, got "${values['log-format']}"\n`);
   process.exit(2);
 }
@@ -169,7 +170,7 @@ if (!levels.includes(values['log-level'])) {
   process.stderr.write(`--log-level must be one of ${levels.join(', ')}, got "${values['log-level']}"\n`);
   process.exit(2);
 }
-const log = createLogger(values['log-level'], process.stdout, values['log-format'] as LogFormat);
+const log = createLogger(values['log-level'], process.stdout, logFormat);
 const modes = ['all', 'controller', 'verifier'] as const;
 const mode = modes.find((m) => m === values.mode);
 if (!mode) {
@@ -198,15 +199,15 @@ if (!leaderTimings.ok) {
   log.fatal(leaderTimings.message);
   process.exit(2);
 }
-const templatePrefixes = (['refused', 'allowed'] as const).map((which) => {
+const templatePrefixes = (which: 'refused' | 'allowed') => {
   const parsed = parseKeyPrefixes(`--secret-template-${which}-prefixes`, values[`secret-template-${which}-prefixes`]);
   if (!parsed.ok) {
     log.fatal(parsed.message);
     process.exit(2);
   }
   return parsed.prefixes;
-});
-const secretTemplateKeys = { refused: templatePrefixes[0]!, allowed: templatePrefixes[1]! };
+};
+const secretTemplateKeys = { refused: templatePrefixes('refused'), allowed: templatePrefixes('allowed') };
 const metricsProblem = values['metrics-bind-address'] === '0' ? undefined : metricsBindingProblem(values['metrics-bind-address'], values['metrics-secure']);
 if (metricsProblem) {
   log.fatal(metricsProblem);

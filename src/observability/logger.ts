@@ -19,7 +19,7 @@ export function createLogger(level = 'info', destination?: NodeJS.WritableStream
   const out = destination ?? process.stdout;
   return pino(
     { level, base: { component: 'service-user-operator' }, redact: { paths: redactedPaths, censor: '[redacted]' }, timestamp: pino.stdTimeFunctions.isoTime },
-    format === 'text' ? textStream(out, { color: (out as { isTTY?: boolean }).isTTY === true && !process.env.NO_COLOR }) : out,
+    format === 'text' ? textStream(out, { color: 'isTTY' in out && out.isTTY === true && !process.env.NO_COLOR }) : out,
   );
 }
 
@@ -36,21 +36,21 @@ function show(value: unknown): string {
 
 /** One pino JSON record as a line of text: `TIME LEVEL message key=value ...`. */
 export function formatText(line: string, options: { color?: boolean } = {}): string {
-  let record: Record<string, unknown>;
+  let record: unknown;
   try {
-    record = JSON.parse(line) as Record<string, unknown>;
+    record = JSON.parse(line);
   } catch {
     return line;
   }
   if (record === null || typeof record !== 'object') return line;
-  const level = typeof record.level === 'number' ? record.level : 30;
+  const level = 'level' in record && typeof record.level === 'number' ? record.level : 30;
   let name = (levelNames[level] ?? String(level)).padEnd(5);
   if (options.color) name = `\u001b[${levelColors[level] ?? '0'}m${name}\u001b[0m`;
   const fields = Object.entries(record)
     .filter(([k]) => !leading.has(k))
     .map(([k, v]) => `${k}=${show(v)}`);
-  const time = typeof record.time === 'string' ? record.time : new Date().toISOString();
-  const msg = typeof record.msg === 'string' ? record.msg : '';
+  const time = 'time' in record && typeof record.time === 'string' ? record.time : new Date().toISOString();
+  const msg = 'msg' in record && typeof record.msg === 'string' ? record.msg : '';
   return [time, name, msg, ...fields].filter((p) => p !== '').join(' ');
 }
 
