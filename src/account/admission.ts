@@ -62,13 +62,14 @@ export function judgeAccounts(accounts: readonly string[], namespace: string, ad
 
 /** A ServiceUser's AccountsAdmitted condition. */
 export function accountsCondition(verdict: AccountsVerdict): ConditionInput {
-  if (!verdict.problems.length) {
+  const [first] = verdict.problems;
+  if (!first) {
     return { type: 'AccountsAdmitted', status: 'True', reason: 'Admitted', message: `admitted in ${verdict.admitted.join(', ')}` };
   }
   return {
     type: 'AccountsAdmitted',
     status: 'False',
-    reason: verdict.problems[0]!.reason,
+    reason: first.reason,
     message:
       `no permission is granted or reported in ${verdict.problems.map((p) => p.account).join(', ')}: ` +
       verdict.problems.map((p) => p.message).join('; ') +

@@ -13,7 +13,7 @@ import { stableJson } from '../controller/stable-json.ts';
 import type { EventRecorder } from '../controller/events.ts';
 import type { Logger } from '../observability/logger.ts';
 import { admitsFromCaches } from '../account/admission.ts';
-import { pinAccounts, resolve } from './resolve.ts';
+import { pinAccounts, verdictOn } from './resolve.ts';
 
 export interface BindingDeps {
   client: KubeClient;
@@ -54,14 +54,12 @@ export function roleBindingReconciler(deps: BindingDeps) {
       // Recorded before the verdict is: the ServiceUser reconcile reads the pin from here.
       pinned = pinAccounts(parsed.data, named);
       const binding = { ...parsed.data, status: { ...parsed.data.status, pinnedAccounts: pinned } };
-      const verdict = resolve(named, [binding], validValues([deps.roles.get(parsed.data.spec.roleRef.name)]), admits).verdictOf(
-        ns,
-        raw.metadata.name,
-      )!;
-      ready = verdict.problems.length
+      const verdict = verdictOn(binding, named, validValues([deps.roles.get(parsed.data.spec.roleRef.name)]), admits);
+      const [first] = verdict.problems;
+      ready = first
         ? {
             status: 'False',
-            reason: verdict.problems[0]!.reason,
+            reason: first.reason,
             message: `${verdict.granted.length ? `granted to ${verdict.granted.join(', ')}; ` : 'nothing granted; '}refused: ${verdict.problems.map((p) => p.message).join('; ')}`,
           }
         : { status: 'True', reason: 'Granted', message: `${parsed.data.spec.roleRef.name} granted to ${verdict.granted.join(', ')}` };

@@ -67,6 +67,86 @@ function bindingAccounts(binding: RoleBinding, user: ServiceUser): { accounts: s
   return { accounts: user.spec.accounts.filter((a) => pin.includes(a)), later: user.spec.accounts.filter((a) => !pin.includes(a)) };
 }
 
+/** One binding's verdict; the grants it makes are added to `grants`, per subject. */
+function judgeBinding(
+  binding: RoleBinding,
+  usersByKey: Map<string, ServiceUser>,
+  rolesByName: Map<string, Role>,
+  admits: Admits,
+  grants: Map<string, Map<string, Grant>>,
+): BindingVerdict {
+  const ns = binding.metadata.namespace;
+  const verdict: BindingVerdict = { granted: [], problems: [] };
+  const roleName = binding.spec.roleRef.name;
+  const role = rolesByName.get(roleName);
+  if (!role) {
+    verdict.problems.push({ reason: 'RoleNotFound', message: `Role ${roleName} does not exist: create it (kubectl apply -k config/roles has the seed catalogs) or fix spec.roleRef.name` });
+    return verdict;
+  }
+  if (!role.spec.assignableToServiceUsers) {
+    verdict.problems.push({
+      reason: 'RoleNotAssignable',
+      message: `Role ${roleName} is marked assignableToServiceUsers: false and cannot be bound to a service user; bind a narrower role`,
+    });
+    return verdict;
+  }
+  for (const subject of binding.spec.subjects) {
+    if (subject.namespace && subject.namespace !== ns) {
+      verdict.problems.push({
+        reason: 'SubjectInOtherNamespace',
+        message: `subject ${subject.namespace}/${subject.name} is in another namespace; a RoleBinding only binds ServiceUsers of its own namespace (${ns})`,
+      });
+      continue;
+    }
+    const user = usersByKey.get(key(ns, subject.name));
+    if (!user) {
+      verdict.problems.push({ reason: 'SubjectNotFound', message: `ServiceUser ${subject.name} does not exist in namespace ${ns}` });
+      continue;
+    }
+    const { accounts, later } = bindingAccounts(binding, user);
+    if (later.length) {
+      verdict.problems.push({
+        reason: 'AccountsAddedAfterBinding',
+        message:
+          `grants nothing in ${later.join(', ')}: ServiceUser ${subject.name} named ${later.length > 1 ? 'them' : 'it'} after this binding (without spec.accounts) was first resolved, ` +
+          `and a binding does not follow accounts added later; to grant there, name ${later.length > 1 ? 'them' : 'it'} in spec.accounts (which asks for verb use on each)`,
+      });
+    }
+    const outside = accounts.filter((a) => !user.spec.accounts.includes(a));
+    if (outside.length) {
+      verdict.problems.push({
+        reason: 'AccountsOutsideSubject',
+        message: `spec.accounts ${outside.join(', ')} ${outside.length > 1 ? 'are' : 'is'} not among ServiceUser ${subject.name}'s accounts (${user.spec.accounts.join(', ')}); a binding can only narrow them`,
+      });
+      continue;
+    }
+    const judged = judgeAccounts(accounts, ns ?? '', admits);
+    for (const p of judged.problems) {
+      const message = `grants nothing in ${p.message}`;
+      if (!verdict.problems.some((q) => q.message === message)) verdict.problems.push({ reason: p.reason, message });
+    }
+    if (!judged.admitted.length) continue;
+    verdict.granted.push(subject.name);
+    const userGrants = grants.get(key(ns, subject.name)) ?? new Map<string, Grant>();
+    grants.set(key(ns, subject.name), userGrants);
+    for (const account of judged.admitted) {
+      for (const permission of role.spec.permissions) {
+        const id = `${account}\u0000${role.spec.manager}\u0000${permission}`;
+        const grant = userGrants.get(id) ?? { account, manager: role.spec.manager, permission, roles: [] };
+        if (!grant.roles.includes(roleName)) grant.roles.push(roleName);
+        userGrants.set(id, grant);
+      }
+    }
+  }
+  return verdict;
+}
+
+/** The verdict on one binding, over these users and roles. */
+export function verdictOn(binding: RoleBinding, users: ServiceUser[], roles: Role[], admits: Admits): BindingVerdict {
+  const usersByKey = new Map(users.map((u) => [key(u.metadata.namespace, u.metadata.name), u]));
+  return judgeBinding(binding, usersByKey, new Map(roles.map((r) => [r.metadata.name, r])), admits, new Map());
+}
+
 export function resolve(users: ServiceUser[], bindings: RoleBinding[], roles: Role[], admits: Admits) {
   const usersByKey = new Map(users.map((u) => [key(u.metadata.namespace, u.metadata.name), u]));
   const rolesByName = new Map(roles.map((r) => [r.metadata.name, r]));
@@ -74,72 +154,8 @@ export function resolve(users: ServiceUser[], bindings: RoleBinding[], roles: Ro
   const verdicts = new Map<string, BindingVerdict>();
 
   for (const binding of bindings) {
-    const ns = binding.metadata.namespace;
-    const verdict: BindingVerdict = { granted: [], problems: [] };
-    verdicts.set(key(ns, binding.metadata.name), verdict);
-    const roleName = binding.spec.roleRef.name;
-    const role = rolesByName.get(roleName);
-    if (!role) {
-      verdict.problems.push({ reason: 'RoleNotFound', message: `Role ${roleName} does not exist: create it (kubectl apply -k config/roles has the seed catalogs) or fix spec.roleRef.name` });
-      continue;
-    }
-    if (!role.spec.assignableToServiceUsers) {
-      verdict.problems.push({
-        reason: 'RoleNotAssignable',
-        message: `Role ${roleName} is marked assignableToServiceUsers: false and cannot be bound to a service user; bind a narrower role`,
-      });
-      continue;
-    }
-    for (const subject of binding.spec.subjects) {
-      if (subject.namespace && subject.namespace !== ns) {
-        verdict.problems.push({
-          reason: 'SubjectInOtherNamespace',
-          message: `subject ${subject.namespace}/${subject.name} is in another namespace; a RoleBinding only binds ServiceUsers of its own namespace (${ns})`,
-        });
-        continue;
-      }
-      const user = usersByKey.get(key(ns, subject.name));
-      if (!user) {
-        verdict.problems.push({ reason: 'SubjectNotFound', message: `ServiceUser ${subject.name} does not exist in namespace ${ns}` });
-        continue;
-      }
-      const { accounts, later } = bindingAccounts(binding, user);
-      if (later.length) {
-        verdict.problems.push({
-          reason: 'AccountsAddedAfterBinding',
-          message:
-            `grants nothing in ${later.join(', ')}: ServiceUser ${subject.name} named ${later.length > 1 ? 'them' : 'it'} after this binding (without spec.accounts) was first resolved, ` +
-            `and a binding does not follow accounts added later; to grant there, name ${later.length > 1 ? 'them' : 'it'} in spec.accounts (which asks for verb use on each)`,
-        });
-      }
-      const outside = accounts.filter((a) => !user.spec.accounts.includes(a));
-      if (outside.length) {
-        verdict.problems.push({
-          reason: 'AccountsOutsideSubject',
-          message: `spec.accounts ${outside.join(', ')} ${outside.length > 1 ? 'are' : 'is'} not among ServiceUser ${subject.name}'s accounts (${user.spec.accounts.join(', ')}); a binding can only narrow them`,
-        });
-        continue;
-      }
-      const judged = judgeAccounts(accounts, ns!, admits);
-      for (const p of judged.problems) {
-        const message = `grants nothing in ${p.message}`;
-        if (!verdict.problems.some((q) => q.message === message)) verdict.problems.push({ reason: p.reason, message });
-      }
-      if (!judged.admitted.length) continue;
-      verdict.granted.push(subject.name);
-      const userGrants = grants.get(key(ns, subject.name)) ?? new Map<string, Grant>();
-      grants.set(key(ns, subject.name), userGrants);
-      for (const account of judged.admitted) {
-        for (const permission of role.spec.permissions) {
-          const id = `${account}\u0000${role.spec.manager}\u0000${permission}`;
-          const grant = userGrants.get(id) ?? { account, manager: role.spec.manager, permission, roles: [] };
-          if (!grant.roles.includes(roleName)) grant.roles.push(roleName);
-          userGrants.set(id, grant);
-        }
-      }
-    }
+    verdicts.set(key(binding.metadata.namespace, binding.metadata.name), judgeBinding(binding, usersByKey, rolesByName, admits, grants));
   }
-
   const sorted = (g: Map<string, Grant>) =>
     [...g.values()]
       .map((x) => ({ ...x, roles: [...x.roles].sort() }))

@@ -42,7 +42,7 @@ function verifiable(su: ServiceUser, trust: LedgerTrust): Verifiable {
   const { name, namespace, uid, deletionTimestamp } = su.metadata;
   const { disabled, endDate, accounts, friendlyName } = su.spec;
   const { enabled, revokedTokenIds, allowedCIDRs } = su.spec.credentials.token;
-  const status = su.status as (Status & { accounts?: string[] }) | undefined;
+  const status = su.status;
   const sealed = !!status && sealHonoured(trust, uid, status);
   return {
     metadata: { name, namespace, uid, deletionTimestamp },

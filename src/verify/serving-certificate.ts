@@ -64,7 +64,7 @@ export class ServingCertificate {
     const pollMs = options.pollMs ?? 10_000;
     let said: string | undefined;
     const poll = async () => {
-      const next = await read().catch((err: unknown) => err as Error);
+      const next = await read().catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
       if (serving.stopped) return;
       const why = next instanceof Error ? next.message : next.certPem === serving.pair.certPem && next.keyPem === serving.pair.keyPem ? undefined : pairProblem(next);
       if (why) {
