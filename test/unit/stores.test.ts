@@ -1,6 +1,7 @@
 // The caches' typed projections: parsed once, compact, and an object that does not parse
 // kept with one line saying why.
 import { describe, expect, it } from 'vitest';
+import { accountsOf, rawSubjects, serviceUserIndexers } from '../../src/api/indexes.ts';
 import { namespaceEntry, typedServiceUser, validValues } from '../../src/api/stores.ts';
 
 const su = (spec: unknown) => ({
@@ -36,6 +37,16 @@ describe('typed stores', () => {
     expect(e.problem).toMatch(/^spec\.endDate: /);
     expect(e.raw.metadata.managedFields).toBeUndefined();
     expect(validValues([e])).toEqual([]);
+  });
+
+  it('index what an object that does not parse still names, a malformed field reading as absent', () => {
+    const e = typedServiceUser(su({ friendlyName: 7, accounts: ['build', 3, 'build'], endDate: 'soon' }));
+    expect(e.valid).toBe(false);
+    expect(serviceUserIndexers.friendlyName(e)).toEqual(['team/ci']);
+    expect(serviceUserIndexers.account(e)).toEqual(['build']);
+    expect(accountsOf(e)).toEqual({ named: ['build'], admitted: [] });
+    expect(rawSubjects({ metadata: { name: 'b' }, spec: { subjects: 'ci' } })).toEqual([]);
+    expect(rawSubjects({ metadata: { name: 'b' }, spec: { subjects: [{ name: 'ci' }, null] } })).toEqual(['ci', '']);
   });
 
   it('keep a Namespace as its name and labels', () => {
