@@ -56,7 +56,11 @@ export interface RestartsDeps {
   log: Logger;
 }
 
-const conditionOf = (raw: KubeObject) => ((raw.status as { conditions?: Condition[] } | undefined)?.conditions ?? []).find((c) => c.type === restartsCondition);
+/** Its condition as status has it (read from the raw object: a spec that does not parse still has a status). */
+function conditionOf(raw: KubeObject): Condition | undefined {
+  const list = (raw.status as { conditions?: unknown } | undefined)?.conditions;
+  return Array.isArray(list) ? (list as Condition[]).find((c) => c?.type === restartsCondition) : undefined;
+}
 
 export function restartsReconciler(deps: RestartsDeps) {
   const { client } = deps;
