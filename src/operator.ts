@@ -24,6 +24,8 @@ import type { TemplateKeyPolicy } from './api/secret-template.ts';
 import type { NoticeSender } from './serviceuser/notify.ts';
 import { defaultCrlOwnerBudget } from './serviceuser/certificate.ts';
 import { setupServiceUsers } from './serviceuser/setup.ts';
+import { setupRestarts } from './serviceuser/restarts-controller.ts';
+import { setupNotices } from './serviceuser/notices-controller.ts';
 import { setupRoleBindings } from './rolebinding/setup.ts';
 import { setupAccounts } from './account/setup.ts';
 import { operatorCaches } from './caches.ts';
@@ -127,6 +129,9 @@ export function startOperator(options: OperatorOptions): Operator {
       ...shared, authority, concurrency: options.concurrency ?? 4, crlOwnerBudget, issue: options.issue ?? issueToken,
       adoptUnsignedLedger: options.adoptUnsignedLedger, templateKeys: options.secretTemplateKeys, notices: options.notices, crashAfterSecretWrite: options.crashAfterSecretWrite,
     }),
+    // On the ServiceUser's key, beside it: restart targets, and the notices its status records.
+    restarts: setupRestarts(mgr, caches, { ...shared, concurrency: options.concurrency ?? 4 }),
+    ...(options.notices ? { notices: setupNotices(mgr, caches, { ...shared, sender: options.notices.sender, concurrency: options.concurrency ?? 4 }) } : {}),
     ...setupRoleBindings(mgr, caches, shared),
     // Accounts' status only when watching every namespace, unless told: an operator that sees
     // some namespaces would count only theirs, and two such would overwrite each other's counts.

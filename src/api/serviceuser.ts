@@ -335,6 +335,11 @@ export const serviceUserStatus = z.object({
   seal: z.string().max(128).optional().describe('The operator\'s MAC over permissions, accounts and certificate; without a valid one none of them is honoured.'),
   lastRotationRequest: z.string().max(64).optional().describe('The last spec.credentials.token.rotationRequest handled.'),
   lastRenewalRequest: z.string().max(64).optional().describe('The last spec.credentials.clientCertificate.renewalRequest handled.'),
+  credentialsDigest: z
+    .string()
+    .max(64)
+    .optional()
+    .describe('SHA-256 over the credential keys of the Secret this status records (not a credential): spec.credentials.restartTargets roll out to it, once it is recorded here.'),
   notices: z
     .array(noticeStatus)
     .max(32)

@@ -11,10 +11,13 @@
 //   5. the Secret, before the status that records its credentials (tokens.ts: the Secret
 //      describes itself, so a crash between the two is finished by the next pass; the
 //      crashAfterSecretWrite test fault exits exactly there);
-//   6. the restart targets' condition is judged before the status write, their annotations
-//      applied after it (new pods start with credentials verification already honours);
-//   7. notices owed go into status with it (the outbox), then out by SMTP, then marked sent;
-//   8. events last: they tell what was done.
+//   6. the status, with the digest of the credentials it records (status.credentialsDigest:
+//      the restarts controller annotates the restart targets to it, so only after this write)
+//      and the notices the change owes (the outbox's pending entries: the notices controller
+//      sends and marks them);
+//   7. events last: they tell what was done.
+// Status is applied under the reconcile's field manager and carries only the fields it owns:
+// the restarts controller's condition and the notices controller's sent entries are theirs.
 import type { NoticeStatus, ServiceUser, ServiceUserStatus, TokenStatus } from '../api/serviceuser.ts';
 import type { KubeObject } from '../controller/kube.ts';
 import { stableJson } from '../controller/stable-json.ts';
@@ -24,9 +27,9 @@ import type { CertManagerInput, CertificateProblem } from './cert-manager.ts';
 import type { Desired, DesiredSecret, EventRecord, PlacedCertificate } from './desired.ts';
 import { renewalTimeOf } from './certificate.ts';
 import { expiresAt } from '../api/expiry.ts';
-import { markSent, noticesDue, withNotices } from './notices.ts';
+import { noticesDue, pendingNotices, pendingOutbox } from './notices.ts';
+import { credentialsDigest, restartsCondition } from './restarts.ts';
 import { upToDate, type SeenSecret } from './secret-write.ts';
-import type { Condition } from '../controller/conditions.ts';
 
 export type Placement = { placed?: PlacedCertificate; problem?: CertificateProblem | { reason: string; message: string } };
 
@@ -81,34 +84,25 @@ async function place(actions: CertificateActions, su: ServiceUser, intent: Certi
   }
 }
 
-/** A restart plan (restarts.ts): its condition now, its annotations after the status write. */
-export interface Restarts {
-  condition: Condition;
-  events: EventRecord[];
-  apply: () => Promise<EventRecord[]>;
-}
-
 /** What the write part of a plan may do. */
 export interface WriteActions {
   /** Makes the Secret what `want` says (secret-write.ts), `seen` as observed; `certificate`: the serial status will record. */
   writeSecret(su: ServiceUser, want: DesiredSecret, seen: SeenSecret | undefined, certificate: string | undefined): Promise<void>;
   /** The test fault crashAfterSecretWrite: exits the process; absent, nothing. */
   crashAfterSecretWrite?: () => void;
-  planRestarts(su: ServiceUser, secret: DesiredSecret, now: number): Promise<Restarts | undefined>;
   applyStatus(status: ServiceUserStatus): Promise<KubeObject>;
   /** Replaces status.tokens whole (a merge patch): apply keeps entries another manager added. */
   replaceTokens(tokens: TokenStatus[]): Promise<void>;
   /** A pass that wrote nothing: the Secret view may let go of our last write (secret-view.ts). */
   settled(): void;
-  deliverNotices?: ((su: ServiceUser, pending: NoticeStatus[]) => Promise<{ sent: string[]; retryInMs?: number }>) | undefined;
-  now(): number;
+  /** Email notices are on: status keeps the outbox (notices.ts) the notices controller sends from. */
+  notices: boolean;
 }
 
 export interface Written {
-  /** The status as planned (with restarts' condition and notices). */
+  /** The status as planned (with the credentials' digest and the pending notices). */
   status: ServiceUserStatus;
   events: EventRecord[];
-  noticeRetryMs: number | undefined;
 }
 
 /** Carries out the Secret and status part of a plan, in the order in the header. */
@@ -119,13 +113,12 @@ export async function carryOut(actions: WriteActions, su: ServiceUser, current: 
     wrote = true;
     actions.crashAfterSecretWrite?.();
   }
-  const restarts = plan.secret ? await actions.planRestarts(su, plan.secret, now) : undefined;
-  const status: ServiceUserStatus = { ...plan.status, ...(restarts ? { conditions: [...(plan.status.conditions ?? []), restarts.condition] } : {}) };
+  const status: ServiceUserStatus = { ...plan.status, ...(plan.secret ? { credentialsDigest: credentialsDigest(plan.secret.data) } : {}) };
+  const notify = actions.notices && !!su.spec.notifications.email;
   const previousNotices = (current.status as { notices?: NoticeStatus[] } | undefined)?.notices;
-  const notify = !!actions.deliverNotices && !!su.spec.notifications.email;
-  const notices = notify ? withNotices(previousNotices, noticesDue(su.status, status, su.metadata.generation, now)) : previousNotices?.filter((n) => n.sentAt);
-  if (notices?.length) status.notices = notices;
-  if (stableJson(status) !== stableJson(current.status ?? {})) {
+  const notices = notify ? pendingOutbox(previousNotices, noticesDue(su.status, status, su.metadata.generation, now)) : [];
+  if (notices.length) status.notices = notices;
+  if (stableJson(ownFields(status)) !== stableJson(ownFields(current.status as ServiceUserStatus | undefined))) {
     const applied = await actions.applyStatus(status);
     // Apply keeps list entries another field manager added (kubectl patch --subresource=status):
     // a record the operator did not write is replaced, not left beside ours.
@@ -134,16 +127,17 @@ export async function carryOut(actions: WriteActions, su: ServiceUser, current: 
     wrote = true;
   }
   if (!wrote) actions.settled();
-  const events = [...plan.events, ...(restarts ? [...restarts.events, ...(await restarts.apply())] : [])];
-  const noticeRetryMs = notify ? await sendNotices(actions, su, status) : undefined;
-  return { status, events, noticeRetryMs };
+  return { status, events: plan.events };
 }
 
-/** Sends what the outbox holds unsent, then records what went; when to try again. */
-async function sendNotices(actions: WriteActions, su: ServiceUser, status: ServiceUserStatus): Promise<number | undefined> {
-  const pending = (status.notices ?? []).filter((n) => !n.sentAt);
-  if (!pending.length || !actions.deliverNotices) return undefined;
-  const { sent, retryInMs } = await actions.deliverNotices(su, pending);
-  if (sent.length) await actions.applyStatus({ ...status, notices: markSent(status.notices!, sent, actions.now()) });
-  return retryInMs;
+/**
+ * What of a status the reconcile's apply owns, to compare what it plans with what is there:
+ * not the restarts controller's condition, not the notices controller's sent entries (map
+ * lists: compared by key, whatever order the server merged them in).
+ */
+function ownFields(status: ServiceUserStatus | undefined): ServiceUserStatus {
+  const { conditions, notices, ...rest } = status ?? {};
+  const own = conditions?.filter((c) => c.type !== restartsCondition);
+  const pending = pendingNotices(notices).sort((a, b) => a.key.localeCompare(b.key));
+  return { ...rest, ...(own?.length ? { conditions: own } : {}), ...(pending.length ? { notices: pending } : {}) };
 }

@@ -65,3 +65,33 @@ export function markSent(recorded: NoticeStatus[], keys: string[], now: number):
   const at = new Date(now).toISOString();
   return withNotices(recorded.map((n) => (keys.includes(n.key) && !n.sentAt ? { ...n, sentAt: at } : n)), []);
 }
+
+// Two controllers write the outbox, each under its own field manager (status-apply.ts), each
+// entry owned whole by one of them at a time: the ServiceUser reconcile applies the pending
+// entries (it adds what a status change owes), the notices controller the sent ones (it marks
+// and prunes). A pending entry becomes the notices controller's when it is marked: the mark
+// applies the whole entry with sentAt, and the reconcile's next write leaves it out.
+
+/** The pending entries the ServiceUser reconcile applies: what `withNotices` keeps of the recorded and due ones, unsent. */
+export function pendingOutbox(recorded: NoticeStatus[] | undefined, due: NoticeStatus[]): NoticeStatus[] {
+  return withNotices(recorded, due).filter((n) => !n.sentAt);
+}
+
+/** The entries not yet sent. */
+export function pendingNotices(recorded: NoticeStatus[] | undefined): NoticeStatus[] {
+  return (recorded ?? []).filter((n) => !n.sentAt);
+}
+
+/**
+ * The sent entries the notices controller applies once `keys` went out at `now`: the latest
+ * sent ones `withNotices` keeps, and always those marked now (an entry dropped in the apply
+ * that marks it would stay pending under the reconcile's ownership, and go out again).
+ */
+export function sentRecord(recorded: NoticeStatus[], keys: string[], now: number): NoticeStatus[] {
+  const kept = new Set(markSent(recorded, keys, now).filter((n) => n.sentAt).map((n) => n.key));
+  const at = new Date(now).toISOString();
+  return recorded.flatMap((n) => {
+    if (keys.includes(n.key) && !n.sentAt) return [{ ...n, sentAt: at }];
+    return n.sentAt && kept.has(n.key) ? [n] : [];
+  });
+}

@@ -1,8 +1,8 @@
 // Delivering the notices a reconcile recorded (notices.ts decides them): each pending one is
-// sent to spec.email, then marked sent in status. A failed send is retried with per-notice
-// exponential backoff (1 s doubling to 5 min) through the reconcile's requeue, so an SMTP
-// outage costs no writes and no busy loop; a crash between send and mark re-sends with the
-// same Message-ID.
+// sent to spec.email, then marked sent in status (notices-controller.ts). A failed send is
+// retried with per-notice exponential backoff (1 s doubling to 5 min) through the notices
+// controller's requeue, so an SMTP outage costs no writes and no busy loop; a crash between
+// send and mark re-sends with the same Message-ID.
 import type { NoticeStatus, ServiceUser } from '../api/serviceuser.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';

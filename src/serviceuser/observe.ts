@@ -6,8 +6,8 @@
 //
 // Invariants:
 //   - Every cache read of a reconcile is here; planning (certificate-plan.ts, desired.ts) reads
-//     nothing, and the executor (execute.ts) reads only what cert-manager and restart targets
-//     need of their own objects.
+//     nothing, and the executor (execute.ts) reads only what cert-manager needs of its own
+//     objects (restart targets are the restarts controller's: restarts-controller.ts).
 //   - Only what bears on this user is read (index lookups): a reconcile costs the same at 10 or
 //     10,000 users.
 //   - The certificate is judged only when the plan can use it: the CA is loaded and the user

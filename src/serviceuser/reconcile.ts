@@ -2,11 +2,12 @@
 // server. observe.ts reads the caches and the Secret (secret-view.ts: one view of it) and what
 // the CA and ledger say of its certificate; certificate-plan.ts and desired.ts plan, pure;
 // execute.ts carries the plan out in its crash-safe order; here each action is bound to the
-// API server (status by server-side apply under one field manager), the ledger and the CA,
-// and events, logs and metrics tell what was done and when to look again.
+// API server (status by server-side apply under the reconcile's field manager: the restarts
+// and notices controllers apply theirs under their own, status-apply.ts), the ledger and the
+// CA, and events, logs and metrics tell what was done and when to look again.
 import { apiVersion } from '../api/primitives.ts';
 import { resources } from '../api/resources.ts';
-import type { NoticeStatus, ServiceUser } from '../api/serviceuser.ts';
+import type { ServiceUser } from '../api/serviceuser.ts';
 import type { TemplateKeyPolicy } from '../api/secret-template.ts';
 import { setConditions, type Condition } from '../controller/conditions.ts';
 import type { FirstList } from '../controller/first-list.ts';
@@ -25,11 +26,11 @@ import { issueFromCa, withPkcs12 } from './issuance.ts';
 import { placeFromCertManager, removeCertManagerCertificate } from './cert-manager.ts';
 import { secretWriter, SecretTaken, type SecretWriter } from './secret-write.ts';
 import { expiresAt, isExpired } from '../api/expiry.ts';
-import { planRestarts } from './restarts.ts';
 import type { LedgerTrust } from '../authority/ledger-macs.ts';
 import type { EndDateRevocations } from './end-date-revocations.ts';
 import { planCertificate } from './certificate-plan.ts';
 import { carryOut, placeCertificate, type CertificateActions, type WriteActions } from './execute.ts';
+import { applyServiceUserStatus } from './status-apply.ts';
 import { finalize, type FinalizeDeps } from './finalize.ts';
 import { ServiceUserObserver, type AuthorityState } from './observe.ts';
 import { UserMetrics } from './user-metrics.ts';
@@ -62,8 +63,8 @@ export interface ServiceUserDeps {
   trust: LedgerTrust;
   /** Which secretTemplate keys reach the Secret; absent: the default (api/secret-template.ts). */
   templateKeys?: TemplateKeyPolicy;
-  /** Sends pending notices to spec.email (notify.ts); absent: email notices are off. */
-  deliverNotices?: (su: ServiceUser, pending: NoticeStatus[]) => Promise<{ sent: string[]; retryInMs?: number }>;
+  /** Email notices are on: status keeps the outbox the notices controller sends from (notices-controller.ts); absent: off. */
+  notices?: boolean;
   /** Revokes the built-in CA's certificates at their user's end date, ahead of the reconcile (end-date-revocations.ts). */
   endDates?: EndDateRevocations;
   /** Serials one ServiceUser may have on the CRL before its renewal requests slow to one an hour (renewalPace); absent: 100. */
@@ -79,12 +80,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
   const view = observer.secrets;
   const metrics = new UserMetrics(deps.metrics);
   const suPath = (ns: string, name: string, sub?: string) => resourcePath(resources.serviceUsers, ns, name, sub);
-  const applyStatus = async (su: KubeObject, status: unknown): Promise<KubeObject> =>
-    observer.remember(su, await client.apply(
-      suPath(su.metadata.namespace!, su.metadata.name, 'status'),
-      { apiVersion, kind: 'ServiceUser', metadata: { name: su.metadata.name, namespace: su.metadata.namespace }, status },
-      fieldManager,
-    ));
+  const applyStatus = async (su: KubeObject, status: unknown): Promise<KubeObject> => observer.remember(su, await applyServiceUserStatus(client, su, status, fieldManager));
   // Our own apply configuration holds only the finalizer: applying without it releases it.
   const setFinalizer = async (su: KubeObject, present: boolean): Promise<KubeObject> =>
     observer.remember(su, await client.apply(
@@ -191,14 +187,14 @@ async function reconcileUser(pass: Pass, key: string, raw: KubeObject, su: Servi
     void deps.events.record(raw, e);
   }
   pass.metrics.report(key, su, written.status, now);
-  const requeueAfterMs = Math.min(plan.requeueAfterMs ?? Infinity, written.noticeRetryMs ?? Infinity);
+  const requeueAfterMs = plan.requeueAfterMs ?? Infinity;
   return requeueAfterMs === Infinity ? {} : { requeueAfterMs };
 }
 
 /** The write actions of one pass, bound to the API server and the Secret view. */
 function writeActions(pass: Pass, key: string, raw: KubeObject, log: Logger): WriteActions {
   const { deps, observer } = pass;
-  const { client, fieldManager } = deps;
+  const { client } = deps;
   const view = observer.secrets;
   return {
     async writeSecret(su, want, seen, certificate) {
@@ -217,13 +213,11 @@ function writeActions(pass: Pass, key: string, raw: KubeObject, log: Logger): Wr
           },
         }
       : {}),
-    planRestarts: (su, secret, now) => planRestarts(client, fieldManager, su, secret, now),
     applyStatus: (status) => pass.applyStatus(raw, status),
     async replaceTokens(tokens) {
       observer.remember(raw, await client.mergePatch(resourcePath(resources.serviceUsers, raw.metadata.namespace!, raw.metadata.name, 'status'), { status: { tokens } }));
     },
     settled: () => view.settled(key),
-    deliverNotices: deps.deliverNotices,
-    now: deps.now,
+    notices: !!deps.notices,
   };
 }

@@ -10,21 +10,27 @@
 // of the namespace for whoever may write a ServiceUser: the workloads it rolls out are those
 // whose owners chose to depend on these credentials.
 //
-// The annotation is applied after the status records the credentials, so the new pods start
-// with a token verification already honours. A missing target is not an error: a workload
-// created later starts with the current Secret anyway, and gets the annotation at the next
-// change. Nothing here is watched or polled.
+// The ServiceUser reconcile records the digest of the Secret it placed in
+// status.credentialsDigest, in the status write that records the credentials; the restarts
+// controller (restarts-controller.ts) annotates to the digest status records, so the new pods
+// start with a token verification already honours. A missing target is not an error: a
+// workload created later starts with the current Secret anyway, and gets the annotation when
+// the restarts controller next looks at the user. Workloads are neither watched nor polled.
 import { createHash } from 'node:crypto';
 import type { ServiceUser } from '../api/serviceuser.ts';
 import { setConditions, type Condition, type ConditionInput } from '../controller/conditions.ts';
 import { ApiError, isNotFound, type KubeClient, type KubeObject } from '../controller/kube.ts';
 import type { EventRecord } from './desired.ts';
 import { credentialKeys } from './secret.ts';
+import { secretNameOf } from '../api/names.ts';
 
 export const digestAnnotation = 'serviceusers.dev/credentials-digest';
 
+/** The one condition the restarts controller owns in a ServiceUser's status. */
+export const restartsCondition = 'RestartTargetsReady';
+
 const plurals = { Deployment: 'deployments', StatefulSet: 'statefulsets', DaemonSet: 'daemonsets' } as const;
-type Target = NonNullable<ServiceUser['spec']['credentials']['restartTargets']>[number];
+export type Target = NonNullable<ServiceUser['spec']['credentials']['restartTargets']>[number];
 
 /**
  * SHA-256 over the credential keys present (name, length, bytes), hex. Not a credential: the
@@ -80,14 +86,14 @@ export function judgeTargets(states: TargetState[], secretName: string, previous
   const events: EventRecord[] = [];
   let condition: ConditionInput;
   if (!missing.length && !foreign.length && !forbidden.length) {
-    condition = { type: 'RestartTargetsReady', status: 'True', reason: 'Annotated', message: `${states.map((s) => label(s.target)).join(', ')} roll out when the credentials change` };
+    condition = { type: restartsCondition, status: 'True', reason: 'Annotated', message: `${states.map((s) => label(s.target)).join(', ')} roll out when the credentials change` };
   } else {
     const parts = [
       missing.length ? `${missing.join(', ')} not found in this namespace (created later, it starts with the current credentials)` : undefined,
       foreign.length ? `${foreign.join(', ')} ${foreign.length > 1 ? 'do' : 'does'} not read Secret ${secretName} in its pod template and ${foreign.length > 1 ? 'are' : 'is'} left alone: mount it or reference it in env/envFrom, or remove it from spec.credentials.restartTargets` : undefined,
       forbidden.length ? `the operator may not read ${forbidden.join(', ')}: restart targets are turned off on this cluster (the operator's RBAC grants no get/patch on apps workloads; Helm value restartTargets.enabled) — restart the workload yourself after a rotation, or ask the platform team to enable them` : undefined,
     ].filter(Boolean);
-    condition = { type: 'RestartTargetsReady', status: 'False', reason: forbidden.length ? 'TargetForbidden' : foreign.length ? 'TargetNotConsumer' : 'TargetNotFound', message: parts.join('; ') };
+    condition = { type: restartsCondition, status: 'False', reason: forbidden.length ? 'TargetForbidden' : foreign.length ? 'TargetNotConsumer' : 'TargetNotFound', message: parts.join('; ') };
   }
   if (condition.status === 'False' && (previous?.reason !== condition.reason || previous.message !== condition.message)) {
     events.push({ type: 'Warning', reason: condition.reason, message: condition.message });
@@ -95,27 +101,37 @@ export function judgeTargets(states: TargetState[], secretName: string, previous
   return { condition, events };
 }
 
+/** What the restarts controller does for a ServiceUser: nothing (and no condition of its own), or judge its targets. */
+export type RestartIntent = { kind: 'none' } | { kind: 'judge'; targets: Target[]; digest: string; secretName: string };
+
 /**
- * Reads each target and says what it needs; `apply()` then annotates the due ones, each by
- * server-side apply of that one annotation under the operator's field manager.
+ * Pure, from the ServiceUser as cached: its targets are judged once status records the digest
+ * of its credentials; a user being deleted is left as it is (`undefined`), one without targets
+ * or a recorded digest (stalled before any Secret, or a spec that does not parse) has none.
  */
-export async function planRestarts(
-  client: KubeClient,
-  fieldManager: string,
-  su: ServiceUser,
-  secret: { name: string; data: Record<string, string | Buffer> },
-  now: number,
-): Promise<{ condition: Condition; events: EventRecord[]; apply: () => Promise<EventRecord[]> } | undefined> {
-  const targets = su.spec.credentials.restartTargets ?? [];
-  if (!targets.length) return undefined;
-  const ns = su.metadata.namespace!;
-  const digest = credentialsDigest(secret.data);
-  const path = (t: Target) => `/apis/apps/v1/namespaces/${encodeURIComponent(ns)}/${plurals[t.kind]}/${encodeURIComponent(t.name)}`;
+export function restartIntent(su: ServiceUser | undefined, deleting: boolean): RestartIntent | undefined {
+  if (deleting) return undefined;
+  const targets = su?.spec.credentials.restartTargets ?? [];
+  const digest = su?.status?.credentialsDigest;
+  if (!su || !targets.length || !digest) return { kind: 'none' };
+  return { kind: 'judge', targets, digest, secretName: su.status?.secretName ?? secretNameOf(su) };
+}
+
+/** The condition's fields kstatus readers compare: a change is written, anything else is not. */
+export function sameCondition(a: Condition | undefined, b: Condition | undefined): boolean {
+  if (!a || !b) return a === b;
+  return a.status === b.status && a.reason === b.reason && a.message === b.message && a.observedGeneration === b.observedGeneration && a.lastTransitionTime === b.lastTransitionTime;
+}
+
+const pathOf = (ns: string, t: Target) => `/apis/apps/v1/namespaces/${encodeURIComponent(ns)}/${plurals[t.kind]}/${encodeURIComponent(t.name)}`;
+
+/** Reads each target (a GET each: workloads are not cached) and says what it needs for `digest`. */
+export async function readTargets(client: KubeClient, ns: string, targets: Target[], secretName: string, digest: string): Promise<TargetState[]> {
   const states: TargetState[] = [];
   for (const target of targets) {
     let workload: KubeObject;
     try {
-      workload = await client.get(path(target));
+      workload = await client.get(pathOf(ns, target));
     } catch (err) {
       if (isNotFound(err)) {
         states.push({ target, state: 'missing' });
@@ -130,24 +146,30 @@ export async function planRestarts(
       throw err;
     }
     const template = (workload.spec as { template?: { metadata?: { annotations?: Record<string, string> }; spec?: PodSpec } } | undefined)?.template;
-    if (!consumesSecret(template?.spec, secret.name)) states.push({ target, state: 'foreign' });
+    if (!consumesSecret(template?.spec, secretName)) states.push({ target, state: 'foreign' });
     else states.push({ target, state: template?.metadata?.annotations?.[digestAnnotation] === digest ? 'current' : 'due' });
   }
-  const previous = (su.status?.conditions as Condition[] | undefined)?.filter((c) => c.type === 'RestartTargetsReady');
-  const { condition, events } = judgeTargets(states, secret.name, previous?.[0]);
-  return {
-    condition: setConditions(previous, [condition], su.metadata.generation, now)[0]!,
-    events,
-    apply: async () => {
-      const done: EventRecord[] = [];
-      for (const { target } of states.filter((s) => s.state === 'due')) {
-        const object = { apiVersion: 'apps/v1', kind: target.kind, metadata: { name: target.name, namespace: ns }, spec: { template: { metadata: { annotations: { [digestAnnotation]: digest } } } } };
-        // RBAC grants no create: a workload deleted since the read is not made again from
-        // this fragment; the next reconcile finds it missing.
-        await client.apply(path(target), object, fieldManager);
-        done.push({ type: 'Normal', reason: 'RolloutTriggered', message: `${label(target)} rolls out: the credentials in Secret ${secret.name} changed (digest ${digest.slice(0, 12)})` });
-      }
-      return done;
-    },
-  };
+  return states;
+}
+
+/**
+ * Annotates the due targets, each by server-side apply of that one annotation under the
+ * operator's field manager; the RolloutTriggered events.
+ */
+export async function annotateTargets(client: KubeClient, fieldManager: string, ns: string, states: TargetState[], secretName: string, digest: string): Promise<EventRecord[]> {
+  const done: EventRecord[] = [];
+  for (const { target } of states.filter((s) => s.state === 'due')) {
+    const object = { apiVersion: 'apps/v1', kind: target.kind, metadata: { name: target.name, namespace: ns }, spec: { template: { metadata: { annotations: { [digestAnnotation]: digest } } } } };
+    // RBAC grants no create: a workload deleted since the read is not made again from
+    // this fragment; the next reconcile finds it missing.
+    await client.apply(pathOf(ns, target), object, fieldManager);
+    done.push({ type: 'Normal', reason: 'RolloutTriggered', message: `${label(target)} rolls out: the credentials in Secret ${secretName} changed (digest ${digest.slice(0, 12)})` });
+  }
+  return done;
+}
+
+/** The targets' condition as status would record it (lastTransitionTime kept while its status holds), and the warnings owed. */
+export function restartCondition(states: TargetState[], secretName: string, previous: Condition | undefined, generation: number | undefined, now: number): { condition: Condition; events: EventRecord[] } {
+  const { condition, events } = judgeTargets(states, secretName, previous);
+  return { condition: setConditions(previous ? [previous] : undefined, [condition], generation, now)[0]!, events };
 }

@@ -18,7 +18,7 @@ import type { EventRecorder } from '../controller/events.ts';
 import { labels } from '../api/names.ts';
 import { EndDateRevocations } from './end-date-revocations.ts';
 import { expiresAt, isExpired } from '../api/expiry.ts';
-import { noticeDelivery, type NoticeSender } from './notify.ts';
+import type { NoticeSender } from './notify.ts';
 import { serviceUserReconciler } from './reconcile.ts';
 
 export interface ServiceUserSetup {
@@ -70,7 +70,8 @@ export function setupServiceUsers(mgr: Manager, caches: Caches, s: ServiceUserSe
     endDates,
     crlOwnerBudget: s.crlOwnerBudget,
     ...(s.crashAfterSecretWrite ? { crashAfterSecretWrite: true } : {}),
-    ...(s.notices ? { deliverNotices: noticeDelivery({ sender: s.notices.sender, metrics, log: log.child({ component: 'notices' }), now }) } : {}),
+    // The outbox is kept when notices go out (the notices controller sends them: setupNotices).
+    ...(s.notices ? { notices: true } : {}),
   });
   const controller = mgr.controller('serviceuser', reconcile, s.concurrency);
   watchServiceUsers(controller, caches);

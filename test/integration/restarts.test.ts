@@ -124,6 +124,31 @@ describe('restartTargets', () => {
     expect((await replicaSets('calm')).length).toBe(before);
   });
 
+  it("its condition is the restarts controller's own: under its field manager, kept through the ServiceUser reconcile's writes, released when the targets go", { timeout: 60_000 }, async () => {
+    await c().request('POST', apps('deployments'), workload('Deployment', 'owned', 'owned-credentials'));
+    await k().createServiceUser('owned', { email: 'ops@example.com', accounts: ['acme'], credentials: { clientCertificate: { enabled: false }, restartTargets: [{ kind: 'Deployment', name: 'owned' }] } });
+    const issued = await rolledOut('owned', 'owned-credentials');
+    const ready = (o: KubeObject) => statusOf(o).conditions?.some((x) => x.type === 'RestartTargetsReady' && x.status === 'True') ?? false;
+    const su = await k().waitFor('owned', 'RestartTargetsReady', ready);
+    // The digest status records is the one the targets carry.
+    expect((su.status as { credentialsDigest?: string }).credentialsDigest).toBe(issued);
+    const statusFields = (o: KubeObject, manager: string) => JSON.stringify((o.metadata.managedFields as { manager: string; subresource?: string; fieldsV1: unknown }[]).filter((m) => m.manager === manager && m.subresource === 'status').map((m) => m.fieldsV1));
+    expect(statusFields(su, 'service-user-operator-restarts')).toContain('RestartTargetsReady');
+    expect(statusFields(su, 'service-user-operator-restarts')).not.toContain('f:phase');
+    expect(statusFields(su, 'service-user-operator')).not.toContain('RestartTargetsReady');
+    expect(statusFields(su, 'service-user-operator')).toContain('f:credentialsDigest');
+    // A status write of the ServiceUser reconcile (a revocation) keeps the condition.
+    await k().patchServiceUser('owned', { credentials: { token: { revokedTokenIds: [activeToken(su)!] } } });
+    await eventually('a new digest after the revocation', async () => {
+      const d = await rolledOut('owned', 'owned-credentials');
+      return d !== issued ? d : undefined;
+    });
+    expect(ready(await k().waitFor('owned', 'the new digest recorded', (o) => (o.status as { credentialsDigest?: string }).credentialsDigest !== issued))).toBe(true);
+    // No targets: the condition goes.
+    await k().patchServiceUser('owned', { credentials: { restartTargets: null } });
+    await k().waitFor('owned', 'the condition released', (o) => !(statusOf(o).conditions ?? []).some((x) => x.type === 'RestartTargetsReady') && statusOf(o).phase === 'Active');
+  });
+
   it('a missing workload, or one that does not read the Secret, is a condition and an event, never a failure', { timeout: 60_000 }, async () => {
     await c().request('POST', apps('statefulsets'), workload('StatefulSet', 'db', undefined));
     const elsewhere = `/apis/apps/v1/namespaces/${other.name}/deployments`;

@@ -11,6 +11,7 @@ import type { ObservedCertificate } from '../../src/serviceuser/certificate.ts';
 import { planCertificate, type CertificateFacts, type CertificatePlan } from '../../src/serviceuser/certificate-plan.ts';
 import { desired, type ObservedSecret } from '../../src/serviceuser/desired.ts';
 import { carryOut, placeCertificate, type CertificateActions, type Placement, type WriteActions } from '../../src/serviceuser/execute.ts';
+import { credentialsDigest } from '../../src/serviceuser/restarts.ts';
 
 const key = newLedgerKey();
 const ring: KeyRing = { current: key, keys: [key] };
@@ -179,7 +180,7 @@ describe('the certificate plan, carried out', () => {
 });
 
 /** Write actions that record, over a Secret and status held in memory. */
-function writer(options: { crash?: boolean; notices?: boolean; restarts?: boolean } = {}) {
+function writer(options: { crash?: boolean; notices?: boolean } = {}) {
   const actions: string[] = [];
   const write: WriteActions = {
     writeSecret: (_su, want) => (actions.push(`secret ${want.name} ${'token' in want.data ? 'credentials' : 'wiped'}`), Promise.resolve()),
@@ -191,20 +192,15 @@ function writer(options: { crash?: boolean; notices?: boolean; restarts?: boolea
           },
         }
       : {}),
-    planRestarts: () => {
-      actions.push('restarts judged');
-      return Promise.resolve(options.restarts ? { condition: { type: 'RestartTargetsReady', status: 'True', reason: 'RolledOut', message: 'ok', lastTransitionTime: new Date(t0).toISOString() }, events: [], apply: () => (actions.push('restarts applied'), Promise.resolve([{ type: 'Normal' as const, reason: 'RolloutTriggered', message: 'rolled' }])) } : undefined);
-    },
     applyStatus: (status) => {
-      actions.push(`status ${status.phase}${status.notices?.some((n) => n.sentAt) ? ' (notices sent)' : ''}`);
+      actions.push(`status ${status.phase}${status.notices?.length ? ` (${status.notices.length} notices pending)` : ''}`);
       return Promise.resolve({ metadata: { name: 'ci' }, status });
     },
     replaceTokens: () => (actions.push('tokens replaced'), Promise.resolve()),
     settled: () => {
       actions.push('settled');
     },
-    deliverNotices: options.notices ? (_su, pending) => (actions.push(`notices ${pending.length}`), Promise.resolve({ sent: pending.map((n) => n.key) })) : undefined,
-    now: () => t0,
+    notices: !!options.notices,
   };
   return { actions, write };
 }
@@ -212,13 +208,16 @@ function writer(options: { crash?: boolean; notices?: boolean; restarts?: boolea
 describe('the Secret and status, carried out', () => {
   const plan = (su: ServiceUser, now = t0, secret?: ObservedSecret) => desired(su, { now, secret, peers: [], permissions: [], accounts: { admitted: ['acme'], problems: [] }, trust: { ring }, certificate: undefined }, issueToken);
 
-  it('writes the Secret before the status that records its credentials, then the restart annotations', async () => {
+  it('writes the Secret before the status that records its credentials and their digest (what the restarts controller annotates to)', async () => {
     const su = user({ credentials: { clientCertificate: { enabled: false }, restartTargets: [{ kind: 'Deployment', name: 'app' }] } });
-    const { actions, write } = writer({ restarts: true });
-    const done = await carryOut(write, su, { status: undefined, secret: undefined }, plan(su), t0);
-    expect(actions).toEqual(['secret ci-credentials credentials', 'restarts judged', 'status Active', 'restarts applied']);
-    expect(done.events.map((e) => e.reason)).toEqual(['TokenIssued', 'RolloutTriggered']);
-    expect(done.status.conditions?.map((c) => c.type)).toContain('RestartTargetsReady');
+    const { actions, write } = writer();
+    const planned = plan(su);
+    const done = await carryOut(write, su, { status: undefined, secret: undefined }, planned, t0);
+    expect(actions).toEqual(['secret ci-credentials credentials', 'status Active']);
+    expect(done.status.credentialsDigest).toBe(credentialsDigest(planned.secret!.data));
+    expect(done.events.map((e) => e.reason)).toEqual(['TokenIssued']);
+    // The restarts controller's condition: never in the reconcile's apply.
+    expect(done.status.conditions?.map((c) => c.type)).not.toContain('RestartTargetsReady');
   });
 
   it('crashAfterSecretWrite: the process stops after the Secret write, before any status is written', async () => {
@@ -228,20 +227,47 @@ describe('the Secret and status, carried out', () => {
     expect(actions).toEqual(['secret ci-credentials credentials', 'crash']);
   });
 
-  it('records notices in status before sending them, then marks them sent', async () => {
+  it('records notices in status, pending, in the write that makes the change (the notices controller sends and marks them)', async () => {
     const su = user({ endDate: '2027-01-02', credentials: { clientCertificate: { enabled: false } } });
     const { actions, write } = writer({ notices: true });
-    await carryOut(write, su, { status: undefined, secret: undefined }, plan(su), t0);
-    expect(actions).toEqual(['secret ci-credentials credentials', 'restarts judged', 'status Active', 'notices 1', 'status Active (notices sent)']);
+    const done = await carryOut(write, su, { status: undefined, secret: undefined }, plan(su), t0);
+    expect(actions).toEqual(['secret ci-credentials credentials', 'status Active (1 notices pending)']);
+    expect(done.status.notices).toEqual([{ key: 'ExpiryWarning/2027-01-02T23:59:59Z', kind: 'ExpiryWarning', detail: expect.any(String), dueAt: new Date(t0).toISOString() }]);
+  });
+
+  it('with notices off, records none', async () => {
+    const su = user({ endDate: '2027-01-02', credentials: { clientCertificate: { enabled: false } } });
+    const { actions, write } = writer();
+    const done = await carryOut(write, su, { status: undefined, secret: undefined }, plan(su), t0);
+    expect(actions).toEqual(['secret ci-credentials credentials', 'status Active']);
+    expect(done.status.notices).toBeUndefined();
   });
 
   it('a pass with nothing to write writes nothing and lets the Secret view settle', async () => {
     const su = user({ credentials: { clientCertificate: { enabled: false } } });
     const first = plan(su);
     const secret = { data: first.secret!.data as Record<string, string>, raw: Object.fromEntries(Object.entries(first.secret!.data).map(([k, v]) => [k, Buffer.from(v).toString('base64')])), labels: first.secret!.labels, annotations: first.secret!.annotations, ownerUids: ['uid-1'] };
-    const again = { ...su, status: first.status };
+    // As the first pass recorded it: with the digest of the credentials it placed.
+    const recorded = { ...first.status, credentialsDigest: credentialsDigest(first.secret!.data) };
+    const again = { ...su, status: recorded };
     const { actions, write } = writer();
-    await carryOut(write, again, { status: first.status, secret }, plan(again, t0 + 1000, secret), t0 + 1000);
-    expect(actions).toEqual(['restarts judged', 'settled']);
+    await carryOut(write, again, { status: recorded, secret }, plan(again, t0 + 1000, secret), t0 + 1000);
+    expect(actions).toEqual(['settled']);
+  });
+
+  it("another controller's fields in status (the restarts condition, sent notices) are no reason to write", async () => {
+    const su = user({ credentials: { clientCertificate: { enabled: false } } });
+    const first = plan(su);
+    const secret = { data: first.secret!.data as Record<string, string>, raw: Object.fromEntries(Object.entries(first.secret!.data).map(([k, v]) => [k, Buffer.from(v).toString('base64')])), labels: first.secret!.labels, annotations: first.secret!.annotations, ownerUids: ['uid-1'] };
+    const theirs = {
+      ...first.status,
+      credentialsDigest: credentialsDigest(first.secret!.data),
+      conditions: [...(first.status.conditions ?? []), { type: 'RestartTargetsReady', status: 'True' as const, reason: 'Annotated', message: 'ok', lastTransitionTime: new Date(t0).toISOString() }],
+      notices: [{ key: 'Disabled/1', kind: 'Disabled' as const, dueAt: new Date(t0).toISOString(), sentAt: new Date(t0).toISOString() }],
+    };
+    const again = { ...su, status: theirs };
+    const { actions, write } = writer({ notices: true });
+    await carryOut(write, again, { status: theirs, secret }, plan(again, t0 + 1000, secret), t0 + 1000);
+    expect(actions).toEqual(['settled']);
   });
 });
