@@ -14,6 +14,15 @@ import { headersOf, type Connection } from './connection.ts';
 export type { KubeObject, ObjectMeta } from '../api/object.ts';
 import type { KubeObject } from '../api/object.ts';
 
+/**
+ * The same client certificate or key, by content: a connection may hand out a fresh Buffer
+ * of the same bytes on every request (client-node's KubeConfig does), and a new agent per
+ * request would be a TLS handshake per request — no keep-alive at all.
+ */
+function sameMaterial(a: unknown, b: unknown): boolean {
+  return Buffer.isBuffer(a) && Buffer.isBuffer(b) ? a.equals(b) : a === b;
+}
+
 /** What an error answer's body may say (a metav1.Status); a body that is not one is quoted as it is. */
 const apiStatus = z.object({ message: z.string().optional(), reason: z.string().optional() });
 
@@ -82,7 +91,7 @@ export class KubeClient {
     // Credentials are re-read per request: in-cluster service-account tokens rotate.
     const auth: RequestOptions = { headers: {} };
     await this.kc.applyToHTTPSOptions(auth);
-    if (!this.agent || this.agentTls?.cert !== auth.cert || this.agentTls?.key !== auth.key) {
+    if (!this.agent || !sameMaterial(this.agentTls?.cert, auth.cert) || !sameMaterial(this.agentTls?.key, auth.key)) {
       // Sockets of a replaced agent finish their requests and close when idle.
       this.agent = new Agent({ keepAlive: true, maxSockets: 64, ca: auth.ca, cert: auth.cert, key: auth.key, rejectUnauthorized: auth.rejectUnauthorized ?? true, ...(auth.servername ? { servername: auth.servername } : {}) });
       this.agentTls = { cert: auth.cert, key: auth.key };

@@ -3,6 +3,7 @@
 // ServiceAccount's real token, run again when the API server refuses its token (401) or when
 // its expirationTimestamp is near; and the operator process itself, authenticated by a plugin
 // that prints the admin's client certificate.
+import diagnostics from 'node:diagnostics_channel';
 import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -117,6 +118,25 @@ describe('an exec credential plugin, against the real API server', () => {
     } finally {
       client.close();
     }
+  });
+});
+
+describe('keep-alive with client certificates handed out afresh', () => {
+  it('reuses its connections when each request gets a new Buffer of the same certificate (a client-node KubeConfig)', async () => {
+    // kubeConfig() is client-node's: it reads the client certificate into a new Buffer per request.
+    const client = new KubeClient(kubeConfig());
+    const sockets: unknown[] = [];
+    const count = (message: unknown) => void sockets.push(message);
+    diagnostics.subscribe('net.client.socket', count);
+    try {
+      for (let i = 0; i < 20; i++) await client.get(`/api/v1/namespaces/${ns.name}`);
+    } finally {
+      diagnostics.unsubscribe('net.client.socket', count);
+      client.close();
+    }
+    // One TLS connection, kept alive (a few more if something else in this process dials meanwhile), never one per request.
+    expect(sockets.length).toBeGreaterThanOrEqual(1);
+    expect(sockets.length).toBeLessThan(5);
   });
 });
 
