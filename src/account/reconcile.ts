@@ -20,7 +20,7 @@ export interface AccountDeps {
 }
 
 export function accountReconciler(deps: AccountDeps) {
-  return async function reconcile(name: string): Promise<void> {
+  return async function reconcile(name: string, signal: AbortSignal): Promise<void> {
     const cached = deps.accounts.get(name);
     if (!cached || cached.metadata.deletionTimestamp) return;
     const raw = objectOf(cached);
@@ -39,6 +39,7 @@ export function accountReconciler(deps: AccountDeps) {
       conditions: setConditions(previous, [{ type: 'Ready', ...ready }], raw.metadata.generation, deps.now()),
     };
     if (stableJson(status) === stableJson(raw.status ?? {})) return;
+    signal.throwIfAborted();
     await deps.client.apply(
       resourcePath(resources.accounts, undefined, name, 'status'),
       { apiVersion, kind: 'Account', metadata: { name }, status },

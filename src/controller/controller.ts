@@ -4,14 +4,23 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { WorkQueue, type Result } from './queue.ts';
 
-export type Reconcile = (key: string) => Promise<Result | void>;
+/**
+ * One pass over a key. `signal` aborts when this replica stops acting (stopping, or its Lease
+ * lost): a reconcile checks it between observing and executing, so a replica that no longer
+ * counts starts no write, and passes it to its reads. A write once begun runs to its end, in
+ * the crash-safe order the executor keeps (aborting it halfway is a crash, never better).
+ */
+export type Reconcile = (key: string, signal: AbortSignal) => Promise<Result | void>;
+
+/** What the work queue runs: a reconcile with the signal already bound (manager.ts). */
+export type KeyReconcile = (key: string) => Promise<Result | void>;
 
 export class Controller {
   readonly name: string;
   readonly queue: WorkQueue;
   private readonly depth: () => void;
 
-  constructor(name: string, reconcile: Reconcile, deps: { log: Logger; metrics: Metrics; concurrency?: number }) {
+  constructor(name: string, reconcile: KeyReconcile, deps: { log: Logger; metrics: Metrics; concurrency?: number }) {
     this.name = name;
     const log = deps.log.child({ controller: name });
     // Set on both sides: keys pile up unprocessed on a follower or before the caches sync.

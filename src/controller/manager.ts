@@ -9,14 +9,15 @@
 //   - no reconcile runs before every cache has synced (a half-filled cache would hide a
 //     friendly-name holder or a binding), the Lease is held (with leader election) and
 //     every hold placed with `holdReconcilesUntil` has settled; a replica that stopped or
-//     lost its Lease reconciles no more, even before its process exits;
+//     lost its Lease reconciles no more, even before its process exits, and the reconciles
+//     in flight then see their signal aborted (they start no further write);
 //   - `ready` is every cache synced and every runnable ready (a follower is ready too);
 //   - stop order: the controllers' queues (in-flight reconciles finish), then the runnables
 //     in the reverse of the order they were added, then the Lease is released (held and
 //     renewed until nothing is left to write), then the caches, and the API connection last.
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import { Controller, type Reconcile } from './controller.ts';
+import { Controller, type KeyReconcile, type Reconcile } from './controller.ts';
 import { Informer, InformerSet, type Cacheable, type InformerOptions } from './informer.ts';
 import type { KubeClient, KubeObject, Resource } from './kube.ts';
 import { LeaderElector } from './leader.ts';
@@ -75,6 +76,8 @@ export class Manager {
   private elector: LeaderElector | undefined;
   private stopping = false;
   private lostLease = false;
+  /** Aborted when this replica stops acting: every reconcile gets its signal. */
+  private readonly cancel = new AbortController();
   private started = false;
   private openGate!: () => void;
   private readonly gate = new Promise<void>((resolve) => (this.openGate = resolve));
@@ -112,10 +115,17 @@ export class Manager {
 
   /** A controller whose reconciles wait behind the gate. */
   controller(name: string, reconcile: Reconcile, concurrency: number): Controller {
-    const gated: Reconcile = async (key) => {
+    const { signal } = this.cancel;
+    const gated: KeyReconcile = async (key) => {
       await this.gate;
       if (!this.acting()) return undefined;
-      return (await reconcile(key)) ?? undefined;
+      try {
+        return (await reconcile(key, signal)) ?? undefined;
+      } catch (err) {
+        // Cancelled, not failed: no retry is owed by a replica that no longer acts.
+        if (signal.aborted) return void this.log.debug({ controller: name, key, reason: String(signal.reason) }, 'reconcile cancelled');
+        throw err;
+      }
     };
     const c = new Controller(name, gated, { log: this.log, metrics: this.metrics, concurrency });
     this.controllers.push(c);
@@ -187,6 +197,7 @@ export class Manager {
         },
         onStoppedLeading: () => {
           this.lostLease = true;
+          this.cancel.abort(new Error('this replica lost the leader Lease'));
           this.metrics.leader.set(0);
           le.onLost();
         },
@@ -197,6 +208,7 @@ export class Manager {
 
   async stop(): Promise<void> {
     this.stopping = true;
+    this.cancel.abort(new Error('the operator is stopping'));
     // Reconciles waiting at the gate return at once (acting() is false).
     this.openGate();
     await Promise.all(this.controllers.map((c) => c.shutdown()));

@@ -33,7 +33,7 @@ export function roleBindingReconciler(deps: BindingDeps) {
   // Our last status write per binding until the cache shows it: a reconcile woken at once
   // (by a subject's status write) would otherwise announce the same verdict twice.
   const own = new OwnWrites<RoleBindingEntry>();
-  return async function reconcile(key: string): Promise<void> {
+  return async function reconcile(key: string, signal: AbortSignal): Promise<void> {
     const cached = own.view(key, deps.roleBindings.get(key));
     if (!cached || cached.metadata.deletionTimestamp) return;
     const raw = objectOf(cached);
@@ -81,6 +81,7 @@ export function roleBindingReconciler(deps: BindingDeps) {
       ),
     };
     if (stableJson(status) === stableJson(raw.status ?? {})) return;
+    signal.throwIfAborted();
     const written = await deps.client.apply(
       resourcePath(resources.roleBindings, ns, raw.metadata.name, 'status'),
       { apiVersion, kind: 'RoleBinding', metadata: { name: raw.metadata.name, namespace: ns }, status },
@@ -100,7 +101,7 @@ export function roleBindingReconciler(deps: BindingDeps) {
 }
 
 export function roleReconciler(deps: BindingDeps) {
-  return async function reconcile(key: string): Promise<void> {
+  return async function reconcile(key: string, signal: AbortSignal): Promise<void> {
     const cached = deps.roles.get(key);
     if (!cached || cached.metadata.deletionTimestamp) return;
     const raw = objectOf(cached);
@@ -114,6 +115,7 @@ export function roleReconciler(deps: BindingDeps) {
       conditions: setConditions(previous, [{ type: 'Ready', ...ready }], raw.metadata.generation, deps.now()),
     };
     if (stableJson(status) === stableJson(raw.status ?? {})) return;
+    signal.throwIfAborted();
     await deps.client.apply(
       resourcePath(resources.roles, undefined, raw.metadata.name, 'status'),
       { apiVersion, kind: 'Role', metadata: { name: raw.metadata.name }, status },

@@ -62,11 +62,13 @@ export interface NoticesDeps {
 export function noticesReconciler(deps: NoticesDeps) {
   const statusManager = managerOf(deps.fieldManager, 'notices');
   const own = new OwnWrites<ServiceUserEntry>();
-  return async function reconcile(key: string): Promise<Result> {
+  return async function reconcile(key: string, signal: AbortSignal): Promise<Result> {
     const cached = own.view(key, deps.serviceUsers.get(key));
     const pending = noticesToSend(cached);
     if (!cached?.valid || !pending.length) return {};
     const su = cached.value;
+    // Nothing is sent by a replica that stopped acting; once sent, it is marked sent regardless.
+    signal.throwIfAborted();
     const { sent, retryInMs } = await deps.deliver(su, pending);
     if (sent.length) {
       const notices = sentRecord(su.status?.notices ?? [], sent, deps.now());

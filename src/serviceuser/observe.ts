@@ -90,7 +90,7 @@ export class ServiceUserObserver {
   }
 
   /** Everything a pass of `su` plans from. */
-  async observe(key: string, su: ServiceUser, authority: AuthorityState): Promise<Observation> {
+  async observe(key: string, su: ServiceUser, authority: AuthorityState, signal?: AbortSignal): Promise<Observation> {
     const { deps } = this;
     const ns = su.metadata.namespace!;
     const peers = validValues(deps.serviceUsers.byIndex(byFriendlyName, inNamespace(ns, friendlyNameOf(su))));
@@ -102,7 +102,7 @@ export class ServiceUserObserver {
     // A name someone else's Secret holds (the user is stalled on it) is read live: their Secret is not in our cache.
     const heldByOthers = !!su.status?.conditions?.some((c) => c.type === 'Stalled' && c.status === 'True' && c.reason === 'SecretNotOwned');
     const expiring = isExpired(expiresAt(su.spec.endDate), deps.now());
-    const secret = await this.secrets.current({ key, namespace: ns, name: secretNameOf(su), expiring, heldByOthers });
+    const secret = await this.secrets.current({ key, namespace: ns, name: secretNameOf(su), expiring, heldByOthers, signal });
     const now = deps.now();
     const blocked = blocker(su, { peers, secret });
     const ourSecret = blocked?.reason === 'SecretNotOwned' ? undefined : secret;

@@ -93,7 +93,7 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
   const secrets = secretWriter(client, fieldManager);
   const pass: Pass = { deps, observer, applyStatus, certificateActions, secrets, metrics };
 
-  return async function reconcile(key: string): Promise<Result | void> {
+  return async function reconcile(key: string, signal: AbortSignal): Promise<Result | void> {
     const cached = observer.serviceUser(key);
     if (!cached) return void view.gone(key);
     let raw = objectOf(cached);
@@ -106,12 +106,14 @@ export function serviceUserReconciler(deps: ServiceUserDeps) {
       view.deleting(key);
       // Revoking needs the CA (the CRL); the operator enqueues every user once it is loaded.
       if (!authority.ready) return void log.debug('deletion waits for the built-in CA');
+      signal.throwIfAborted();
       if (raw.metadata.finalizers?.includes(finalizer)) await finalize(finalizeDeps, raw, cached.valid ? cached.value : undefined);
       return;
     }
+    signal.throwIfAborted();
     if (!cached.valid) return refuseInvalid(deps, raw, cached.problem, applyStatus, log);
     if (!raw.metadata.finalizers?.includes(finalizer)) raw = await setFinalizer(raw, true);
-    return reconcileUser(pass, key, raw, cached.value, authority, log);
+    return reconcileUser(pass, { key, raw, su: cached.value, authority, log, signal });
   };
 }
 
@@ -156,13 +158,25 @@ function certificateActionsOf(deps: ServiceUserDeps): CertificateActions {
   };
 }
 
+/** One pass of a valid, finalized ServiceUser, and what it runs under. */
+interface UserPass {
+  key: string;
+  raw: KubeObject;
+  su: ServiceUser;
+  authority: AuthorityState;
+  log: Logger;
+  signal: AbortSignal;
+}
+
 /** One pass over a valid, finalized ServiceUser: observe, plan, execute. */
-async function reconcileUser(pass: Pass, key: string, raw: KubeObject, su: ServiceUser, authority: AuthorityState, log: Logger): Promise<Result | void> {
+async function reconcileUser(pass: Pass, { key, raw, su, authority, log, signal }: UserPass): Promise<Result | void> {
   const { deps } = pass;
-  const seen = await pass.observer.observe(key, su, authority);
+  const seen = await pass.observer.observe(key, su, authority, signal);
   const { now, secret } = seen;
   const certificatePlan = planCertificate(su, seen.certificate, now, !!seen.blocked);
   if (certificatePlan.certificate.kind === 'wait') return void log.debug('waits for the built-in CA: it has a certificate to keep, renew, revoke or hold');
+  // Observed and planned: a replica that stopped acting meanwhile executes nothing.
+  signal.throwIfAborted();
   const { placed: certificate, problem: certificateProblem } = await placeCertificate(pass.certificateActions, su, certificatePlan, { now, ourSecretRaw: seen.ourSecret?.raw });
   const detail = certificateProblem && 'detail' in certificateProblem ? certificateProblem.detail : undefined;
   if (typeof detail === 'string') log.info({ reason: certificateProblem!.reason }, detail);

@@ -72,7 +72,7 @@ export function restartsReconciler(deps: RestartsDeps) {
     const applied = await applyServiceUserStatus(client, raw, condition ? { conditions: [condition] } : {}, statusManager);
     own.wrote(key, typedServiceUser(applied), raw.metadata.resourceVersion);
   };
-  return async function reconcile(key: string): Promise<void> {
+  return async function reconcile(key: string, signal: AbortSignal): Promise<void> {
     const cached = own.view(key, deps.serviceUsers.get(key));
     if (!cached) return;
     const raw = objectOf(cached);
@@ -81,12 +81,15 @@ export function restartsReconciler(deps: RestartsDeps) {
     if (!intent) return;
     const previous = conditionOf(raw);
     if (intent.kind === 'none') {
+      signal.throwIfAborted();
       if (previous) await writeCondition(key, raw, undefined);
       return;
     }
     const ns = raw.metadata.namespace!;
     const states = await readTargets(client, ns, intent.targets, intent.secretName, intent.digest);
     const { condition, events } = restartCondition(states, intent.secretName, previous, raw.metadata.generation, deps.now());
+    // Observed and judged: a replica that stopped acting meanwhile writes nothing.
+    signal.throwIfAborted();
     if (!sameCondition(previous, condition)) await writeCondition(key, raw, condition);
     // After the condition, as the ServiceUser reconcile applied them after its status write.
     events.push(...(await annotateTargets(client, deps.fieldManager, ns, states, intent.secretName, intent.digest)));

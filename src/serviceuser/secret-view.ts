@@ -44,6 +44,8 @@ export interface SecretQuery {
   expiring: boolean;
   /** The name is held by someone else's Secret (the user is stalled on it): not in our cache. */
   heldByOthers: boolean;
+  /** Aborts a live read (the reconcile's signal). */
+  signal?: AbortSignal | undefined;
 }
 
 export class SecretView {
@@ -84,7 +86,7 @@ export class SecretView {
     if (this.synced && !q.heldByOthers && !this.readLive.has(key) && !cached) return undefined;
     const listed = cached && this.deps.listedSecrets?.get(`${ns}/${name}`, cached.metadata.resourceVersion);
     if (listed) return observeSecret({ ...cached, data: listed });
-    return (q.expiring && this.known(key, ns, name)) || observeSecret(await this.read(ns, name));
+    return (q.expiring && this.known(key, ns, name)) || observeSecret(await this.read(ns, name, q.signal));
   }
 
   /**
@@ -101,9 +103,9 @@ export class SecretView {
   }
 
   /** The Secret read live (finalizers, and what no cache answers). */
-  async read(ns: string, name: string): Promise<KubeObject | undefined> {
+  async read(ns: string, name: string, signal?: AbortSignal): Promise<KubeObject | undefined> {
     try {
-      return await this.deps.client.get(resourcePath(resources.secrets, ns, name));
+      return await this.deps.client.get(resourcePath(resources.secrets, ns, name), signal);
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;

@@ -241,11 +241,11 @@ function bareReconciler(options: { client?: KubeClient; view?: (o: KubeObject) =
     client, serviceUsers: { get: () => current, list: () => [], byIndex: () => [] }, roleBindings: none, roles: none, accounts: none, namespaces: none, events: new EventRecorder(client, testLogger()), log: testLogger(), metrics: createMetrics(),
     fieldManager: 'service-user-operator', now: Date.now, issue: issueToken, authority: running.operator.authority, trust,
   });
-  return async (name: string) => {
+  return async (name: string, signal = new AbortController().signal) => {
     const live = await b().serviceUser(name);
     // Into the cache as its informer would put it: parsed once (a spec that does not parse, with the reason).
     current = typedServiceUser(options.view ? options.view(live) : live);
-    return reconcile(`${bare.name}/${name}`);
+    return reconcile(`${bare.name}/${name}`, signal);
   };
 }
 
@@ -273,6 +273,25 @@ describe('at the edges: deletion and ownership', () => {
     expect(left ? Object.keys(decodeSecret(left)).filter((key) => ['token', 'tls.key', 'tls.crt'].includes(key)) : []).toEqual([]);
     const events = await b().events('skewed');
     expect(events.some((e) => e.reason === 'TokenRevoked' && e.message.startsWith('ServiceUser deleted: tokens'))).toBe(true);
+  });
+
+  it('a replica that stops acting while it observes executes nothing: no Secret, no certificate, no status', async () => {
+    const lost = new AbortController();
+    class Losing extends KubeClient {
+      override async get<T = KubeObject>(p: string, signal?: AbortSignal): Promise<T> {
+        // The Lease is lost while the pass reads the Secret (manager.ts aborts the signal).
+        if (p.endsWith('/secrets/stopping-credentials')) lost.abort(new Error('this replica lost the leader Lease'));
+        return super.get<T>(p, signal);
+      }
+    }
+    await b().createServiceUser('stopping', base);
+    const reconcile = bareReconciler({ client: new Losing(kubeConfig()) });
+    await expect(reconcile('stopping', lost.signal)).rejects.toThrow('lost the leader Lease');
+    expect(await b().secret('stopping-credentials')).toBeUndefined();
+    expect((await b().serviceUser('stopping')).status).toBeUndefined();
+    // The next leader's pass does it all.
+    await reconcile('stopping');
+    expect(statusOf(await b().serviceUser('stopping')).phase).toBe('Active');
   });
 
   it('a Secret someone else creates between the read and the write is never adopted; the condition names its owner', async () => {

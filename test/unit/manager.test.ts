@@ -52,6 +52,28 @@ describe('Manager', () => {
     expect(order).toEqual(['reconcile done', 'second stopped', 'first stopped']);
   });
 
+  it("aborts the reconciles' signal when it stops: an in-flight reconcile sees it, and its cancellation is no failure", async () => {
+    const mgr = manager();
+    let seen: AbortSignal | undefined;
+    let release!: () => void;
+    const c = mgr.controller('c', async (_key, signal) => {
+      seen = signal;
+      await new Promise<void>((r) => (release = r));
+      signal.throwIfAborted();
+    }, 1);
+    await mgr.start();
+    c.enqueue('a');
+    await expect.poll(() => typeof release).toBe('function');
+    expect(seen?.aborted).toBe(false);
+    const stopped = mgr.stop();
+    expect(seen?.aborted).toBe(true);
+    expect(String(seen?.reason)).toContain('the operator is stopping');
+    release();
+    await stopped;
+    const reconciles = await mgr.metrics.registry.getSingleMetric('serviceuser_operator_reconcile_total')?.get();
+    expect(reconciles?.values.filter((v) => v.labels.result === 'error')).toEqual([]);
+  });
+
   it('is ready once every runnable is, and not when one fails for good', async () => {
     const mgr = manager();
     mgr.add({ name: 'broken', ready: Promise.reject(new Error('CA material that cannot work')) });

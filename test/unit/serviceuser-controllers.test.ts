@@ -20,6 +20,9 @@ const testLogger = () => createLogger('silent');
 const t0 = Date.parse('2027-01-01T00:00:00Z');
 const iso = (ms: number) => new Date(ms).toISOString();
 const digest = 'd'.repeat(64);
+/** The signal of a replica that acts, and of one that stopped (manager.ts aborts it). */
+const acting = new AbortController().signal;
+const stopped = AbortSignal.abort(new Error('the operator is stopping'));
 
 function user(spec: Record<string, unknown> = {}, status?: Record<string, unknown>, meta: Record<string, unknown> = {}): ServiceUser {
   return serviceUser.parse({
@@ -101,7 +104,7 @@ describe('restartCondition', () => {
 });
 
 describe('the restarts reconcile', () => {
-  const run = async (su: ServiceUser, workloads: Record<string, KubeObject | number>) => {
+  const run = async (su: ServiceUser, workloads: Record<string, KubeObject | number>, signal = acting) => {
     const recorded: string[] = [];
     const fake = fakeClient(workloads, () => su);
     const reconcile = restartsReconciler({
@@ -109,7 +112,7 @@ describe('the restarts reconcile', () => {
       events: { record: (_o, e) => (recorded.push(`${e.type} ${e.reason}`), Promise.resolve()), whenRoom: () => Promise.resolve() },
       fieldManager: 'service-user-operator', now: () => t0, log: testLogger(),
     });
-    await reconcile('team/ci');
+    await reconcile('team/ci', signal).catch((err: unknown) => recorded.push(`threw ${String(err)}`));
     return { ...fake, recorded };
   };
 
@@ -128,6 +131,12 @@ describe('the restarts reconcile', () => {
     const { requests, recorded } = await run(settled, { [webPath]: deployment(digest) });
     expect(requests).toEqual([`get ${webPath}`]);
     expect(recorded).toEqual([]);
+  });
+
+  it('writes and annotates nothing once its replica stopped acting: it reads, judges, and stops there', async () => {
+    const { requests, recorded } = await run(user(withTargets, { credentialsDigest: digest, secretName: 'ci-credentials' }), { [webPath]: deployment('old') }, stopped);
+    expect(requests).toEqual([`get ${webPath}`]);
+    expect(recorded).toEqual(['threw Error: the operator is stopping']);
   });
 
   it('leaves a workload that does not read the Secret alone, and says so', async () => {
@@ -197,30 +206,37 @@ describe('the notices reconcile', () => {
 
   it('sends a pending notice, then marks it sent under its own field manager, with only the sent entries', async () => {
     const { reconcile, sent, applied } = setup(0);
-    expect(await reconcile('team/ci')).toEqual({});
+    expect(await reconcile('team/ci', acting)).toEqual({});
     expect(sent).toHaveLength(1);
     expect(applied).toEqual([expect.objectContaining({ manager: 'service-user-operator-notices', body: expect.objectContaining({ status: { notices: [{ ...notice('Disabled/2'), sentAt: iso(t0) }] } }) })]);
   });
 
+  it('sends nothing once its replica stopped acting: the notice stays pending for the next leader', async () => {
+    const { reconcile, sent, applied } = setup(0);
+    await expect(reconcile('team/ci', stopped)).rejects.toThrow('the operator is stopping');
+    expect(sent).toEqual([]);
+    expect(applied).toEqual([]);
+  });
+
   it('never sends twice: the next pass reads its own mark even while the cache still shows the notice pending', async () => {
     const { reconcile, sent, applied } = setup(0);
-    await reconcile('team/ci');
-    await reconcile('team/ci');
+    await reconcile('team/ci', acting);
+    await reconcile('team/ci', acting);
     expect(sent).toHaveLength(1);
     expect(applied).toHaveLength(1);
   });
 
   it('retries a failed send with backoff through the requeue (1 s doubling), writing nothing meanwhile', async () => {
     const { reconcile, sent, applied } = setup(2);
-    expect(await reconcile('team/ci')).toEqual({ requeueAfterMs: 1000 });
+    expect(await reconcile('team/ci', acting)).toEqual({ requeueAfterMs: 1000 });
     // Woken early (another change): the notice waits out its backoff, nothing is sent or written.
     vi.advanceTimersByTime(500);
-    expect(await reconcile('team/ci')).toEqual({ requeueAfterMs: 500 });
+    expect(await reconcile('team/ci', acting)).toEqual({ requeueAfterMs: 500 });
     vi.advanceTimersByTime(500);
-    expect(await reconcile('team/ci')).toEqual({ requeueAfterMs: 2000 });
+    expect(await reconcile('team/ci', acting)).toEqual({ requeueAfterMs: 2000 });
     expect(applied).toEqual([]);
     vi.advanceTimersByTime(2000);
-    expect(await reconcile('team/ci')).toEqual({});
+    expect(await reconcile('team/ci', acting)).toEqual({});
     expect(sent).toHaveLength(1);
     expect(applied).toHaveLength(1);
   });
