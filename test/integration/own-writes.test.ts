@@ -203,6 +203,13 @@ describe('own writes', () => {
       expect(verdict.every((e) => (e.count ?? 1) === 1), JSON.stringify(verdict)).toBe(true);
     } finally {
       await client.request('DELETE', resourcePath(resources.roles, undefined, role)).catch(() => undefined);
+      // The operator takes the Role's deletion in (its subjects lose the permission) before the
+      // next test counts writes: on a busy machine its watch event may come after that test began.
+      await eventually('the bound users without the deleted Role\'s permission', async () => {
+        const list = (await client.get<{ items: KubeObject[] }>(resourcePath(resources.serviceUsers, ns.name))).items.filter((o) => o.metadata.name.startsWith('bound-'));
+        return list.length === 3 && list.every((o) => !(o.status as { permissions?: unknown[] } | undefined)?.permissions?.length) ? true : undefined;
+      }, 60_000);
+      await settled([]);
     }
   });
 });
