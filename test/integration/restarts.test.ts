@@ -124,6 +124,19 @@ describe('restartTargets', () => {
     expect((await replicaSets('calm')).length).toBe(before);
   });
 
+  it('attack: a digest forged into status (a tenant with status write) is put back; the target ends at the credentials the Secret holds', { timeout: 60_000 }, async () => {
+    await c().request('POST', apps('deployments'), workload('Deployment', 'forged', 'forged-credentials'));
+    await k().createServiceUser('forged', { email: 'ops@example.com', accounts: ['acme'], credentials: { restartTargets: [{ kind: 'Deployment', name: 'forged' }] } });
+    const digest = await rolledOut('forged', 'forged-credentials');
+    const fake = 'f'.repeat(64);
+    const patched = await c().mergePatch(resourcePath(resources.serviceUsers, ns.name, 'forged', 'status'), { status: { credentialsDigest: fake } });
+    expect((patched.status as { credentialsDigest?: string }).credentialsDigest).toBe(fake);
+    // The ServiceUser reconcile owns the field: it writes the digest of what it placed back.
+    await k().waitFor('forged', 'the true digest back in status', (o) => (o.status as { credentialsDigest?: string }).credentialsDigest === digest);
+    await eventually('the Deployment back at the true digest', async () => ((await annotationOf('deployments', 'forged')) === digest ? true : undefined));
+    expect(await secretDigest('forged-credentials')).toBe(digest);
+  });
+
   it("its condition is the restarts controller's own: under its field manager, kept through the ServiceUser reconcile's writes, released when the targets go", { timeout: 60_000 }, async () => {
     await c().request('POST', apps('deployments'), workload('Deployment', 'owned', 'owned-credentials'));
     await k().createServiceUser('owned', { email: 'ops@example.com', accounts: ['acme'], credentials: { clientCertificate: { enabled: false }, restartTargets: [{ kind: 'Deployment', name: 'owned' }] } });
