@@ -105,7 +105,7 @@ export function validValues<T extends KubeObject>(entries: (Typed<T> | undefined
 const recorded = z.object({ conditions: conditions.optional().catch(undefined), pinnedAccounts: pinnedAccounts.optional().catch(undefined) });
 
 /** The conditions status recorded, of an object parsed or not. */
-export function recordedConditions(e: RoleBindingEntry | RoleEntry | AccountEntry): z.output<typeof conditions> | undefined {
+export function recordedConditions(e: ServiceUserEntry | RoleBindingEntry | RoleEntry | AccountEntry): z.output<typeof conditions> | undefined {
   if (e.valid) return e.value.status?.conditions;
   const r = recorded.safeParse(e.raw.status ?? {});
   return r.success ? r.data.conditions : undefined;

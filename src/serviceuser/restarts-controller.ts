@@ -15,7 +15,7 @@
 //   - a target must already read the Secret (restarts.ts judgeTargets), and a user being
 //     deleted is left alone.
 import type { ServiceUser } from '../api/serviceuser.ts';
-import { objectOf, typedServiceUser, type ServiceUserEntry } from '../api/stores.ts';
+import { objectOf, recordedConditions, typedServiceUser, type ServiceUserEntry } from '../api/stores.ts';
 import type { Caches } from '../caches.ts';
 import type { Condition } from '../controller/conditions.ts';
 import type { Controller } from '../controller/controller.ts';
@@ -56,12 +56,6 @@ export interface RestartsDeps {
   log: Logger;
 }
 
-/** Its condition as status has it (read from the raw object: a spec that does not parse still has a status). */
-function conditionOf(raw: KubeObject): Condition | undefined {
-  const list = (raw.status as { conditions?: unknown } | undefined)?.conditions;
-  return Array.isArray(list) ? (list as Condition[]).find((c) => c?.type === restartsCondition) : undefined;
-}
-
 export function restartsReconciler(deps: RestartsDeps) {
   const { client } = deps;
   const statusManager = managerOf(deps.fieldManager, 'restarts');
@@ -79,7 +73,8 @@ export function restartsReconciler(deps: RestartsDeps) {
     const su: ServiceUser | undefined = cached.valid ? cached.value : undefined;
     const intent = restartIntent(su, !!raw.metadata.deletionTimestamp);
     if (!intent) return;
-    const previous = conditionOf(raw);
+    // As status has it, of a spec that parses or not (a status that does not parse: none).
+    const previous = recordedConditions(cached)?.find((c) => c.type === restartsCondition);
     if (intent.kind === 'none') {
       signal.throwIfAborted();
       if (previous) await writeCondition(key, raw, undefined);
