@@ -1,15 +1,17 @@
 // The operator as users run it — its own Node process running the built JavaScript, as the
-// container image does (`npm run build`, `node dist/main.js`) — for the benchmarks that
+// container image does (`npm run build`, `node dist/main.js`), with the Node options and log
+// level the chart sets, in a memory cgroup of the chart's limit — for the benchmarks that
 // measure what only a process has: resident memory, and a restart.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { repoRoot } from '../test/cluster/controlplane.ts';
 import { bundleOperator } from '../build/bundle.ts';
 import { freePort } from '../test/net.ts';
 import { cpuSecondsOf } from './cpu.ts';
+import { chartRuntime } from '../test/image/runtime.ts';
 
 export interface OperatorProcess {
   /** The verification service's port (HTTPS on 127.0.0.1: /v1/crl, /v1/ca.crt…). */
@@ -19,6 +21,8 @@ export interface OperatorProcess {
   cpuSeconds(): number;
   /** Resident set size now, and its peak (VmHWM), in bytes, from /proc. */
   memory(): { rss: number; peak: number };
+  /** The container's view: its cgroup's working set (what kubelet and `kubectl top` show), its peak, and OOM kills. */
+  container(): ContainerMemory;
   /** The operator's own /metrics, as name{labels} → value. */
   metrics(): Promise<Map<string, number>>;
   /**
@@ -31,30 +35,69 @@ export interface OperatorProcess {
 
 let built = false;
 
+export interface ContainerMemory {
+  /** Where the limit came from: the chart's, or why there is none (not root, no cgroup v1 memory controller). */
+  limit: string;
+  workingSetBytes: number;
+  peakBytes: number;
+  oomKills: number;
+}
+
+/**
+ * A memory cgroup (v1, as this machine's kubelet uses) with the chart's limit, the operator's
+ * container stand-in. Working set as kubelet counts it: usage less inactive file pages.
+ */
+function memoryCgroup(limitBytes: number) {
+  const root = '/sys/fs/cgroup/memory';
+  if (process.getuid?.() !== 0 || !existsSync(path.join(root, 'memory.limit_in_bytes'))) return undefined;
+  // A bench killed before it stopped its operator leaves its cgroup: empty ones go first.
+  for (const stale of readdirSync(root).filter((d) => d.startsWith('suo-bench-'))) {
+    if (!readFileSync(path.join(root, stale, 'cgroup.procs'), 'utf8').trim()) rmdirSync(path.join(root, stale));
+  }
+  const dir = path.join(root, `suo-bench-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
+  mkdirSync(dir);
+  writeFileSync(path.join(dir, 'memory.limit_in_bytes'), String(limitBytes));
+  const read = (f: string) => readFileSync(path.join(dir, f), 'utf8');
+  const stat = (key: string) => Number(new RegExp(`^${key} (\\d+)$`, 'm').exec(read('memory.stat'))?.[1] ?? 0);
+  return {
+    dir,
+    memory: (): ContainerMemory => ({
+      limit: `${Math.round(limitBytes / 2 ** 20)} MiB (the chart's)`,
+      workingSetBytes: Math.max(0, Number(read('memory.usage_in_bytes')) - stat('total_inactive_file')),
+      peakBytes: Number(read('memory.max_usage_in_bytes')),
+      oomKills: Number(/^oom_kill (\d+)$/m.exec(read('memory.oom_control'))?.[1] ?? 0),
+    }),
+    remove: () => rmdirSync(dir),
+  };
+}
+
 export async function startOperatorProcess(kubeconfig: string, namespaces: string[], operatorNamespace: string, concurrency = 8): Promise<OperatorProcess> {
   if (!built) {
     await bundleOperator();
     built = true;
   }
+  const chart = chartRuntime();
   const metricsPort = await freePort();
   const verifyPort = await freePort();
   const scratch = mkdtempSync(path.join(tmpdir(), 'bench-operator-'));
-  const child = spawn(
+  const cgroup = memoryCgroup(chart.memoryLimitBytes);
+  const node = [
     process.execPath,
-    [
-      '--heapsnapshot-signal=SIGUSR2',
-      // BENCH_OPERATOR_NODE_FLAGS: Node flags as a container's memory limit would set them
-      // (e.g. --max-old-space-size=160); the image itself passes none.
-      ...(process.env.BENCH_OPERATOR_NODE_FLAGS?.split(' ').filter(Boolean) ?? []),
-      // BENCH_CPU_PROF=DIR: a V8 CPU profile of the operator, written when it stops.
-      ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.BENCH_CPU_PROF)}`] : []),
-      path.join(repoRoot, 'dist/main.js'), '--kubeconfig', kubeconfig, '--namespace', namespaces.join(','), '--operator-namespace', operatorNamespace,
-      // Plain HTTP on loopback: the bench scrapes without a token (/metrics is HTTPS with review by default).
-      '--metrics-bind-address', `127.0.0.1:${metricsPort}`, '--no-metrics-secure', '--health-probe-bind-address', '0', '--verify-bind-address', `127.0.0.1:${verifyPort}`,
-      '--concurrency', String(concurrency), '--log-level', 'warn',
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'], cwd: scratch },
-  );
+    '--heapsnapshot-signal=SIGUSR2',
+    ...chart.nodeFlags,
+    // BENCH_OPERATOR_NODE_FLAGS: Node flags beside the chart's NODE_OPTIONS (these win).
+    ...(process.env.BENCH_OPERATOR_NODE_FLAGS?.split(' ').filter(Boolean) ?? []),
+    // BENCH_CPU_PROF=DIR: a V8 CPU profile of the operator, written when it stops.
+    ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.BENCH_CPU_PROF)}`] : []),
+    path.join(repoRoot, 'dist/main.js'), '--kubeconfig', kubeconfig, '--namespace', namespaces.join(','), '--operator-namespace', operatorNamespace,
+    // Plain HTTP on loopback: the bench scrapes without a token (/metrics is HTTPS with review by default).
+    '--metrics-bind-address', `127.0.0.1:${metricsPort}`, '--no-metrics-secure', '--health-probe-bind-address', '0', '--verify-bind-address', `127.0.0.1:${verifyPort}`,
+    '--concurrency', String(concurrency), '--log-level', chart.logLevel,
+  ];
+  // The shell moves itself into the cgroup and then becomes Node: nothing runs outside the limit.
+  const [command, ...args] = cgroup ? ['/bin/sh', '-c', `echo $$ > ${cgroup.dir}/cgroup.procs && exec "$@"`, 'sh', ...node] : node;
+  const env = { ...process.env, ...chart.env, NODE_OPTIONS: chart.nodeOptions };
+  const child = spawn(command!, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: scratch, env });
   // The operator logs to stdout; its last lines explain an unexpected exit.
   let stderr = '';
   const tail = (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4096));
@@ -70,6 +113,7 @@ export async function startOperatorProcess(kubeconfig: string, namespaces: strin
     pid: child.pid!,
     cpuSeconds: () => cpuSecondsOf(child.pid!),
     memory: () => ({ rss: status('VmRSS:'), peak: status('VmHWM:') }),
+    container: () => cgroup?.memory() ?? { limit: 'none: the cgroup v1 memory controller needs root', workingSetBytes: NaN, peakBytes: NaN, oomKills: NaN },
     metrics,
     async liveHeap() {
       child.kill('SIGUSR2');
@@ -96,6 +140,7 @@ export async function startOperatorProcess(kubeconfig: string, namespaces: strin
         await once(child, 'exit');
       }
       rmSync(scratch, { recursive: true, force: true });
+      cgroup?.remove();
     },
   };
 }

@@ -14,6 +14,8 @@ import { repoRoot } from '../test/cluster/controlplane.ts';
 import { withControlPlane } from './cluster.ts';
 import { freePort } from '../test/net.ts';
 import { callerCa } from '../test/callers.ts';
+import { bundleOperator } from '../build/bundle.ts';
+import { chartRuntime } from '../test/image/runtime.ts';
 
 
 async function load(url: string, token: string, tlsOptions: object, seconds: number) {
@@ -58,13 +60,21 @@ export function benchTokenReview(seconds = 10) {
     const webhookTls = { cert: webhook.certPem, key: webhook.keyPem };
     writeFileSync(path.join(dir, 'webhook-ca.crt'), webhookCa.certPem);
     let operator: ReturnType<typeof spawn> | undefined;
+    const chart = chartRuntime();
+    let logBytes = 0;
     try {
+      // As the chart runs it: the bundle, the chart's Node options and log level, its log read
+      // through a pipe as a container runtime reads it (the bytes counted: a log line a request shows here).
+      await bundleOperator();
       operator = spawn(process.execPath, [
         // BENCH_CPU_PROF=DIR: a V8 CPU profile of the operator, written when it stops.
         ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.BENCH_CPU_PROF)}`] : []),
-        path.join(repoRoot, 'src/main.ts'), '--kubeconfig', controlPlane.kubeconfig, '--log-level', 'warn', '--verify-bind-address', `127.0.0.1:${port}`,
+        ...chart.nodeFlags,
+        path.join(repoRoot, 'dist/main.js'), '--kubeconfig', controlPlane.kubeconfig, '--log-level', chart.logLevel, '--verify-bind-address', `127.0.0.1:${port}`,
         '--tokenreview-client-ca', path.join(dir, 'webhook-ca.crt'), '--metrics-bind-address', '0', '--health-probe-bind-address', '0',
-      ], { stdio: 'ignore' });
+      ], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...chart.env, NODE_OPTIONS: chart.nodeOptions } });
+      operator.stdout!.on('data', (c: Buffer) => (logBytes += c.length));
+      operator.stderr!.on('data', (c: Buffer) => (logBytes += c.length));
       await client.request('POST', '/apis/serviceusers.dev/v1alpha1/namespaces/bench/serviceusers', {
         apiVersion: 'serviceusers.dev/v1alpha1', kind: 'ServiceUser', metadata: { name: 'bench' }, spec: { email: 'bench@example.com', accounts: ['bench'] },
       });
@@ -111,6 +121,8 @@ export function benchTokenReview(seconds = 10) {
       const p99 = rounds.map((x) => round2(x.theirs.latencyMs.p99 / Math.max(x.ours.latencyMs.p99, 1)));
       return {
         name: 'tokenreview',
+        operatorLogLevel: chart.logLevel,
+        operatorLogBytes: logBytes,
         connections: 16,
         seconds,
         rounds: rounds.length,

@@ -1,8 +1,9 @@
 // The operator's weight (issue 24): how many production packages it carries (what the image
 // installs: `npm ls --omit=dev --all --parseable`, one line per package plus the project),
-// and the event-loop time of one PKCS#12 bundle (median over BENCH_PKCS12 bundles, each
-// awaited alone, so the figure is one bundle's cost and not a batch's).
-import { execFileSync } from 'node:child_process';
+// the image as `npm run image` builds it (its size as podman counts it), and the event-loop
+// time of one PKCS#12 bundle (median over BENCH_PKCS12 bundles, each awaited alone, so the
+// figure is one bundle's cost and not a batch's).
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -25,6 +26,15 @@ export function productionPackages(): { count: number; direct: string[] } {
   return { count: out.split('\n').filter(Boolean).length, direct: Object.keys(pkg.dependencies ?? {}) };
 }
 
+/** `npm run image`'s own report of what it built (its output passes through to stderr: it takes minutes). */
+export function imageSize(): { bytes: number; digest: string } | { error: string } {
+  const run = spawnSync('bash', [path.join(root, 'test/image/build.sh')], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 * 2 ** 20 });
+  process.stderr.write(run.stdout ?? '');
+  const m = /size \d+ MB \((\d+) bytes\), digest (\S+)/.exec(run.stdout ?? '');
+  if (run.status !== 0 || !m) return { error: `npm run image exited ${run.status ?? run.signal}; its output is above` };
+  return { bytes: Number(m[1]), digest: m[2]! };
+}
+
 export async function benchWeight(bundles: number) {
   const ca = await loadCa(await createCa());
   const leaf = await issueClientCertificate(ca, {
@@ -41,6 +51,7 @@ export async function benchWeight(bundles: number) {
     name: 'weight',
     productionPackages: packages.count,
     direct: packages.direct,
+    image: imageSize(),
     pkcs12: { bundles, medianMs: round(median(ms)), p90Ms: round([...ms].sort((a, b) => a - b)[Math.floor(ms.length * 0.9)]!) },
   };
 }
