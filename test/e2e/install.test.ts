@@ -14,6 +14,7 @@ import { createCa } from '../../src/credentials/ca.ts';
 import { callerCa, writeCertificate } from '../callers.ts';
 import { repoRoot, startControlPlane, type ControlPlane } from '../cluster/controlplane.ts';
 import { helmBinary } from '../helm/helm.ts';
+import { chartRuntime, imageRuntime } from '../image/runtime.ts';
 import { eventually } from '../kube.ts';
 import { freePort } from '../net.ts';
 
@@ -151,6 +152,12 @@ async function expectLockedDown(): Promise<void> {
     });
     expect(mine, `one --mode=${mode} process`).toHaveLength(1);
     const pid = mine[0]!;
+    // Node as the benchmarks run it (test/image/runtime.ts reads the Dockerfile and the chart): the image's flags and ENV, the chart's NODE_OPTIONS.
+    const image = imageRuntime();
+    expect(argv(pid).slice(1, 1 + image.nodeFlags.length)).toEqual(image.nodeFlags);
+    const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    expect(environ).toEqual(expect.arrayContaining(Object.entries(image.env).map(([k, v]) => `${k}=${v}`)));
+    if (mode === 'controller') expect(environ).toContain(`NODE_OPTIONS=${chartRuntime().nodeOptions}`);
     expect(readFileSync(`/proc/${pid}/status`, 'utf8')).toMatch(/^Uid:\s+65532\s+65532\s+65532\s+65532$/m);
     const root = readFileSync(`/proc/${pid}/mountinfo`, 'utf8').split('\n').find((l) => l.split(' ')[4] === '/')!;
     expect(root.split(' ')[5]!.split(','), `--mode=${mode}'s root mount`).toContain('ro');
