@@ -11,8 +11,11 @@
 //     line naming each field and what is expected) and the raw object trimmed the same way:
 //     its own reconciler says why and can still finalize it; every other reader skips it;
 //   - a Namespace keeps its name and labels (what Account selectors read), a Secret its
-//     metadata alone: its data is read live, or from the first list (controller/first-list.ts).
+//     metadata alone: its data is read live, or from the first list (controller/first-list.ts);
+//   - what a cache keeps holds its strings interned (intern.ts): the same message or owner
+//     reference in 10,000 objects is one string.
 import { z } from 'zod';
+import { interned } from './intern.ts';
 import type { KubeObject, ObjectMeta } from './object.ts';
 import { account, type Account } from './account.ts';
 import { conditions } from './primitives.ts';
@@ -69,7 +72,7 @@ interface Schema<T> {
 /** The transform of a custom resource's cache: parsed once, into `Typed<T>`. */
 export function typedBy<T extends KubeObject>(schema: Schema<T>): (obj: KubeObject) => Typed<T> {
   return (obj) => {
-    const trimmed: KubeObject = { ...obj, metadata: compactMeta(obj.metadata) };
+    const trimmed: KubeObject = interned({ ...obj, metadata: compactMeta(obj.metadata) });
     const parsed = schema.safeParse(trimmed);
     if (!parsed.success) return { valid: false, metadata: trimmed.metadata, raw: trimmed, problem: describeIssues(parsed.error) };
     return { valid: true, metadata: parsed.data.metadata, value: parsed.data };
@@ -81,14 +84,13 @@ export const typedRoleBinding = typedBy<RoleBinding>(roleBinding);
 export const typedRole = typedBy<Role>(role);
 export const typedAccount = typedBy<Account>(account);
 
-export const namespaceEntry = (n: KubeObject): NamespaceEntry => ({
-  metadata: { name: n.metadata.name, resourceVersion: n.metadata.resourceVersion, labels: n.metadata.labels ?? {} },
-});
+export const namespaceEntry = (n: KubeObject): NamespaceEntry =>
+  interned({ metadata: { name: n.metadata.name, resourceVersion: n.metadata.resourceVersion, labels: n.metadata.labels ?? {} } });
 
 /** All of a Secret's metadata but managedFields: a restart's first passes observe the Secret from it and the first list's data. */
 export const secretEntry = (s: KubeObject): SecretEntry => {
   const { managedFields: _, ...metadata } = s.metadata;
-  return { metadata };
+  return { metadata: interned(metadata) };
 };
 
 /** The object as the API server would show it (events and status writes name it). */

@@ -49,9 +49,10 @@ async function judge(certPem: string, keyPem: string, ca: Ca): Promise<Judged | 
   return result;
 }
 
-// The CA's certificate as OpenSSL holds it, for the native path (one CA at a time).
-let nativeCa: { pem: string; cert: NativeCertificate } | undefined;
-const nativeCaOf = (ca: Ca) => (nativeCa?.pem === ca.certPem ? nativeCa.cert : (nativeCa = { pem: ca.certPem, cert: new NativeCertificate(ca.certPem) }).cert);
+// The CA's certificate as OpenSSL holds it, and its subject as one string every judgement
+// shares (the library's getter makes a new one a call), for the native path (one CA at a time).
+let nativeCa: { pem: string; cert: NativeCertificate; subject: string } | undefined;
+const nativeCaOf = (ca: Ca) => (nativeCa?.pem === ca.certPem ? nativeCa : (nativeCa = { pem: ca.certPem, cert: new NativeCertificate(ca.certPem), subject: ca.certificate.subject }));
 const curveSizes: Record<string, number> = { prime256v1: 256, secp384r1: 384, secp521r1: 521 };
 
 /**
@@ -66,7 +67,7 @@ export function judgeNatively(certPem: string, keyPem: string, ca: Ca): Judged |
   let cert: NativeCertificate;
   try {
     cert = new NativeCertificate(certPem);
-    const issuer = nativeCaOf(ca);
+    const issuer = nativeCaOf(ca).cert;
     if (!cert.checkIssued(issuer) || !cert.verify(issuer.publicKey)) return undefined;
   } catch {
     return undefined;
@@ -89,9 +90,10 @@ export function judgeNatively(certPem: string, keyPem: string, ca: Ca): Judged |
     serialNumber,
     notBefore: cert.validFromDate.getTime(),
     notAfter: cert.validToDate.getTime(),
-    issuer: ca.certificate.subject,
+    issuer: nativeCaOf(ca).subject,
     sha256: createHash('sha256').update(cert.raw).digest('hex'),
-    commonName: cn?.slice(3),
+    // A copy, not a slice: a slice keeps the whole subject alive as long as the judgement.
+    commonName: cn === undefined ? undefined : Buffer.from(cn.slice(3)).toString(),
     key,
     signedByCa: true,
     keyMatches,
