@@ -1,6 +1,7 @@
 // The X.509 library (@peculiar/x509) on Node's WebCrypto, and the key algorithms offered.
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
+import { derNull, oid, sequence } from './der.ts';
 
 // Node's WebCrypto is the global `crypto` (the same object as node:crypto's webcrypto), typed
 // as the DOM's, which the X.509 and PKCS#12 libraries are written against.
@@ -22,6 +23,14 @@ export function signingParams(key: CryptoKey): Algorithm | EcdsaParams | RsaHash
   if (alg.name === 'ECDSA') return { name: 'ECDSA', hash: { 'P-384': 'SHA-384', 'P-521': 'SHA-512' }[namedCurveOf(alg) ?? ''] ?? 'SHA-256' };
   if (alg.name === 'Ed25519') return { name: 'Ed25519' };
   return { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
+}
+
+/** The AlgorithmIdentifier (DER) of what `key` signs with, as `signingParams` chooses it. */
+export function signatureAlgorithmDer(key: CryptoKey): Buffer {
+  const alg = key.algorithm;
+  if (alg.name === 'ECDSA') return sequence(oid({ 'P-384': '1.2.840.10045.4.3.3', 'P-521': '1.2.840.10045.4.3.4' }[namedCurveOf(alg) ?? ''] ?? '1.2.840.10045.4.3.2'));
+  if (alg.name === 'Ed25519') return sequence(oid('1.3.101.112'));
+  return sequence(oid('1.2.840.113549.1.1.11'), derNull); // sha256WithRSAEncryption: parameters NULL (RFC 4055)
 }
 
 const usages = ['sign', 'verify'] as const;
