@@ -1,9 +1,16 @@
 // Client authentication certificates from the built-in CA. The subject carries the identity
 // (CN=serviceuser:<ns>:<name>, the username a kube-apiserver reports for it) and the
 // friendly name; the identity is also a URI SAN for consumers that match on SANs.
-import { createHash } from 'node:crypto';
+//
+// Client certificates, one per ServiceUser and renewal, are the hot path: their keys are made
+// with node:crypto on the threadpool, their TBSCertificate by tbs.ts and their signature by
+// node:crypto. Serving certificates (a few per start) still go through @peculiar/x509.
+import { createHash, generateKeyPair, KeyObject, sign } from 'node:crypto';
+import { promisify } from 'node:util';
 import type { Ca } from './ca.ts';
-import { generateKeys, privateKeyPem, randomSerial, signingParams, x509, type KeyAlgorithm } from './x509.ts';
+import { sequence, tlv } from './der.ts';
+import { clientTbs, issuerParts } from './tbs.ts';
+import { ecCurve, generateKeys, privateKeyPem, randomSerial, signingHash, signingParams, x509, type KeyAlgorithm } from './x509.ts';
 
 export interface ClientCertificateRequest {
   identity: string;
@@ -27,34 +34,68 @@ export interface IssuedCertificate {
 /** The SHA-256 fingerprint of a certificate's DER, lowercase hex (what `openssl x509 -fingerprint -sha256` shows, without colons). */
 export const fingerprintOf = (cert: x509.X509Certificate) => createHash('sha256').update(Buffer.from(cert.rawData)).digest('hex');
 
-/** Attribute values are escaped per RFC 4514 so a friendly name cannot inject attributes. */
+/** Attribute values are escaped per RFC 4514 so a name cannot inject attributes (serving certificates' DN strings). */
 const escape = (v: string) => v.replace(/([,+"\\<>;=#])/g, '\\$1');
 
+const newKeyPair = promisify(generateKeyPair);
+
+/** A key pair made natively: generateKeyPair runs on libuv's threadpool, not the event loop. */
+function clientKeys(algorithm: KeyAlgorithm, size?: number) {
+  switch (algorithm) {
+    case 'RSA':
+      return newKeyPair('rsa', { modulusLength: size ?? 2048, publicExponent: 0x10001 });
+    case 'Ed25519':
+      return newKeyPair('ed25519');
+    case 'ECDSA':
+      return newKeyPair('ec', { namedCurve: ecCurve(size) });
+  }
+}
+
+const caKeys = new WeakMap<Ca, KeyObject>();
+function caKeyObject(ca: Ca): KeyObject {
+  let key = caKeys.get(ca);
+  if (!key) {
+    key = KeyObject.from(ca.key);
+    caKeys.set(ca, key);
+  }
+  return key;
+}
+
+/**
+ * A client certificate signed by the CA. The TBSCertificate is built by tbs.ts and signed
+ * with node:crypto (ECDSA signatures come out DER-encoded, as X.509 carries them).
+ */
 export async function issueClientCertificate(ca: Ca, request: ClientCertificateRequest): Promise<IssuedCertificate> {
-  const keys = await generateKeys(request.algorithm, request.size);
+  const keys = await clientKeys(request.algorithm, request.size);
+  const issuer = issuerParts(ca);
   const serialNumber = randomSerial();
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber,
-    subject: `CN=${escape(request.identity)}, O=serviceusers, O=${escape(`serviceusers:${request.namespace}`)}, OU=${escape(request.friendlyName)}`,
-    issuer: ca.certificate.subjectName,
-    notBefore: request.notBefore,
-    notAfter: request.notAfter,
-    publicKey: keys.publicKey,
-    signingKey: ca.key,
-    signingAlgorithm: signingParams(ca.key),
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(
-        x509.KeyUsageFlags.digitalSignature | (request.algorithm === 'RSA' ? x509.KeyUsageFlags.keyEncipherment : 0),
-        true,
-      ),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `urn:${request.identity}` }]),
-      await x509.AuthorityKeyIdentifierExtension.create(ca.certificate),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-    ],
+  // The certificate carries whole seconds; report the dates it carries.
+  const notBefore = wholeSeconds(request.notBefore);
+  const notAfter = wholeSeconds(request.notAfter);
+  const tbs = clientTbs({
+    issuer, serialNumber, notBefore, notAfter,
+    identity: request.identity, namespace: request.namespace, friendlyName: request.friendlyName,
+    spki: keys.publicKey.export({ type: 'spki', format: 'der' }),
+    keyEncipherment: request.algorithm === 'RSA',
   });
-  return { certPem: cert.toString('pem'), keyPem: await privateKeyPem(keys.privateKey), serialNumber, notBefore: cert.notBefore, notAfter: cert.notAfter, sha256: fingerprintOf(cert) };
+  const signature = sign(signingHash(ca.key), tbs, caKeyObject(ca));
+  const der = sequence(tbs, issuer.signatureAlgorithm, tlv(0x03, Buffer.from([0]), signature));
+  return {
+    certPem: certificatePem(der),
+    keyPem: keys.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    serialNumber, notBefore, notAfter,
+    sha256: createHash('sha256').update(der).digest('hex'),
+  };
+}
+
+const wholeSeconds = (d: Date) => new Date(Math.floor(d.getTime() / 1000) * 1000);
+
+/** PEM as @peculiar/x509 writes it: 64-character lines, no newline after the last. */
+function certificatePem(der: Buffer): string {
+  const b64 = der.toString('base64');
+  const lines: string[] = [];
+  for (let i = 0; i < b64.length; i += 64) lines.push(b64.slice(i, i + 64));
+  return `-----BEGIN CERTIFICATE-----\n${lines.join('\n')}\n-----END CERTIFICATE-----`;
 }
 
 /** The facts status and renewal need, read from a PEM certificate. */

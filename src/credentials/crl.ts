@@ -7,8 +7,8 @@
 // re-signed on every batch of revocations. Each entry's DER is built once and remembered
 // with the entry, so a re-signature costs a concatenation, a hash and one signature.
 import type { Ca } from './ca.ts';
-import { derNull, integerFromHex, oid, sequence, tlv, tlvOf } from './der.ts';
-import { namedCurveOf, signingParams, subtle, x509 } from './x509.ts';
+import { integerFromHex, oid, sequence, time, tlv, tlvOf } from './der.ts';
+import { signatureAlgorithmDer, signingParams, subtle, x509 } from './x509.ts';
 
 export type RevocationReason = 'superseded' | 'cessationOfOperation' | 'certificateHold' | 'keyCompromise' | 'unspecified';
 
@@ -85,18 +85,11 @@ function caParts(ca: Ca): Promise<CaParts> {
   let parts = partsOf.get(ca);
   if (!parts) {
     parts = (async () => {
-      const alg = ca.key.algorithm;
-      const algorithm =
-        alg.name === 'ECDSA'
-          ? sequence(oid({ 'P-384': '1.2.840.10045.4.3.3', 'P-521': '1.2.840.10045.4.3.4' }[namedCurveOf(alg) ?? ''] ?? '1.2.840.10045.4.3.2'))
-          : alg.name === 'Ed25519'
-            ? sequence(oid('1.3.101.112'))
-            : sequence(oid('1.2.840.113549.1.1.11'), derNull);
       return {
-        algorithm,
+        algorithm: signatureAlgorithmDer(ca.key),
         issuer: Buffer.from(ca.certificate.subjectName.toArrayBuffer()),
         authorityKeyIdentifier: Buffer.from((await x509.AuthorityKeyIdentifierExtension.create(ca.certificate)).rawData),
-        ecdsa: alg.name === 'ECDSA',
+        ecdsa: ca.key.algorithm.name === 'ECDSA',
       };
     })();
     partsOf.set(ca, parts);
@@ -146,14 +139,6 @@ function reasonExtension(code: number): Buffer {
 }
 
 // --- DER ---------------------------------------------------------------------------------------
-
-/** UTCTime through 2049, GeneralizedTime after (RFC 5280 4.1.2.5), to the second. */
-function time(d: Date): Buffer {
-  const iso = d.toISOString();
-  const digits = iso.slice(0, 19).replace(/[-T:]/g, '');
-  const year = d.getUTCFullYear();
-  return year >= 1950 && year < 2050 ? tlv(0x17, Buffer.from(`${digits.slice(2)}Z`, 'ascii')) : tlv(0x18, Buffer.from(`${digits}Z`, 'ascii'));
-}
 
 /** WebCrypto's ECDSA signature (r ‖ s, fixed width) as the DER SEQUENCE X.509 carries. */
 function ecdsaSignatureDer(raw: Buffer): Buffer {

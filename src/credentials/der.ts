@@ -1,8 +1,9 @@
-// DER, by hand, for the two structures the operator encodes itself: the CRL (whose entries
-// are encoded once and re-signed by concatenation) and the PKCS#12 bundle. Writing is a few
-// tag-length-value helpers over Buffers; reading (to open a bundle in `inspect`) walks the
-// same TLVs and refuses anything truncated or indefinite-length, which DER never produces.
-// Certificates themselves stay with @peculiar/x509: this is not a general ASN.1 library.
+// DER, by hand, for the structures the operator encodes itself: the CRL (whose entries are
+// encoded once and re-signed by concatenation), the PKCS#12 bundle and the TBSCertificate of
+// a client certificate (tbs.ts). Writing is a few tag-length-value helpers over Buffers;
+// reading (to open a bundle in `inspect`, to copy a CA's name) walks the same TLVs and refuses
+// anything truncated or indefinite-length, which DER never produces. The CA certificate and
+// serving certificates stay with @peculiar/x509: this is not a general ASN.1 library.
 
 export function tlv(tag: number, ...content: Buffer[]): Buffer {
   return tlvOf(tag, content);
@@ -42,6 +43,13 @@ export const integer = (n: number) => integerFromHex(n.toString(16));
 
 /** A BMPString (UTF-16BE), as PKCS#12 friendly names are. */
 export const bmpString = (s: string) => tlv(0x1e, Buffer.from(s, 'utf16le').swap16());
+
+/** UTCTime through 2049, GeneralizedTime after (RFC 5280 4.1.2.5), to the second (milliseconds dropped). */
+export function time(d: Date): Buffer {
+  const digits = d.toISOString().slice(0, 19).replace(/[-T:]/g, '');
+  const year = d.getUTCFullYear();
+  return year >= 1950 && year < 2050 ? tlv(0x17, Buffer.from(`${digits.slice(2)}Z`, 'ascii')) : tlv(0x18, Buffer.from(`${digits}Z`, 'ascii'));
+}
 
 export function oid(dotted: string): Buffer {
   const [a, b, ...rest] = dotted.split('.').map(Number);

@@ -1,6 +1,7 @@
 // The X.509 library (@peculiar/x509) on Node's WebCrypto, and the key algorithms offered.
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
+import { derNull, oid, sequence } from './der.ts';
 
 // Node's WebCrypto is the global `crypto` (the same object as node:crypto's webcrypto), typed
 // as the DOM's, which the X.509 and PKCS#12 libraries are written against.
@@ -24,6 +25,21 @@ export function signingParams(key: CryptoKey): Algorithm | EcdsaParams | RsaHash
   return { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
 }
 
+/** The AlgorithmIdentifier (DER) of what `key` signs with, as `signingParams` chooses it. */
+export function signatureAlgorithmDer(key: CryptoKey): Buffer {
+  const alg = key.algorithm;
+  if (alg.name === 'ECDSA') return sequence(oid({ 'P-384': '1.2.840.10045.4.3.3', 'P-521': '1.2.840.10045.4.3.4' }[namedCurveOf(alg) ?? ''] ?? '1.2.840.10045.4.3.2'));
+  if (alg.name === 'Ed25519') return sequence(oid('1.3.101.112'));
+  return sequence(oid('1.2.840.113549.1.1.11'), derNull); // sha256WithRSAEncryption: parameters NULL (RFC 4055)
+}
+
+/** The digest node:crypto's sign() takes for `key` (null for Ed25519, which hashes itself), as `signingParams` chooses it. */
+export function signingHash(key: CryptoKey): string | null {
+  const alg = key.algorithm;
+  if (alg.name === 'ECDSA') return { 'P-384': 'sha384', 'P-521': 'sha512' }[namedCurveOf(alg) ?? ''] ?? 'sha256';
+  return alg.name === 'Ed25519' ? null : 'sha256';
+}
+
 const usages = ['sign', 'verify'] as const;
 
 /** A key pair of this algorithm and size (RSA: RSASSA-PKCS1-v1_5 with SHA-256). */
@@ -33,12 +49,16 @@ export async function generateKeys(algorithm: KeyAlgorithm, size?: number): Prom
       return subtle.generateKey({ name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength: size ?? 2048 }, true, usages);
     case 'Ed25519':
       return subtle.generateKey({ name: 'Ed25519' }, true, usages);
-    case 'ECDSA': {
-      const curve = { 256: 'P-256', 384: 'P-384', 521: 'P-521' }[size ?? 256];
-      if (!curve) throw new Error(`ECDSA key size must be 256, 384 or 521, not ${size}`);
-      return subtle.generateKey({ name: 'ECDSA', namedCurve: curve }, true, usages);
-    }
+    case 'ECDSA':
+      return subtle.generateKey({ name: 'ECDSA', namedCurve: ecCurve(size) }, true, usages);
   }
+}
+
+/** The curve of an ECDSA key of `size` bits (default 256). */
+export function ecCurve(size?: number): string {
+  const curve = { 256: 'P-256', 384: 'P-384', 521: 'P-521' }[size ?? 256];
+  if (!curve) throw new Error(`ECDSA key size must be 256, 384 or 521, not ${size}`);
+  return curve;
 }
 
 export async function privateKeyPem(key: CryptoKey): Promise<string> {

@@ -4,7 +4,7 @@
 // webhook. Go matches an issuer to its CA byte for byte, so this fails if the operator
 // re-encodes the CA's name (UTF8String → PrintableString, a multi-valued RDN split) in what it
 // issues — where openssl, comparing names loosely, still says OK (issue 21, item 1).
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -20,30 +20,19 @@ import { testLogger } from '../logs.ts';
 import { freePort } from '../net.ts';
 import { api, decodeSecret, testAccount } from '../operator.ts';
 import { callerCa, writeCertificate } from '../callers.ts';
+import { opensslCa, printable } from '../openssl.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'byo-ca-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-/** A CA as `openssl req -x509` makes it with these subject options (OpenSSL 3's defaults otherwise). */
-async function opensslCa(slug: string, subject: string[]): Promise<{ certPem: string; keyPem: string; certFile: string }> {
-  const key = path.join(dir, `${slug}.key`);
-  const certFile = path.join(dir, `${slug}.crt`);
-  const config = path.join(dir, `${slug}.cnf`);
-  writeFileSync(config, '[req]\ndistinguished_name=dn\nstring_mask=default\nprompt=no\n[dn]\n');
-  const made = await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', certFile, '-days', '30', ...subject.map((a) => (a === 'PRINTABLE' ? config : a)),
-    '-addext', 'basicConstraints=critical,CA:true', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
-  if (!made.ok) throw new Error(made.err);
-  return { certPem: readFileSync(certFile, 'utf8'), keyPem: readFileSync(key, 'utf8'), certFile };
-}
 
 describe.each([
   ['OpenSSL 3 defaults (UTF8String)', 'utf8', ['-subj', '/C=DE/O=Example Platform/CN=Platform Root CA']],
   ['a multi-valued RDN', 'multi', ['-multivalue-rdn', '-subj', '/O=Example Platform+OU=Trust/CN=Platform Root CA']],
   // string_mask=default: PrintableString where the value allows it (OpenSSL 1.x's habit).
-  ['PrintableString', 'printable', ['-subj', '/C=DE/O=Example Platform/CN=Platform Root CA', '-config', 'PRINTABLE']],
+  ['PrintableString', 'printable', ['-subj', '/C=DE/O=Example Platform/CN=Platform Root CA', '-config', printable]],
 ] as const)('a CA brought by the platform: %s', (_what, slug, subject) => {
   it('a kube-apiserver accepts the token (its webhook verifies the operator\'s serving certificate) and the client certificate', { timeout: 180_000 }, async () => {
-    const ca = await opensslCa(slug, [...subject]);
+    const ca = await opensslCa(dir, slug, [...subject]);
     const webhookCa = await callerCa(`webhook CA ${slug}`);
     const webhookCert = writeCertificate(path.join(dir, slug), 'webhook', await webhookCa.issue('kube-apiserver'));
     const port = await freePort();
