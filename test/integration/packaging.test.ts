@@ -233,7 +233,7 @@ describe('the Helm chart', () => {
       expect(d.replicas).toBe(2);
       expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
       expect(pod.containers[0]!.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
-      expect(pod.containers[0]!.resources).toMatchObject({ requests: { cpu: '50m', memory: '512Mi' }, limits: { memory: '1Gi' } });
+      expect(pod.containers[0]!.resources).toMatchObject({ requests: { cpu: '50m', memory: '256Mi' }, limits: { memory: '640Mi' } });
     }
     expect(byMode('controller').template.spec.containers[0]!.args).toContain('--leader-elect');
     expect(byMode('controller').template.spec.containers[0]!.args.some((a) => a.startsWith('--verify-'))).toBe(false);
