@@ -81,7 +81,7 @@ export async function issueClientCertificate(ca: Ca, request: ClientCertificateR
   const signature = sign(signingHash(ca.key), tbs, caKeyObject(ca));
   const der = sequence(tbs, issuer.signatureAlgorithm, tlv(0x03, Buffer.from([0]), signature));
   return {
-    certPem: certificatePem(der),
+    certPem: x509.PemConverter.encode(new Uint8Array(der), 'CERTIFICATE'),
     keyPem: keys.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
     serialNumber, notBefore, notAfter,
     sha256: createHash('sha256').update(der).digest('hex'),
@@ -89,14 +89,6 @@ export async function issueClientCertificate(ca: Ca, request: ClientCertificateR
 }
 
 const wholeSeconds = (d: Date) => new Date(Math.floor(d.getTime() / 1000) * 1000);
-
-/** PEM as @peculiar/x509 writes it: 64-character lines, no newline after the last. */
-function certificatePem(der: Buffer): string {
-  const b64 = der.toString('base64');
-  const lines: string[] = [];
-  for (let i = 0; i < b64.length; i += 64) lines.push(b64.slice(i, i + 64));
-  return `-----BEGIN CERTIFICATE-----\n${lines.join('\n')}\n-----END CERTIFICATE-----`;
-}
 
 /** The facts status and renewal need, read from a PEM certificate. */
 export function describeCertificate(pem: string) {

@@ -33,11 +33,10 @@ export function signatureAlgorithmDer(key: CryptoKey): Buffer {
   return sequence(oid('1.2.840.113549.1.1.11'), derNull); // sha256WithRSAEncryption: parameters NULL (RFC 4055)
 }
 
-/** The digest node:crypto's sign() takes for `key` (null for Ed25519, which hashes itself), as `signingParams` chooses it. */
+/** The digest node:crypto's sign() takes for `key` (null for Ed25519, which hashes itself): `signingParams`' hash. */
 export function signingHash(key: CryptoKey): string | null {
-  const alg = key.algorithm;
-  if (alg.name === 'ECDSA') return { 'P-384': 'sha384', 'P-521': 'sha512' }[namedCurveOf(alg) ?? ''] ?? 'sha256';
-  return alg.name === 'Ed25519' ? null : 'sha256';
+  const params = signingParams(key);
+  return 'hash' in params ? String(params.hash).replace('-', '').toLowerCase() : null;
 }
 
 const usages = ['sign', 'verify'] as const;

@@ -17,7 +17,8 @@ const values = z.object({
   resources: z.object({ requests: z.object({ memory: quantity }), limits: z.object({ memory: quantity }) }),
 });
 
-const bytes = (q: string) => Number(q.slice(0, -2)) * (q.endsWith('Gi') ? 2 ** 30 : 2 ** 20);
+/** A Kubernetes memory quantity in Mi or Gi, in bytes. */
+export const quantityBytes = (q: string) => Number(q.slice(0, -2)) * (q.endsWith('Gi') ? 2 ** 30 : 2 ** 20);
 
 export interface ChartRuntime {
   /** The Node flags the image's ENTRYPOINT passes before dist/main.js. */
@@ -51,7 +52,7 @@ export function chartRuntime(): ChartRuntime {
     ...imageRuntime(),
     nodeOptions: nodeOptionsOf(v),
     logLevel: v.logLevel,
-    memoryRequestBytes: bytes(v.resources.requests.memory),
-    memoryLimitBytes: bytes(v.resources.limits.memory),
+    memoryRequestBytes: quantityBytes(v.resources.requests.memory),
+    memoryLimitBytes: quantityBytes(v.resources.limits.memory),
   };
 }

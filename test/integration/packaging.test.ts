@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { KubeClient, isConflict } from '../../src/controller/kube.ts';
 import { repoRoot } from '../cluster/controlplane.ts';
 import { helmBinary } from '../helm/helm.ts';
-import { chartRuntime } from '../image/runtime.ts';
+import { chartRuntime, quantityBytes } from '../image/runtime.ts';
 import { eventually, kubeConfig, useNamespace, run } from '../kube.ts';
 
 const ns = useNamespace('chart');
@@ -302,7 +302,6 @@ describe('kustomize', () => {
     const runtime = chartRuntime();
     expect(runtime.nodeOptions).toBe(heap(chart_.out));
     const resources = container(chart_.out).resources as { requests: { memory: string }; limits: { memory: string } };
-    const bytes = (q: string) => Number(q.slice(0, -2)) * (q.endsWith('Gi') ? 2 ** 30 : 2 ** 20);
-    expect([runtime.memoryRequestBytes, runtime.memoryLimitBytes]).toEqual([bytes(resources.requests.memory), bytes(resources.limits.memory)]);
+    expect([runtime.memoryRequestBytes, runtime.memoryLimitBytes]).toEqual([quantityBytes(resources.requests.memory), quantityBytes(resources.limits.memory)]);
   });
 });

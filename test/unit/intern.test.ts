@@ -43,9 +43,23 @@ describe('interned strings', () => {
     expect(intern(message)).toBe(message);
   });
 
-  it('are what the ServiceUser and Secret caches keep', () => {
-    const su = typedServiceUser({ apiVersion: 'serviceusers.dev/v1alpha1', kind: 'ServiceUser', metadata: { name: 'a', namespace: 'n' }, spec: { email: 'a@example.com', accounts: ['x'] } });
-    expect(su.valid).toBe(true);
-    expect(secretEntry({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 's', namespace: 'n', managedFields: [{}], labels: { a: 'b' } } })).toEqual({ metadata: { name: 's', namespace: 'n', labels: { a: 'b' } } });
+  it('are what the ServiceUser and Secret caches keep: the same annotation in 10,000 of them costs its bytes once', () => {
+    // The same structure either way; only whether the 100-character value repeats differs.
+    const note = (i: number, same: boolean) => (same ? message : `${message.slice(0, -6)}${String(i).padStart(6, '0')}`);
+    const cached = (same: boolean) => {
+      const before = heapUsed();
+      const entries: unknown[] = [];
+      for (let i = 0; i < 10_000; i++) {
+        const meta = { name: `su-${i}`, namespace: 'team', annotations: { note: note(i, same) } };
+        entries.push(typedServiceUser(JSON.parse(JSON.stringify({ apiVersion: 'serviceusers.dev/v1alpha1', kind: 'ServiceUser', metadata: meta, spec: { email: 'a@example.com', accounts: ['x'] } }))));
+        entries.push(secretEntry(JSON.parse(JSON.stringify({ apiVersion: 'v1', kind: 'Secret', metadata: meta }))));
+      }
+      const grown = heapUsed() - before;
+      expect(entries).toHaveLength(20_000);
+      return grown;
+    };
+    const distinct = cached(false);
+    const repeated = cached(true);
+    expect(distinct - repeated, `${distinct} vs ${repeated}`).toBeGreaterThan(20_000 * 80);
   });
 });
